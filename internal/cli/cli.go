@@ -1,0 +1,129 @@
+// Package cli wraps kong so that every binary in the suite parses its
+// arguments without ever calling os.Exit itself and with exit codes that
+// Nagios understands (0-3). kong's own defaults would exit 80 on a usage
+// error and 0 on --help, which a monitoring engine reads as nonsense or OK.
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"runtime/debug"
+	"strings"
+
+	"github.com/alecthomas/kong"
+)
+
+// Nagios plugin exit codes.
+const (
+	OK       = 0
+	Warning  = 1
+	Critical = 2
+	Unknown  = 3
+)
+
+// App describes the binary being parsed.
+type App struct {
+	Name        string
+	Description string
+	Version     string // full line printed by -V/--version
+	Stdout      io.Writer
+	Stderr      io.Writer
+	// InfoExit is the exit code for --help and --version. monitoring-plugins
+	// exit 3 (UNKNOWN) there; daemons conventionally exit 0.
+	InfoExit int
+}
+
+// ExitRequest is returned when parsing already produced the whole answer
+// (--help or --version was printed) and the caller should exit with Code.
+type ExitRequest struct{ Code int }
+
+func (e *ExitRequest) Error() string { return fmt.Sprintf("exit %d requested", e.Code) }
+
+// UsageError is a malformed command line. Plugins print it as a one-line
+// "UNKNOWN - ..." and exit 3.
+type UsageError struct{ Err error }
+
+func (e *UsageError) Error() string { return e.Err.Error() }
+func (e *UsageError) Unwrap() error { return e.Err }
+
+// exitSentinel carries kong's Exit call out of the parser: kong expects
+// Exit never to return, so we unwind with a panic and recover it below.
+type exitSentinel struct{ code int }
+
+// Parse parses args into grammar (a kong struct). It never exits the
+// process. Errors are *ExitRequest or *UsageError.
+func Parse(app App, grammar any, args []string, opts ...kong.Option) (kctx *kong.Context, err error) {
+	base := []kong.Option{
+		kong.Name(app.Name),
+		kong.Description(app.Description),
+		kong.Writers(app.Stdout, app.Stderr),
+		kong.Vars{"version": app.Version},
+		kong.Exit(func(code int) { panic(exitSentinel{code}) }),
+		kong.ConfigureHelp(kong.HelpOptions{Compact: true, NoExpandSubcommands: false}),
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			s, ok := r.(exitSentinel)
+			if !ok {
+				panic(r)
+			}
+			code := s.code
+			if code == 0 {
+				code = app.InfoExit
+			} else {
+				code = Unknown
+			}
+			kctx, err = nil, &ExitRequest{Code: code}
+		}
+	}()
+	parser, err := kong.New(grammar, append(base, opts...)...)
+	if err != nil {
+		// A broken grammar is a programming error; still report it as usage.
+		return nil, &UsageError{Err: err}
+	}
+	kctx, err = parser.Parse(args)
+	if err != nil {
+		return nil, &UsageError{Err: err}
+	}
+	return kctx, nil
+}
+
+// OneLine flattens an error message to a single line, as Nagios shows only
+// the first line of plugin output in its overviews.
+func OneLine(s string) string {
+	s = strings.ReplaceAll(s, "\r", " ")
+	s = strings.ReplaceAll(s, "\n", " ")
+	s = strings.ReplaceAll(s, "|", "/")
+	return strings.TrimSpace(s)
+}
+
+// PluginExit turns a Parse error into the plugin's answer: help/version
+// exit with their code, a usage error prints "UNKNOWN - ..." and exits 3.
+func PluginExit(stdout io.Writer, err error) int {
+	var er *ExitRequest
+	if errors.As(err, &er) {
+		return er.Code
+	}
+	fmt.Fprintf(stdout, "UNKNOWN - %s\n", OneLine(err.Error()))
+	return Unknown
+}
+
+// Guard runs fn and converts a panic into UNKNOWN with a one-line message
+// on stdout and the stack on stderr. A plugin that crashes must never be
+// read as CRITICAL: that would restart a healthy worker.
+func Guard(stdout, stderr io.Writer, fn func() int) (code int) {
+	defer func() {
+		if r := recover(); r != nil {
+			fmt.Fprintf(stdout, "UNKNOWN - internal error: %s\n", OneLine(fmt.Sprint(r)))
+			fmt.Fprintf(stderr, "panic: %v\n%s", r, debug.Stack())
+			code = Unknown
+		}
+	}()
+	code = fn()
+	if code < OK || code > Unknown {
+		fmt.Fprintf(stderr, "exit code %d out of range, reporting UNKNOWN\n", code)
+		return Unknown
+	}
+	return code
+}
