@@ -1,0 +1,35 @@
+// Package status defines the status contract a worker serves and
+// check_worker reads (docs/status-contract.md). Any worker in any language
+// can implement it; demo_worker serves it with these very types.
+package status
+
+import "time"
+
+// Document is the JSON body of a worker's status endpoint. Only Status is
+// required; every other field is optional and checked only when present.
+type Document struct {
+	Status    string     `json:"status"`               // ok | warning | critical | unknown (any case)
+	Message   string     `json:"message,omitempty"`    // one human line
+	Heartbeat *time.Time `json:"heartbeat,omitempty"`  // last moment the worker made progress
+	StartedAt *time.Time `json:"started_at,omitempty"` // process start, for uptime
+	Version   string     `json:"version,omitempty"`
+	Checks    []Check    `json:"checks,omitempty"`
+	Metrics   []Metric   `json:"metrics,omitempty"`
+}
+
+// Check is one sub-check the worker ran on itself (database, disk, ...).
+type Check struct {
+	Name    string `json:"name"`
+	Status  string `json:"status"`
+	Message string `json:"message,omitempty"`
+}
+
+// Metric is one number the worker reports; it becomes perfdata and can be
+// given thresholds with check_worker --metric.
+type Metric struct {
+	Name  string   `json:"name"`
+	Value float64  `json:"value"`
+	UOM   string   `json:"uom,omitempty"`
+	Min   *float64 `json:"min,omitempty"`
+	Max   *float64 `json:"max,omitempty"`
+}
