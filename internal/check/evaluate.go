@@ -1,0 +1,167 @@
+package check
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	nagios "github.com/atc0005/go-nagios"
+
+	"github.com/selfheal/selfheal/internal/status"
+	"github.com/selfheal/selfheal/internal/thresholds"
+)
+
+// item is one judged fact. Non-OK items make up line 1 (summary); long
+// lines are the sub-check listing under it.
+type item struct {
+	state   status.State
+	summary string // shown on line 1 when state is not OK
+	long    bool   // also listed as a long-output line "[STATE] summary"
+}
+
+// evaluation is everything judged from a status document.
+type evaluation struct {
+	items []item
+	info  string                   // version/uptime/heartbeat line, "" if none of them
+	msg   string                   // the worker's own message (sanitised)
+	own   []nagios.PerformanceData // heartbeat_age, uptime
+	perf  []nagios.PerformanceData // the worker's metrics
+}
+
+// evaluate applies the precedence rule of docs/status-contract.md: the
+// overall state is the worst of the worker's status, its checks, the
+// metric thresholds, the heartbeat age and the uptime.
+func evaluate(cfg Config, d *status.Document, now time.Time) evaluation {
+	var ev evaluation
+	ev.msg = clean(d.Message, 200)
+
+	st, _ := status.ParseState(d.Status) // validated by status.Parse
+	if st != status.OK {
+		s := "worker reports " + st.String()
+		if ev.msg != "" {
+			s += ": " + ev.msg
+		}
+		ev.items = append(ev.items, item{state: st, summary: s})
+	}
+	for _, c := range d.Checks {
+		cs, _ := status.ParseState(c.Status)
+		s := "check " + clean(c.Name, 60) + " " + cs.String()
+		if m := clean(c.Message, 160); m != "" {
+			s += ": " + m
+		}
+		ev.items = append(ev.items, item{state: cs, summary: s, long: true})
+	}
+
+	var info []string
+	if v := clean(d.Version, 40); v != "" {
+		info = append(info, "version "+v)
+	}
+	if d.StartedAt != nil {
+		up := now.Sub(*d.StartedAt).Truncate(time.Second)
+		if up < 0 {
+			up = 0 // clock skew between hosts: a start in the future is "just now"
+		}
+		info = append(info, "up "+up.String())
+		pd := perfSeconds("uptime", up, "", "")
+		if cfg.MinUptime > 0 {
+			pd.Warn = seconds(cfg.MinUptime) + ":"
+			if up < cfg.MinUptime {
+				ev.items = append(ev.items, item{state: status.Warning,
+					summary: fmt.Sprintf("up only %s (min-uptime %s): restarted recently", up, cfg.MinUptime)})
+			}
+		}
+		ev.own = append(ev.own, pd)
+	} else if cfg.MinUptime > 0 {
+		ev.items = append(ev.items, item{state: status.Unknown,
+			summary: "no started_at in the status document (--min-uptime needs it)"})
+	}
+	if d.Heartbeat != nil {
+		age := now.Sub(*d.Heartbeat).Truncate(time.Millisecond)
+		if age < 0 {
+			age = 0
+		}
+		info = append(info, "heartbeat "+age.Truncate(time.Second).String()+" ago")
+		ev.own = append(ev.own, perfSeconds("heartbeat_age", age, seconds(cfg.MaxAgeWarn), seconds(cfg.MaxAgeCrit)))
+		switch {
+		case cfg.MaxAgeCrit > 0 && age > cfg.MaxAgeCrit:
+			ev.items = append(ev.items, item{state: status.Critical,
+				summary: fmt.Sprintf("heartbeat %s old (critical above %s): worker stopped making progress", age.Truncate(time.Second), cfg.MaxAgeCrit)})
+		case cfg.MaxAgeWarn > 0 && age > cfg.MaxAgeWarn:
+			ev.items = append(ev.items, item{state: status.Warning,
+				summary: fmt.Sprintf("heartbeat %s old (warning above %s)", age.Truncate(time.Second), cfg.MaxAgeWarn)})
+		}
+	} else if cfg.MaxAgeWarn > 0 || cfg.MaxAgeCrit > 0 {
+		ev.items = append(ev.items, item{state: status.Unknown,
+			summary: "no heartbeat in the status document (--max-age needs it)"})
+	}
+	ev.info = strings.Join(info, ", ")
+
+	rules := map[string]thresholds.Pair{}
+	for _, r := range cfg.Metrics {
+		rules[r.Name] = r.Pair
+	}
+	seen := map[string]bool{}
+	for _, m := range d.Metrics {
+		p, ruled := rules[m.Name]
+		if ruled && !seen[m.Name] {
+			seen[m.Name] = true
+			lvl := status.State(p.Evaluate(m.Value))
+			s := fmt.Sprintf("metric %s=%s%s", clean(m.Name, 60), number(m.Value), uom(m.UOM))
+			if lvl != status.OK {
+				s += " breaks " + strings.ToLower(lvl.String()) + " range " + rangeFor(p, lvl)
+			}
+			ev.items = append(ev.items, item{state: lvl, summary: s, long: true})
+		}
+		pd := nagios.PerformanceData{Label: m.Name, Value: number(m.Value), UnitOfMeasurement: uom(m.UOM)}
+		if ruled {
+			pd.Warn, pd.Crit = p.WarnString(), p.CritString()
+		}
+		if m.Min != nil {
+			pd.Min = number(*m.Min)
+		}
+		if m.Max != nil {
+			pd.Max = number(*m.Max)
+		}
+		ev.perf = append(ev.perf, pd)
+	}
+	for _, r := range cfg.Metrics {
+		if !seen[r.Name] {
+			ev.items = append(ev.items, item{state: status.Unknown, long: true,
+				summary: "metric " + clean(r.Name, 60) + " not reported by the worker"})
+		}
+	}
+	return ev
+}
+
+func rangeFor(p thresholds.Pair, l status.State) string {
+	if l == status.Critical {
+		return p.CritString()
+	}
+	return p.WarnString()
+}
+
+// number renders a perfdata value: plain decimal, never exponent notation.
+func number(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
+
+func seconds(d time.Duration) string {
+	if d <= 0 {
+		return ""
+	}
+	return strconv.FormatFloat(d.Seconds(), 'f', -1, 64)
+}
+
+func perfSeconds(label string, d time.Duration, warn, crit string) nagios.PerformanceData {
+	return nagios.PerformanceData{Label: label, Value: strconv.FormatFloat(d.Seconds(), 'f', 6, 64),
+		UnitOfMeasurement: "s", Warn: warn, Crit: crit, Min: "0"}
+}
+
+// uom keeps only the units the plugin guidelines define; anything else
+// is dropped rather than breaking the perfdata parser of the graphing tool.
+func uom(u string) string {
+	switch u {
+	case "", "s", "ms", "us", "%", "B", "KB", "MB", "GB", "TB", "c":
+		return u
+	}
+	return ""
+}
