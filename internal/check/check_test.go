@@ -504,20 +504,19 @@ func TestSanitise(t *testing.T) {
 	defer srv.Close()
 	res := run(t, Config{URL: srv.URL}, Deps{})
 	line1, rest, _ := strings.Cut(res.Output, "\n")
-	text, _, _ := strings.Cut(line1, "|")
+	text, perf, ok := strings.Cut(line1, "|")
+	if !ok || strings.Contains(perf, "|") {
+		t.Fatalf("line 1 must be TEXT | perfdata with exactly one '|': %q", res.Output)
+	}
 	if strings.ContainsAny(text, "\r\t\x00") {
 		t.Errorf("control characters in line 1: %q", line1)
 	}
 	if !strings.Contains(text, "a/b c d e f") {
 		t.Errorf("line 1 not sanitised as expected: %q", line1)
 	}
-	// Every long-output line is text, the perfdata after the last "|".
-	body2, perf, ok := strings.Cut(rest, "|")
-	if !ok || strings.Contains(perf, "|") {
-		t.Fatalf("perfdata must follow exactly one '|' after the long output: %q", res.Output)
-	}
-	if strings.Contains(body2, "\r") {
-		t.Errorf("CR in long output: %q", body2)
+	// The long output is text only: a "|" there would start more perfdata.
+	if strings.ContainsAny(rest, "|\r") {
+		t.Errorf("'|' or CR in long output: %q", rest)
 	}
 	if !strings.Contains(perf, "'it_s___a_b'=1;;;;") {
 		t.Errorf("metric label not sanitised or bad UOM kept: %q", perf)
@@ -541,8 +540,11 @@ func TestOutputBounded(t *testing.T) {
 		t.Errorf("state %v", res.State)
 	}
 	line1, _, _ := strings.Cut(res.Output, "\n")
-	if len(line1) > 400 {
-		t.Errorf("line 1 is %d bytes", len(line1))
+	if text, _, _ := strings.Cut(line1, "|"); len(text) > 400 {
+		t.Errorf("line 1's text is %d bytes", len(text))
+	}
+	if len(res.Output) >= 8192 {
+		t.Errorf("output is %d bytes, Nagios keeps 8192", len(res.Output))
 	}
 	if !strings.Contains(res.Output, "more lines cut") || !strings.Contains(res.Output, "left out to stay under the output limit") {
 		t.Errorf("no truncation note:\n%s", res.Output)

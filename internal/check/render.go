@@ -91,13 +91,19 @@ func render(cfg Config, ev evaluation, tm timings, answered bool) Result {
 	p.SkipOSExit()
 	p.SetOutputTarget(&buf)
 	p.ServiceOutput = line1
-	p.LongServiceOutput = long
 	p.ExitStatusCode = int(state)
 	// Labels are sanitised and values formatted by us; go-nagios'
 	// validator rejects valid ranges such as "0.5" or "-1:".
 	_ = p.AddPerfData(true, perf...)
 	p.ReturnCheckResults()
-	return Result{State: state, Output: buf.String()}
+	// go-nagios would put perfdata after the long output; we keep it on
+	// line 1 ("TEXT | perfdata") where every engine and graphing add-on
+	// looks first, and put the sub-checks on the lines after it.
+	out := buf.String()
+	if long != "" {
+		out += long + nagios.CheckOutputEOL
+	}
+	return Result{State: state, Output: out}
 }
 
 // fitLines joins lines with go-nagios' line end, cutting the tail when it
