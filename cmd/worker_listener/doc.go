@@ -1,0 +1,31 @@
+// Command worker_listener is the selfheal agent that runs on each worker
+// host. It accepts authenticated requests from handle_worker (the Nagios
+// event handler) and runs the allow-listed action the request names:
+// restart, start, stop or status of a configured service. Nothing from the
+// wire ever reaches a command line or a shell.
+//
+// Usage:
+//
+//	worker_listener serve --config FILE          # TCP daemon (default port 5690)
+//	worker_listener inetd --config FILE [--log-file FILE]
+//	worker_listener genkey --id ID --out FILE     # new key file, mode 0600
+//	worker_listener check-config --config FILE    # validate and exit
+//	worker_listener -V | --version
+//
+// serve listens on the config's listen address, or on the sockets systemd
+// passes (LISTEN_FDS/LISTEN_PID, Accept=no). SIGTERM stops accepting and
+// waits up to shutdown_grace for running actions, then kills them. SIGHUP
+// reloads the config, keys, TLS files and audit log; a config that fails
+// validation is refused and the running one stays.
+//
+// inetd serves one connection on stdin/stdout, as xinetd (or a systemd
+// socket with Accept=yes) starts it; stdin, stdout and stderr are the
+// socket there, so the operational log goes to --log-file and the config
+// must name an audit_log file.
+//
+// The protocol is in docs/protocol.md, the threat model in
+// docs/security.md, and a commented sample config, xinetd service and
+// systemd units in nagios-config/listener/.
+//
+// Exit codes: 0 clean stop, 1 runtime or config error, 2 usage error.
+package main

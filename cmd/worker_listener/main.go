@@ -1,0 +1,214 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/alecthomas/kong"
+	"github.com/rs/zerolog"
+
+	"github.com/selfheal/selfheal/internal/cli"
+	"github.com/selfheal/selfheal/internal/listener"
+	"github.com/selfheal/selfheal/internal/protocol"
+	"github.com/selfheal/selfheal/internal/version"
+)
+
+type grammar struct {
+	Version     kong.VersionFlag `short:"V" help:"Print the version and exit."`
+	Serve       serveCmd         `cmd:"" default:"withargs" help:"Run the TCP daemon (systemd socket activation when LISTEN_FDS is set)."`
+	Inetd       inetdCmd         `cmd:"" help:"Serve one connection on stdin/stdout, as xinetd or a systemd Accept=yes socket runs it."`
+	Genkey      genkeyCmd        `cmd:"" help:"Generate a key file (mode 0600) for the listener and its clients."`
+	CheckConfig checkConfigCmd   `cmd:"" name:"check-config" help:"Validate a config file and its keys, actions and TLS files, then exit."`
+}
+
+type serveCmd struct {
+	Config string `short:"c" required:"" type:"path" help:"Config file (YAML)."`
+}
+type inetdCmd struct {
+	Config  string `short:"c" required:"" type:"path" help:"Config file (YAML)."`
+	LogFile string `type:"path" help:"Operational log file (stdin/stdout/stderr are the socket, so nothing is logged there)."`
+}
+type genkeyCmd struct {
+	ID  string `required:"" help:"Key id (a-z 0-9 . _ -), e.g. the Nagios server's name."`
+	Out string `required:"" type:"path" help:"File to create with mode 0600 (never overwritten)."`
+}
+type checkConfigCmd struct {
+	Config string `short:"c" required:"" type:"path" help:"Config file (YAML)."`
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	var g grammar
+	app := cli.App{
+		Name:        "worker_listener",
+		Description: "The selfheal agent: runs allow-listed restart actions for authenticated requests.",
+		Version:     version.String("worker_listener"),
+		Stdout:      stdout, Stderr: stderr, InfoExit: 0,
+	}
+	kctx, err := cli.Parse(app, &g, args)
+	if err != nil {
+		var er *cli.ExitRequest
+		if errors.As(err, &er) {
+			return er.Code
+		}
+		fmt.Fprintf(stderr, "worker_listener: %s\n", err)
+		return 2
+	}
+	switch kctx.Command() {
+	case "genkey":
+		return genkey(g.Genkey, stdout, stderr)
+	case "check-config":
+		return checkConfig(g.CheckConfig.Config, stdout, stderr)
+	case "inetd":
+		return inetd(g.Inetd)
+	default:
+		return serve(g.Serve.Config, stderr)
+	}
+}
+
+func genkey(c genkeyCmd, stdout, stderr io.Writer) int {
+	k, err := protocol.GenerateKey(c.ID)
+	if err == nil {
+		err = protocol.WriteKeyFile(c.Out, k)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "worker_listener genkey: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "wrote key %q to %s (mode 0600); copy it to the Nagios server and list it under keys: in the listener config\n", k.ID, c.Out)
+	return 0
+}
+
+func checkConfig(path string, stdout, stderr io.Writer) int {
+	cfg, err := listener.Load(path)
+	if err != nil {
+		fmt.Fprintf(stderr, "worker_listener: config refused:\n%v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "config OK: listen %s, keys %s, %d service(s)\n", cfg.Listen, strings.Join(cfg.KeyIDs(), ","), len(cfg.Services))
+	return 0
+}
+
+func serve(path string, stderr io.Writer) int {
+	log := zerolog.New(stderr).With().Timestamp().Str("component", "worker_listener").Logger()
+	cfg, err := listener.Load(path)
+	if err != nil {
+		log.Error().Msg("config refused: " + err.Error())
+		return 1
+	}
+	lns, err := listeners(cfg.Listen)
+	if err != nil {
+		log.Error().Err(err).Msg("listen")
+		return 1
+	}
+	srv, err := listener.NewServer(cfg, listener.Deps{Log: log})
+	if err != nil {
+		log.Error().Err(err).Msg("start")
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		for range hup {
+			nc, err := listener.Load(path)
+			if err == nil {
+				err = srv.Reload(nc)
+			}
+			if err != nil {
+				log.Error().Msg("reload refused, keeping the running config: " + err.Error())
+				continue
+			}
+			log.Info().Strs("keys", nc.KeyIDs()).Int("services", len(nc.Services)).Msg("config reloaded")
+		}
+	}()
+	addrs := make([]string, len(lns))
+	for i, l := range lns {
+		addrs[i] = l.Addr().String()
+	}
+	log.Info().Strs("listen", addrs).Strs("keys", cfg.KeyIDs()).Int("services", len(cfg.Services)).Str("version", version.Version).Msg("serving")
+	if err := srv.Serve(ctx, lns...); err != nil {
+		log.Warn().Err(err).Msg("stopped")
+		return 1
+	}
+	log.Info().Msg("stopped")
+	return 0
+}
+
+// listeners returns systemd's sockets when socket-activated (LISTEN_PID is
+// us, LISTEN_FDS >= 1), else a new listener on addr.
+func listeners(addr string) ([]net.Listener, error) {
+	if pid, _ := strconv.Atoi(os.Getenv("LISTEN_PID")); pid == os.Getpid() {
+		n, _ := strconv.Atoi(os.Getenv("LISTEN_FDS"))
+		os.Unsetenv("LISTEN_PID")
+		os.Unsetenv("LISTEN_FDS")
+		os.Unsetenv("LISTEN_FDNAMES")
+		var lns []net.Listener
+		for fd := 3; fd < 3+n; fd++ {
+			f := os.NewFile(uintptr(fd), "systemd-socket")
+			ln, err := net.FileListener(f)
+			f.Close()
+			if err != nil {
+				return nil, fmt.Errorf("systemd fd %d is not a listening socket (use Accept=no with serve, or the inetd command with Accept=yes): %w", fd, err)
+			}
+			lns = append(lns, ln)
+		}
+		if len(lns) > 0 {
+			return lns, nil
+		}
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return []net.Listener{ln}, nil
+}
+
+// inetd serves the one connection on stdin. stdout and stderr are the
+// socket too, so nothing but the reply may be written there.
+func inetd(c inetdCmd) int {
+	log := zerolog.Nop()
+	if c.LogFile != "" {
+		if f, err := os.OpenFile(c.LogFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640); err == nil {
+			defer f.Close()
+			log = zerolog.New(f).With().Timestamp().Str("component", "worker_listener").Int("pid", os.Getpid()).Logger()
+		}
+	}
+	conn, err := net.FileConn(os.Stdin)
+	if err != nil {
+		log.Error().Err(err).Msg("stdin is not a socket")
+		return 1
+	}
+	refuse := func(msg string, err error) int {
+		log.Error().Err(err).Msg(msg)
+		conn.Write(protocol.MarshalReply(protocol.Reply{Outcome: protocol.OutcomeDenied, ExitCode: -1}, nil, ""))
+		conn.Close()
+		return 1
+	}
+	cfg, err := listener.Load(c.Config)
+	if err != nil {
+		return refuse("config refused", err)
+	}
+	if cfg.AuditLog == "" || cfg.AuditLog == "-" {
+		return refuse("inetd mode needs audit_log set to a file: stderr is the peer's socket", nil)
+	}
+	srv, err := listener.NewServer(cfg, listener.Deps{Log: log, Inetd: true})
+	if err != nil {
+		return refuse("start", err)
+	}
+	defer srv.Close()
+	srv.ServeConn(conn)
+	return 0
+}

@@ -1,0 +1,431 @@
+// Package listener is worker_listener's core: the config, the server that
+// authenticates requests, the allow-listed action registry and executor,
+// rate limits, the persistent nonce cache and the audit log.
+package listener
+
+import (
+	"bytes"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/user"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/selfheal/selfheal/internal/protocol"
+)
+
+// Config is worker_listener's YAML config. docs/protocol.md and the sample
+// nagios-config/listener/worker_listener.yaml describe every field.
+type Config struct {
+	Listen        string             `yaml:"listen"`
+	Keys          []string           `yaml:"keys"`
+	Allow         []string           `yaml:"allow"`
+	AuditLog      string             `yaml:"audit_log"`
+	StateDir      string             `yaml:"state_dir"`
+	ReplayWindow  time.Duration      `yaml:"replay_window"`
+	ShutdownGrace time.Duration      `yaml:"shutdown_grace"`
+	TLS           *TLSConfig         `yaml:"tls"`
+	Limits        Limits             `yaml:"limits"`
+	Services      map[string]Service `yaml:"services"`
+
+	// Resolved by Load.
+	keys     map[string]protocol.Key
+	allow    []netip.Prefix
+	tlsConf  *tls.Config
+	fromFile string
+}
+
+// TLSConfig turns on TLS 1.3 (on top of the HMAC). With ClientCA set,
+// clients must present a certificate signed by it (mTLS).
+type TLSConfig struct {
+	Cert     string `yaml:"cert"`
+	Key      string `yaml:"key"`
+	ClientCA string `yaml:"client_ca"`
+}
+
+// Limits bound what one peer, or all of them, can cost the agent.
+type Limits struct {
+	MaxConns          int           `yaml:"max_conns"`
+	MaxConnsPerSource int           `yaml:"max_conns_per_source"`
+	Rate              float64       `yaml:"rate"`  // requests per second per source
+	Burst             int           `yaml:"burst"` // bucket size per source
+	ReadTimeout       time.Duration `yaml:"read_timeout"`
+	WriteTimeout      time.Duration `yaml:"write_timeout"`
+	HandshakeTimeout  time.Duration `yaml:"handshake_timeout"`
+}
+
+// Service is one worker this host may heal.
+type Service struct {
+	Actions map[string]Action `yaml:"actions"`
+}
+
+// Action is a fixed argv run without a shell. Nothing from the wire is
+// ever added to it.
+type Action struct {
+	Argv      []string          `yaml:"argv"`
+	Timeout   time.Duration     `yaml:"timeout"`
+	KillGrace time.Duration     `yaml:"kill_grace"`
+	Dir       string            `yaml:"dir"`
+	Env       map[string]string `yaml:"env"`
+	User      string            `yaml:"user"`
+
+	env  []string
+	cred *syscall.Credential
+}
+
+// Defaults, chosen for a 3 a.m. operator: generous enough for a real
+// restart script, tight enough that a stuck peer is dropped in seconds.
+const (
+	DefaultListen        = "127.0.0.1:5690"
+	DefaultReplayWindow  = 60 * time.Second
+	DefaultShutdownGrace = 30 * time.Second
+	DefaultActionTimeout = 30 * time.Second
+	DefaultKillGrace     = 5 * time.Second
+	DefaultPath          = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+	maxActionTimeout     = 10 * time.Minute
+	maxKillGrace         = time.Minute
+)
+
+// DefaultLimits are used for every limit left at zero.
+var DefaultLimits = Limits{
+	MaxConns:          64,
+	MaxConnsPerSource: 8,
+	Rate:              5,
+	Burst:             20,
+	ReadTimeout:       5 * time.Second,
+	WriteTimeout:      5 * time.Second,
+	HandshakeTimeout:  5 * time.Second,
+}
+
+// Load reads, defaults and validates a config file, loading its keys and
+// TLS material. Every problem is reported, each with what to fix.
+func Load(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	c, err := Parse(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	c.fromFile = path
+	return c, nil
+}
+
+// Parse is Load without the file read.
+func Parse(b []byte) (*Config, error) {
+	var c Config
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true) // a typo in a security config must not pass silently
+	if err := dec.Decode(&c); err != nil {
+		return nil, fmt.Errorf("parsing YAML: %w", err)
+	}
+	if err := c.finish(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+func (c *Config) finish() error {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+
+	if c.Listen == "" {
+		c.Listen = DefaultListen
+	}
+	if c.ReplayWindow == 0 {
+		c.ReplayWindow = DefaultReplayWindow
+	}
+	if c.ReplayWindow < time.Second || c.ReplayWindow > 10*time.Minute {
+		bad("replay_window %s: must be between 1s and 10m", c.ReplayWindow)
+	}
+	if c.ShutdownGrace == 0 {
+		c.ShutdownGrace = DefaultShutdownGrace
+	}
+	l := &c.Limits
+	d := DefaultLimits
+	if l.MaxConns == 0 {
+		l.MaxConns = d.MaxConns
+	}
+	if l.MaxConnsPerSource == 0 {
+		l.MaxConnsPerSource = d.MaxConnsPerSource
+	}
+	if l.Rate == 0 {
+		l.Rate = d.Rate
+	}
+	if l.Burst == 0 {
+		l.Burst = d.Burst
+	}
+	if l.ReadTimeout == 0 {
+		l.ReadTimeout = d.ReadTimeout
+	}
+	if l.WriteTimeout == 0 {
+		l.WriteTimeout = d.WriteTimeout
+	}
+	if l.HandshakeTimeout == 0 {
+		l.HandshakeTimeout = d.HandshakeTimeout
+	}
+	if l.MaxConns < 0 || l.MaxConnsPerSource < 0 || l.Rate < 0 || l.Burst < 0 || l.ReadTimeout < 0 || l.WriteTimeout < 0 || l.HandshakeTimeout < 0 {
+		bad("limits: values must be positive")
+	}
+
+	if c.StateDir == "" {
+		bad("state_dir is required: the nonce cache lives there so that a replay after a restart is refused")
+	} else if !filepath.IsAbs(c.StateDir) {
+		bad("state_dir %q must be an absolute path", c.StateDir)
+	}
+
+	if len(c.Keys) == 0 {
+		bad("keys: list at least one key file (worker_listener genkey --id ID --out FILE makes one)")
+	}
+	c.keys = map[string]protocol.Key{}
+	for _, p := range c.Keys {
+		k, err := protocol.LoadKeyFile(p)
+		if err != nil {
+			bad("%v", err)
+			continue
+		}
+		if _, dup := c.keys[k.ID]; dup {
+			bad("key id %q appears in more than one key file", k.ID)
+			continue
+		}
+		c.keys[k.ID] = k
+	}
+
+	if len(c.Allow) == 0 {
+		bad("allow: list the source networks that may connect (e.g. [127.0.0.1/32, ::1/128]); an empty list would refuse everyone")
+	}
+	for _, s := range c.Allow {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			if a, err2 := netip.ParseAddr(s); err2 == nil {
+				p = netip.PrefixFrom(a, a.BitLen())
+			} else {
+				bad("allow %q: not a CIDR: %v", s, err)
+				continue
+			}
+		}
+		// Unmapped so ::ffff:10.0.0.0/104 and 10.0.0.0/8 mean the same.
+		if p.Addr().Is4In6() && p.Bits() >= 96 {
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+		}
+		c.allow = append(c.allow, p.Masked())
+	}
+
+	if c.TLS != nil {
+		tc, err := serverTLS(c.TLS)
+		if err != nil {
+			bad("tls: %v", err)
+		}
+		c.tlsConf = tc
+	}
+
+	if len(c.Services) == 0 {
+		bad("services: name at least one service with actions")
+	}
+	names := make([]string, 0, len(c.Services))
+	for n := range c.Services {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		svc := c.Services[n]
+		if !protocol.ValidName(n) {
+			bad("service %q: names are 1-64 of a-z 0-9 . _ - starting with a letter or digit", n)
+			continue
+		}
+		if len(svc.Actions) == 0 {
+			bad("service %s: no actions", n)
+		}
+		for vn, a := range svc.Actions {
+			v := protocol.Verb(vn)
+			if !v.Valid() || v == protocol.VerbPing {
+				bad("service %s: unknown action %q (want start, stop, restart or status)", n, vn)
+				continue
+			}
+			if err := a.finish(); err != nil {
+				bad("service %s action %s: %v", n, vn, err)
+				continue
+			}
+			svc.Actions[vn] = a
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (a *Action) finish() error {
+	if len(a.Argv) == 0 {
+		return errors.New("argv is empty")
+	}
+	bin := a.Argv[0]
+	if !filepath.IsAbs(bin) {
+		return fmt.Errorf("argv[0] %q must be an absolute path (there is no PATH search)", bin)
+	}
+	if err := checkExecutable(bin); err != nil {
+		return err
+	}
+	for i, s := range a.Argv {
+		if strings.IndexByte(s, 0) >= 0 {
+			return fmt.Errorf("argv[%d] holds a NUL byte", i)
+		}
+	}
+	if a.Timeout == 0 {
+		a.Timeout = DefaultActionTimeout
+	}
+	if a.Timeout < 0 || a.Timeout > maxActionTimeout {
+		return fmt.Errorf("timeout %s: must be between 0 and %s", a.Timeout, maxActionTimeout)
+	}
+	if a.KillGrace == 0 {
+		a.KillGrace = DefaultKillGrace
+	}
+	if a.KillGrace < 0 || a.KillGrace > maxKillGrace {
+		return fmt.Errorf("kill_grace %s: must be between 0 and 1m", a.KillGrace)
+	}
+	if a.Dir == "" {
+		a.Dir = "/"
+	}
+	if fi, err := os.Stat(a.Dir); err != nil || !fi.IsDir() {
+		return fmt.Errorf("dir %q is not an existing directory", a.Dir)
+	}
+	// An explicit environment: nothing of the agent's own leaks in.
+	a.env = nil
+	keys := make([]string, 0, len(a.Env))
+	for k := range a.Env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	hasPath := false
+	for _, k := range keys {
+		v := a.Env[k]
+		if k == "" || strings.ContainsAny(k, "=\x00") || strings.IndexByte(v, 0) >= 0 {
+			return fmt.Errorf("env %q: invalid name or value", k)
+		}
+		if k == "PATH" {
+			hasPath = true
+		}
+		a.env = append(a.env, k+"="+v)
+	}
+	if !hasPath {
+		a.env = append(a.env, "PATH="+DefaultPath)
+	}
+	if a.User != "" {
+		cred, err := credentialFor(a.User)
+		if err != nil {
+			return err
+		}
+		a.cred = cred
+	}
+	return nil
+}
+
+// checkExecutable refuses a missing, non-regular, non-executable or
+// group/world-writable action binary, and one in a directory that others
+// could write to (they could replace it).
+func checkExecutable(bin string) error {
+	fi, err := os.Stat(bin)
+	if err != nil {
+		return fmt.Errorf("action binary %s: %w", bin, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("action binary %s is not a regular file", bin)
+	}
+	if fi.Mode().Perm()&0o111 == 0 {
+		return fmt.Errorf("action binary %s is not executable (chmod 755 %s)", bin, bin)
+	}
+	if fi.Mode().Perm()&0o022 != 0 {
+		return fmt.Errorf("action binary %s has mode %04o: group/world-writable binaries are refused (chmod go-w %s)", bin, fi.Mode().Perm(), bin)
+	}
+	dir := filepath.Dir(bin)
+	di, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("action binary directory %s: %w", dir, err)
+	}
+	if di.Mode().Perm()&0o022 != 0 && di.Mode()&os.ModeSticky == 0 {
+		return fmt.Errorf("action binary %s lives in %s, which has mode %04o: others could replace it (chmod go-w %s)", bin, dir, di.Mode().Perm(), dir)
+	}
+	return nil
+}
+
+func credentialFor(name string) (*syscall.Credential, error) {
+	u, err := user.Lookup(name)
+	if err != nil {
+		return nil, fmt.Errorf("user %q: %w", name, err)
+	}
+	uid, _ := strconv.ParseUint(u.Uid, 10, 32)
+	gid, _ := strconv.ParseUint(u.Gid, 10, 32)
+	if os.Geteuid() != 0 {
+		if uint64(os.Geteuid()) == uid {
+			return nil, nil // already that user
+		}
+		return nil, fmt.Errorf("user %q: the agent must run as root to switch users (it runs as uid %d)", name, os.Geteuid())
+	}
+	cred := &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+	if gids, err := u.GroupIds(); err == nil {
+		for _, g := range gids {
+			if n, err := strconv.ParseUint(g, 10, 32); err == nil {
+				cred.Groups = append(cred.Groups, uint32(n))
+			}
+		}
+	}
+	return cred, nil
+}
+
+func serverTLS(t *TLSConfig) (*tls.Config, error) {
+	if t.Cert == "" || t.Key == "" {
+		return nil, errors.New("cert and key are both required")
+	}
+	cert, err := tls.LoadX509KeyPair(t.Cert, t.Key)
+	if err != nil {
+		return nil, err
+	}
+	if fi, err := os.Stat(t.Key); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("TLS key %s has mode %04o: want 0600 or 0400", t.Key, fi.Mode().Perm())
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert}}
+	if t.ClientCA != "" {
+		pool, err := protocol.LoadCertPool(t.ClientCA)
+		if err != nil {
+			return nil, err
+		}
+		tc.ClientCAs = pool
+		tc.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return tc, nil
+}
+
+// Allowed reports whether a peer address is in the allow list, after
+// unmapping an IPv4-mapped IPv6 address.
+func (c *Config) Allowed(a netip.Addr) bool {
+	a = a.Unmap()
+	for _, p := range c.allow {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// Key returns the live key with this id.
+func (c *Config) Key(id string) (protocol.Key, bool) {
+	k, ok := c.keys[id]
+	return k, ok
+}
+
+// KeyIDs lists the loaded key ids (for logs; never the secrets).
+func (c *Config) KeyIDs() []string {
+	ids := make([]string, 0, len(c.keys))
+	for id := range c.keys {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return ids
+}

@@ -1,0 +1,167 @@
+package listener
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// ErrReplay is a nonce seen before inside the replay window.
+var ErrReplay = errors.New("nonce already used")
+
+// maxNonces bounds the cache: beyond it new requests are refused (fail
+// closed) rather than forgetting nonces that could then be replayed. At
+// the default 60 s window that is >8,000 requests/s.
+const maxNonces = 1 << 20
+
+// NonceCache remembers the nonces of accepted requests for as long as
+// their timestamps are inside the replay window. It persists them in
+// state_dir/nonces (append-only, compacted now and then) so that a replay
+// after a restart of the agent is refused too. A lock file keeps two
+// agents from sharing one state_dir.
+type NonceCache struct {
+	mu     sync.Mutex
+	seen   map[string]int64 // nonce -> request timestamp
+	window int64            // seconds
+	dir    string
+	f      *os.File
+	lock   *os.File
+	lines  int
+}
+
+// OpenNonceCache loads the cache from dir (created 0700 if missing). wait
+// bounds how long to wait for the lock: serve mode passes 0 (fail at once
+// if another agent holds it), inetd mode a few seconds.
+func OpenNonceCache(dir string, window time.Duration, now time.Time, wait time.Duration) (*NonceCache, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("state_dir: %w", err)
+	}
+	lock, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("state_dir lock: %w", err)
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		err = syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) || time.Now().After(deadline) {
+			lock.Close()
+			return nil, fmt.Errorf("state_dir %s is locked by another worker_listener: %w", dir, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	c := &NonceCache{seen: map[string]int64{}, window: int64(window / time.Second), dir: dir, lock: lock}
+	if err := c.load(now.Unix()); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *NonceCache) path() string { return filepath.Join(c.dir, "nonces") }
+
+func (c *NonceCache) load(now int64) error {
+	f, err := os.Open(c.path())
+	if err != nil && !os.IsNotExist(err) {
+		return fmt.Errorf("nonce cache: %w", err)
+	}
+	if f != nil {
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			ts, nonce, ok := strings.Cut(sc.Text(), " ")
+			t, err := strconv.ParseInt(ts, 10, 64)
+			if !ok || err != nil || len(nonce) != 32 {
+				continue // a torn last line after a crash
+			}
+			if t >= now-c.window {
+				c.seen[nonce] = t
+			}
+		}
+		f.Close()
+	}
+	return c.compact()
+}
+
+// compact rewrites the file with the live entries only (temp + rename).
+func (c *NonceCache) compact() error {
+	tmp := c.path() + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("nonce cache: %w", err)
+	}
+	w := bufio.NewWriter(f)
+	for n, t := range c.seen {
+		fmt.Fprintf(w, "%d %s\n", t, n)
+	}
+	if err := w.Flush(); err != nil {
+		f.Close()
+		return fmt.Errorf("nonce cache: %w", err)
+	}
+	f.Close()
+	if err := os.Rename(tmp, c.path()); err != nil {
+		return fmt.Errorf("nonce cache: %w", err)
+	}
+	if c.f != nil {
+		c.f.Close()
+	}
+	c.f, err = os.OpenFile(c.path(), os.O_WRONLY|os.O_APPEND, 0o600)
+	c.lines = len(c.seen)
+	return err
+}
+
+// Use records nonce (from a request with timestamp ts, already checked to
+// be inside the window) or returns ErrReplay if it was seen. The record is
+// written to the file before Use returns, so a restart cannot forget it.
+func (c *NonceCache) Use(nonce string, ts int64, now time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, dup := c.seen[nonce]; dup {
+		return ErrReplay
+	}
+	n := now.Unix()
+	if len(c.seen) >= maxNonces || c.lines > 2*len(c.seen)+10000 {
+		for k, t := range c.seen {
+			if t < n-c.window {
+				delete(c.seen, k)
+			}
+		}
+		if len(c.seen) >= maxNonces {
+			return errors.New("nonce cache full")
+		}
+		if err := c.compact(); err != nil {
+			return err
+		}
+	}
+	// One write(2) of one line: atomic with O_APPEND, in the page cache
+	// before we answer. Not fsynced: see docs/security.md.
+	if _, err := c.f.WriteString(strconv.FormatInt(ts, 10) + " " + nonce + "\n"); err != nil {
+		return fmt.Errorf("nonce cache: %w", err)
+	}
+	c.seen[nonce] = ts
+	c.lines++
+	return nil
+}
+
+// Close releases the file and the lock.
+func (c *NonceCache) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.f != nil {
+		c.f.Close()
+		c.f = nil
+	}
+	if c.lock != nil {
+		c.lock.Close() // closing drops the flock
+		c.lock = nil
+	}
+	return nil
+}

@@ -1,0 +1,423 @@
+package listener
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/selfheal/selfheal/internal/protocol"
+	"github.com/selfheal/selfheal/internal/version"
+)
+
+// Deps are the server's injected dependencies.
+type Deps struct {
+	Now func() time.Time // nil = time.Now
+	// Log is the operational log (start, reload, errors). Zero = discard.
+	Log zerolog.Logger
+	// Audit, when set, receives the audit log instead of cfg.AuditLog
+	// (tests read it).
+	Audit io.Writer
+	// Inetd: one process per connection, so the nonce cache is opened per
+	// request under a lock shared with other processes.
+	Inetd bool
+}
+
+// Server is a running worker_listener.
+type Server struct {
+	deps    Deps
+	cfg     atomic.Pointer[Config]
+	audit   atomic.Pointer[zerolog.Logger]
+	auditMu sync.Mutex
+	auditF  *os.File
+	nonces  *NonceCache // serve mode only
+	lim     *limiter
+	exec    *Executor
+	active  atomic.Int64
+	conns   sync.WaitGroup
+	served  atomic.Int64
+}
+
+// NewServer prepares a server for cfg (already validated by Load/Parse).
+func NewServer(cfg *Config, deps Deps) (*Server, error) {
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	s := &Server{deps: deps, lim: newLimiter(), exec: NewExecutor()}
+	if err := s.setAudit(cfg); err != nil {
+		return nil, err
+	}
+	if !deps.Inetd {
+		nc, err := OpenNonceCache(cfg.StateDir, cfg.ReplayWindow, deps.Now(), 0)
+		if err != nil {
+			s.closeAudit()
+			return nil, err
+		}
+		s.nonces = nc
+	}
+	s.cfg.Store(cfg)
+	return s, nil
+}
+
+// Executor exposes the executor's counters to tests and the benchmark.
+func (s *Server) Executor() *Executor { return s.exec }
+
+// Config returns the live config.
+func (s *Server) Config() *Config { return s.cfg.Load() }
+
+func (s *Server) setAudit(cfg *Config) error {
+	var w io.Writer = os.Stderr
+	var f *os.File
+	switch {
+	case s.deps.Audit != nil:
+		w = s.deps.Audit
+	case cfg.AuditLog != "" && cfg.AuditLog != "-":
+		var err error
+		f, err = os.OpenFile(cfg.AuditLog, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+		if err != nil {
+			return fmt.Errorf("audit_log: %w", err)
+		}
+		w = f
+	}
+	l := zerolog.New(w).With().Timestamp().Logger()
+	s.auditMu.Lock()
+	old := s.auditF
+	s.auditF = f
+	s.audit.Store(&l)
+	s.auditMu.Unlock()
+	if old != nil {
+		// Events still being written hold the old logger; a closed file
+		// only loses those few lines, which a reload makes rare.
+		time.AfterFunc(time.Second, func() { old.Close() })
+	}
+	return nil
+}
+
+func (s *Server) closeAudit() {
+	s.auditMu.Lock()
+	defer s.auditMu.Unlock()
+	if s.auditF != nil {
+		s.auditF.Close()
+		s.auditF = nil
+	}
+}
+
+// Reload swaps in a new, already validated config: keys, allow list,
+// services, limits, TLS and the audit log file (reopened, for logrotate).
+// Connections in progress finish under the config they started with. The
+// listen address and state_dir cannot change without a restart.
+func (s *Server) Reload(cfg *Config) error {
+	old := s.cfg.Load()
+	if cfg.StateDir != old.StateDir {
+		return errors.New("state_dir cannot change on reload: restart the agent")
+	}
+	if err := s.setAudit(cfg); err != nil {
+		return err
+	}
+	if cfg.Listen != old.Listen {
+		s.deps.Log.Warn().Str("old", old.Listen).Str("new", cfg.Listen).Msg("listen address changes only on restart")
+	}
+	s.cfg.Store(cfg)
+	return nil
+}
+
+// Serve accepts connections on every listener until ctx is done, then
+// stops accepting and drains: it waits up to shutdown_grace for running
+// requests, then kills running actions and waits for them (bounded).
+func (s *Server) Serve(ctx context.Context, lns ...net.Listener) error {
+	var wg sync.WaitGroup
+	for _, ln := range lns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.acceptLoop(ctx, ln)
+		}()
+	}
+	<-ctx.Done()
+	for _, ln := range lns {
+		ln.Close()
+	}
+	wg.Wait()
+	return s.drain()
+}
+
+func (s *Server) drain() error {
+	grace := s.cfg.Load().ShutdownGrace
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	conns := make(chan struct{})
+	go func() { s.conns.Wait(); close(conns) }()
+	var err error
+	select {
+	case <-conns:
+	case <-ctx.Done():
+	}
+	// Actions can outlive their connection when a client gave up; they
+	// get the rest of the same grace.
+	if ctx.Err() != nil || s.exec.Wait(ctx) != nil {
+		err = fmt.Errorf("shutdown grace %s exceeded: killed the running actions", grace)
+		s.deps.Log.Warn().Msg(err.Error())
+		s.exec.KillAll()
+		hard, cancel := context.WithTimeout(context.Background(), maxKillGrace+pipeWait+5*time.Second)
+		defer cancel()
+		s.exec.Wait(hard)
+		select {
+		case <-conns:
+		case <-hard.Done():
+		}
+	}
+	s.Close()
+	return err
+}
+
+// Close releases the nonce cache and the audit log.
+func (s *Server) Close() {
+	if s.nonces != nil {
+		s.nonces.Close()
+	}
+	s.closeAudit()
+}
+
+func (s *Server) acceptLoop(ctx context.Context, ln net.Listener) {
+	backoff := 5 * time.Millisecond
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// EMFILE and friends: wait and retry, as net/http does.
+			s.deps.Log.Error().Err(err).Msg("accept")
+			select {
+			case <-time.After(backoff):
+			case <-ctx.Done():
+				return
+			}
+			backoff = min(2*backoff, time.Second)
+			continue
+		}
+		backoff = 5 * time.Millisecond
+		cfg := s.cfg.Load()
+		if s.active.Load() >= int64(cfg.Limits.MaxConns) {
+			// Refused inline: a small write to a fresh socket does not block.
+			conn.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+			conn.Write(protocol.MarshalReply(protocol.Reply{Outcome: protocol.OutcomeBusy, ExitCode: -1}, nil, ""))
+			conn.Close()
+			s.auditLine(cfg, record{peer: conn.RemoteAddr().String(), outcome: protocol.OutcomeBusy, reason: "max_conns reached"})
+			continue
+		}
+		s.active.Add(1)
+		s.conns.Add(1)
+		go func() {
+			defer s.conns.Done()
+			defer s.active.Add(-1)
+			s.ServeConn(conn)
+		}()
+	}
+}
+
+// record is one audit line.
+type record struct {
+	peer     string
+	tls      bool
+	keyID    string
+	verb     string
+	service  string
+	nonce    string
+	outcome  protocol.Outcome
+	exit     int
+	reason   string
+	joined   bool
+	start    time.Time
+	duration time.Duration
+}
+
+func (s *Server) auditLine(cfg *Config, r record) {
+	l := s.audit.Load()
+	ev := l.Info()
+	if r.outcome != protocol.OutcomeOK {
+		ev = l.Warn()
+	}
+	ev = ev.Str("peer", r.peer).Str("outcome", string(r.outcome))
+	if r.tls {
+		ev = ev.Bool("tls", true)
+	}
+	if r.keyID != "" {
+		ev = ev.Str("key_id", r.keyID)
+	}
+	if r.verb != "" {
+		ev = ev.Str("verb", r.verb).Str("service", r.service)
+	}
+	if r.nonce != "" {
+		ev = ev.Str("nonce", r.nonce[:8]) // a prefix identifies; never the MAC
+	}
+	if r.verb != "" && r.verb != string(protocol.VerbPing) && r.reason == "" {
+		ev = ev.Int("exit_code", r.exit).Bool("coalesced", r.joined)
+	}
+	if r.reason != "" {
+		ev = ev.Str("reason", r.reason)
+	}
+	if !r.start.IsZero() {
+		ev = ev.Float64("duration_ms", float64(s.deps.Now().Sub(r.start).Microseconds())/1000)
+	}
+	ev.Msg("request")
+}
+
+// ServeConn handles one connection: the whole request-reply exchange. It
+// closes conn. inetd mode calls it directly.
+func (s *Server) ServeConn(conn net.Conn) {
+	defer conn.Close()
+	s.served.Add(1)
+	cfg := s.cfg.Load()
+	now := s.deps.Now()
+	rec := record{peer: conn.RemoteAddr().String(), start: now, exit: -1}
+	deny := func(reason string) {
+		rec.outcome, rec.reason = protocol.OutcomeDenied, reason
+		conn.SetWriteDeadline(time.Now().Add(cfg.Limits.WriteTimeout))
+		conn.Write(protocol.MarshalReply(protocol.Reply{Outcome: protocol.OutcomeDenied, ExitCode: -1}, nil, ""))
+		s.auditLine(cfg, rec)
+	}
+
+	peer, ok := peerAddr(conn)
+	if !ok {
+		deny("peer is not a TCP address")
+		return
+	}
+	if !cfg.Allowed(peer) {
+		deny("source not in allow list")
+		return
+	}
+	if !s.deps.Inetd {
+		ok, why := s.lim.admit(peer, now, cfg.Limits)
+		if !ok {
+			rec.outcome, rec.reason = protocol.OutcomeRateLimited, why
+			conn.SetWriteDeadline(time.Now().Add(cfg.Limits.WriteTimeout))
+			conn.Write(protocol.MarshalReply(protocol.Reply{Outcome: protocol.OutcomeRateLimited, ExitCode: -1}, nil, ""))
+			s.auditLine(cfg, rec)
+			return
+		}
+		defer s.lim.release(peer)
+	}
+	if cfg.tlsConf != nil {
+		tc := tls.Server(conn, cfg.tlsConf)
+		conn.SetDeadline(time.Now().Add(cfg.Limits.HandshakeTimeout))
+		if err := tc.Handshake(); err != nil {
+			rec.outcome, rec.reason = protocol.OutcomeDenied, "TLS handshake: "+err.Error()
+			s.auditLine(cfg, rec)
+			return // no reply: the peer does not speak TLS with us
+		}
+		conn = tc
+		rec.tls = true
+	}
+
+	conn.SetDeadline(time.Now().Add(cfg.Limits.ReadTimeout))
+	br := bufio.NewReaderSize(conn, 2*protocol.MaxRequestFrame)
+	line, err := protocol.ReadFrame(br, protocol.MaxRequestFrame)
+	if err != nil {
+		deny("reading request: " + err.Error())
+		return
+	}
+	if br.Buffered() > 0 {
+		deny("data after the request frame (pipelined command)")
+		return
+	}
+	req, err := protocol.ParseRequest(line)
+	if err != nil {
+		deny("parsing request: " + err.Error())
+		return
+	}
+	rec.keyID, rec.verb, rec.service, rec.nonce = req.KeyID, string(req.Verb), req.Service, req.Nonce
+	key, ok := cfg.Key(req.KeyID)
+	if !ok {
+		deny("unknown key id")
+		return
+	}
+	if !req.Verify(key) {
+		deny("MAC does not verify")
+		return
+	}
+	skew := now.Unix() - req.Timestamp
+	w := int64(cfg.ReplayWindow / time.Second)
+	if skew > w {
+		deny(fmt.Sprintf("timestamp %ds in the past (window %ds)", skew, w))
+		return
+	}
+	if skew < -w {
+		deny(fmt.Sprintf("timestamp %ds in the future (window %ds)", -skew, w))
+		return
+	}
+	if err := s.useNonce(cfg, req, now); err != nil {
+		deny(err.Error())
+		return
+	}
+	var res Result
+	if req.Verb == protocol.VerbPing {
+		res = Result{Outcome: protocol.OutcomeOK, Output: version.String("worker_listener")}
+	} else {
+		svc, ok := cfg.Services[req.Service]
+		if !ok {
+			deny("unknown service")
+			return
+		}
+		act, ok := svc.Actions[string(req.Verb)]
+		if !ok {
+			deny("service has no such action")
+			return
+		}
+		// The caller waits as long as the action may take plus its kill
+		// grace; the action itself is bounded by its timeout either way.
+		conn.SetDeadline(time.Time{})
+		ctx, cancel := context.WithTimeout(context.Background(), act.Timeout+act.KillGrace+pipeWait+5*time.Second)
+		res = s.exec.Run(ctx, req.Service, req.Verb, act)
+		cancel()
+	}
+	rec.outcome, rec.exit, rec.joined = res.Outcome, res.ExitCode, res.Joined
+	conn.SetWriteDeadline(time.Now().Add(cfg.Limits.WriteTimeout))
+	rep := protocol.Reply{Outcome: res.Outcome, ExitCode: res.ExitCode, Duration: res.Duration, Output: res.Output}
+	if _, err := conn.Write(protocol.MarshalReply(rep, &key, req.Nonce)); err != nil {
+		rec.reason = "writing reply: " + err.Error()
+	}
+	s.auditLine(cfg, rec)
+}
+
+func (s *Server) useNonce(cfg *Config, req protocol.Request, now time.Time) error {
+	nc := s.nonces
+	if nc == nil {
+		var err error
+		nc, err = OpenNonceCache(cfg.StateDir, cfg.ReplayWindow, now, 3*time.Second)
+		if err != nil {
+			return err
+		}
+		defer nc.Close()
+	}
+	if err := nc.Use(req.Nonce, req.Timestamp, now); err != nil {
+		if errors.Is(err, ErrReplay) {
+			return errors.New("replayed nonce")
+		}
+		return err
+	}
+	return nil
+}
+
+// peerAddr returns the peer's IP, unmapped from IPv4-in-IPv6.
+func peerAddr(c net.Conn) (netip.Addr, bool) {
+	ta, ok := c.RemoteAddr().(*net.TCPAddr)
+	if !ok {
+		return netip.Addr{}, false
+	}
+	a, ok := netip.AddrFromSlice(ta.IP)
+	if !ok {
+		return netip.Addr{}, false
+	}
+	return a.Unmap(), true
+}
