@@ -82,18 +82,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 			log = zerolog.New(zerolog.ConsoleWriter{Out: stderr, NoColor: true, TimeFormat: time.TimeOnly}).
 				Level(lvl).With().Timestamp().Logger()
 		}
-		tc, err := check.NewTLSConfig(tlsOpts)
-		if err != nil {
-			return cli.PluginExit(out, &cli.UsageError{Err: err})
-		}
-
-		// Last line of defence: Run is bounded by its context, so this only
-		// fires on a bug, which is our failure and therefore UNKNOWN.
+		// Last line of defence: Run and the TLS file reads are bounded, so
+		// this only fires on a bug, which is our failure and therefore UNKNOWN.
 		wd := time.AfterFunc(cfg.Timeout+2*time.Second, func() {
 			out.write(fmt.Sprintf("WORKER UNKNOWN - check_worker did not finish within %s (internal hang)\n", cfg.Timeout))
 			os.Exit(cli.Unknown)
 		})
 		defer wd.Stop()
+		tc, err := check.NewTLSConfig(tlsOpts)
+		if err != nil {
+			return cli.PluginExit(out, &cli.UsageError{Err: err})
+		}
 
 		res := check.Run(context.Background(), cfg, check.Deps{TLS: tc, Logger: &log})
 		out.write(res.Output)

@@ -9,7 +9,9 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -64,6 +66,13 @@ func TestBinary(t *testing.T) {
 		}
 	}()
 
+	// TLS files it cannot read: its own failure, UNKNOWN at once, never a
+	// hang past -t (a FIFO) or an out-of-memory crash (exit 2, /dev/zero).
+	fifo := filepath.Join(t.TempDir(), "ca.fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
 	tests := []struct {
 		name   string
 		args   []string
@@ -92,6 +101,9 @@ func TestBinary(t *testing.T) {
 		{"both -u and -H", []string{"-H", okHost, "-u", "http://" + ok + "/"}, 3, "UNKNOWN - give either", true, 0},
 		{"bad header", []string{"-H", okHost, "--header", "no colon here"}, 3, "UNKNOWN - header", true, 0},
 		{"missing CA file", []string{"-H", okHost, "--ssl", "--ca-file", "/nonexistent/ca.pem"}, 3, "UNKNOWN - configuration error: CA file", true, 0},
+		{"CA file is a FIFO", []string{"-H", okHost, "--ssl", "-t", "1", "--ca-file", fifo}, 3, "UNKNOWN - configuration error: CA file", true, 3 * time.Second},
+		{"CA file is /dev/zero", []string{"-H", okHost, "--ssl", "-t", "1", "--ca-file", "/dev/zero"}, 3, "UNKNOWN - configuration error: CA file", true, 3 * time.Second},
+		{"key file is a FIFO", []string{"-H", okHost, "--ssl", "-t", "1", "--cert-file", fifo, "--key-file", fifo}, 3, "UNKNOWN - configuration error: client", true, 3 * time.Second},
 		{"bad max-age", []string{"-H", okHost, "--max-age", "300"}, 3, "UNKNOWN - max-age", true, 0},
 	}
 	for _, tt := range tests {

@@ -145,7 +145,9 @@ func (c conn) setup(address string) (handler.Conn, handler.Budget, error) {
 func (c conn) logger(stderr io.Writer) (zerolog.Logger, func()) {
 	w, closer, note := stderr, func() {}, ""
 	if c.LogFile != "" {
-		f, err := os.OpenFile(c.LogFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+		// O_NONBLOCK: a FIFO without a reader is an error (then stderr),
+		// not an open that blocks past --deadline until Nagios' SIGKILL.
+		f, err := os.OpenFile(c.LogFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NONBLOCK, 0o640)
 		if err == nil {
 			w, closer = f, func() { f.Close() }
 		} else {

@@ -377,3 +377,26 @@ func TestSendEndToEnd(t *testing.T) {
 		t.Fatalf("wrong key: %d %q", o.code, o.stdout)
 	}
 }
+
+// TestEventLogFileFIFO: a --log-file nobody reads (a FIFO) must not block
+// the handler past its deadline: it logs to stderr instead and says why.
+func TestEventLogFileFIFO(t *testing.T) {
+	bin := testutil.Binary(t, "handle_worker")
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "log.fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	begin := time.Now()
+	o := runBin(t, nil, bin, "event", "--key-file", keyFile(t, 0o600), "--target", "demo", "--state-dir", dir,
+		"--deadline", "2s", "--log-file", fifo, "OK", "HARD", "1", "127.0.0.1", "web1", "w")
+	if o.code != 0 || !strings.Contains(oneLine(t, o), "recovered") {
+		t.Fatalf("exit %d %q %q", o.code, o.stdout, o.stderr)
+	}
+	if !strings.Contains(o.stderr, "cannot open --log-file") {
+		t.Errorf("stderr does not say the log file was unusable: %q", o.stderr)
+	}
+	if took := time.Since(begin); took > 30*time.Second {
+		t.Errorf("took %v", took)
+	}
+}

@@ -1,6 +1,7 @@
 package check
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/pem"
@@ -13,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -150,6 +152,7 @@ func TestStateTable(t *testing.T) {
 		{"metric critical beats warning", jsonHandler(200, doc("ok", `,"metrics":[{"name":"queue_depth","value":900}]`)), func(c *Config) { c.Metrics = []MetricRule{mustRule(t, "queue_depth,warn=100,crit=500")} }, status.Critical, "breaks critical range 500"},
 		{"metric inside range", jsonHandler(200, doc("ok", `,"metrics":[{"name":"workers","value":0}]`)), func(c *Config) { c.Metrics = []MetricRule{mustRule(t, "workers,crit=@~:0")} }, status.Critical, "metric workers=0 breaks critical range @~:0"},
 		{"metric missing", jsonHandler(200, doc("ok", "")), func(c *Config) { c.Metrics = []MetricRule{mustRule(t, "queue_depth,crit=5")} }, status.Unknown, "metric queue_depth not reported"},
+		{"metric without value is a contract break, not 0", jsonHandler(200, doc("ok", `,"metrics":[{"name":"workers"}]`)), func(c *Config) { c.Metrics = []MetricRule{mustRule(t, "workers,crit=1:")} }, status.Unknown, `metric "workers" has no "value"`},
 		{"worst wins", jsonHandler(200, doc("warning", hb(10*time.Minute)+`,"checks":[{"name":"a","status":"unknown"}]`)), func(c *Config) { c.MaxAgeCrit = time.Minute }, status.Critical, "WORKER CRITICAL - heartbeat 10m0s old"},
 		{"plain ok", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ALL OK | really\nsecond line") }, func(c *Config) { c.Plain = true }, status.OK, "WORKER OK - ALL OK / really"},
 		{"plain 404 is critical", func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "nope", 404) }, func(c *Config) { c.Plain = true }, status.Critical, "HTTP 404 Not Found: nope"},
@@ -164,9 +167,23 @@ func TestStateTable(t *testing.T) {
 			}
 			jsonHandler(200, `{"status":"ok","message":"v2"}`)(w, r)
 		}, nil, status.OK, "WORKER OK - v2"},
+		{"five redirects followed", func(w http.ResponseWriter, r *http.Request) {
+			var n int
+			if _, err := fmt.Sscanf(r.URL.Path, "/hop%d", &n); err != nil {
+				n = 0 // /status
+			}
+			if n < 5 {
+				http.Redirect(w, r, fmt.Sprintf("/hop%d", n+1), http.StatusFound)
+				return
+			}
+			jsonHandler(200, `{"status":"ok","message":"after five"}`)(w, r)
+		}, nil, status.OK, "WORKER OK - after five"},
+		{"more than five redirects refused", func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, r.URL.Path+"x", http.StatusFound)
+		}, nil, status.Unknown, "more than 5 redirects"},
 		{"redirect other host refused", func(w http.ResponseWriter, r *http.Request) {
 			http.Redirect(w, r, "http://192.0.2.1/status", http.StatusFound)
-		}, nil, status.Unknown, "redirect to another host refused"},
+		}, nil, status.Unknown, "redirect refused: to another host http://192.0.2.1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -470,6 +487,43 @@ func TestTLS(t *testing.T) {
 	}
 }
 
+// TestTLSFilesNeverBlock: a TLS file check_worker cannot read is its own
+// failure, reported at once as a config error (UNKNOWN): a FIFO must not
+// block open or read past -t, and a huge file is refused, not read whole.
+func TestTLSFilesNeverBlock(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewTLSServer(jsonHandler(200, `{"status":"ok"}`))
+	srv.Close()
+	cert := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+	huge := filepath.Join(dir, "huge.pem")
+	if err := os.WriteFile(huge, append(cert, bytes.Repeat([]byte("\n"), maxPEM)...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for name, o := range map[string]TLSOptions{
+		"CA file is a FIFO":         {CAFile: fifo},
+		"cert file is a FIFO":       {CertFile: fifo, KeyFile: huge},
+		"key file is a FIFO":        {CertFile: huge, KeyFile: fifo},
+		"CA file over the size cap": {CAFile: huge},
+	} {
+		done := make(chan error, 1)
+		go func() { _, err := NewTLSConfig(o); done <- err }()
+		select {
+		case err := <-done:
+			if err == nil {
+				t.Errorf("%s: accepted", name)
+			} else if st, _ := Classify(err, status.Critical); st != status.Unknown {
+				t.Errorf("%s: classified %v: %v", name, st, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: NewTLSConfig still blocked after 10s", name)
+		}
+	}
+}
+
 func TestUnixSocket(t *testing.T) {
 	dir, err := os.MkdirTemp("", "cw") // short: unix socket paths are limited
 	if err != nil {
@@ -568,6 +622,10 @@ func TestClassify(t *testing.T) {
 		{io.ErrUnexpectedEOF, status.Critical},
 		{status.ErrTooLarge, status.Unknown},
 		{context.Canceled, status.Unknown},
+		// State table rows no server test can produce on loopback.
+		{&net.OpError{Op: "dial", Err: os.NewSyscallError("connect", syscall.EHOSTUNREACH)}, status.Critical},
+		{&net.OpError{Op: "dial", Err: os.NewSyscallError("connect", syscall.ENETUNREACH)}, status.Critical},
+		{&net.OpError{Op: "dial", Err: os.NewSyscallError("connect", syscall.EACCES)}, status.Unknown},
 		{fmt.Errorf("something new"), status.Unknown}, // never restart on a guess
 	}
 	for _, tt := range tests {

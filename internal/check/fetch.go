@@ -65,9 +65,9 @@ func (f *fetcher) fetch(ctx context.Context) ([]byte, error) {
 			return nil, fmt.Errorf("%w: bad Location %q", ErrRedirect, clean(loc, 80))
 		}
 		if next.Scheme+"://"+next.Host != origin {
-			return nil, fmt.Errorf("%w: to %s://%s", ErrRedirect, clean(next.Scheme, 10), clean(next.Host, 80))
+			return nil, fmt.Errorf("%w: to another host %s://%s", ErrRedirect, clean(next.Scheme, 10), clean(next.Host, 80))
 		}
-		if hop >= 4 {
+		if hop >= 5 { // hops 0-4 followed 5 redirects: this is the 6th
 			return nil, fmt.Errorf("%w: more than 5 redirects", ErrRedirect)
 		}
 		f.log.Debug().Str("location", next.Path).Msg("redirect")

@@ -21,7 +21,7 @@ type Result struct {
 
 // Errors the fetch produces besides transport and status.* errors.
 var (
-	ErrRedirect    = errors.New("redirect to another host refused")
+	ErrRedirect    = errors.New("redirect refused")
 	ErrContentType = errors.New("unexpected content type")
 )
 

@@ -6,8 +6,10 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
+	"syscall"
 )
 
 // TLSOptions are the --ca-file, --cert-file, --key-file and --insecure flags.
@@ -24,7 +26,7 @@ var ErrConfig = errors.New("configuration error")
 func NewTLSConfig(o TLSOptions) (*tls.Config, error) {
 	tc := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: o.Insecure} //nolint:gosec // only with --insecure
 	if o.CAFile != "" {
-		pem, err := os.ReadFile(o.CAFile)
+		pem, err := readPEM(o.CAFile)
 		if err != nil {
 			return nil, fmt.Errorf("%w: CA file: %v", ErrConfig, err)
 		}
@@ -38,13 +40,52 @@ func NewTLSConfig(o TLSOptions) (*tls.Config, error) {
 		return nil, fmt.Errorf("%w: --cert-file and --key-file go together", ErrConfig)
 	}
 	if o.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(o.CertFile, o.KeyFile)
+		certPEM, err := readPEM(o.CertFile)
+		if err != nil {
+			return nil, fmt.Errorf("%w: client certificate: %v", ErrConfig, err)
+		}
+		keyPEM, err := readPEM(o.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("%w: client key: %v", ErrConfig, err)
+		}
+		cert, err := tls.X509KeyPair(certPEM, keyPEM)
 		if err != nil {
 			return nil, fmt.Errorf("%w: client certificate: %v", ErrConfig, err)
 		}
 		tc.Certificates = []tls.Certificate{cert}
 	}
 	return tc, nil
+}
+
+// maxPEM bounds a CA bundle, certificate or key file (the system bundle
+// is about 200 KiB).
+const maxPEM = 4 << 20
+
+// readPEM reads a TLS file without ever blocking or reading without end:
+// opened non-blocking (a FIFO would block open and read forever) and
+// only a regular file of at most maxPEM bytes (/dev/zero would exhaust
+// memory, and an out-of-memory crash exits 2, CRITICAL).
+func readPEM(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxPEM+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxPEM {
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, maxPEM)
+	}
+	return b, nil
 }
 
 // Dialer opens the connection to the worker; tests and main inject one.

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -21,6 +22,9 @@ const stateVersion = 1
 
 // maxRecords bounds the file however the window is configured.
 const maxRecords = 64
+
+// maxStateBytes is far above what maxRecords records take (about 40 KiB).
+const maxStateBytes = 1 << 20
 
 // Outcomes recorded for a restart. Pending is written before the request
 // goes out, so a handler killed mid-flight still leaves a counted restart.
@@ -186,12 +190,28 @@ func (s Store) lock(ctx context.Context, path string) (func(), error) {
 }
 
 func readState(path, host, service string) (*StateFile, error) {
-	b, err := os.ReadFile(path)
+	// Non-blocking open, regular files only, bounded read: a FIFO or a
+	// device in the state directory must not hang the handler past its
+	// deadline (the lock wait is bounded, this read would not be).
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return &StateFile{Version: stateVersion, Host: host, Service: service}, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("reading state: %w", err)
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil {
+		return nil, fmt.Errorf("reading state: %w", err)
+	} else if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%w: %s is not a regular file", ErrStateCorrupt, path)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxStateBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading state: %w", err)
+	}
+	if len(b) > maxStateBytes {
+		return nil, fmt.Errorf("%w: %s is larger than %d bytes", ErrStateCorrupt, path, maxStateBytes)
 	}
 	var st StateFile
 	dec := json.NewDecoder(strings.NewReader(string(b)))

@@ -301,6 +301,28 @@ func TestStoreCorrupt(t *testing.T) {
 	}
 }
 
+// TestStoreStateNotARegularFile: a FIFO where the state file should be
+// fails closed at once instead of blocking the handler past its deadline
+// (the context bounds the lock wait, not a read).
+func TestStoreStateNotARegularFile(t *testing.T) {
+	s := Store{Dir: t.TempDir()}
+	if err := syscall.Mkfifo(s.Path("h", "s"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		done <- s.Update(context.Background(), "h", "s", func(*StateFile) error { return nil })
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrStateCorrupt) {
+			t.Fatalf("err = %v, want ErrStateCorrupt", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Update still blocked on a FIFO state file after 10s")
+	}
+}
+
 func TestStoreUnusableDir(t *testing.T) {
 	base := t.TempDir()
 	file := filepath.Join(base, "file")

@@ -3,7 +3,11 @@
 // can implement it; demo_worker serves it with these very types.
 package status
 
-import "time"
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
 
 // Document is the JSON body of a worker's status endpoint. Only Status is
 // required; every other field is optional and checked only when present.
@@ -32,4 +36,24 @@ type Metric struct {
 	UOM   string   `json:"uom,omitempty"`
 	Min   *float64 `json:"min,omitempty"`
 	Max   *float64 `json:"max,omitempty"`
+}
+
+// UnmarshalJSON refuses a metric without a value: read as 0 it would
+// break a threshold such as crit=1: and restart a healthy worker over a
+// contract bug, which is UNKNOWN, not CRITICAL.
+func (m *Metric) UnmarshalJSON(b []byte) error {
+	type plain Metric // no methods: no recursion
+	var v struct {
+		plain
+		Value *float64 `json:"value"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	if v.Value == nil {
+		return fmt.Errorf("metric %q has no \"value\"", clip(v.Name))
+	}
+	*m = Metric(v.plain)
+	m.Value = *v.Value
+	return nil
 }
