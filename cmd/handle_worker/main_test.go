@@ -73,6 +73,10 @@ func TestUsageErrors(t *testing.T) {
 	st := t.TempDir()
 	ev := []string{"CRITICAL", "HARD", "3", "127.0.0.1", "web1", "Worker"}
 	base := []string{"event", "--key-file", k, "--target", "demo", "--state-dir", st}
+	fifo := filepath.Join(t.TempDir(), "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name string
 		args []string
@@ -91,6 +95,10 @@ func TestUsageErrors(t *testing.T) {
 		{"bad target", append([]string{"event", "--key-file", k, "--target", "../x"}, ev...), `--target "../x"`},
 		{"loose key file", append([]string{"event", "--key-file", loose, "--target", "demo"}, ev...), "chmod 600"},
 		{"missing key file", append([]string{"event", "--key-file", k + ".nope", "--target", "demo"}, ev...), "no such file"},
+		// A FIFO given by mistake must fail at once, not block until Nagios' SIGKILL.
+		{"key file is a FIFO", append([]string{"event", "--key-file", fifo, "--target", "demo"}, ev...), "not a regular file"},
+		{"CA file is a FIFO", append(append(base, "--tls-ca", fifo), ev...), "not a regular file"},
+		{"client cert is a FIFO", append(append(base, "--tls-cert", fifo, "--tls-key", k), ev...), "not a regular file"},
 		{"gap over window", append(append(base, "--min-gap", "2h"), ev...), "--min-gap 2h0m0s is longer than --window"},
 		{"zero budget", append(append(base, "--max-restarts", "0"), ev...), "--max-restarts must be at least 1"},
 		{"deadline", append(append(base, "--deadline", "0s"), ev...), "--deadline"},

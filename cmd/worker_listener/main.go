@@ -101,6 +101,11 @@ func checkConfig(path string, stdout, stderr io.Writer) int {
 }
 
 func serve(path string, stderr io.Writer) int {
+	// SIGHUP's default action kills the process, and a reload (logrotate,
+	// systemctl reload) may come while the config is still loading.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	log := zerolog.New(stderr).With().Timestamp().Str("component", "worker_listener").Logger()
 	cfg, err := listener.Load(path)
 	if err != nil {
@@ -119,8 +124,6 @@ func serve(path string, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
 	go func() {
 		for range hup {
 			nc, err := listener.Load(path)

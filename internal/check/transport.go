@@ -6,10 +6,9 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"net"
-	"os"
-	"syscall"
+
+	"github.com/selfheal/selfheal/internal/fsutil"
 )
 
 // TLSOptions are the --ca-file, --cert-file, --key-file and --insecure flags.
@@ -66,26 +65,8 @@ const maxPEM = 4 << 20
 // only a regular file of at most maxPEM bytes (/dev/zero would exhaust
 // memory, and an out-of-memory crash exits 2, CRITICAL).
 func readPEM(path string) ([]byte, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file", path)
-	}
-	b, err := io.ReadAll(io.LimitReader(f, maxPEM+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(b) > maxPEM {
-		return nil, fmt.Errorf("%s is larger than %d bytes", path, maxPEM)
-	}
-	return b, nil
+	b, _, err := fsutil.ReadRegular(path, maxPEM)
+	return b, err
 }
 
 // Dialer opens the connection to the worker; tests and main inject one.

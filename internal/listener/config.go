@@ -92,7 +92,12 @@ const (
 	DefaultKillGrace     = 5 * time.Second
 	DefaultPath          = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 	maxActionTimeout     = 10 * time.Minute
-	maxKillGrace         = time.Minute
+	// MaxReplayWindow is the largest replay_window. The nonce cache keeps
+	// nonces this long whatever the configured window, so that widening
+	// replay_window (reload or restart) cannot readmit a request whose
+	// nonce a narrower window had already forgotten.
+	MaxReplayWindow = 10 * time.Minute
+	maxKillGrace    = time.Minute
 )
 
 // DefaultLimits are used for every limit left at zero.
@@ -145,7 +150,7 @@ func (c *Config) finish() error {
 	if c.ReplayWindow == 0 {
 		c.ReplayWindow = DefaultReplayWindow
 	}
-	if c.ReplayWindow < time.Second || c.ReplayWindow > 10*time.Minute {
+	if c.ReplayWindow < time.Second || c.ReplayWindow > MaxReplayWindow {
 		bad("replay_window %s: must be between 1s and 10m", c.ReplayWindow)
 	}
 	if c.ShutdownGrace == 0 {
@@ -328,31 +333,70 @@ func (a *Action) finish() error {
 }
 
 // checkExecutable refuses a missing, non-regular, non-executable or
-// group/world-writable action binary, and one in a directory that others
-// could write to (they could replace it).
+// group/world-writable action binary, one owned by a user other than root
+// or the agent's own, and one that anyone else could replace: through a
+// directory on its real path (after symlinks) or on the path of the
+// symlink itself that others can write to (without the sticky bit) or
+// that another user owns.
 func checkExecutable(bin string) error {
-	fi, err := os.Stat(bin)
+	real, err := filepath.EvalSymlinks(bin)
 	if err != nil {
 		return fmt.Errorf("action binary %s: %w", bin, err)
 	}
+	name := bin
+	if real != bin {
+		name = bin + " (-> " + real + ")"
+	}
+	fi, err := os.Stat(real)
+	if err != nil {
+		return fmt.Errorf("action binary %s: %w", name, err)
+	}
 	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("action binary %s is not a regular file", bin)
+		return fmt.Errorf("action binary %s is not a regular file", name)
 	}
 	if fi.Mode().Perm()&0o111 == 0 {
-		return fmt.Errorf("action binary %s is not executable (chmod 755 %s)", bin, bin)
+		return fmt.Errorf("action binary %s is not executable (chmod 755 %s)", name, real)
 	}
 	if fi.Mode().Perm()&0o022 != 0 {
-		return fmt.Errorf("action binary %s has mode %04o: group/world-writable binaries are refused (chmod go-w %s)", bin, fi.Mode().Perm(), bin)
+		return fmt.Errorf("action binary %s has mode %04o: group/world-writable binaries are refused (chmod go-w %s)", name, fi.Mode().Perm(), real)
 	}
-	dir := filepath.Dir(bin)
-	di, err := os.Stat(dir)
-	if err != nil {
-		return fmt.Errorf("action binary directory %s: %w", dir, err)
+	if uid, ok := foreignOwner(fi); ok {
+		return fmt.Errorf("action binary %s is owned by uid %d, who could rewrite it: it must belong to root or to the agent's user (chown root %s)", name, uid, real)
 	}
-	if di.Mode().Perm()&0o022 != 0 && di.Mode()&os.ModeSticky == 0 {
-		return fmt.Errorf("action binary %s lives in %s, which has mode %04o: others could replace it (chmod go-w %s)", bin, dir, di.Mode().Perm(), dir)
+	dirs := []string{filepath.Dir(real)}
+	if linkDir, err := filepath.EvalSymlinks(filepath.Dir(bin)); err == nil && real != bin {
+		dirs = append(dirs, linkDir) // whoever can write here can re-point the link
+	}
+	for _, d := range dirs {
+		for {
+			di, err := os.Stat(d)
+			if err != nil {
+				return fmt.Errorf("action binary directory %s: %w", d, err)
+			}
+			if di.Mode().Perm()&0o022 != 0 && di.Mode()&os.ModeSticky == 0 {
+				return fmt.Errorf("action binary %s is under %s, which has mode %04o: others could replace it (chmod go-w %s)", name, d, di.Mode().Perm(), d)
+			}
+			if uid, ok := foreignOwner(di); ok {
+				return fmt.Errorf("action binary %s is under %s, owned by uid %d, who could replace it (chown root %s)", name, d, uid, d)
+			}
+			parent := filepath.Dir(d)
+			if parent == d {
+				break
+			}
+			d = parent
+		}
 	}
 	return nil
+}
+
+// foreignOwner reports the owner of fi when it is neither root nor the
+// agent's own user.
+func foreignOwner(fi os.FileInfo) (uint32, bool) {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return 0, false
+	}
+	return st.Uid, st.Uid != 0 && int(st.Uid) != os.Geteuid()
 }
 
 func credentialFor(name string) (*syscall.Credential, error) {

@@ -17,8 +17,9 @@ import (
 var ErrReplay = errors.New("nonce already used")
 
 // maxNonces bounds the cache: beyond it new requests are refused (fail
-// closed) rather than forgetting nonces that could then be replayed. At
-// the default 60 s window that is >8,000 requests/s.
+// closed) rather than forgetting nonces that could then be replayed. The
+// server keeps nonces for MaxReplayWindow (10 m), so that is >1,600
+// accepted requests/s sustained for 10 minutes.
 const maxNonces = 1 << 20
 
 // NonceCache remembers the nonces of accepted requests for as long as
@@ -34,6 +35,7 @@ type NonceCache struct {
 	f      *os.File
 	lock   *os.File
 	lines  int
+	purged int64 // when expired entries were last dropped (unix seconds)
 }
 
 // OpenNonceCache loads the cache from dir (created 0700 if missing). wait
@@ -128,7 +130,11 @@ func (c *NonceCache) Use(nonce string, ts int64, now time.Time) error {
 		return ErrReplay
 	}
 	n := now.Unix()
-	if len(c.seen) >= maxNonces || c.lines > 2*len(c.seen)+10000 {
+	// Drop expired entries now and then (at most every minute), so that
+	// memory and the file follow the live request rate instead of
+	// growing to maxNonces first.
+	if len(c.seen) >= maxNonces || n-c.purged >= min(c.window, 60) || n < c.purged {
+		c.purged = n
 		for k, t := range c.seen {
 			if t < n-c.window {
 				delete(c.seen, k)
@@ -137,8 +143,10 @@ func (c *NonceCache) Use(nonce string, ts int64, now time.Time) error {
 		if len(c.seen) >= maxNonces {
 			return errors.New("nonce cache full")
 		}
-		if err := c.compact(); err != nil {
-			return err
+		if c.lines > 2*len(c.seen)+10000 {
+			if err := c.compact(); err != nil {
+				return err
+			}
 		}
 	}
 	// One write(2) of one line: atomic with O_APPEND, in the page cache

@@ -46,6 +46,44 @@ type Server struct {
 	active  atomic.Int64
 	conns   sync.WaitGroup
 	served  atomic.Int64
+	refusal logBudget
+}
+
+// logBudget bounds the audit lines for refusals made before a peer could
+// prove anything (source not allowed, rate-limited, busy): anyone who can
+// reach the port could otherwise fill the disk one connection at a time.
+// A line logged after some were skipped says how many.
+type logBudget struct {
+	mu      sync.Mutex
+	tokens  float64
+	last    time.Time
+	skipped int64
+}
+
+const (
+	refusalLogRate  = 20  // lines per second
+	refusalLogBurst = 200 // lines
+)
+
+// take reports whether a refusal may be logged now, and how many were
+// skipped since the last one that was.
+func (b *logBudget) take(now time.Time) (bool, int64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.last.IsZero() {
+		b.tokens = refusalLogBurst
+	} else if d := now.Sub(b.last); d > 0 {
+		b.tokens = min(b.tokens+d.Seconds()*refusalLogRate, refusalLogBurst)
+	}
+	b.last = now
+	if b.tokens < 1 {
+		b.skipped++
+		return false, 0
+	}
+	b.tokens--
+	n := b.skipped
+	b.skipped = 0
+	return true, n
 }
 
 // NewServer prepares a server for cfg (already validated by Load/Parse).
@@ -58,7 +96,7 @@ func NewServer(cfg *Config, deps Deps) (*Server, error) {
 		return nil, err
 	}
 	if !deps.Inetd {
-		nc, err := OpenNonceCache(cfg.StateDir, cfg.ReplayWindow, deps.Now(), 0)
+		nc, err := OpenNonceCache(cfg.StateDir, MaxReplayWindow, deps.Now(), 0)
 		if err != nil {
 			s.closeAudit()
 			return nil, err
@@ -213,7 +251,7 @@ func (s *Server) acceptLoop(ctx context.Context, ln net.Listener) {
 			conn.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
 			conn.Write(protocol.MarshalReply(protocol.Reply{Outcome: protocol.OutcomeBusy, ExitCode: -1}, nil, ""))
 			conn.Close()
-			s.auditLine(cfg, record{peer: conn.RemoteAddr().String(), outcome: protocol.OutcomeBusy, reason: "max_conns reached"})
+			s.auditRefusal(cfg, record{peer: conn.RemoteAddr().String(), outcome: protocol.OutcomeBusy, reason: "max_conns reached"})
 			continue
 		}
 		s.active.Add(1)
@@ -240,6 +278,17 @@ type record struct {
 	joined   bool
 	start    time.Time
 	duration time.Duration
+	skipped  int64 // refusals not logged before this one (logBudget)
+}
+
+// auditRefusal logs an unauthenticated refusal within the refusal budget.
+func (s *Server) auditRefusal(cfg *Config, r record) {
+	ok, skipped := s.refusal.take(s.deps.Now())
+	if !ok {
+		return
+	}
+	r.skipped = skipped
+	s.auditLine(cfg, r)
 }
 
 func (s *Server) auditLine(cfg *Config, r record) {
@@ -266,6 +315,9 @@ func (s *Server) auditLine(cfg *Config, r record) {
 	}
 	if r.reason != "" {
 		ev = ev.Str("reason", r.reason)
+	}
+	if r.skipped > 0 {
+		ev = ev.Int64("unlogged_refusals", r.skipped)
 	}
 	if !r.start.IsZero() {
 		ev = ev.Float64("duration_ms", float64(s.deps.Now().Sub(r.start).Microseconds())/1000)
@@ -294,7 +346,10 @@ func (s *Server) ServeConn(conn net.Conn) {
 		return
 	}
 	if !cfg.Allowed(peer) {
-		deny("source not in allow list")
+		rec.outcome, rec.reason = protocol.OutcomeDenied, "source not in allow list"
+		conn.SetWriteDeadline(time.Now().Add(cfg.Limits.WriteTimeout))
+		conn.Write(protocol.MarshalReply(protocol.Reply{Outcome: protocol.OutcomeDenied, ExitCode: -1}, nil, ""))
+		s.auditRefusal(cfg, rec)
 		return
 	}
 	if !s.deps.Inetd {
@@ -303,7 +358,7 @@ func (s *Server) ServeConn(conn net.Conn) {
 			rec.outcome, rec.reason = protocol.OutcomeRateLimited, why
 			conn.SetWriteDeadline(time.Now().Add(cfg.Limits.WriteTimeout))
 			conn.Write(protocol.MarshalReply(protocol.Reply{Outcome: protocol.OutcomeRateLimited, ExitCode: -1}, nil, ""))
-			s.auditLine(cfg, rec)
+			s.auditRefusal(cfg, rec)
 			return
 		}
 		defer s.lim.release(peer)
@@ -346,6 +401,9 @@ func (s *Server) ServeConn(conn net.Conn) {
 		deny("MAC does not verify")
 		return
 	}
+	// The clock is read again here: the handshake and the read may have
+	// taken seconds, which must not stretch the replay window.
+	now = s.deps.Now()
 	skew := now.Unix() - req.Timestamp
 	w := int64(cfg.ReplayWindow / time.Second)
 	if skew > w {
@@ -394,7 +452,7 @@ func (s *Server) useNonce(cfg *Config, req protocol.Request, now time.Time) erro
 	nc := s.nonces
 	if nc == nil {
 		var err error
-		nc, err = OpenNonceCache(cfg.StateDir, cfg.ReplayWindow, now, 3*time.Second)
+		nc, err = OpenNonceCache(cfg.StateDir, MaxReplayWindow, now, 3*time.Second)
 		if err != nil {
 			return err
 		}

@@ -84,6 +84,20 @@ func TestTLS(t *testing.T) {
 		t.Fatal("mTLS restart did not run")
 	}
 
+	// An empty serverName means "the dialled host" (127.0.0.1 here, an IP
+	// SAN of the agent's certificate), as handle_worker's default does.
+	byAddr, err := protocol.ClientTLS(p.path("ca.crt"), p.path("client.crt"), p.path("client.key"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c = protocol.NewClient(protocol.ClientConfig{Addr: h.addr, Key: h.key, TLS: byAddr})
+	if rep, err := c.Do(t.Context(), protocol.VerbRestart, "demo"); err != nil || rep.Outcome != protocol.OutcomeOK {
+		t.Fatalf("mTLS client without a server name: %+v %v", rep, err)
+	}
+	if h.marks("demo") != 2 {
+		t.Fatal("mTLS restart without a server name did not run")
+	}
+
 	noCert, _ := protocol.ClientTLS(p.path("ca.crt"), "", "", "localhost")
 	rogue, _ := protocol.ClientTLS(p.path("ca.crt"), p.path("rogue.crt"), p.path("rogue.key"), "localhost")
 	old := good.Clone()
@@ -130,7 +144,7 @@ func TestTLS(t *testing.T) {
 			t.Fatalf("silent peer not dropped: %v after %s", err, time.Since(start))
 		}
 	})
-	if h.marks("demo") != 1 {
+	if h.marks("demo") != 2 {
 		t.Fatalf("an action ran for a refused TLS peer (%d marks)", h.marks("demo"))
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"net"
 	"os"
 	"time"
+
+	"github.com/selfheal/selfheal/internal/fsutil"
 )
 
 // ClientConfig configures a Client.
@@ -71,7 +73,18 @@ func (c *Client) Do(ctx context.Context, verb Verb, service string) (Reply, erro
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 	if c.cfg.TLS != nil {
-		tc := tls.Client(conn, c.cfg.TLS)
+		tcfg := c.cfg.TLS
+		if tcfg.ServerName == "" && !tcfg.InsecureSkipVerify {
+			// tls.Client, unlike tls.Dial, does not default the name to
+			// the dialled host, and refuses to handshake without one.
+			host, _, err := net.SplitHostPort(c.cfg.Addr)
+			if err != nil {
+				return Reply{}, err
+			}
+			tcfg = tcfg.Clone()
+			tcfg.ServerName = host
+		}
+		tc := tls.Client(conn, tcfg)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			return Reply{}, ctxErr(ctx, fmt.Errorf("TLS handshake: %w", err))
 		}
@@ -120,7 +133,15 @@ func ClientTLS(caFile, certFile, keyFile, serverName string) (*tls.Config, error
 		return nil, errors.New("TLS client certificate needs both a cert file and a key file")
 	}
 	if certFile != "" {
-		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		certPEM, _, err := fsutil.ReadRegular(certFile, maxPEM)
+		if err != nil {
+			return nil, fmt.Errorf("client certificate: %w", err)
+		}
+		keyPEM, _, err := fsutil.ReadRegular(keyFile, maxPEM)
+		if err != nil {
+			return nil, fmt.Errorf("client key: %w", err)
+		}
+		cert, err := tls.X509KeyPair(certPEM, keyPEM)
 		if err != nil {
 			return nil, fmt.Errorf("TLS client certificate: %w", err)
 		}
@@ -129,9 +150,12 @@ func ClientTLS(caFile, certFile, keyFile, serverName string) (*tls.Config, error
 	return cfg, nil
 }
 
+// maxPEM bounds a CA bundle, certificate or key file.
+const maxPEM = 4 << 20
+
 // LoadCertPool reads PEM certificates from file.
 func LoadCertPool(file string) (*x509.CertPool, error) {
-	pem, err := os.ReadFile(file)
+	pem, _, err := fsutil.ReadRegular(file, maxPEM)
 	if err != nil {
 		return nil, fmt.Errorf("CA file: %w", err)
 	}

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/selfheal/selfheal/internal/fsutil"
 )
 
 // keyFileTag opens every key file; it names the format's version.
@@ -71,24 +73,14 @@ func (k *Key) UnmarshalText(b []byte) error {
 // file or whose mode gives the group or others any access: a readable key
 // lets anyone on the host restart the workers.
 func LoadKeyFile(path string) (Key, error) {
-	f, err := os.Open(path)
+	// Non-blocking and size-capped: a FIFO or device given by mistake must
+	// fail at once, not hang the handler until Nagios kills it.
+	b, mode, err := fsutil.ReadRegular(path, 1024)
 	if err != nil {
 		return Key{}, fmt.Errorf("key file: %w", err)
 	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return Key{}, fmt.Errorf("key file: %w", err)
-	}
-	if !fi.Mode().IsRegular() {
-		return Key{}, fmt.Errorf("key file %s is not a regular file", path)
-	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+	if perm := mode.Perm(); perm&0o077 != 0 {
 		return Key{}, fmt.Errorf("key file %s has mode %04o: it must not be accessible by group or others (want 0600 or 0400; run chmod 600 %s)", path, perm, path)
-	}
-	b, err := io.ReadAll(io.LimitReader(f, 1024))
-	if err != nil {
-		return Key{}, fmt.Errorf("key file %s: %w", path, err)
 	}
 	var k Key
 	if err := k.UnmarshalText(b); err != nil {
