@@ -1,0 +1,13 @@
+#!/bin/sh
+# start.sh: the worker_listener action "start" for demo_worker (see
+# worker_listener.yaml next to this file). demo_worker's daemon mode does
+# the real work: setsid, stdio on /dev/null or LOGFILE, no inherited
+# descriptors, pid file, bounded stop (SIGTERM, then SIGKILL), flock
+# against concurrent start/stop. The listener passes no environment of its
+# own: set WORKER, LISTEN, PIDFILE and LOGFILE in the action's env.
+set -eu
+: "${WORKER:=/usr/local/bin/demo_worker}"
+: "${LISTEN:=127.0.0.1:8080}"
+: "${PIDFILE:=/run/demo/demo.pid}"
+: "${LOGFILE:=}"
+exec "$WORKER" daemon start --listen "$LISTEN" --pid-file "$PIDFILE" ${LOGFILE:+--log-file "$LOGFILE"}
