@@ -52,7 +52,7 @@ type eventCmd struct {
 	SoftAttempt  int           `default:"0" placeholder:"N" help:"Also act at SOFT CRITICAL from attempt N (0 = only at HARD CRITICAL). Never twice per fault."`
 	CommandFile  string        `placeholder:"FIFO" help:"Nagios external command file: write comments and a forced re-check there."`
 	RecheckDelay time.Duration `default:"2s" help:"Schedule the forced re-check this long after a successful restart."`
-	DryRun       bool          `help:"Decide and print what would be sent and written, without sending or writing anything."`
+	DryRun       bool          `help:"Decide and print what would be sent and written, without sending anything or writing the budget state or the command file."`
 }
 
 type sendCmd struct {
@@ -178,6 +178,16 @@ func (e *eventCmd) run(ctx context.Context, stdout, stderr io.Writer) int {
 	}
 	cn, budget, err := e.setup(addr)
 	if err != nil {
+		// Nagios only logs a failing handler's output: when a fault needs
+		// healing and our own configuration (key, TLS files) stops it, say
+		// so where on-call looks, on the service itself.
+		if ev.State == handler.StateCritical && e.CommandFile != "" && !e.DryRun {
+			msg := "auto-healing impossible: handle_worker configuration error: " + cli.OneLine(err.Error()) + "; a human must look"
+			if werr := (handler.CommandFile{Path: e.CommandFile}).Write(time.Now(),
+				handler.AddSvcComment(e.HostName, e.ServiceDesc, true, "handle_worker", msg)); werr != nil {
+				fmt.Fprintf(stderr, "handle_worker: could not write to the command file: %v\n", werr)
+			}
+		}
 		return usage(stdout, err)
 	}
 	log, closeLog := e.logger(stderr)

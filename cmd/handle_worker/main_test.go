@@ -408,3 +408,32 @@ func TestEventLogFileFIFO(t *testing.T) {
 		t.Errorf("took %v", took)
 	}
 }
+
+// TestEventBrokenKeyTellsNagios: when a fault needs healing and the
+// handler's own key file is unusable, Nagios gets a persistent comment on
+// the service (it only logs a failing handler's output), and exit is 3.
+// Non-critical events stay silent.
+func TestEventBrokenKeyTellsNagios(t *testing.T) {
+	s := newSetup(t)
+	args := func(state string) []string {
+		return []string{"event", "--key-file", filepath.Join(t.TempDir(), "missing.key"), "--target", "demo",
+			"--state-dir", s.state, "--command-file", s.fifo, state, "HARD", "3", "127.0.0.1", "web1", "Worker"}
+	}
+	if o := runBin(t, nil, s.bin, args("OK")...); o.code != 3 {
+		t.Fatalf("OK with a missing key: exit %d %q", o.code, o.stdout)
+	}
+	if c := s.commands(); len(c) != 0 {
+		t.Fatalf("an OK event wrote to the command file: %q", c)
+	}
+	o := runBin(t, nil, s.bin, args("CRITICAL")...)
+	if o.code != 3 || !strings.Contains(o.stdout, "key file") {
+		t.Fatalf("CRITICAL with a missing key: exit %d %q", o.code, o.stdout)
+	}
+	c := s.commands()
+	if len(c) != 1 || !strings.Contains(c[0], "] ADD_SVC_COMMENT;web1;Worker;1;handle_worker;auto-healing impossible: handle_worker configuration error: key file:") {
+		t.Fatalf("command file: %q", c)
+	}
+	if s.l.Actions(t) != 0 {
+		t.Fatal("an action ran without a key")
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"syscall"
 
 	"github.com/selfheal/selfheal/internal/status"
@@ -59,7 +60,10 @@ func Classify(err error, timeoutState status.State) (status.State, string) {
 	case errors.Is(err, syscall.EACCES), errors.Is(err, os.ErrPermission):
 		return status.Unknown, "permission denied (check_worker's own access)"
 	case errors.As(err, &cverr), errors.As(err, &uae), errors.As(err, &hne), errors.As(err, &cie),
-		errors.As(err, &rhe), errors.As(err, &alert):
+		errors.As(err, &rhe), errors.As(err, &alert),
+		// A TLS alert from the peer (e.g. "certificate required" in TLS
+		// 1.3) has no exported type; its text is the only handle.
+		strings.Contains(err.Error(), "remote error: tls: "):
 		return status.Unknown, "TLS failure: " + clean(err.Error(), 160)
 	case errors.Is(err, ErrRedirect):
 		return status.Unknown, clean(err.Error(), 160)

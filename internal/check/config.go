@@ -125,6 +125,9 @@ func ParseMaxAge(s string) (warn, crit time.Duration, err error) {
 	if warn == 0 && crit == 0 {
 		return 0, 0, fmt.Errorf("max-age %q: give a warning or a critical age above 0", s)
 	}
+	if warn > 0 && crit > 0 && warn > crit {
+		return 0, 0, fmt.Errorf("max-age %q: the warning age must not be above the critical age", s)
+	}
 	return warn, crit, nil
 }
 

@@ -50,6 +50,7 @@ func TestParseMaxAge(t *testing.T) {
 		{"90s,", 90 * time.Second, 0, false},
 		{"0.5,1", 500 * time.Millisecond, time.Second, false},
 		{"300", 0, 0, true}, {",", 0, 0, true}, {"x,1", 0, 0, true}, {"1,-5", 0, 0, true},
+		{"5,3", 0, 0, true}, {"60,60", time.Minute, time.Minute, false},
 	}
 	for _, tt := range tests {
 		w, c, err := ParseMaxAge(tt.in)
