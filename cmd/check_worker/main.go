@@ -2,15 +2,9 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
-	"net/url"
 	"os"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -19,7 +13,6 @@ import (
 
 	"github.com/selfheal/selfheal/internal/check"
 	"github.com/selfheal/selfheal/internal/cli"
-	"github.com/selfheal/selfheal/internal/thresholds"
 	"github.com/selfheal/selfheal/internal/version"
 )
 
@@ -68,7 +61,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 				return cli.PluginExit(out, err)
 			}
 		}
-		cfg, tlsOpts, err := g.config()
+		cfg, tlsOpts, err := g.flags().Config("check_worker/" + version.Version + " (selfheal)")
 		if err != nil {
 			return cli.PluginExit(out, &cli.UsageError{Err: err})
 		}
@@ -100,107 +93,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	})
 }
 
-// config turns flags into the core's Config; every error is a usage error.
-func (g *grammar) config() (check.Config, check.TLSOptions, error) {
-	cfg := check.Config{Header: http.Header{}, UserAgent: "check_worker/" + version.Version + " (selfheal)"}
-	var err error
-	if cfg.Timeout, cfg.TimeoutState, err = check.ParseTimeout(g.Timeout); err != nil {
-		return cfg, check.TLSOptions{}, err
+// flags hands the parsed command line to the core, which validates it.
+func (g *grammar) flags() check.Flags {
+	return check.Flags{
+		Hostname: g.Hostname, Port: g.Port, Path: g.Path, SSL: g.SSL, URL: g.URL, UnixSocket: g.UnixSocket,
+		Timeout: g.Timeout, Warning: g.Warning, Critical: g.Critical, Metric: g.Metric,
+		MaxAge: g.MaxAge, MinUptime: g.MinUptime, Plain: g.Plain, Header: g.Header,
+		CAFile: g.CAFile, CertFile: g.CertFile, KeyFile: g.KeyFile, Insecure: g.Insecure,
 	}
-	if cfg.URL, err = g.target(); err != nil {
-		return cfg, check.TLSOptions{}, err
-	}
-	cfg.UnixSocket = g.UnixSocket
-	if g.Warning != "" || g.Critical != "" {
-		if cfg.Response, err = parsePair(g.Warning, g.Critical); err != nil {
-			return cfg, check.TLSOptions{}, err
-		}
-	}
-	seen := map[string]bool{}
-	for _, m := range g.Metric {
-		r, err := check.ParseMetricRule(m)
-		if err != nil {
-			return cfg, check.TLSOptions{}, err
-		}
-		if seen[r.Name] {
-			return cfg, check.TLSOptions{}, fmt.Errorf("metric %q given twice", r.Name)
-		}
-		seen[r.Name] = true
-		cfg.Metrics = append(cfg.Metrics, r)
-	}
-	if g.MaxAge != "" {
-		if cfg.MaxAgeWarn, cfg.MaxAgeCrit, err = check.ParseMaxAge(g.MaxAge); err != nil {
-			return cfg, check.TLSOptions{}, err
-		}
-	}
-	if g.MinUptime != "" {
-		if cfg.MinUptime, err = check.ParseMinUptime(g.MinUptime); err != nil {
-			return cfg, check.TLSOptions{}, err
-		}
-	}
-	cfg.Plain = g.Plain
-	for _, h := range g.Header {
-		if err := check.ParseHeader(cfg.Header, h); err != nil {
-			return cfg, check.TLSOptions{}, err
-		}
-	}
-	return cfg, check.TLSOptions{CAFile: g.CAFile, CertFile: g.CertFile, KeyFile: g.KeyFile, Insecure: g.Insecure}, nil
-}
-
-func parsePair(w, c string) (thresholds.Pair, error) {
-	p, err := thresholds.ParsePair(w, c)
-	if err != nil {
-		return p, fmt.Errorf("-w/-c response time: %v", err)
-	}
-	return p, nil
-}
-
-// target builds the URL from -H/-p/--path/--ssl, -u or --unix-socket.
-func (g *grammar) target() (string, error) {
-	path := g.Path
-	full := g.URL
-	if strings.HasPrefix(full, "/") { // check_http's -u is a path
-		path, full = full, ""
-	}
-	if full != "" {
-		if g.Hostname != "" || g.Port != 0 || g.UnixSocket != "" {
-			return "", errors.New("give either a full -u URL or -H/-p/--unix-socket, not both")
-		}
-		u, err := url.Parse(full)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return "", fmt.Errorf("-u %q: want http://HOST[:PORT]/PATH or https://...", full)
-		}
-		return u.String(), nil
-	}
-	if !strings.HasPrefix(path, "/") {
-		return "", fmt.Errorf("--path %q must start with /", path)
-	}
-	host := g.Hostname
-	if host == "" {
-		if g.UnixSocket == "" {
-			return "", errors.New("no target: give -H HOST, -u URL or --unix-socket PATH")
-		}
-		host = "localhost" // only the Host header; the socket is dialled
-	}
-	if strings.ContainsAny(host, "/@?# ") {
-		return "", fmt.Errorf("-H %q is not a host name or address", host)
-	}
-	scheme, port := "http", 80
-	if g.SSL {
-		scheme, port = "https", 443
-	}
-	if g.Port != 0 {
-		if g.Port < 1 || g.Port > 65535 {
-			return "", fmt.Errorf("-p %d: want a port between 1 and 65535", g.Port)
-		}
-		port = g.Port
-	}
-	u := &url.URL{Scheme: scheme, Host: net.JoinHostPort(strings.Trim(host, "[]"), strconv.Itoa(port))}
-	ref, err := url.Parse(path)
-	if err != nil {
-		return "", fmt.Errorf("--path %q: %v", path, err)
-	}
-	return u.ResolveReference(ref).String(), nil
 }
 
 // onceWriter lets exactly one answer reach stdout, whether it comes from
