@@ -41,35 +41,13 @@ func TestNonceCacheForgetsExpired(t *testing.T) {
 // still refused as a replay after a reload widens the window to 10 m.
 func TestReplayAfterWindowWidened(t *testing.T) {
 	h := newHarness(t, opts{extra: "replay_window: 60s\n"})
-	h.shutdown() // the test's own server below needs a fake clock
-	var mu sync.Mutex
-	clock := time.Now()
-	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
-	cfg, err := Load(h.cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := NewServer(cfg, Deps{Audit: h.audit, Now: now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
-	defer func() { cancel(); <-done }()
-	h.addr = ln.Addr().String()
+	srv, now, advance := fakeClockServer(t, h)
 
 	first := h.valid(protocol.VerbRestart, "demo", now())
 	if got := h.raw(first); !strings.HasPrefix(got, "SH1 ok ") {
 		t.Fatalf("first request: %q", got)
 	}
-	mu.Lock()
-	clock = clock.Add(70 * time.Second)
-	mu.Unlock()
+	advance(70 * time.Second)
 	if got := h.raw(h.valid(protocol.VerbRestart, "demo", now())); !strings.HasPrefix(got, "SH1 ok ") {
 		t.Fatalf("second request: %q", got)
 	}
@@ -215,28 +193,9 @@ func auditEventually(h *harness, s string) bool {
 // stretch the window by holding a connection open before sending.
 func TestTimestampCheckedOnArrival(t *testing.T) {
 	h := newHarness(t, opts{extra: "replay_window: 60s\n", limits: "{read_timeout: 1m}"})
-	h.shutdown()
-	var mu sync.Mutex
-	clock := time.Now()
-	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
-	cfg, err := Load(h.cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := NewServer(cfg, Deps{Audit: h.audit, Now: now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
-	defer func() { cancel(); <-done }()
+	srv, now, advance := fakeClockServer(t, h)
 
-	c, err := net.Dial("tcp", ln.Addr().String())
+	c, err := net.Dial("tcp", h.addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -249,9 +208,7 @@ func TestTimestampCheckedOnArrival(t *testing.T) {
 	}
 	time.Sleep(50 * time.Millisecond)
 	opened := now()
-	mu.Lock()
-	clock = clock.Add(40 * time.Second)
-	mu.Unlock()
+	advance(40 * time.Second)
 	// 50 s old when the connection opened, 90 s old when it arrives.
 	if _, err := c.Write(h.valid(protocol.VerbRestart, "demo", opened.Add(-50*time.Second))); err != nil {
 		t.Fatal(err)
@@ -264,4 +221,32 @@ func TestTimestampCheckedOnArrival(t *testing.T) {
 	if h.marks("demo") != 0 {
 		t.Fatal("the stale request ran")
 	}
+}
+
+// fakeClockServer replaces the harness's agent with one on a clock the
+// test moves by hand, serving on a new loopback port (h.addr follows it).
+func fakeClockServer(t *testing.T, h *harness) (srv *Server, now func() time.Time, advance func(time.Duration)) {
+	t.Helper()
+	h.shutdown()
+	var mu sync.Mutex
+	clock := time.Now()
+	now = func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	advance = func(d time.Duration) { mu.Lock(); clock = clock.Add(d); mu.Unlock() }
+	cfg, err := Load(h.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if srv, err = NewServer(cfg, Deps{Audit: h.audit, Now: now}); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln) }()
+	t.Cleanup(func() { cancel(); <-done })
+	h.addr = ln.Addr().String()
+	return srv, now, advance
 }
