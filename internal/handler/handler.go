@@ -265,15 +265,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) Result {
 	if ok {
 		outcome = RecordOK
 	}
-	if err := store.Update(ctx, cfg.HostName, cfg.ServiceDesc, func(st *StateFile) error {
-		for i := range st.Restarts {
-			if st.Restarts[i].ID == id {
-				st.Restarts[i].Outcome, st.Restarts[i].Detail = outcome, summary
-				return nil
-			}
-		}
-		return errNoWrite
-	}); err != nil && !errors.Is(err, errNoWrite) {
+	if err := store.SetOutcome(ctx, cfg.HostName, cfg.ServiceDesc, id, outcome, summary); err != nil {
 		// The pending record already counts; only its outcome is lost.
 		log.Warn().AnErr("error", err).Msg("could not record the restart outcome")
 	}

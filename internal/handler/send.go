@@ -2,7 +2,6 @@ package handler
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -81,15 +80,7 @@ func Send(ctx context.Context, cfg SendConfig, deps Deps) Result {
 		if ok {
 			outcome = RecordOK
 		}
-		if uerr := store.Update(ctx, cfg.HostName, cfg.ServiceDesc, func(st *StateFile) error {
-			for i := range st.Restarts {
-				if st.Restarts[i].ID == id {
-					st.Restarts[i].Outcome, st.Restarts[i].Detail = outcome, summary
-					return nil
-				}
-			}
-			return errNoWrite
-		}); uerr != nil && !errors.Is(uerr, errNoWrite) {
+		if uerr := store.SetOutcome(ctx, cfg.HostName, cfg.ServiceDesc, id, outcome, summary); uerr != nil {
 			notes = append(notes, "warning: outcome not recorded: "+oneLine(uerr.Error()))
 		} else {
 			notes = append(notes, "recorded in "+store.Path(cfg.HostName, cfg.ServiceDesc))

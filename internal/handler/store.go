@@ -281,3 +281,22 @@ func removeStaleTemps(dir, base string) {
 		os.Remove(p)
 	}
 }
+
+// SetOutcome settles the restart record id (written as pending before the
+// request) with its outcome. A record no longer there (pruned, or the
+// file was deleted to re-arm healing) is not an error.
+func (s Store) SetOutcome(ctx context.Context, host, service, id, outcome, detail string) error {
+	err := s.Update(ctx, host, service, func(st *StateFile) error {
+		for i := range st.Restarts {
+			if st.Restarts[i].ID == id {
+				st.Restarts[i].Outcome, st.Restarts[i].Detail = outcome, detail
+				return nil
+			}
+		}
+		return errNoWrite
+	})
+	if errors.Is(err, errNoWrite) {
+		return nil
+	}
+	return err
+}
