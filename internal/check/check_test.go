@@ -552,7 +552,7 @@ func TestUnixSocket(t *testing.T) {
 
 // TestSanitise: worker text can never break the plugin output.
 func TestSanitise(t *testing.T) {
-	nasty := `a|b\nc\rd\te\u0000f` + "\xff\xfe" + `g\u2028h`
+	nasty := `a|b\nc\rd\te\u0000f` + "\xff\xfe" + `g\u2028h\u202ei`
 	body := `{"status":"critical","message":"` + nasty + `","checks":[{"name":"x|y\nz","status":"warning","message":"` + nasty + `"}],"metrics":[{"name":"it's = a|b","value":1,"uom":"MiB;"}]}`
 	srv := httptest.NewServer(jsonHandler(200, body))
 	defer srv.Close()
@@ -562,7 +562,7 @@ func TestSanitise(t *testing.T) {
 	if !ok || strings.Contains(perf, "|") {
 		t.Fatalf("line 1 must be TEXT | perfdata with exactly one '|': %q", res.Output)
 	}
-	if strings.ContainsAny(text, "\r\t\x00") {
+	if strings.ContainsAny(text, "\r\t\x00\u202e") || strings.ContainsRune(rest, '\u202e') {
 		t.Errorf("control characters in line 1: %q", line1)
 	}
 	if !strings.Contains(text, "a/b c d e f") {

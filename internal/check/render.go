@@ -13,6 +13,7 @@ import (
 	nagios "github.com/atc0005/go-nagios"
 
 	"github.com/selfheal/selfheal/internal/status"
+	"github.com/selfheal/selfheal/internal/textsafe"
 )
 
 // Output budget. Nagios 4 keeps 8192 bytes of plugin output; we stay
@@ -203,7 +204,7 @@ func clean(s string, max int) string {
 		switch {
 		case r == '|':
 			return '/'
-		case unicode.IsControl(r), r == '\u2028', r == '\u2029':
+		case textsafe.Unsafe(r):
 			return ' '
 		}
 		return r

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/selfheal/selfheal/internal/textsafe"
 )
 
 // pipeBuf is PIPE_BUF on Linux: a write of at most this many bytes to a
@@ -51,7 +53,7 @@ func ScheduleForcedSvcCheck(host, service string, at time.Time) Command {
 // clean removes what would end or split a command line.
 func clean(s string) string {
 	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
+		if textsafe.Unsafe(r) {
 			return ' '
 		}
 		return r

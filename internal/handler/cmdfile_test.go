@@ -58,7 +58,7 @@ func TestCommandFileSanitises(t *testing.T) {
 	p, r := fifoReader(t)
 	now := time.Unix(100, 0)
 	err := CommandFile{Path: p}.Write(now,
-		AddSvcComment("h;1", "s\nX", true, "a", "line1\n[1] SHUTDOWN_PROGRAM\r; still the comment"+strings.Repeat("z", 2000)))
+		AddSvcComment("h;1", "s\nX", true, "a", "line1\n[1] SHUTDOWN_PROGRAM\r\u202e; still the comment"+strings.Repeat("z", 2000)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +66,7 @@ func TestCommandFileSanitises(t *testing.T) {
 	if strings.Count(got, "\n") != 1 || !strings.HasSuffix(got, "\n") {
 		t.Fatalf("injected a second line: %q", got)
 	}
-	if !strings.HasPrefix(got, "[100] ADD_SVC_COMMENT;h_1;s X;1;a;line1 [1] SHUTDOWN_PROGRAM ; still the comment") {
+	if !strings.HasPrefix(got, "[100] ADD_SVC_COMMENT;h_1;s X;1;a;line1 [1] SHUTDOWN_PROGRAM  ; still the comment") {
 		t.Fatalf("got %q", got)
 	}
 	if len(got) > 700 {

@@ -13,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/selfheal/selfheal/internal/protocol"
+	"github.com/selfheal/selfheal/internal/textsafe"
 )
 
 // pipeWait is how long the agent waits for an action's output pipe after
@@ -236,7 +237,7 @@ func (t *tailBuffer) String() string {
 }
 
 // sanitize keeps printable UTF-8, newlines and tabs; every other byte or
-// rune (escape sequences, NUL, CR, invalid UTF-8) becomes '?'.
+// rune (escape sequences, NUL, CR, bidi overrides, invalid UTF-8) becomes '?'.
 func sanitize(s string) string {
 	var b strings.Builder
 	b.Grow(len(s))
@@ -248,7 +249,7 @@ func sanitize(s string) string {
 			b.WriteByte('?')
 		case r == '\n' || r == '\t':
 			b.WriteRune(r)
-		case r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == 0x2028 || r == 0x2029:
+		case textsafe.Unsafe(r):
 			b.WriteByte('?')
 		default:
 			b.WriteRune(r)

@@ -151,6 +151,7 @@ func TestSanitize(t *testing.T) {
 		"bad \xff utf8":        "bad ? utf8",
 		"ünïcode ✓":            "ünïcode ✓",
 		"line\u2028sep\u0085x": "line?sep?x",
+		"rlo\u202eevil\u2066x": "rlo?evil?x",
 	} {
 		if got := sanitize(in); got != want {
 			t.Errorf("sanitize(%q) = %q, want %q", in, got, want)
