@@ -101,6 +101,9 @@ const (
 )
 
 // DefaultLimits are used for every limit left at zero.
+// MaxIOTimeout caps read_timeout, write_timeout and handshake_timeout.
+const MaxIOTimeout = time.Minute
+
 var DefaultLimits = Limits{
 	MaxConns:          64,
 	MaxConnsPerSource: 8,
@@ -181,6 +184,13 @@ func (c *Config) finish() error {
 	}
 	if l.MaxConns < 0 || l.MaxConnsPerSource < 0 || l.Rate < 0 || l.Burst < 0 || l.ReadTimeout < 0 || l.WriteTimeout < 0 || l.HandshakeTimeout < 0 {
 		bad("limits: values must be positive")
+	}
+	// A request is one short line: a long deadline only lets a slow peer
+	// (slowloris) hold a connection slot and stretch the replay window.
+	for name, d := range map[string]time.Duration{"read_timeout": l.ReadTimeout, "write_timeout": l.WriteTimeout, "handshake_timeout": l.HandshakeTimeout} {
+		if d > MaxIOTimeout {
+			bad("limits: %s %s is above the maximum %s", name, d, MaxIOTimeout)
+		}
 	}
 
 	if c.StateDir == "" {

@@ -52,6 +52,7 @@ func TestParseConfig(t *testing.T) {
 		{"relative state_dir", "state_dir: " + dir + "/s", "state_dir: s", "absolute"},
 		{"no state_dir", "state_dir: " + dir + "/s", "", "state_dir is required"},
 		{"tiny replay window", "services:", "replay_window: 10ms\nservices:", "replay_window"},
+		{"slowloris-friendly read timeout", "services:", "limits: {read_timeout: 1h}\nservices:", "read_timeout 1h0m0s is above the maximum"},
 		{"unknown user", "{argv: [" + bin + "]}", "{argv: [" + bin + "], user: no-such-user-xyz}", "no-such-user-xyz"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
