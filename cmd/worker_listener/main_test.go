@@ -404,7 +404,8 @@ func TestInetdStdin(t *testing.T) {
 	}
 }
 
-// inetd mode under a real xinetd, as the seed deployed it.
+// TestXinetd runs the shipped xinetd sample under a real xinetd: the seed's
+// deployment, one agent process per connection.
 func TestXinetd(t *testing.T) {
 	xinetd := testutil.LookTool(t, "xinetd", "/usr/sbin/xinetd")
 	e := newEnv(t)
@@ -415,30 +416,28 @@ func TestXinetd(t *testing.T) {
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
-	user := ""
-	if os.Geteuid() == 0 {
-		user = "user = root\n"
+	// The shipped sample, verbatim but for this machine's paths and port.
+	b, err := os.ReadFile(filepath.Join(testutil.ModuleRoot(t), "nagios-config", "listener", "xinetd.worker_listener"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sample := string(b)
+	for _, r := range [][2]string{
+		{"port            = 5690", fmt.Sprintf("port            = %d", port)},
+		{"/usr/local/sbin/worker_listener", bin},
+		{"/etc/selfheal/worker_listener.yaml", e.cfg},
+		{"/var/log/selfheal/listener.log", filepath.Join(e.dir, "inetd.log")},
+	} {
+		if !strings.Contains(sample, r[0]) {
+			t.Fatalf("the xinetd sample no longer has %q", r[0])
+		}
+		sample = strings.Replace(sample, r[0], r[1], 1)
+	}
+	if os.Geteuid() != 0 { // only root may switch users
+		sample = strings.Replace(sample, "user            = root\n", "", 1)
 	}
 	conf := filepath.Join(e.dir, "xinetd.conf")
-	os.WriteFile(conf, []byte(fmt.Sprintf(`defaults
-{
-	cps = 10000 1
-}
-service selfheal_test
-{
-	type = UNLISTED
-	socket_type = stream
-	protocol = tcp
-	wait = no
-	bind = 127.0.0.1
-	port = %d
-	%s
-	server = %s
-	server_args = inetd --config %s --log-file %s/inetd.log
-	only_from = 127.0.0.1
-	per_source = 8
-}
-`, port, user, bin, e.cfg, e.dir)), 0o644)
+	os.WriteFile(conf, []byte(sample), 0o644)
 	cmd := exec.Command(xinetd, "-dontfork", "-f", conf, "-pidfile", filepath.Join(e.dir, "xinetd.pid"))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	var out strings.Builder
