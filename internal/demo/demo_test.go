@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -188,18 +189,7 @@ func TestMakeDemo(t *testing.T) {
 // TestDemoInterrupted sends Ctrl-C in the middle of the story: the demo
 // stops everything it started and says so.
 func TestDemoInterrupted(t *testing.T) {
-	bins := binDir(t)
-	sb := newSandbox(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := sb.command(ctx, filepath.Join(bins, "demo_worker"), "demo", "--bin-dir", bins)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	sb, _, cmd, stdout := startDemo(t)
 	var text strings.Builder
 	sc := bufio.NewScanner(stdout)
 	sent := false
@@ -214,7 +204,7 @@ func TestDemoInterrupted(t *testing.T) {
 			}
 		}
 	}
-	err = cmd.Wait()
+	err := cmd.Wait()
 	if !sent {
 		t.Fatalf("the story never reached the hang:\n%s", text.String())
 	}
@@ -239,18 +229,7 @@ func TestDemoWithoutBinaries(t *testing.T) {
 // TestDemoBrokenPipe is `make demo | head`: the reader goes away early, and
 // the demo must still stop everything it started.
 func TestDemoBrokenPipe(t *testing.T) {
-	bins := binDir(t)
-	sb := newSandbox(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := sb.command(ctx, filepath.Join(bins, "demo_worker"), "demo", "--bin-dir", bins)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	sb, ctx, cmd, stdout := startDemo(t)
 	sc := bufio.NewScanner(stdout)
 	for sc.Scan() {
 		// Leave once the worker and the listener are both running.
@@ -259,7 +238,7 @@ func TestDemoBrokenPipe(t *testing.T) {
 		}
 	}
 	stdout.Close()
-	err = cmd.Wait()
+	err := cmd.Wait()
 	if ctx.Err() != nil {
 		t.Fatalf("the demo did not end after its reader went away: %v", err)
 	}
@@ -267,4 +246,23 @@ func TestDemoBrokenPipe(t *testing.T) {
 		t.Fatal("the demo claimed success with nobody reading its story")
 	}
 	sb.assertClean(t)
+}
+
+// startDemo starts the real `demo_worker demo` in a sandbox with its
+// stdout piped to the test; the context bounds the whole run.
+func startDemo(t *testing.T) (sandbox, context.Context, *exec.Cmd, io.ReadCloser) {
+	t.Helper()
+	bins := binDir(t)
+	sb := newSandbox(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	cmd := sb.command(ctx, filepath.Join(bins, "demo_worker"), "demo", "--bin-dir", bins)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return sb, ctx, cmd, stdout
 }
