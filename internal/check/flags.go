@@ -104,7 +104,7 @@ func (g Flags) Target() (string, error) {
 		}
 		u, err := url.Parse(full)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return "", fmt.Errorf("-u %q: want http://HOST[:PORT]/PATH or https://...", full)
+			return "", fmt.Errorf("-u %q: want http://HOST[:PORT]/PATH or https://HOST[:PORT]/PATH", full)
 		}
 		return u.String(), nil
 	}

@@ -266,19 +266,18 @@ func (s *Server) acceptLoop(ctx context.Context, ln net.Listener) {
 
 // record is one audit line.
 type record struct {
-	peer     string
-	tls      bool
-	keyID    string
-	verb     string
-	service  string
-	nonce    string
-	outcome  protocol.Outcome
-	exit     int
-	reason   string
-	joined   bool
-	start    time.Time
-	duration time.Duration
-	skipped  int64 // refusals not logged before this one (logBudget)
+	peer    string
+	tls     bool
+	keyID   string
+	verb    string
+	service string
+	nonce   string
+	outcome protocol.Outcome
+	exit    int
+	reason  string
+	joined  bool
+	start   time.Time
+	skipped int64 // refusals not logged before this one (logBudget)
 }
 
 // auditRefusal logs an unauthenticated refusal within the refusal budget.

@@ -104,9 +104,8 @@ type Loop struct {
 	EngineOut    string // the engine's stdout/stderr
 	Inst         *nagioslab.Instance
 
-	binDir   string
-	closers  []func() error
-	listener *exec.Cmd
+	binDir  string
+	closers []func() error
 }
 
 // Start builds and starts the loop, and returns once the engine has
