@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/selfheal/selfheal/internal/testutil"
+	"github.com/selfheal/selfheal/internal/lab/testutil"
 )
 
 func TestMain(m *testing.M) {

@@ -15,8 +15,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/selfheal/selfheal/internal/cli"
-	"github.com/selfheal/selfheal/internal/demo"
-	"github.com/selfheal/selfheal/internal/demoworker"
+	"github.com/selfheal/selfheal/internal/demo/story"
+	"github.com/selfheal/selfheal/internal/demo/worker"
 	"github.com/selfheal/selfheal/internal/version"
 )
 
@@ -104,8 +104,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		// end the story like Ctrl-C, so that its cleanup still runs.
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGPIPE)
 		defer stop()
-		return demo.Run(ctx, demo.Config{BinDir: g.Demo.BinDir, Nagios: g.Demo.Nagios, Keep: g.Demo.Keep},
-			demo.Deps{Out: stdout, Now: time.Now})
+		return story.Run(ctx, story.Config{BinDir: g.Demo.BinDir, Nagios: g.Demo.Nagios, Keep: g.Demo.Keep},
+			story.Deps{Out: stdout, Now: time.Now})
 	}
 	fmt.Fprintf(stderr, "demo_worker: unknown command %q\n", kctx.Command())
 	return exitUsage
@@ -119,14 +119,14 @@ func run(c runCmd, log zerolog.Logger, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), sigs...)
 	defer stop()
-	res := demoworker.Run(ctx, demoworker.Config{
+	res := worker.Run(ctx, worker.Config{
 		Listen:          c.Listen,
 		PIDFile:         c.PIDFile,
 		JobsPerSec:      c.JobsPerSec,
 		QueueCap:        c.QueueCap,
 		HangStatusDelay: c.HangStatusDelay,
 		Version:         version.Version,
-	}, demoworker.Deps{Log: log, PID: os.Getpid()})
+	}, worker.Deps{Log: log, PID: os.Getpid()})
 	if res.Err != nil {
 		fmt.Fprintf(stderr, "demo_worker: %v\n", res.Err)
 	}
@@ -134,7 +134,7 @@ func run(c runCmd, log zerolog.Logger, stderr io.Writer) int {
 }
 
 func daemon(c daemonCmd, stdout, stderr io.Writer) int {
-	cfg := demoworker.DaemonConfig{
+	cfg := worker.DaemonConfig{
 		Listen:       c.Listen,
 		PIDFile:      c.PIDFile,
 		LogFile:      c.LogFile,
@@ -155,35 +155,35 @@ func daemon(c daemonCmd, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "demo_worker: %v\n", err)
 		return exitFail
 	}
-	deps := demoworker.DaemonDeps{Exe: exe, Env: workerEnv()}
+	deps := worker.DaemonDeps{Exe: exe, Env: workerEnv()}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
 	switch c.Action {
 	case "start":
-		st, err := demoworker.Start(ctx, cfg, deps)
+		st, err := worker.Start(ctx, cfg, deps)
 		if err != nil {
 			fmt.Fprintf(stderr, "demo_worker: start: %v\n", err)
 			return exitFail
 		}
 		fmt.Fprintln(stdout, describeStart(st, c.Listen))
 	case "stop":
-		sr, err := demoworker.Stop(ctx, cfg)
+		sr, err := worker.Stop(ctx, cfg)
 		if err != nil {
 			fmt.Fprintf(stderr, "demo_worker: stop: %v\n", err)
 			return exitFail
 		}
 		fmt.Fprintln(stdout, describeStop(sr))
 	case "restart":
-		sr, st, err := demoworker.Restart(ctx, cfg, deps)
+		sr, st, err := worker.Restart(ctx, cfg, deps)
 		if err != nil {
 			fmt.Fprintf(stderr, "demo_worker: restart: %v (%s)\n", err, describeStop(sr))
 			return exitFail
 		}
 		fmt.Fprintf(stdout, "restarted: %s; %s\n", describeStop(sr), describeStart(st, c.Listen))
 	case "status":
-		_, code, line := demoworker.State(cfg)
-		if code == demoworker.StatusRunning && c.Listen != "" {
+		_, code, line := worker.State(cfg)
+		if code == worker.StatusRunning && c.Listen != "" {
 			line += "; " + statusLine(c.Listen)
 		}
 		fmt.Fprintln(stdout, line)
@@ -192,7 +192,7 @@ func daemon(c daemonCmd, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-func describeStart(st demoworker.StartResult, listen string) string {
+func describeStart(st worker.StartResult, listen string) string {
 	s := fmt.Sprintf("started pid %d on %s", st.PID, listen)
 	if st.AlreadyRunning {
 		s = fmt.Sprintf("already running, pid %d", st.PID)
@@ -203,7 +203,7 @@ func describeStart(st demoworker.StartResult, listen string) string {
 	return s
 }
 
-func describeStop(sr demoworker.StopResult) string {
+func describeStop(sr worker.StopResult) string {
 	switch {
 	case sr.PID != 0 && sr.Killed:
 		return fmt.Sprintf("stopped pid %d with SIGKILL (it ignored SIGTERM)", sr.PID)
@@ -217,7 +217,7 @@ func describeStop(sr demoworker.StopResult) string {
 
 // statusLine asks the running worker for its own summary, bounded.
 func statusLine(listen string) string {
-	url, err := demoworker.StatusURL(listen)
+	url, err := worker.StatusURL(listen)
 	if err != nil {
 		return err.Error()
 	}
@@ -243,14 +243,14 @@ func workerEnv() []string {
 }
 
 func fault(c faultCmd, stdout, stderr io.Writer) int {
-	f, err := demoworker.ParseFault(c.Name)
+	f, err := worker.ParseFault(c.Name)
 	if err != nil {
 		fmt.Fprintf(stderr, "demo_worker: %v\n", err)
 		return exitUsage
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.Timeout)
 	defer cancel()
-	line, err := demoworker.SendFault(ctx, &http.Client{}, c.Listen, f)
+	line, err := worker.SendFault(ctx, &http.Client{}, c.Listen, f)
 	if err != nil {
 		fmt.Fprintf(stderr, "demo_worker: %v\n", err)
 		return exitFail

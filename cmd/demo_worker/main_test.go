@@ -16,8 +16,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/selfheal/selfheal/internal/demoworker"
-	"github.com/selfheal/selfheal/internal/testutil"
+	"github.com/selfheal/selfheal/internal/demo/worker"
+	"github.com/selfheal/selfheal/internal/lab/testutil"
 )
 
 func TestMain(m *testing.M) {
@@ -75,7 +75,7 @@ func runBin(t *testing.T, bin string, extra []*os.File, args ...string) result {
 // killFromPIDFile is the safety net: whatever a test left running dies.
 func killFromPIDFile(t *testing.T, pidFile string) {
 	t.Cleanup(func() {
-		if pid, err := demoworker.ReadPIDFile(pidFile); err == nil && pid > 1 {
+		if pid, err := worker.ReadPIDFile(pidFile); err == nil && pid > 1 {
 			syscall.Kill(-pid, syscall.SIGKILL)
 			syscall.Kill(pid, syscall.SIGKILL)
 		}
@@ -111,7 +111,7 @@ func waitGone(t *testing.T, pid int) {
 
 func pidOf(t *testing.T, pidFile string) int {
 	t.Helper()
-	pid, err := demoworker.ReadPIDFile(pidFile)
+	pid, err := worker.ReadPIDFile(pidFile)
 	if err != nil || pid == 0 {
 		t.Fatalf("pid file %s: %d, %v", pidFile, pid, err)
 	}

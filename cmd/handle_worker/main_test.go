@@ -16,8 +16,8 @@ import (
 	"time"
 
 	"github.com/selfheal/selfheal/internal/handler"
-	"github.com/selfheal/selfheal/internal/handler/handlertest"
-	"github.com/selfheal/selfheal/internal/testutil"
+	"github.com/selfheal/selfheal/internal/lab/handlertest"
+	"github.com/selfheal/selfheal/internal/lab/testutil"
 )
 
 func TestMain(m *testing.M) {

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/selfheal/selfheal/internal/protocol"
-	"github.com/selfheal/selfheal/internal/testutil"
+	"github.com/selfheal/selfheal/internal/lab/testutil"
 )
 
 func TestMain(m *testing.M) {

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/selfheal/selfheal/internal/testutil"
+	"github.com/selfheal/selfheal/internal/lab/testutil"
 )
 
 // TestHupWhileStarting: a SIGHUP that arrives while serve is still loading

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/selfheal/selfheal/internal/protocol"
-	"github.com/selfheal/selfheal/internal/testutil"
+	"github.com/selfheal/selfheal/internal/lab/testutil"
 )
 
 // TestSampleConfigAndScripts loads the shipped sample config (paths moved

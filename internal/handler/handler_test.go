@@ -16,7 +16,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/selfheal/selfheal/internal/handler"
-	"github.com/selfheal/selfheal/internal/handler/handlertest"
+	"github.com/selfheal/selfheal/internal/lab/handlertest"
 	"github.com/selfheal/selfheal/internal/protocol"
 )
 

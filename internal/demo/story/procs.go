@@ -1,0 +1,135 @@
+package story
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// result is one finished command.
+type result struct {
+	Stdout, Stderr string
+	Code           int // exit code; -1 when it did not exit by itself
+	Took           time.Duration
+	Err            error // set when the command could not run or was cut off
+}
+
+// runner runs the real binaries: no shell, a fixed environment, the temp
+// dir as working directory, each in its own process group that is killed
+// as a whole when the command times out or the demo is interrupted.
+type runner struct {
+	dir string
+	env []string
+	now func() time.Time
+}
+
+func (r *runner) command(ctx context.Context, bin string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Dir = r.dir
+	cmd.Env = r.env
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	// A child that daemonises badly would hold our pipes; never wait on it.
+	cmd.WaitDelay = 2 * time.Second
+	return cmd
+}
+
+// run runs one command to completion, bounded by timeout.
+func (r *runner) run(ctx context.Context, timeout time.Duration, bin string, args ...string) result {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	cmd := r.command(ctx, bin, args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	start := r.now()
+	err := cmd.Run()
+	res := result{Stdout: out.String(), Stderr: errb.String(), Took: r.now().Sub(start), Code: -1}
+	if cmd.ProcessState != nil && cmd.ProcessState.Exited() {
+		res.Code = cmd.ProcessState.ExitCode()
+	}
+	var ee *exec.ExitError
+	switch {
+	case err == nil, errors.As(err, &ee) && res.Code >= 0 && ctx.Err() == nil:
+	case ctx.Err() != nil:
+		res.Err = fmt.Errorf("%s: cut off after %s: %w", baseName(bin), timeout, ctx.Err())
+	default:
+		res.Err = fmt.Errorf("%s: %w", baseName(bin), err)
+	}
+	return res
+}
+
+// daemon is a long-running child (the listener).
+type daemon struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+func (r *runner) startDaemon(bin string, logFile string, args ...string) (*daemon, error) {
+	f, err := os.OpenFile(logFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	cmd := r.command(context.Background(), bin, args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	d := &daemon{cmd: cmd, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(d.done) }()
+	return d, nil
+}
+
+func (d *daemon) exited() bool {
+	select {
+	case <-d.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// stop ends the daemon's whole process group: SIGTERM, then SIGKILL.
+func (d *daemon) stop(grace time.Duration) {
+	if d == nil || d.exited() {
+		return
+	}
+	pid := d.cmd.Process.Pid
+	_ = syscall.Kill(-pid, syscall.SIGTERM)
+	select {
+	case <-d.done:
+	case <-time.After(grace):
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+		<-d.done
+	}
+}
+
+func baseName(p string) string {
+	if i := strings.LastIndexByte(p, '/'); i >= 0 {
+		return p[i+1:]
+	}
+	return p
+}
+
+// killPID kills a leftover process and its group (a detached worker leads
+// its own).
+func killPID(pid int) error {
+	_ = syscall.Kill(-pid, syscall.SIGKILL)
+	return syscall.Kill(pid, syscall.SIGKILL)
+}
+
+// stateZombie reports whether pid has exited and only awaits reaping.
+func stateZombie(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	i := bytes.LastIndexByte(b, ')')
+	return i >= 0 && i+2 < len(b) && b[i+2] == 'Z'
+}

@@ -1,0 +1,145 @@
+package story
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/selfheal/selfheal/internal/demo/worker"
+	"github.com/selfheal/selfheal/internal/lab/testutil"
+)
+
+// TestSampleScriptsUnderListener drives nagios-config/demo's start, status,
+// restart and stop scripts through a real worker_listener, as the sample
+// worker_listener.yaml wires them, and checks the worker they manage.
+func TestSampleScriptsUnderListener(t *testing.T) {
+	bins := binDir(t)
+	dir := t.TempDir()
+	scripts := filepath.Join(dir, "scripts")
+	if err := os.Mkdir(scripts, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	src := filepath.Join(testutil.ModuleRoot(t), "nagios-config", "demo")
+	for _, a := range []string{"start", "stop", "restart", "status"} {
+		b, err := os.ReadFile(filepath.Join(src, a+".sh"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(scripts, a+".sh"), b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The sample config must at least parse as YAML.
+	sample, err := os.ReadFile(filepath.Join(src, "worker_listener.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var parsed map[string]any
+	if err := yaml.Unmarshal(sample, &parsed); err != nil {
+		t.Fatalf("sample worker_listener.yaml: %v", err)
+	}
+
+	wport, lport := freeTestPort(t), freeTestPort(t)
+	pidFile := filepath.Join(dir, "demo.pid")
+	t.Cleanup(func() {
+		if pid, _ := worker.ReadPIDFile(pidFile); worker.Owns(pid, pidFile) {
+			killPID(pid)
+		}
+	})
+	env := map[string]string{"WORKER": filepath.Join(bins, "demo_worker"), "LISTEN": "127.0.0.1:" + wport,
+		"PIDFILE": pidFile, "LOGFILE": filepath.Join(dir, "demo.log")}
+	actions := map[string]any{}
+	for _, a := range []string{"start", "stop", "restart", "status"} {
+		actions[a] = map[string]any{"argv": []string{filepath.Join(scripts, a+".sh")}, "timeout": "20s", "env": env}
+	}
+	key := filepath.Join(dir, "demo.key")
+	conf, _ := yaml.Marshal(map[string]any{
+		"listen": "127.0.0.1:" + lport, "keys": []string{key}, "allow": []string{"127.0.0.1/32"},
+		"audit_log": filepath.Join(dir, "audit.log"), "state_dir": dir,
+		"services": map[string]any{"demo": map[string]any{"actions": actions}},
+	})
+	confFile := filepath.Join(dir, "listener.yaml")
+	if err := os.WriteFile(confFile, conf, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := &runner{dir: dir, env: []string{"PATH=/usr/bin:/bin"}, now: time.Now}
+	ctx := context.Background()
+	if res := r.run(ctx, 10*time.Second, filepath.Join(bins, "worker_listener"), "genkey", "--id", "demo", "--out", key); res.Code != 0 {
+		t.Fatalf("genkey: %+v", res)
+	}
+	l, err := r.startDaemon(filepath.Join(bins, "worker_listener"), filepath.Join(dir, "listener.log"), "serve", "--config", confFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.stop(5 * time.Second) })
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.Dial("tcp", "127.0.0.1:"+lport)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if l.exited() || time.Now().After(deadline) {
+			log, _ := os.ReadFile(filepath.Join(dir, "listener.log"))
+			t.Fatalf("listener not up: %s", log)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	stateDir := filepath.Join(dir, "handler")
+	if err := os.Mkdir(stateDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	send := func(verb string) result {
+		return r.run(ctx, 30*time.Second, filepath.Join(bins, "handle_worker"), "send", verb, "--host", "127.0.0.1",
+			"--port", lport, "--target", "demo", "--key-file", key, "--state-dir", stateDir,
+			"--max-restarts", "10", "--min-gap", "0s")
+	}
+	if res := send("start"); res.Code != 0 {
+		t.Fatalf("start through the listener: %+v", res)
+	}
+	first, _ := worker.ReadPIDFile(pidFile)
+	if !worker.Owns(first, pidFile) {
+		t.Fatalf("no worker running after start (pid file says %d)", first)
+	}
+	if res := send("status"); res.Code != 0 {
+		t.Fatalf("status through the listener: %+v", res)
+	}
+	if res := send("restart"); res.Code != 0 {
+		t.Fatalf("restart through the listener: %+v", res)
+	}
+	second, _ := worker.ReadPIDFile(pidFile)
+	if second == first || !worker.Owns(second, pidFile) {
+		t.Fatalf("restart: pid %d -> %d", first, second)
+	}
+	if worker.Owns(first, pidFile) {
+		t.Fatalf("the old worker %d survived the restart", first)
+	}
+	// The worker survives the listener that started it.
+	l.stop(5 * time.Second)
+	if !worker.Owns(second, pidFile) {
+		t.Fatal("the worker died with the listener")
+	}
+	// stop.sh by hand, as on-call would run it, with the action's env.
+	cmd := exec.Command(filepath.Join(scripts, "stop.sh"))
+	cmd.Env = []string{"PATH=/usr/bin:/bin", "WORKER=" + env["WORKER"], "PIDFILE=" + pidFile}
+	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), fmt.Sprintf("stopped pid %d", second)) {
+		t.Fatalf("stop.sh: %v: %s", err, out)
+	}
+}
+
+func freeTestPort(t *testing.T) string {
+	t.Helper()
+	p, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}

@@ -1,0 +1,228 @@
+#!/usr/bin/env bash
+# worker_listener vs the seed's xinetd + sh and vs NRPE (with and without
+# TLS): the per-process round trip of one authenticated restart whose
+# action is /bin/true, all five paired in one hyperfine run per round (5
+# rounds; ratios are the median of the per-round ratios), plus a sustained
+# throughput figure for worker_listener counted from its audit log.
+#
+#   BIN=bin bash internal/lab/bench/listener.sh     (make bench sets BIN)
+#   RUNS=500 ROUNDS=5 STRICT=1 ...   STRICT=1 exits 1 when a target is missed
+#
+# Targets (issue 3): round trip <= 0.8x xinetd+sh; with TLS <= 0.2x NRPE
+# with TLS; >= 1,000 authenticated restarts/s sustained.
+set -euo pipefail
+cd "$(dirname "$0")/../../.."
+
+BIN=${BIN:-bin}
+RUNS=${RUNS:-300}
+TPUT_N=${TPUT_N:-1000}   # requests per throughput client and round
+TPUT_ROUNDS=${TPUT_ROUNDS:-3}
+TPUT_C=${TPUT_C:-8}      # concurrent throughput clients, one service each
+CHECK_NRPE=${CHECK_NRPE:-/usr/lib/nagios/plugins/check_nrpe}
+wl="$BIN/worker_listener"
+
+missing() {
+  echo "listener bench: $1 not found; skipped" >&2
+  if [ "${CI:-}" = true ]; then exit 1; fi
+  exit 0
+}
+[ -x "$wl" ] || missing "$wl (run make build)"
+command -v hyperfine >/dev/null || missing hyperfine
+command -v xinetd >/dev/null || missing xinetd
+command -v socat >/dev/null || missing socat
+command -v nrpe >/dev/null || missing "nrpe (nagios-nrpe-server)"
+[ -x "$CHECK_NRPE" ] || missing "$CHECK_NRPE (nagios-nrpe-plugin)"
+
+tmp=$(mktemp -d)
+chmod 755 "$tmp" # nrpe runs as nagios and reads its config here
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$tmp/wlclient" ./internal/lab/bench/wlclient
+cl="$tmp/wlclient"
+"$wl" genkey --id bench --out "$tmp/bench.key" >/dev/null
+"$cl" -gen-pki "$tmp"
+ports=($("$cl" -free-ports 3))
+p_xinetd=${ports[0]} p_nrpe=${ports[1]} p_nrpe_tls=${ports[2]}
+
+# Two listeners (plain, TLS 1.3 + client certificates), rate limits
+# raised: every request comes from 127.0.0.1.
+listener_config() { # name tls-block
+  cat >"$tmp/$1.yaml" <<YAML
+listen: 127.0.0.1:0
+keys: [$tmp/bench.key]
+allow: ["127.0.0.1/32"]
+audit_log: $tmp/$1-audit.log
+state_dir: $tmp/$1-state
+limits: {max_conns: 256, max_conns_per_source: 256, rate: 1000000, burst: 1000000}
+$2
+services:
+YAML
+  for s in demo svc0 svc1 svc2 svc3 svc4 svc5 svc6 svc7 svc8 svc9 svc10 svc11 svc12 svc13 svc14 svc15; do
+    printf '  %s:\n    actions:\n      restart: {argv: [/bin/true]}\n' "$s" >>"$tmp/$1.yaml"
+  done
+}
+listener_config plain ""
+listener_config tls "tls: {cert: $tmp/server.crt, key: $tmp/server.key, client_ca: $tmp/ca.crt}"
+
+start_listener() { # name -> sets addr_<name>
+  "$wl" serve --config "$tmp/$1.yaml" 2>"$tmp/$1.log" &
+  pids+=($!)
+  local a=""
+  for _ in $(seq 1 100); do
+    a=$(sed -n 's/.*"listen":\["\([^"]*\)".*/\1/p' "$tmp/$1.log" | head -1)
+    [ -n "$a" ] && break
+    sleep 0.05
+  done
+  [ -n "$a" ] || { echo "worker_listener $1 did not start:" >&2; cat "$tmp/$1.log" >&2; exit 1; }
+  printf -v "addr_$1" '%s' "$a"
+  printf -v "pid_$1" '%s' "${pids[-1]}"
+}
+start_listener plain
+start_listener tls
+
+# The seed's design: xinetd runs a shell script per connection.
+cat >"$tmp/restart.sh" <<'SH'
+#!/bin/sh
+read -r cmd
+case "$cmd" in
+  foo-restart) /bin/true ;;
+  *) echo "Er, thanks for calling!" ;;
+esac
+SH
+chmod 755 "$tmp/restart.sh"
+cat >"$tmp/xinetd.conf" <<CONF
+defaults
+{
+  cps = 10000 1
+  instances = UNLIMITED
+}
+service selfheal_bench
+{
+  type = UNLISTED
+  socket_type = stream
+  protocol = tcp
+  wait = no
+  bind = 127.0.0.1
+  port = $p_xinetd
+  $( [ "$(id -u)" = 0 ] && echo "user = root" )
+  server = $tmp/restart.sh
+}
+CONF
+printf 'foo-restart\n' >"$tmp/req.txt"
+xinetd -dontfork -f "$tmp/xinetd.conf" -pidfile "$tmp/xinetd.pid" 2>"$tmp/xinetd.log" &
+pids+=($!)
+
+# NRPE, default (anonymous-DH) TLS and plain.
+nrpe_config() { # file port
+  cat >"$1" <<CONF
+server_address=127.0.0.1
+server_port=$2
+allowed_hosts=127.0.0.1
+nrpe_user=nagios
+nrpe_group=nagios
+pid_file=$1.pid
+command[true]=/bin/true
+CONF
+}
+nrpe_config "$tmp/nrpe-tls.cfg" "$p_nrpe_tls"
+nrpe_config "$tmp/nrpe.cfg" "$p_nrpe"
+nrpe -c "$tmp/nrpe-tls.cfg" -f & pids+=($!)
+nrpe -c "$tmp/nrpe.cfg" -n -f & pids+=($!)
+
+wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; echo "nothing listens on $1" >&2; exit 1; }
+wait_port "$p_xinetd"; wait_port "$p_nrpe"; wait_port "$p_nrpe_tls"
+
+ours="$cl -addr $addr_plain -key $tmp/bench.key -service demo"
+ours_tls="$cl -addr $addr_tls -key $tmp/bench.key -service demo -tls-ca $tmp/ca.crt -tls-cert $tmp/client.crt -tls-key $tmp/client.key"
+# socat without a shell in front, so the peer is not charged for sh: read
+# the request from a file, print the reply, return when the script exits.
+xin="socat OPEN:$tmp/req.txt,rdonly!!STDOUT TCP:127.0.0.1:$p_xinetd"
+nrpe_plain="$CHECK_NRPE -H 127.0.0.1 -p $p_nrpe -n -c true"
+nrpe_tls="$CHECK_NRPE -H 127.0.0.1 -p $p_nrpe_tls -c true"
+
+# Each must complete a real round trip before it is timed. check_nrpe
+# exits 3 ("Unable to read output") for /bin/true's empty output, so its
+# success is judged by that answer, and hyperfine runs with -i.
+$ours >/dev/null || { echo "wlclient failed" >&2; exit 1; }
+$ours_tls >/dev/null || { echo "wlclient TLS failed" >&2; exit 1; }
+$xin >/dev/null || { echo "xinetd round trip failed" >&2; exit 1; }
+nrpe_ok() { # command: nrpe forks its listener; give it a moment to settle
+  local out=""
+  for _ in $(seq 1 20); do
+    out=$($1 || true)
+    echo "$out" | grep -q "Unable to read output" && return 0
+    sleep 0.1
+  done
+  echo "$1 failed: $out" >&2; exit 1
+}
+nrpe_ok "$nrpe_plain"
+nrpe_ok "$nrpe_tls"
+
+# The machine is shared, and hyperfine runs all of one command before the
+# next: a load change in between would bias the ratio. So the 300 runs are
+# split into ROUNDS interleaved rounds, and each ratio is the median of the
+# per-round ratios (each round pairs its commands a few seconds apart).
+ROUNDS=${ROUNDS:-5}
+per=$(( (RUNS + ROUNDS - 1) / ROUNDS ))
+echo "== worker_listener vs xinetd+sh vs NRPE: hyperfine -N -i, $ROUNDS rounds x $per runs each, loopback"
+med() { awk -F, -v n="$2" '$1 == n { printf "%.3f", $4 * 1000 }' "$1"; }
+low() { awk -F, -v n="$2" '$1 == n { printf "%.3f", $7 * 1000 }' "$1"; }
+median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+: >"$tmp/rounds"
+for round in $(seq 1 "$ROUNDS"); do
+  hyperfine -N -i --warmup 10 --runs "$per" --style none --export-csv "$tmp/h$round.csv" \
+    -n worker_listener "$ours" \
+    -n xinetd+sh "$xin" \
+    -n nrpe "$nrpe_plain" \
+    -n worker_listener_tls "$ours_tls" \
+    -n nrpe_tls "$nrpe_tls" >/dev/null
+  f="$tmp/h$round.csv"
+  printf '%s %s %s %s %s %s %s\n' "$(med "$f" worker_listener)" "$(med "$f" xinetd+sh)" "$(med "$f" nrpe)" \
+    "$(med "$f" worker_listener_tls)" "$(med "$f" nrpe_tls)" "$(low "$f" worker_listener)" "$(low "$f" xinetd+sh)" >>"$tmp/rounds"
+  awk -v r="$round" '{ printf "round %d medians ms: worker_listener %s  xinetd+sh %s  nrpe %s  worker_listener_tls %s  nrpe_tls %s  -> %.2fx, TLS %.3fx\n", r, $1, $2, $3, $4, $5, $1 / $2, $4 / $5 }' <(tail -1 "$tmp/rounds")
+done
+col() { awk -v c="$1" '{ print $c }' "$tmp/rounds" | median; }
+m_ours=$(col 1); m_xin=$(col 2); m_nrpe=$(col 3); m_tls=$(col 4); m_nrpe_tls=$(col 5)
+r_xin=$(awk '{ printf "%.3f\n", $1 / $2 }' "$tmp/rounds" | median)
+r_tls=$(awk '{ printf "%.4f\n", $4 / $5 }' "$tmp/rounds" | median)
+min_ours=$(awk '{ print $6 }' "$tmp/rounds" | sort -n | head -1)
+min_xin=$(awk '{ print $7 }' "$tmp/rounds" | sort -n | head -1)
+r_min=$(awk -v a="$min_ours" -v b="$min_xin" 'BEGIN { printf "%.2f", a / b }')
+
+# Sustained throughput: TPUT_C clients in one process, each sending
+# TPUT_N restarts one after another to its own service, so no request can
+# coalesce with another; every one runs /bin/true. Counted from the
+# agent's audit log: restarts with exit code 0 that did not join a run.
+# TPUT_ROUNDS rounds; the median round is the figure (the machine is shared).
+rates=()
+for round in $(seq 1 "$TPUT_ROUNDS"); do
+  before=$(grep -c '"verb":"restart".*"exit_code":0,"coalesced":false' "$tmp/plain-audit.log" || true)
+  tput=$("$cl" -addr "$addr_plain" -key "$tmp/bench.key" -service svc -services "$TPUT_C" -c "$TPUT_C" -n "$TPUT_N")
+  after=$(grep -c '"verb":"restart".*"exit_code":0,"coalesced":false' "$tmp/plain-audit.log" || true)
+  ran=$((after - before))
+  secs=$(echo "$tput" | sed -n 's/.*elapsed \([0-9.]*\)s.*/\1/p')
+  r=$(awk -v r="$ran" -v s="$secs" 'BEGIN { printf "%.0f", r / s }')
+  echo "throughput round $round: $ran restarts ran (audit log: exit 0, not coalesced) in ${secs}s = $r/s   (client: $tput)"
+  rates+=("$r")
+done
+rate=$(printf '%s\n' "${rates[@]}" | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')
+echo
+printf '%-20s median of round medians %8s ms\n' worker_listener "$m_ours" xinetd+sh "$m_xin" nrpe "$m_nrpe" worker_listener_tls "$m_tls" nrpe_tls "$m_nrpe_tls"
+echo "ratio worker_listener/xinetd+sh: ${r_xin}x (median of per-round ratios; fastest runs: $min_ours vs $min_xin ms = ${r_min}x)   target <= 0.8x"
+echo "ratio worker_listener_tls/nrpe_tls: ${r_tls}x (median of per-round ratios)   target <= 0.2x"
+rss=$(awk '/VmHWM/ { print $2 }' "/proc/$pid_plain/status" 2>/dev/null || echo "?")
+echo "worker_listener peak RSS (VmHWM) after all runs: $rss kB"
+echo "throughput: median of $TPUT_ROUNDS rounds ${rates[*]}: $rate restarts/s with $TPUT_C clients   target >= 1000/s"
+
+ok=1
+awk -v r="$r_xin" 'BEGIN { exit !(r <= 0.8) }' || { echo "TARGET MISSED: round trip ratio $r_xin > 0.8"; ok=0; }
+awk -v r="$r_tls" 'BEGIN { exit !(r <= 0.2) }' || { echo "TARGET MISSED: TLS ratio $r_tls > 0.2"; ok=0; }
+[ "$rate" -ge 1000 ] || { echo "TARGET MISSED: $rate restarts/s < 1000"; ok=0; }
+[ $ok = 1 ] && echo "targets met"
+if [ $ok = 0 ] && [ "${STRICT:-}" = 1 ]; then exit 1; fi
