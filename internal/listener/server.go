@@ -110,9 +110,6 @@ func NewServer(cfg *Config, deps Deps) (*Server, error) {
 // Executor exposes the executor's counters to tests and the benchmark.
 func (s *Server) Executor() *Executor { return s.exec }
 
-// Config returns the live config.
-func (s *Server) Config() *Config { return s.cfg.Load() }
-
 func (s *Server) setAudit(cfg *Config) error {
 	var w io.Writer = os.Stderr
 	var f *os.File

@@ -43,7 +43,6 @@ func ParseFault(s string) (Fault, error) {
 
 // Defaults for Config fields left zero.
 const (
-	DefaultJobsPerSec      = 20
 	DefaultQueueCap        = 1000
 	DefaultHangStatusDelay = 60 * time.Second
 	// idleTick is how often an idle worker proves it is alive: the heartbeat

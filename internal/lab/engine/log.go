@@ -61,18 +61,6 @@ func ParseLogLine(line string) (LogEntry, bool) {
 // Log reads the instance's Nagios-format log now.
 func (in *Instance) Log() ([]LogEntry, error) { return ReadLog(in.LogFile) }
 
-// ServiceLog returns the entries of type typ about host/service (the first
-// two fields), oldest first.
-func ServiceLog(entries []LogEntry, typ, host, service string) []LogEntry {
-	var out []LogEntry
-	for _, e := range entries {
-		if e.Type == typ && len(e.Fields) >= 2 && e.Fields[0] == host && e.Fields[1] == service {
-			out = append(out, e)
-		}
-	}
-	return out
-}
-
 // WaitLog polls the log until match returns true for some entry and
 // returns that entry, bounded by ctx.
 func (in *Instance) WaitLog(ctx context.Context, match func(LogEntry) bool) (LogEntry, error) {
