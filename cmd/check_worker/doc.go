@@ -10,37 +10,47 @@
 //	check_worker -u http://HOST:PORT/status
 //	check_worker --unix-socket /run/worker.sock [--path /status]
 //
-// Options:
+// Flags, as check_worker -h prints them from the one grammar,
+// internal/check.Flags (TestDocMatchesHelp fails when this copy differs;
+// go test ./cmd/check_worker -run TestDocMatchesHelp -update rewrites it):
 //
-//	-H, --hostname HOST        worker host name or address
-//	-p, --port PORT            TCP port (default 80, or 443 with --ssl)
-//	    --path PATH            status path (default /status)
-//	-S, --ssl                  use HTTPS
-//	-u, --url URL              full URL instead of -H/-p/--path; a value
-//	                           starting with "/" is a path, as in check_http
-//	    --unix-socket PATH     HTTP over a unix socket (local workers, NRPE)
-//	-t, --timeout SECS[:STATE] give up after SECS (default 10); STATE is the
-//	                           state for a worker that does not answer:
-//	                           ok|warning|critical|unknown or 0-3 (default
-//	                           critical: a silent worker is what needs healing)
-//	-w, --warning RANGE        response time (seconds) range for WARNING
-//	-c, --critical RANGE       response time (seconds) range for CRITICAL
-//	    --metric 'NAME,warn=RANGE,crit=RANGE'
-//	                           thresholds on a worker metric (repeatable)
-//	    --max-age WARN,CRIT    heartbeat age limits, seconds or durations
-//	                           (60,300 or ,5m)
-//	    --min-uptime DURATION  WARNING while uptime is below DURATION, so a
-//	                           restart loop shows in Nagios
-//	    --plain                not JSON: 2xx is OK, anything else CRITICAL,
-//	                           the body's first line is the message
-//	    --header 'NAME: VALUE' extra request header, e.g. auth (repeatable)
-//	    --ca-file FILE         PEM CA bundle for the worker's certificate
-//	    --cert-file FILE       client certificate for mTLS
-//	    --key-file FILE        client key for mTLS
-//	    --insecure             do not verify the worker's certificate
-//	-v, --verbose              diagnostics on stderr; -vvv adds the start of the body
-//	-V, --version              print the version and exit 3
-//	-h, --help                 print this help and exit 3
+//	-h, --help                       Show context-sensitive help.
+//	-H, --hostname=HOST              Worker host name or address.
+//	-p, --port=PORT                  TCP port (default 80, or 443 with --ssl).
+//	    --path="/status"             Path of the status endpoint.
+//	-S, --ssl                        Use HTTPS.
+//	-u, --url=URL                    Full URL of the status endpoint instead of
+//	                                 -H/-p/--path (a value starting with / is
+//	                                 taken as --path, as check_http does).
+//	    --unix-socket=PATH           Talk HTTP over this unix socket (local
+//	                                 workers, e.g. under NRPE).
+//	-t, --timeout=SECONDS[:STATE]    Give up after SECONDS; STATE for a worker
+//	                                 that does not answer (default critical).
+//	-w, --warning=RANGE              Response time (seconds) range for WARNING.
+//	-c, --critical=RANGE             Response time (seconds) range for CRITICAL.
+//	    --metric=NAME,warn=RANGE,crit=RANGE
+//	                                 Thresholds on a worker metric (repeatable).
+//	    --max-age=WARN,CRIT          Heartbeat age limits (seconds or durations,
+//	                                 e.g. 60,300 or ,5m).
+//	    --min-uptime=DURATION        WARNING while the worker has been up for less
+//	                                 than this (shows restart loops).
+//	    --plain                      Not JSON: 2xx is OK, anything else CRITICAL,
+//	                                 the body's first line is the message.
+//	    --header='NAME: VALUE'       Extra request header, e.g. an auth token
+//	                                 (repeatable).
+//	    --ca-file=FILE               PEM CA bundle to verify the worker's
+//	                                 certificate.
+//	    --cert-file=FILE             PEM client certificate (mTLS).
+//	    --key-file=FILE              PEM client key (mTLS).
+//	    --insecure                   Do not verify the worker's certificate.
+//	-v, --verbose                    Diagnostics on stderr (repeatable); stdout
+//	                                 stays plugin output only.
+//	-V, --version                    Print the version and exit 3.
+//
+// STATE in -t is ok, warning, critical, unknown or 0-3. The default,
+// critical, is what makes a worker that does not answer get healed. -vvv
+// adds the start of the body to the diagnostics. -h and -V exit 3, as
+// monitoring-plugins do.
 //
 // RANGE is Nagios' [@]START:END syntax: "10" alerts outside 0..10, "10:" below
 // 10, "~:10" above 10, "@10:20" inside 10..20.
@@ -55,6 +65,6 @@
 // and every worker metric). Worker text is sanitised and the whole output
 // stays under Nagios' 8192 bytes. Diagnostics (-v) go to stderr only.
 //
-// The full state table (which failure gives which state, and why) is in
-// docs/check_worker.md.
+// docs/check_worker.md explains each flag in full and has the state table
+// (which failure gives which state, and why).
 package main

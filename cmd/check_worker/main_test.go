@@ -92,6 +92,7 @@ func TestBinary(t *testing.T) {
 		{"long help", []string{"--help"}, 3, "Usage: check_worker", false, 0},
 		{"version", []string{"-V"}, 3, "check_worker ", true, 0},
 		{"unknown flag", []string{"-H", "x", "--bogus"}, 3, "UNKNOWN - unknown flag --bogus", true, 0},
+		{"short name as a long flag", []string{"--H", okHost, "-p", okPort}, 3, "UNKNOWN - unknown flag --H", true, 0},
 		{"no target", []string{}, 3, "UNKNOWN - no target", true, 0},
 		{"bad range", []string{"-H", okHost, "-p", okPort, "-w", "abc"}, 3, "UNKNOWN - -w/-c response time: invalid threshold range", true, 0},
 		{"bad metric", []string{"-H", okHost, "--metric", "queue_depth"}, 3, "UNKNOWN - metric \"queue_depth\"", true, 0},

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,7 +16,9 @@ import (
 	"time"
 
 	"github.com/selfheal/selfheal/internal/demo/worker"
+	"github.com/selfheal/selfheal/internal/lab/rig"
 	"github.com/selfheal/selfheal/internal/lab/testutil"
+	"github.com/selfheal/selfheal/internal/proc"
 )
 
 func TestMain(m *testing.M) {
@@ -30,12 +31,10 @@ func TestMain(m *testing.M) {
 // ago (the worker binds it itself, so there is a small, accepted race).
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := rig.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := ln.Addr().String()
-	ln.Close()
 	return addr
 }
 
@@ -82,21 +81,7 @@ func killFromPIDFile(t *testing.T, pidFile string) {
 	})
 }
 
-// procStat returns the process state letter and session id of pid.
-func procStat(pid int) (state string, sid int, err error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return "", 0, err
-	}
-	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
-	sid, err = strconv.Atoi(f[3])
-	return f[0], sid, err
-}
-
-func gone(pid int) bool {
-	st, _, err := procStat(pid)
-	return err != nil || st == "Z"
-}
+func gone(pid int) bool { return !proc.Alive(pid) }
 
 func waitGone(t *testing.T, pid int) {
 	t.Helper()
@@ -143,8 +128,8 @@ func TestDaemonLifecycle(t *testing.T) {
 	if !strings.Contains(r.stdout, strconv.Itoa(pid)) {
 		t.Fatalf("start output %q does not name pid %d", r.stdout, pid)
 	}
-	if _, sid, err := procStat(pid); err != nil || sid != pid {
-		t.Fatalf("worker pid %d: session %d (%v), want its own session", pid, sid, err)
+	if st, err := proc.ReadStat(pid); err != nil || st.Session != pid {
+		t.Fatalf("worker pid %d: session %d (%v), want its own session", pid, st.Session, err)
 	}
 	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/selfheal/selfheal/internal/cli"
 	"github.com/selfheal/selfheal/internal/handler"
+	"github.com/selfheal/selfheal/internal/nagios"
 	"github.com/selfheal/selfheal/internal/protocol"
 	"github.com/selfheal/selfheal/internal/version"
 )
@@ -181,10 +182,10 @@ func (e *eventCmd) run(ctx context.Context, stdout, stderr io.Writer) int {
 		// Nagios only logs a failing handler's output: when a fault needs
 		// healing and our own configuration (key, TLS files) stops it, say
 		// so where on-call looks, on the service itself.
-		if ev.State == handler.StateCritical && e.CommandFile != "" && !e.DryRun {
+		if ev.State == nagios.Critical && e.CommandFile != "" && !e.DryRun {
 			msg := "auto-healing impossible: handle_worker configuration error: " + cli.OneLine(err.Error()) + "; a human must look"
 			if werr := (handler.CommandFile{Path: e.CommandFile}).Write(time.Now(),
-				handler.AddSvcComment(e.HostName, e.ServiceDesc, true, "handle_worker", msg)); werr != nil {
+				handler.AddSvcComment(e.HostName, e.ServiceDesc, true, handler.Author, msg)); werr != nil {
 				fmt.Fprintf(stderr, "handle_worker: could not write to the command file: %v\n", werr)
 			}
 		}

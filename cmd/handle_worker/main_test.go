@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/selfheal/selfheal/internal/handler"
-	"github.com/selfheal/selfheal/internal/lab/handlertest"
+	"github.com/selfheal/selfheal/internal/lab/rig/rigtest"
 	"github.com/selfheal/selfheal/internal/lab/testutil"
 )
 
@@ -139,13 +139,13 @@ func TestHelpAndVersion(t *testing.T) {
 
 type setup struct {
 	bin, state, fifo, log string
-	l                     *handlertest.Listener
+	l                     *rigtest.HandlerListener
 	fifoR                 *os.File
 }
 
 func newSetup(t *testing.T) *setup {
 	t.Helper()
-	s := &setup{bin: testutil.Binary(t, "handle_worker"), l: handlertest.Start(t)}
+	s := &setup{bin: testutil.Binary(t, "handle_worker"), l: rigtest.StartHandlerListener(t)}
 	dir := t.TempDir()
 	s.state, s.fifo, s.log = filepath.Join(dir, "state"), filepath.Join(dir, "nagios.cmd"), filepath.Join(dir, "hw.log")
 	os.Mkdir(s.state, 0o700)
@@ -251,7 +251,7 @@ func TestEventEndToEnd(t *testing.T) {
 
 func TestEventListenerDown(t *testing.T) {
 	s := newSetup(t)
-	port := handlertest.ClosedPort(t)
+	port := rigtest.ClosedPort(t)
 	start := time.Now()
 	o := runBin(t, nil, s.bin, append([]string{"event", "--key-file", s.l.KeyFile, "--target", "demo", "--port", itoa(port),
 		"--state-dir", s.state, "--deadline", "3s"}, "CRITICAL", "HARD", "3", "127.0.0.1", "web1", "w")...)
@@ -380,7 +380,7 @@ func TestSendEndToEnd(t *testing.T) {
 		t.Fatalf("%d actions", s.l.Actions(t))
 	}
 	o = runBin(t, nil, s.bin, "send", "restart", "--host", "127.0.0.1", "--port", itoa(s.l.Port), "--target", "demo",
-		"--key-file", handlertest.OtherKeyFile(t), "--state-dir", s.state)
+		"--key-file", rigtest.OtherKeyFile(t), "--state-dir", s.state)
 	if o.code != 2 || !strings.Contains(o.stdout, "denied") {
 		t.Fatalf("wrong key: %d %q", o.code, o.stdout)
 	}

@@ -2,21 +2,23 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/selfheal/selfheal/internal/protocol"
+	"github.com/selfheal/selfheal/internal/lab/rig"
+	"github.com/selfheal/selfheal/internal/lab/rig/rigtest"
 	"github.com/selfheal/selfheal/internal/lab/testutil"
+	"github.com/selfheal/selfheal/internal/protocol"
 )
 
 func TestMain(m *testing.M) {
@@ -25,7 +27,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// env is a temp dir with a key, action scripts and a config.
+// env is a temp dir with a key made by genkey, action scripts and a config.
 type env struct {
 	t       *testing.T
 	dir     string
@@ -34,43 +36,43 @@ type env struct {
 	cfg     string
 }
 
+// envScripts are the actions' scripts: mark.sh appends to $MARK; slow.sh
+// marks that it started, then waits (bounded) for $RELEASE.
+var envScripts = map[string]string{
+	"mark.sh": "#!/bin/sh\necho ran >> \"$MARK\"\n",
+	"slow.sh": "#!/bin/sh\n: > \"$MARK.started\"\ni=0\nwhile [ ! -e \"$RELEASE\" ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done\necho ran >> \"$MARK\"\n",
+}
+
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	e := &env{t: t, dir: t.TempDir()}
 	e.keyPath = filepath.Join(e.dir, "nagios1.key")
-	out, err := exec.Command(testutil.Binary(t, "worker_listener"), "genkey", "--id", "nagios1", "--out", e.keyPath).CombinedOutput()
-	if err != nil {
-		t.Fatalf("genkey: %v\n%s", err, out)
+	f := rigtest.Prepare(t, rig.Kit{Dir: e.dir, KeyID: "nagios1", Genkey: testutil.Binary(t, "worker_listener"),
+		Scripts: envScripts, Config: e.config(e.keyPath)})
+	if f.KeyFile != e.keyPath {
+		t.Fatalf("the rig wrote the key to %s, the config names %s", f.KeyFile, e.keyPath)
 	}
-	if e.key, err = protocol.LoadKeyFile(e.keyPath); err != nil {
-		t.Fatal(err)
-	}
-	os.WriteFile(filepath.Join(e.dir, "mark.sh"), []byte("#!/bin/sh\necho ran >> \"$MARK\"\n"), 0o755)
-	os.WriteFile(filepath.Join(e.dir, "slow.sh"), []byte("#!/bin/sh\n: > \"$MARK.started\"\ni=0\nwhile [ ! -e \"$RELEASE\" ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done\necho ran >> \"$MARK\"\n"), 0o755)
-	e.cfg = filepath.Join(e.dir, "listener.yaml")
-	e.writeConfig(e.keyPath)
+	e.key, e.cfg = f.Key, f.Config
 	return e
 }
 
-func (e *env) yaml(keys ...string) string {
-	return fmt.Sprintf(`listen: 127.0.0.1:0
-keys: [%s]
-allow: ["127.0.0.1/32", "::1/128"]
-audit_log: %s/audit.log
-state_dir: %s/state
-shutdown_grace: 30s
-services:
-  demo:
-    actions:
-      restart: {argv: [%s/mark.sh], env: {MARK: %s/mark}}
-  slow:
-    actions:
-      restart: {argv: [%s/slow.sh], timeout: 60s, env: {MARK: %s/mark-slow, RELEASE: %s/release}}
-`, strings.Join(keys, ", "), e.dir, e.dir, e.dir, e.dir, e.dir, e.dir, e.dir)
+// config lists two services: demo (mark.sh) and slow (slow.sh, 60s).
+func (e *env) config(keys ...string) rig.ListenerConfig {
+	return rig.ListenerConfig{
+		Listen: "127.0.0.1:0", Keys: keys, Allow: rig.Loopback,
+		AuditLog: filepath.Join(e.dir, "audit.log"), StateDir: filepath.Join(e.dir, "state"), ShutdownGrace: "30s",
+		Services: []rig.Service{
+			{Name: "demo", Actions: map[string]rig.Action{"restart": {
+				Argv: []string{filepath.Join(e.dir, "mark.sh")}, Env: map[string]string{"MARK": filepath.Join(e.dir, "mark")}}}},
+			{Name: "slow", Actions: map[string]rig.Action{"restart": {
+				Argv: []string{filepath.Join(e.dir, "slow.sh")}, Timeout: "60s",
+				Env: map[string]string{"MARK": filepath.Join(e.dir, "mark-slow"), "RELEASE": filepath.Join(e.dir, "release")}}}},
+		},
+	}
 }
 
 func (e *env) writeConfig(keys ...string) {
-	if err := os.WriteFile(e.cfg, []byte(e.yaml(keys...)), 0o600); err != nil {
+	if err := e.config(keys...).Write(e.cfg); err != nil {
 		e.t.Fatal(err)
 	}
 }
@@ -86,83 +88,21 @@ func do(t *testing.T, addr string, k protocol.Key, verb protocol.Verb, svc strin
 	return protocol.NewClient(protocol.ClientConfig{Addr: addr, Key: k}).Do(ctx, verb, svc)
 }
 
-// daemon is a running `worker_listener serve` with its stderr log parsed.
-type daemon struct {
-	cmd  *exec.Cmd
-	addr string
-	mu   sync.Mutex
-	log  strings.Builder
-	exit chan error // receives the exit once; done is closed then
-	done chan struct{}
-}
-
-func startServe(t *testing.T, e *env, extra ...*os.File) *daemon {
+// startServe runs `worker_listener serve` on the env's config, on its own
+// port (listen 127.0.0.1:0) or on a socket handed over as systemd does.
+func startServe(t *testing.T, e *env, activate bool) *rig.Listener {
 	t.Helper()
-	bin := testutil.Binary(t, "worker_listener")
-	var cmd *exec.Cmd
-	if len(extra) > 0 {
-		// systemd sets LISTEN_PID to the service's own pid: exec keeps it.
-		cmd = exec.Command("/bin/sh", "-c", `LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" serve --config "$1"`, bin, e.cfg)
-		cmd.ExtraFiles = extra
-	} else {
-		cmd = exec.Command(bin, "serve", "--config", e.cfg)
-	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	d := &daemon{cmd: cmd, exit: make(chan error, 1), done: make(chan struct{})}
-	addrc := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			d.mu.Lock()
-			d.log.WriteString(sc.Text() + "\n")
-			d.mu.Unlock()
-			var m struct {
-				Message string   `json:"message"`
-				Listen  []string `json:"listen"`
-			}
-			if json.Unmarshal(sc.Bytes(), &m) == nil && m.Message == "serving" && len(m.Listen) > 0 {
-				addrc <- m.Listen[0]
-			}
-		}
-		d.exit <- cmd.Wait()
-		close(d.done)
-	}()
-	t.Cleanup(func() {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		select {
-		case <-d.done:
-		case <-time.After(10 * time.Second):
-		}
-	})
-	select {
-	case d.addr = <-addrc:
-	case err := <-d.exit:
-		t.Fatalf("worker_listener exited: %v\n%s", err, d.logs())
-	case <-time.After(30 * time.Second):
-		t.Fatalf("worker_listener did not start\n%s", d.logs())
-	}
-	return d
+	return rigtest.Serve(t, rig.Serve{Bin: testutil.Binary(t, "worker_listener"), Config: e.cfg,
+		Log: filepath.Join(e.dir, "listener.log"), Activate: activate, Timeout: 30 * time.Second})
 }
 
-func (d *daemon) logs() string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.log.String()
-}
-
-func (d *daemon) waitLog(t *testing.T, s string, n int) {
+// waitLog waits (bounded) until the listener has logged s n times.
+func waitLog(t *testing.T, l *rig.Listener, s string, n int) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
-	for strings.Count(d.logs(), s) < n {
+	for strings.Count(l.Logs(), s) < n {
 		if time.Now().After(deadline) {
-			t.Fatalf("log never said %q %d times:\n%s", s, n, d.logs())
+			t.Fatalf("log never said %q %d times:\n%s", s, n, l.Logs())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -184,19 +124,32 @@ func TestGenkeyAndCheckConfig(t *testing.T) {
 	worldWritable := filepath.Join(e.dir, "ww.sh")
 	os.WriteFile(worldWritable, []byte("#!/bin/sh\n"), 0o755)
 	os.Chmod(worldWritable, 0o777)
+	argv := func(bin string) func(*rig.ListenerConfig) {
+		return func(c *rig.ListenerConfig) {
+			a := c.Services[0].Actions["restart"]
+			a.Argv = []string{bin}
+			c.Services[0].Actions["restart"] = a
+		}
+	}
 	for _, tt := range []struct {
-		name, from, to, want string
+		name  string
+		spoil func(*rig.ListenerConfig)
+		want  string
 	}{
-		{"missing binary", "/mark.sh]", "/nosuch.sh]", "no such file"},
-		{"world-writable binary", "/mark.sh]", "/ww.sh]", "group/world-writable"},
-		{"relative binary", e.dir + "/mark.sh]", "mark.sh]", "absolute path"},
-		{"unknown field", "shutdown_grace:", "shutdown_grace_typo:", "not found in type"},
-		{"shell-like service name", "  demo:", "  \"demo;x\":", "demo;x"},
-		{"no allow list", `allow: ["127.0.0.1/32", "::1/128"]`, "allow: []", "allow"},
+		{"missing binary", argv(e.dir + "/nosuch.sh"), "no such file"},
+		{"world-writable binary", argv(worldWritable), "group/world-writable"},
+		{"relative binary", argv("mark.sh"), "absolute path"},
+		{"unknown field", func(c *rig.ListenerConfig) { c.ShutdownGrace, c.Extra = "", "shutdown_grace_typo: 30s" }, "not found in type"},
+		{"shell-like service name", func(c *rig.ListenerConfig) { c.Services[0].Name = "demo;x" }, "demo;x"},
+		{"no allow list", func(c *rig.ListenerConfig) { c.Allow = nil }, "allow"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			bad := filepath.Join(t.TempDir(), "bad.yaml")
-			os.WriteFile(bad, []byte(strings.Replace(e.yaml(e.keyPath), tt.from, tt.to, 1)), 0o600)
+			c := e.config(e.keyPath)
+			tt.spoil(&c)
+			if err := c.Write(bad); err != nil {
+				t.Fatal(err)
+			}
 			out, err := exec.Command(bin, "check-config", "--config", bad).CombinedOutput()
 			if err == nil || !strings.Contains(string(out), tt.want) {
 				t.Fatalf("want refusal mentioning %q, got %v: %s", tt.want, err, out)
@@ -218,31 +171,35 @@ func TestGenkeyAndCheckConfig(t *testing.T) {
 // SIGTERM drains a running action before exiting 0.
 func TestServeReloadAndDrain(t *testing.T) {
 	e := newEnv(t)
-	d := startServe(t, e)
-	if rep, err := do(t, d.addr, e.key, protocol.VerbPing, ""); err != nil || rep.Outcome != protocol.OutcomeOK {
+	d := startServe(t, e, false)
+	if rep, err := do(t, d.Addr, e.key, protocol.VerbPing, ""); err != nil || rep.Outcome != protocol.OutcomeOK {
 		t.Fatalf("ping: %+v %v", rep, err)
 	}
 	// Rotation: add a second key, reload.
 	k2Path := filepath.Join(e.dir, "nagios2.key")
-	if err := exec.Command(testutil.Binary(t, "worker_listener"), "genkey", "--id", "nagios2", "--out", k2Path).Run(); err != nil {
+	k2, err := rig.GenKey(context.Background(), testutil.Binary(t, "worker_listener"), "nagios2", k2Path)
+	if err != nil {
 		t.Fatal(err)
 	}
-	k2, _ := protocol.LoadKeyFile(k2Path)
-	if rep, _ := do(t, d.addr, k2, protocol.VerbPing, ""); rep.Outcome != protocol.OutcomeDenied {
+	if rep, _ := do(t, d.Addr, k2, protocol.VerbPing, ""); rep.Outcome != protocol.OutcomeDenied {
 		t.Fatalf("unknown key before reload: %+v", rep)
 	}
 	e.writeConfig(e.keyPath, k2Path)
-	d.cmd.Process.Signal(syscall.SIGHUP)
-	d.waitLog(t, "config reloaded", 1)
-	if rep, err := do(t, d.addr, k2, protocol.VerbRestart, "demo"); err != nil || rep.Outcome != protocol.OutcomeOK {
+	d.Signal(syscall.SIGHUP)
+	waitLog(t, d, "config reloaded", 1)
+	if rep, err := do(t, d.Addr, k2, protocol.VerbRestart, "demo"); err != nil || rep.Outcome != protocol.OutcomeOK {
 		t.Fatalf("new key after reload: %+v %v", rep, err)
 	}
 	// A bad config (a typo) is refused; both keys keep working.
-	os.WriteFile(e.cfg, []byte(strings.Replace(e.yaml(k2Path), "services:", "servicez:", 1)), 0o600)
-	d.cmd.Process.Signal(syscall.SIGHUP)
-	d.waitLog(t, "reload refused", 1)
+	typo, err := e.config(k2Path).YAML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(e.cfg, []byte(strings.Replace(string(typo), "services:", "servicez:", 1)), 0o600)
+	d.Signal(syscall.SIGHUP)
+	waitLog(t, d, "reload refused", 1)
 	for _, k := range []protocol.Key{e.key, k2} {
-		if rep, err := do(t, d.addr, k, protocol.VerbRestart, "demo"); err != nil || rep.Outcome != protocol.OutcomeOK {
+		if rep, err := do(t, d.Addr, k, protocol.VerbRestart, "demo"); err != nil || rep.Outcome != protocol.OutcomeOK {
 			t.Fatalf("key %s after a refused reload: %+v %v", k.ID, rep, err)
 		}
 	}
@@ -252,7 +209,7 @@ func TestServeReloadAndDrain(t *testing.T) {
 	// Drain: a running action finishes and its caller gets the reply.
 	res := make(chan protocol.Reply, 1)
 	go func() {
-		rep, err := do(t, d.addr, e.key, protocol.VerbRestart, "slow")
+		rep, err := do(t, d.Addr, e.key, protocol.VerbRestart, "slow")
 		if err != nil {
 			t.Error(err)
 		}
@@ -270,13 +227,13 @@ func TestServeReloadAndDrain(t *testing.T) {
 	}
 	// A reload while the action runs does not drop its connection.
 	e.writeConfig(e.keyPath, k2Path)
-	d.cmd.Process.Signal(syscall.SIGHUP)
-	d.waitLog(t, "config reloaded", 2)
-	d.cmd.Process.Signal(syscall.SIGTERM)
+	d.Signal(syscall.SIGHUP)
+	waitLog(t, d, "config reloaded", 2)
+	d.Signal(syscall.SIGTERM)
 	// New connections are refused once draining has begun.
 	deadline = time.Now().Add(10 * time.Second)
 	for {
-		c, err := net.DialTimeout("tcp", d.addr, time.Second)
+		c, err := net.DialTimeout("tcp", d.Addr, time.Second)
 		if err != nil {
 			break
 		}
@@ -287,8 +244,8 @@ func TestServeReloadAndDrain(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	select {
-	case err := <-d.exit:
-		t.Fatalf("exited before the running action finished: %v", err)
+	case <-d.Done():
+		t.Fatalf("exited before the running action finished: %v", d.Err())
 	case <-time.After(300 * time.Millisecond):
 	}
 	os.WriteFile(filepath.Join(e.dir, "release"), nil, 0o600)
@@ -296,9 +253,9 @@ func TestServeReloadAndDrain(t *testing.T) {
 		t.Fatalf("drained request: %+v", rep)
 	}
 	select {
-	case err := <-d.exit:
-		if err != nil {
-			t.Fatalf("exit after drain: %v\n%s", err, d.logs())
+	case <-d.Done():
+		if err := d.Err(); err != nil {
+			t.Fatalf("exit after drain: %v\n%s", err, d.Logs())
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("did not exit after the drain")
@@ -306,6 +263,63 @@ func TestServeReloadAndDrain(t *testing.T) {
 	audit := readFile(filepath.Join(e.dir, "audit.log"))
 	if strings.Count(audit, "\n") < 6 || strings.Contains(audit, fmt.Sprintf("%x", e.key.Secret)) {
 		t.Fatalf("audit log:\n%s", audit)
+	}
+}
+
+// TestHupWhileStarting: a SIGHUP that arrives while serve is still loading
+// its config (systemctl reload right after start) must not kill the agent
+// by SIGHUP's default action. A config file that is a FIFO holds the agent
+// in open(2) at a known point; we then feed it a broken config, so the
+// agent must exit 1 with its own message, not die of the signal. (Key and
+// certificate files are opened non-blocking, so they cannot hold it.)
+func TestHupWhileStarting(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "listener.yaml")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatalf("mkfifo: %v", err)
+	}
+	var stderr bytes.Buffer
+	cmd := exec.Command(testutil.Binary(t, "worker_listener"), "serve", "--config", fifo)
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	defer func() {
+		cmd.Process.Kill()
+		<-exited
+	}()
+	// Wait (bounded) until a thread of the agent blocks opening the FIFO.
+	blocked := false
+	for deadline := time.Now().Add(20 * time.Second); !blocked && time.Now().Before(deadline); {
+		tasks, _ := filepath.Glob(filepath.Join("/proc", strconv.Itoa(cmd.Process.Pid), "task", "*", "wchan"))
+		for _, w := range tasks {
+			if b, _ := os.ReadFile(w); strings.Contains(string(b), "wait_for_partner") {
+				blocked = true
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !blocked {
+		t.Fatal("the agent never blocked opening the config FIFO (no /proc/PID/task/*/wchan showing wait_for_partner)")
+	}
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // let the signal be delivered first
+	// Non-blocking: if the agent died of the signal there is no reader.
+	if w, err := os.OpenFile(fifo, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+		w.Write([]byte("listen: [broken\n"))
+		w.Close()
+	}
+	select {
+	case <-exited:
+	case <-time.After(30 * time.Second):
+		t.Fatal("agent did not exit")
+	}
+	if st := cmd.ProcessState; st.ExitCode() != 1 || !strings.Contains(stderr.String(), "config refused") {
+		t.Fatalf("agent ended with %v; want exit 1 with \"config refused\"\n%s", st, stderr.String())
 	}
 }
 
@@ -317,22 +331,11 @@ func readFile(p string) string {
 // systemd socket activation: the listening socket arrives as fd 3.
 func TestSocketActivation(t *testing.T) {
 	e := newEnv(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	d := startServe(t, e, true)
+	if d.Socket == "" || d.Addr != d.Socket {
+		t.Fatalf("serving on %s, want the passed socket %q", d.Addr, d.Socket)
 	}
-	f, err := ln.(*net.TCPListener).File()
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close() // the child holds its own copy of the socket
-	d := startServe(t, e, f)
-	f.Close()
-	if d.addr != addr {
-		t.Fatalf("serving on %s, want the passed socket %s", d.addr, addr)
-	}
-	if rep, err := do(t, addr, e.key, protocol.VerbRestart, "demo"); err != nil || rep.Outcome != protocol.OutcomeOK {
+	if rep, err := do(t, d.Socket, e.key, protocol.VerbRestart, "demo"); err != nil || rep.Outcome != protocol.OutcomeOK {
 		t.Fatalf("restart: %+v %v", rep, err)
 	}
 	if e.marks("mark") != 1 {

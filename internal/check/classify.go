@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/selfheal/selfheal/internal/nagios"
 	"github.com/selfheal/selfheal/internal/status"
 )
 
@@ -21,7 +22,7 @@ import (
 // configuration, DNS, TLS trust, a 4xx, a worker that breaks the
 // contract). An error we do not recognise is UNKNOWN: never restart a
 // worker on a guess.
-func Classify(err error, timeoutState status.State) (status.State, string) {
+func Classify(err error, timeoutState nagios.State) (nagios.State, string) {
 	var (
 		hse   *HTTPStatusError
 		dns   *net.DNSError
@@ -35,60 +36,60 @@ func Classify(err error, timeoutState status.State) (status.State, string) {
 	)
 	switch {
 	case err == nil:
-		return status.OK, ""
+		return nagios.OK, ""
 	case errors.Is(err, ErrConfig):
-		return status.Unknown, err.Error()
+		return nagios.Unknown, err.Error()
 	case errors.As(err, &hse):
 		return httpState(hse), hse.Error()
 	case errors.As(err, &dns):
 		// Before the timeout rows: a resolver that times out is still not
 		// the worker's fault.
-		return status.Unknown, "cannot resolve " + clean(dns.Name, 80)
+		return nagios.Unknown, "cannot resolve " + clean(dns.Name, 80)
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &nerr) && nerr.Timeout():
 		return timeoutState, "no answer within the timeout"
 	case errors.Is(err, syscall.ECONNREFUSED):
-		return status.Critical, "connection refused"
+		return nagios.Critical, "connection refused"
 	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
-		return status.Critical, "connection reset by the worker"
+		return nagios.Critical, "connection reset by the worker"
 	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
-		return status.Critical, "connection closed before a complete answer"
+		return nagios.Critical, "connection closed before a complete answer"
 	case errors.Is(err, syscall.ENOENT):
 		// A worker removes its socket when it stops.
-		return status.Critical, "unix socket missing: worker not running?"
+		return nagios.Critical, "unix socket missing: worker not running?"
 	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
-		return status.Critical, "host unreachable"
+		return nagios.Critical, "host unreachable"
 	case errors.Is(err, syscall.EACCES), errors.Is(err, os.ErrPermission):
-		return status.Unknown, "permission denied (check_worker's own access)"
+		return nagios.Unknown, "permission denied (check_worker's own access)"
 	case errors.As(err, &cverr), errors.As(err, &uae), errors.As(err, &hne), errors.As(err, &cie),
 		errors.As(err, &rhe), errors.As(err, &alert),
 		// A TLS alert from the peer (e.g. "certificate required" in TLS
 		// 1.3) has no exported type; its text is the only handle.
 		strings.Contains(err.Error(), "remote error: tls: "):
-		return status.Unknown, "TLS failure: " + clean(err.Error(), 160)
+		return nagios.Unknown, "TLS failure: " + clean(err.Error(), 160)
 	case errors.Is(err, ErrRedirect):
-		return status.Unknown, clean(err.Error(), 160)
+		return nagios.Unknown, clean(err.Error(), 160)
 	case errors.Is(err, ErrContentType):
-		return status.Unknown, clean(err.Error(), 160)
+		return nagios.Unknown, clean(err.Error(), 160)
 	case errors.Is(err, status.ErrTooLarge):
-		return status.Unknown, "status answer over the size cap"
+		return nagios.Unknown, "status answer over the size cap"
 	case errors.Is(err, status.ErrMalformed), errors.Is(err, status.ErrInvalid), errors.Is(err, status.ErrUnknownStatus):
-		return status.Unknown, "worker broke the status contract: " + clean(err.Error(), 160)
+		return nagios.Unknown, "worker broke the status contract: " + clean(err.Error(), 160)
 	case errors.Is(err, context.Canceled):
-		return status.Unknown, "check cancelled"
+		return nagios.Unknown, "check cancelled"
 	}
-	return status.Unknown, "check failed: " + clean(err.Error(), 160)
+	return nagios.Unknown, "check failed: " + clean(err.Error(), 160)
 }
 
 // httpState: the status code is judged before any body. 5xx means the
 // worker (or its server) is failing; a 4xx means our request is wrong
 // (path, auth token), which a restart cannot fix. Plain mode keeps the
 // seed servlet's rule: anything but 2xx is CRITICAL.
-func httpState(e *HTTPStatusError) status.State {
+func httpState(e *HTTPStatusError) nagios.State {
 	switch {
 	case e.Code >= 500 && e.Code <= 599:
-		return status.Critical
+		return nagios.Critical
 	case e.plain:
-		return status.Critical
+		return nagios.Critical
 	}
-	return status.Unknown
+	return nagios.Unknown
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/selfheal/selfheal/internal/nagios"
 	"github.com/selfheal/selfheal/internal/status"
 	"github.com/selfheal/selfheal/internal/thresholds"
 )
@@ -25,7 +26,7 @@ type Config struct {
 	URL          string        // http:// or https:// URL of the status endpoint
 	UnixSocket   string        // when set, dial this socket; URL's path and Host header still apply
 	Timeout      time.Duration // whole check, connect to last body byte
-	TimeoutState status.State  // state for a worker that does not answer in time
+	TimeoutState nagios.State  // state for a worker that does not answer in time
 	Response     thresholds.Pair
 	Metrics      []MetricRule
 	MaxAgeWarn   time.Duration // 0 = unset
@@ -58,9 +59,9 @@ const DefaultTimeout = 10 * time.Second
 // ParseTimeout reads -t SECONDS[:STATE]. STATE is a state word or 0-3;
 // the default is CRITICAL: a worker that does not answer is the very case
 // that needs healing (docs/check_worker.md).
-func ParseTimeout(s string) (time.Duration, status.State, error) {
+func ParseTimeout(s string) (time.Duration, nagios.State, error) {
 	secs, st, hasState := strings.Cut(strings.TrimSpace(s), ":")
-	state := status.Critical
+	state := nagios.Critical
 	if hasState {
 		var ok bool
 		if state, ok = parseStateArg(st); !ok {
@@ -77,9 +78,9 @@ func ParseTimeout(s string) (time.Duration, status.State, error) {
 	return d, state, nil
 }
 
-func parseStateArg(s string) (status.State, bool) {
+func parseStateArg(s string) (nagios.State, bool) {
 	if n, err := strconv.Atoi(s); err == nil {
-		return status.State(n), n >= 0 && n <= 3
+		return nagios.State(n), n >= 0 && n <= 3
 	}
 	return status.ParseState(s)
 }

@@ -5,23 +5,23 @@ import (
 	"testing"
 	"time"
 
-	"github.com/selfheal/selfheal/internal/status"
+	"github.com/selfheal/selfheal/internal/nagios"
 )
 
 func TestParseTimeout(t *testing.T) {
 	tests := []struct {
 		in    string
 		d     time.Duration
-		state status.State
+		state nagios.State
 		bad   bool
 	}{
-		{"10", 10 * time.Second, status.Critical, false},
-		{"2.5", 2500 * time.Millisecond, status.Critical, false},
-		{"30s", 30 * time.Second, status.Critical, false},
-		{"10:UNKNOWN", 10 * time.Second, status.Unknown, false},
-		{"10:warning", 10 * time.Second, status.Warning, false},
-		{"10:3", 10 * time.Second, status.Unknown, false},
-		{"10:0", 10 * time.Second, status.OK, false},
+		{"10", 10 * time.Second, nagios.Critical, false},
+		{"2.5", 2500 * time.Millisecond, nagios.Critical, false},
+		{"30s", 30 * time.Second, nagios.Critical, false},
+		{"10:UNKNOWN", 10 * time.Second, nagios.Unknown, false},
+		{"10:warning", 10 * time.Second, nagios.Warning, false},
+		{"10:3", 10 * time.Second, nagios.Unknown, false},
+		{"10:0", 10 * time.Second, nagios.OK, false},
 		{"0", 0, 0, true}, {"-1", 0, 0, true}, {"abc", 0, 0, true}, {"10:4", 0, 0, true},
 		{"10:maybe", 0, 0, true}, {"2h", 0, 0, true}, {"", 0, 0, true}, {"NaN", 0, 0, true},
 	}

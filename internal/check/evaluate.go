@@ -6,8 +6,9 @@ import (
 	"strings"
 	"time"
 
-	nagios "github.com/atc0005/go-nagios"
+	gonagios "github.com/atc0005/go-nagios"
 
+	"github.com/selfheal/selfheal/internal/nagios"
 	"github.com/selfheal/selfheal/internal/status"
 	"github.com/selfheal/selfheal/internal/thresholds"
 )
@@ -15,7 +16,7 @@ import (
 // item is one judged fact. Non-OK items make up line 1 (summary); long
 // lines are the sub-check listing under it.
 type item struct {
-	state   status.State
+	state   nagios.State
 	summary string // shown on line 1 when state is not OK
 	long    bool   // also listed as a long-output line "[STATE] summary"
 }
@@ -23,10 +24,10 @@ type item struct {
 // evaluation is everything judged from a status document.
 type evaluation struct {
 	items []item
-	info  string                   // version/uptime/heartbeat line, "" if none of them
-	msg   string                   // the worker's own message (sanitised)
-	own   []nagios.PerformanceData // heartbeat_age, uptime
-	perf  []nagios.PerformanceData // the worker's metrics
+	info  string                     // version/uptime/heartbeat line, "" if none of them
+	msg   string                     // the worker's own message (sanitised)
+	own   []gonagios.PerformanceData // heartbeat_age, uptime
+	perf  []gonagios.PerformanceData // the worker's metrics
 }
 
 // evaluate applies the precedence rule of docs/status-contract.md: the
@@ -37,7 +38,7 @@ func evaluate(cfg Config, d *status.Document, now time.Time) evaluation {
 	ev.msg = clean(d.Message, 200)
 
 	st, _ := status.ParseState(d.Status) // validated by status.Parse
-	if st != status.OK {
+	if st != nagios.OK {
 		s := "worker reports " + st.String()
 		if ev.msg != "" {
 			s += ": " + ev.msg
@@ -67,13 +68,13 @@ func evaluate(cfg Config, d *status.Document, now time.Time) evaluation {
 		if cfg.MinUptime > 0 {
 			pd.Warn = seconds(cfg.MinUptime) + ":"
 			if up < cfg.MinUptime {
-				ev.items = append(ev.items, item{state: status.Warning,
+				ev.items = append(ev.items, item{state: nagios.Warning,
 					summary: fmt.Sprintf("up only %s (min-uptime %s): restarted recently", up, cfg.MinUptime)})
 			}
 		}
 		ev.own = append(ev.own, pd)
 	} else if cfg.MinUptime > 0 {
-		ev.items = append(ev.items, item{state: status.Unknown,
+		ev.items = append(ev.items, item{state: nagios.Unknown,
 			summary: "no started_at in the status document (--min-uptime needs it)"})
 	}
 	if d.Heartbeat != nil {
@@ -85,14 +86,14 @@ func evaluate(cfg Config, d *status.Document, now time.Time) evaluation {
 		ev.own = append(ev.own, perfSeconds("heartbeat_age", age, seconds(cfg.MaxAgeWarn), seconds(cfg.MaxAgeCrit)))
 		switch {
 		case cfg.MaxAgeCrit > 0 && age > cfg.MaxAgeCrit:
-			ev.items = append(ev.items, item{state: status.Critical,
+			ev.items = append(ev.items, item{state: nagios.Critical,
 				summary: fmt.Sprintf("heartbeat %s old (critical above %s): worker stopped making progress", age.Truncate(time.Second), cfg.MaxAgeCrit)})
 		case cfg.MaxAgeWarn > 0 && age > cfg.MaxAgeWarn:
-			ev.items = append(ev.items, item{state: status.Warning,
+			ev.items = append(ev.items, item{state: nagios.Warning,
 				summary: fmt.Sprintf("heartbeat %s old (warning above %s)", age.Truncate(time.Second), cfg.MaxAgeWarn)})
 		}
 	} else if cfg.MaxAgeWarn > 0 || cfg.MaxAgeCrit > 0 {
-		ev.items = append(ev.items, item{state: status.Unknown,
+		ev.items = append(ev.items, item{state: nagios.Unknown,
 			summary: "no heartbeat in the status document (--max-age needs it)"})
 	}
 	ev.info = strings.Join(info, ", ")
@@ -106,14 +107,14 @@ func evaluate(cfg Config, d *status.Document, now time.Time) evaluation {
 		p, ruled := rules[m.Name]
 		if ruled && !seen[m.Name] {
 			seen[m.Name] = true
-			lvl := status.State(p.Evaluate(m.Value))
+			lvl := p.Evaluate(m.Value)
 			s := fmt.Sprintf("metric %s=%s%s", clean(m.Name, 60), number(m.Value), uom(m.UOM))
-			if lvl != status.OK {
+			if lvl != nagios.OK {
 				s += " breaks " + strings.ToLower(lvl.String()) + " range " + rangeFor(p, lvl)
 			}
 			ev.items = append(ev.items, item{state: lvl, summary: s, long: true})
 		}
-		pd := nagios.PerformanceData{Label: m.Name, Value: number(m.Value), UnitOfMeasurement: uom(m.UOM)}
+		pd := gonagios.PerformanceData{Label: m.Name, Value: number(m.Value), UnitOfMeasurement: uom(m.UOM)}
 		if ruled {
 			pd.Warn, pd.Crit = p.WarnString(), p.CritString()
 		}
@@ -127,15 +128,15 @@ func evaluate(cfg Config, d *status.Document, now time.Time) evaluation {
 	}
 	for _, r := range cfg.Metrics {
 		if !seen[r.Name] {
-			ev.items = append(ev.items, item{state: status.Unknown, long: true,
+			ev.items = append(ev.items, item{state: nagios.Unknown, long: true,
 				summary: "metric " + clean(r.Name, 60) + " not reported by the worker"})
 		}
 	}
 	return ev
 }
 
-func rangeFor(p thresholds.Pair, l status.State) string {
-	if l == status.Critical {
+func rangeFor(p thresholds.Pair, l nagios.State) string {
+	if l == nagios.Critical {
 		return p.CritString()
 	}
 	return p.WarnString()
@@ -151,8 +152,8 @@ func seconds(d time.Duration) string {
 	return strconv.FormatFloat(d.Seconds(), 'f', -1, 64)
 }
 
-func perfSeconds(label string, d time.Duration, warn, crit string) nagios.PerformanceData {
-	return nagios.PerformanceData{Label: label, Value: strconv.FormatFloat(d.Seconds(), 'f', 6, 64),
+func perfSeconds(label string, d time.Duration, warn, crit string) gonagios.PerformanceData {
+	return gonagios.PerformanceData{Label: label, Value: strconv.FormatFloat(d.Seconds(), 'f', 6, 64),
 		UnitOfMeasurement: "s", Warn: warn, Crit: crit, Min: "0"}
 }
 

@@ -9,30 +9,36 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/alecthomas/kong"
+
 	"github.com/selfheal/selfheal/internal/thresholds"
 )
 
-// Flags are check_worker's command-line values as given, before
-// validation; cmd/check_worker fills them from kong or its fast parser.
+// Flags is check_worker's grammar: one field per flag, and the field's
+// tags are that flag's only declaration (name, short, type, default,
+// help). kong reads them for -h, -V and every usage error; the fast
+// path's table (args_gen.go) is generated from kong's model of them.
 type Flags struct {
-	Hostname   string
-	Port       int
-	Path       string
-	SSL        bool
-	URL        string
-	UnixSocket string
-	Timeout    string
-	Warning    string
-	Critical   string
-	Metric     []string
-	MaxAge     string
-	MinUptime  string
-	Plain      bool
-	Header     []string
-	CAFile     string
-	CertFile   string
-	KeyFile    string
-	Insecure   bool
+	Hostname   string           `short:"H" placeholder:"HOST" help:"Worker host name or address."`
+	Port       int              `short:"p" placeholder:"PORT" help:"TCP port (default 80, or 443 with --ssl)."`
+	Path       string           `default:"/status" help:"Path of the status endpoint."`
+	SSL        bool             `short:"S" name:"ssl" help:"Use HTTPS."`
+	URL        string           `short:"u" name:"url" placeholder:"URL" help:"Full URL of the status endpoint instead of -H/-p/--path (a value starting with / is taken as --path, as check_http does)."`
+	UnixSocket string           `name:"unix-socket" placeholder:"PATH" help:"Talk HTTP over this unix socket (local workers, e.g. under NRPE)."`
+	Timeout    string           `short:"t" default:"10" placeholder:"SECONDS[:STATE]" help:"Give up after SECONDS; STATE for a worker that does not answer (default critical)."`
+	Warning    string           `short:"w" placeholder:"RANGE" help:"Response time (seconds) range for WARNING."`
+	Critical   string           `short:"c" placeholder:"RANGE" help:"Response time (seconds) range for CRITICAL."`
+	Metric     []string         `sep:"none" placeholder:"NAME,warn=RANGE,crit=RANGE" help:"Thresholds on a worker metric (repeatable)."`
+	MaxAge     string           `name:"max-age" placeholder:"WARN,CRIT" help:"Heartbeat age limits (seconds or durations, e.g. 60,300 or ,5m)."`
+	MinUptime  string           `name:"min-uptime" placeholder:"DURATION" help:"WARNING while the worker has been up for less than this (shows restart loops)."`
+	Plain      bool             `help:"Not JSON: 2xx is OK, anything else CRITICAL, the body's first line is the message."`
+	Header     []string         `sep:"none" placeholder:"'NAME: VALUE'" help:"Extra request header, e.g. an auth token (repeatable)."`
+	CAFile     string           `name:"ca-file" placeholder:"FILE" help:"PEM CA bundle to verify the worker's certificate."`
+	CertFile   string           `name:"cert-file" placeholder:"FILE" help:"PEM client certificate (mTLS)."`
+	KeyFile    string           `name:"key-file" placeholder:"FILE" help:"PEM client key (mTLS)."`
+	Insecure   bool             `help:"Do not verify the worker's certificate."`
+	Verbose    int              `short:"v" type:"counter" help:"Diagnostics on stderr (repeatable); stdout stays plugin output only."`
+	Version    kong.VersionFlag `short:"V" help:"Print the version and exit 3."`
 }
 
 // Config validates the flags and turns them into the core's Config; every

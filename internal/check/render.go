@@ -10,9 +10,9 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	nagios "github.com/atc0005/go-nagios"
+	gonagios "github.com/atc0005/go-nagios"
 
-	"github.com/selfheal/selfheal/internal/status"
+	"github.com/selfheal/selfheal/internal/nagios"
 	"github.com/selfheal/selfheal/internal/textsafe"
 )
 
@@ -33,23 +33,23 @@ func failure(cfg Config, err error, tm timings) Result {
 func render(cfg Config, ev evaluation, tm timings, answered bool) Result {
 	elapsed := tm.end.Sub(tm.start)
 	if answered && cfg.Response.Set() {
-		if lvl := status.State(cfg.Response.Evaluate(elapsed.Seconds())); lvl != status.OK {
+		if lvl := cfg.Response.Evaluate(elapsed.Seconds()); lvl != nagios.OK {
 			ev.items = append(ev.items, item{state: lvl, summary: fmt.Sprintf("response time %.3f s breaks %s range %s",
 				elapsed.Seconds(), strings.ToLower(lvl.String()), rangeFor(cfg.Response, lvl))})
 		}
 	}
 
-	state := status.OK
+	state := nagios.OK
 	var problems []item
 	for _, it := range ev.items {
-		state = status.Worst(state, it.state)
-		if it.state != status.OK {
+		state = nagios.Worst(state, it.state)
+		if it.state != nagios.OK {
 			problems = append(problems, it)
 		}
 	}
 	// Most severe first, so the cause that drives the state leads line 1.
 	sort.SliceStable(problems, func(i, j int) bool {
-		return status.Worst(problems[i].state, problems[j].state) == problems[i].state &&
+		return nagios.Worst(problems[i].state, problems[j].state) == problems[i].state &&
 			problems[i].state != problems[j].state
 	})
 	var summary string
@@ -88,7 +88,7 @@ func render(cfg Config, ev evaluation, tm timings, answered bool) Result {
 	long := fitLines(lines, maxOutput-len(line1)-perfLen-64)
 
 	var buf bytes.Buffer
-	p := nagios.NewPlugin()
+	p := gonagios.NewPlugin()
 	p.SkipOSExit()
 	p.SetOutputTarget(&buf)
 	p.ServiceOutput = line1
@@ -102,7 +102,7 @@ func render(cfg Config, ev evaluation, tm timings, answered bool) Result {
 	// looks first, and put the sub-checks on the lines after it.
 	out := buf.String()
 	if long != "" {
-		out += long + nagios.CheckOutputEOL
+		out += long + gonagios.CheckOutputEOL
 	}
 	return Result{State: state, Output: out}
 }
@@ -114,14 +114,14 @@ func fitLines(lines []string, budget int) string {
 	for i, l := range lines {
 		add := len(l)
 		if i > 0 {
-			add += len(nagios.CheckOutputEOL)
+			add += len(gonagios.CheckOutputEOL)
 		}
 		if b.Len()+add > budget-60 {
-			fmt.Fprintf(&b, "%s... %d more lines cut (output limit)", nagios.CheckOutputEOL, len(lines)-i)
+			fmt.Fprintf(&b, "%s... %d more lines cut (output limit)", gonagios.CheckOutputEOL, len(lines)-i)
 			break
 		}
 		if i > 0 {
-			b.WriteString(nagios.CheckOutputEOL)
+			b.WriteString(gonagios.CheckOutputEOL)
 		}
 		b.WriteString(l)
 	}
@@ -132,7 +132,7 @@ func fitLines(lines []string, budget int) string {
 // is renamed with a numeric suffix.
 var reserved = []string{"time", "time_connect", "time_tls", "time_firstbyte", "size", "heartbeat_age", "uptime"}
 
-func perfdata(cfg Config, own, worker []nagios.PerformanceData, tm timings, answered bool) (out []nagios.PerformanceData, omitted int) {
+func perfdata(cfg Config, own, worker []gonagios.PerformanceData, tm timings, answered bool) (out []gonagios.PerformanceData, omitted int) {
 	sec := func(label string, from, to time.Time) {
 		if from.IsZero() || to.IsZero() {
 			return
@@ -146,7 +146,7 @@ func perfdata(cfg Config, own, worker []nagios.PerformanceData, tm timings, answ
 	sec("time_tls", tm.tlsStart, tm.tlsDone)
 	sec("time_firstbyte", tm.start, tm.firstByte)
 	if answered {
-		out = append(out, nagios.PerformanceData{Label: "size", Value: strconv.Itoa(tm.size), UnitOfMeasurement: "B", Min: "0"})
+		out = append(out, gonagios.PerformanceData{Label: "size", Value: strconv.Itoa(tm.size), UnitOfMeasurement: "B", Min: "0"})
 	}
 	out = append(out, own...)
 	used := map[string]bool{}
@@ -196,19 +196,12 @@ func label(s string) string {
 }
 
 // clean makes worker text safe for one line of plugin output: valid
-// UTF-8, no "|" (Nagios would cut there and read perfdata), no line
-// breaks or control characters, at most max bytes.
+// UTF-8 (a run of bad bytes reads as one U+FFFD), no line breaks or
+// control characters (textsafe.Line), no "|" (Nagios would cut there and
+// read perfdata), at most max bytes.
 func clean(s string, max int) string {
-	s = strings.ToValidUTF8(s, "\uFFFD")
-	s = strings.Map(func(r rune) rune {
-		switch {
-		case r == '|':
-			return '/'
-		case textsafe.Unsafe(r):
-			return ' '
-		}
-		return r
-	}, s)
+	s = textsafe.Line.Clean(strings.ToValidUTF8(s, "\uFFFD"))
+	s = strings.ReplaceAll(s, "|", "/")
 	s = strings.TrimSpace(s)
 	if len(s) <= max {
 		return s

@@ -9,13 +9,14 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/selfheal/selfheal/internal/nagios"
 	"github.com/selfheal/selfheal/internal/status"
 )
 
 // Result is the plugin's answer: the state (its exit code) and the exact
 // text for stdout.
 type Result struct {
-	State  status.State
+	State  nagios.State
 	Output string
 }
 

@@ -3,7 +3,6 @@ package check
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -21,17 +20,16 @@ type TLSOptions struct {
 // CA file, bad client key): always UNKNOWN.
 var ErrConfig = errors.New("configuration error")
 
-// NewTLSConfig builds the client TLS configuration from the flags.
+// NewTLSConfig builds the client TLS configuration from the flags. The
+// files are read with fsutil's loaders: a FIFO would block open and read
+// forever, and /dev/zero would exhaust memory (an out-of-memory crash
+// exits 2, CRITICAL).
 func NewTLSConfig(o TLSOptions) (*tls.Config, error) {
 	tc := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: o.Insecure} //nolint:gosec // only with --insecure
 	if o.CAFile != "" {
-		pem, err := readPEM(o.CAFile)
+		pool, err := fsutil.LoadCertPool(o.CAFile)
 		if err != nil {
-			return nil, fmt.Errorf("%w: CA file: %v", ErrConfig, err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("%w: CA file %s holds no PEM certificate", ErrConfig, o.CAFile)
+			return nil, fmt.Errorf("%w: %v", ErrConfig, err)
 		}
 		tc.RootCAs = pool
 	}
@@ -39,34 +37,13 @@ func NewTLSConfig(o TLSOptions) (*tls.Config, error) {
 		return nil, fmt.Errorf("%w: --cert-file and --key-file go together", ErrConfig)
 	}
 	if o.CertFile != "" {
-		certPEM, err := readPEM(o.CertFile)
+		cert, _, err := fsutil.LoadKeyPair(o.CertFile, o.KeyFile)
 		if err != nil {
-			return nil, fmt.Errorf("%w: client certificate: %v", ErrConfig, err)
-		}
-		keyPEM, err := readPEM(o.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("%w: client key: %v", ErrConfig, err)
-		}
-		cert, err := tls.X509KeyPair(certPEM, keyPEM)
-		if err != nil {
-			return nil, fmt.Errorf("%w: client certificate: %v", ErrConfig, err)
+			return nil, fmt.Errorf("%w: client %v", ErrConfig, err)
 		}
 		tc.Certificates = []tls.Certificate{cert}
 	}
 	return tc, nil
-}
-
-// maxPEM bounds a CA bundle, certificate or key file (the system bundle
-// is about 200 KiB).
-const maxPEM = 4 << 20
-
-// readPEM reads a TLS file without ever blocking or reading without end:
-// opened non-blocking (a FIFO would block open and read forever) and
-// only a regular file of at most maxPEM bytes (/dev/zero would exhaust
-// memory, and an out-of-memory crash exits 2, CRITICAL).
-func readPEM(path string) ([]byte, error) {
-	b, _, err := fsutil.ReadRegular(path, maxPEM)
-	return b, err
 }
 
 // Dialer opens the connection to the worker; tests and main inject one.

@@ -12,15 +12,12 @@ import (
 	"strings"
 
 	"github.com/alecthomas/kong"
+
+	"github.com/selfheal/selfheal/internal/nagios"
 )
 
-// Nagios plugin exit codes.
-const (
-	OK       = 0
-	Warning  = 1
-	Critical = 2
-	Unknown  = 3
-)
+// unknown is the plugin exit code for "cannot tell" (usage errors, panics).
+const unknown = int(nagios.Unknown)
 
 // App describes the binary being parsed.
 type App struct {
@@ -72,7 +69,7 @@ func Parse(app App, grammar any, args []string, opts ...kong.Option) (kctx *kong
 			if code == 0 {
 				code = app.InfoExit
 			} else {
-				code = Unknown
+				code = unknown
 			}
 			kctx, err = nil, &ExitRequest{Code: code}
 		}
@@ -106,7 +103,7 @@ func PluginExit(stdout io.Writer, err error) int {
 		return er.Code
 	}
 	fmt.Fprintf(stdout, "UNKNOWN - %s\n", OneLine(err.Error()))
-	return Unknown
+	return unknown
 }
 
 // Guard runs fn and converts a panic into UNKNOWN with a one-line message
@@ -117,13 +114,13 @@ func Guard(stdout, stderr io.Writer, fn func() int) (code int) {
 		if r := recover(); r != nil {
 			fmt.Fprintf(stdout, "UNKNOWN - internal error: %s\n", OneLine(fmt.Sprint(r)))
 			fmt.Fprintf(stderr, "panic: %v\n%s", r, debug.Stack())
-			code = Unknown
+			code = unknown
 		}
 	}()
 	code = fn()
-	if code < OK || code > Unknown {
+	if code != nagios.State(code).ExitCode() {
 		fmt.Fprintf(stderr, "exit code %d out of range, reporting UNKNOWN\n", code)
-		return Unknown
+		return unknown
 	}
 	return code
 }

@@ -7,6 +7,15 @@ import (
 	"testing"
 
 	"github.com/alecthomas/kong"
+
+	"github.com/selfheal/selfheal/internal/nagios"
+)
+
+// Exit codes as the tables read them.
+const (
+	okCode       = int(nagios.OK)
+	criticalCode = int(nagios.Critical)
+	unknownCode  = int(nagios.Unknown)
 )
 
 type grammar struct {
@@ -23,14 +32,14 @@ func TestParse(t *testing.T) {
 		wantCode int // -1: parsed fine
 		wantOut  string
 	}{
-		{"ok", []string{"-H", "x"}, Unknown, -1, ""},
-		{"help exits unknown for plugins", []string{"--help"}, Unknown, Unknown, "Usage: prog"},
-		{"short help", []string{"-h"}, Unknown, Unknown, "Usage: prog"},
-		{"help exits 0 for daemons", []string{"--help"}, OK, OK, "Usage: prog"},
-		{"version", []string{"-V"}, Unknown, Unknown, "prog 1.2.3"},
-		{"missing required flag", []string{}, Unknown, Unknown, "UNKNOWN - missing flags: --host"},
-		{"bad int", []string{"-H", "x", "-t", "abc"}, Unknown, Unknown, "UNKNOWN - --timeout"},
-		{"unknown flag", []string{"-H", "x", "--nope"}, Unknown, Unknown, "UNKNOWN - unknown flag --nope"},
+		{"ok", []string{"-H", "x"}, unknownCode, -1, ""},
+		{"help exits unknown for plugins", []string{"--help"}, unknownCode, unknownCode, "Usage: prog"},
+		{"short help", []string{"-h"}, unknownCode, unknownCode, "Usage: prog"},
+		{"help exits 0 for daemons", []string{"--help"}, okCode, okCode, "Usage: prog"},
+		{"version", []string{"-V"}, unknownCode, unknownCode, "prog 1.2.3"},
+		{"missing required flag", []string{}, unknownCode, unknownCode, "UNKNOWN - missing flags: --host"},
+		{"bad int", []string{"-H", "x", "-t", "abc"}, unknownCode, unknownCode, "UNKNOWN - --timeout"},
+		{"unknown flag", []string{"-H", "x", "--nope"}, unknownCode, unknownCode, "UNKNOWN - unknown flag --nope"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -68,8 +77,8 @@ func TestParse(t *testing.T) {
 func TestGuard(t *testing.T) {
 	var out, errb bytes.Buffer
 	code := Guard(&out, &errb, func() int { panic("boom\nsecond line") })
-	if code != Unknown {
-		t.Fatalf("panic gave %d, want %d", code, Unknown)
+	if code != unknownCode {
+		t.Fatalf("panic gave %d, want %d", code, unknownCode)
 	}
 	if got := out.String(); got != "UNKNOWN - internal error: boom second line\n" {
 		t.Fatalf("stdout = %q", got)
@@ -77,10 +86,12 @@ func TestGuard(t *testing.T) {
 	if !strings.Contains(errb.String(), "panic: boom") {
 		t.Fatalf("stderr lacks the panic: %q", errb.String())
 	}
-	if code := Guard(&out, &errb, func() int { return 80 }); code != Unknown {
-		t.Fatalf("out-of-range code gave %d", code)
+	for _, bad := range []int{80, 4, -1} {
+		if code := Guard(&out, &errb, func() int { return bad }); code != unknownCode {
+			t.Fatalf("out-of-range code %d gave %d", bad, code)
+		}
 	}
-	if code := Guard(&out, &errb, func() int { return Critical }); code != Critical {
+	if code := Guard(&out, &errb, func() int { return criticalCode }); code != criticalCode {
 		t.Fatalf("critical passed through as %d", code)
 	}
 }

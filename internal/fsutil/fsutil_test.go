@@ -1,6 +1,9 @@
 package fsutil
 
 import (
+	"context"
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -55,5 +58,159 @@ func TestReadRegular(t *testing.T) {
 				t.Fatalf("err = %v, want %q", err, tt.wantErr)
 			}
 		})
+	}
+}
+
+func TestReadRegularRefusalKinds(t *testing.T) {
+	dir := t.TempDir()
+	big := filepath.Join(dir, "big")
+	if err := os.WriteFile(big, make([]byte, 11), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		path      string
+		want, not error
+	}{
+		{dir, ErrNotRegular, ErrTooLarge},
+		{big, ErrTooLarge, ErrNotRegular},
+		{filepath.Join(dir, "nope"), os.ErrNotExist, ErrNotRegular},
+	}
+	for _, tt := range tests {
+		_, _, err := ReadRegular(tt.path, 10)
+		if !errors.Is(err, tt.want) || errors.Is(err, tt.not) {
+			t.Errorf("ReadRegular(%s) = %v; want errors.Is %v and not %v", tt.path, err, tt.want, tt.not)
+		}
+	}
+}
+
+func TestWriteFileAtomic(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "state[1].json") // glob characters in the name
+	old := syscall.Umask(0o077)
+	defer syscall.Umask(old)
+	for i, perm := range []os.FileMode{0o644, 0o600} {
+		data := []byte(strings.Repeat("x", i+1) + "\n")
+		if err := WriteFileAtomic(path, data, perm); err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil || string(b) != string(data) {
+			t.Fatalf("write %d: read %q %v", i, b, err)
+		}
+		if fi, _ := os.Stat(path); fi.Mode().Perm() != perm {
+			t.Fatalf("write %d: mode %v, want %v whatever the umask", i, fi.Mode().Perm(), perm)
+		}
+	}
+	// A failing writer leaves the old file and no temp file behind.
+	boom := errors.New("boom")
+	err := WriteAtomic(path, 0o600, func(w io.Writer) error {
+		w.Write([]byte("half"))
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("err = %v, want boom", err)
+	}
+	if b, _ := os.ReadFile(path); string(b) != "xx\n" {
+		t.Fatalf("failed write changed the file: %q", b)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+		t.Fatalf("left behind: %v", ents)
+	}
+	// A directory that does not exist: an error, nothing created.
+	if err := WriteFileAtomic(filepath.Join(dir, "no", "x"), nil, 0o600); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("err = %v, want ErrNotExist", err)
+	}
+}
+
+func TestRemoveTemps(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "a[b]*.json")
+	keep := []string{path, filepath.Join(dir, "other.json.tmp-1"), filepath.Join(dir, "ab.json.tmp-2")}
+	drop := []string{path + ".tmp-123", path + ".tmp-"}
+	for _, p := range append(keep, drop...) {
+		if err := os.WriteFile(p, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	RemoveTemps(path)
+	for _, p := range keep {
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("%s removed: %v", p, err)
+		}
+	}
+	for _, p := range drop {
+		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s kept: %v", p, err)
+		}
+	}
+}
+
+func TestLock(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "x.lock")
+	unlock, err := Lock(context.Background(), path, 0o640, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm()&^0o640 != 0 {
+		t.Fatalf("lock file %v %v", fi, err)
+	}
+
+	// Held: an expired context tries once and fails at once.
+	expired, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := Lock(expired, path, 0o600, 0); !errors.Is(err, syscall.EWOULDBLOCK) || !errors.Is(err, context.Canceled) ||
+		err.Error() != syscall.EWOULDBLOCK.Error() {
+		t.Fatalf("held, expired ctx: err = %v", err)
+	}
+	// Held: a deadline is waited for, not more.
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err = Lock(ctx, path, 0o600, 5*time.Millisecond)
+	if d := time.Since(start); !errors.Is(err, context.DeadlineExceeded) || d < 100*time.Millisecond || d > 5*time.Second {
+		t.Fatalf("held, 100 ms deadline: err = %v after %s", err, d)
+	}
+	// Released while a waiter polls: the waiter gets it.
+	got := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		u, err := Lock(ctx, path, 0o600, 5*time.Millisecond)
+		if err == nil {
+			err = u()
+		}
+		got <- err
+	}()
+	time.Sleep(50 * time.Millisecond)
+	if err := unlock(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-got; err != nil {
+		t.Fatalf("waiter: %v", err)
+	}
+	// Free: even an expired context gets it.
+	u, err := Lock(expired, path, 0o600, 0)
+	if err != nil {
+		t.Fatalf("free, expired ctx: %v", err)
+	}
+	u()
+}
+
+func TestLockRefuses(t *testing.T) {
+	dir := t.TempDir()
+	target := filepath.Join(dir, "target")
+	link := filepath.Join(dir, "link")
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Lock(context.Background(), link, 0o600, 0); err == nil {
+		t.Fatal("locked through a symlink")
+	}
+	if _, err := os.Lstat(target); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the symlink's target was created: %v", err)
+	}
+	if _, err := Lock(context.Background(), filepath.Join(dir, "no", "x.lock"), 0o600, 0); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("missing directory: err = %v", err)
 	}
 }

@@ -25,8 +25,7 @@ var ErrNoReader = errors.New("no process is reading the command file (is Nagios 
 // CommandFile writes external commands to Nagios' (or Icinga 2's
 // ExternalCommandListener's) command FIFO.
 type CommandFile struct {
-	Path   string
-	Author string // comment author; default "handle_worker"
+	Path string
 }
 
 // Command is one external command line without its timestamp and newline.
@@ -51,14 +50,7 @@ func ScheduleForcedSvcCheck(host, service string, at time.Time) Command {
 }
 
 // clean removes what would end or split a command line.
-func clean(s string) string {
-	return strings.Map(func(r rune) rune {
-		if textsafe.Unsafe(r) {
-			return ' '
-		}
-		return r
-	}, s)
-}
+func clean(s string) string { return textsafe.Line.Clean(s) }
 
 // field additionally removes ';', the field separator (Nagios names
 // cannot contain it, but a bad argument must not inject a field).

@@ -95,13 +95,6 @@ type Config struct {
 	DryRun      bool
 }
 
-// Defaults for the flags, documented in docs/event-handler.md.
-const (
-	DefaultDeadline = 20 * time.Second
-	DefaultRecheck  = 2 * time.Second
-	DefaultStateDir = "/var/lib/selfheal/handler"
-)
-
 // Result is what happened; main prints Line and exits with Code.
 type Result struct {
 	Code     int
@@ -112,97 +105,109 @@ type Result struct {
 	Attempts int             // requests made (transport retries included)
 	Commands []Command       // written (or, in dry-run, that would be written)
 	Err      error           // the failure behind a non-zero code
-	Took     time.Duration   // time spent on the request
 }
 
+// errNoWrite ends a Store.Update callback without writing the state.
 var errNoWrite = errors.New("no change")
 
-// Run handles one event. It is bounded by cfg.Deadline (and ctx), writes
-// the state only under its lock and atomically, and never panics on bad
-// input: flags are validated by cmd/handle_worker before it is called.
+// Run handles one event: decide, reserve, act, report. It is bounded by
+// cfg.Deadline (and ctx), writes the state only under its lock and
+// atomically, and never panics on bad input: flags are validated by
+// cmd/handle_worker before it is called.
 func Run(ctx context.Context, cfg Config, deps Deps) Result {
 	deps.defaults()
-	start := deps.Now()
+	r := newRun(cfg, deps)
 	ctx, cancel := context.WithTimeout(ctx, cfg.Deadline)
 	defer cancel()
-	store := Store{Dir: cfg.StateDir}
+
+	// Decide on the event alone: most events never need the budget state.
+	r.res.Decision = Decide(cfg.Event, cfg.SoftAttempt, false)
+	if r.res.Decision.Action != Restart {
+		return r.report(r.settle(ctx))
+	}
+	id, err := r.reserve(ctx)
+	switch {
+	case err != nil:
+		return r.report(r.failClosed(err))
+	case r.res.Decision.Action != Restart: // the episode already had its restart
+		return r.report(zerolog.InfoLevel, "no action: "+r.res.Decision.Reason)
+	case !r.res.Verdict.Allowed:
+		return r.report(r.withhold())
+	case cfg.DryRun:
+		return r.report(r.dryRun())
+	}
+	return r.report(r.act(ctx, id))
+}
+
+// run is one Run: its inputs and the Result as it fills in.
+type run struct {
+	cfg   Config
+	deps  Deps
+	store Store
+	log   zerolog.Logger
+	start time.Time
+	res   Result
+}
+
+func newRun(cfg Config, deps Deps) *run {
 	ev := cfg.Event
-	who := cfg.HostName + "/" + cfg.ServiceDesc
-	prefix := fmt.Sprintf("%s %s: ", who, ev)
-	log := deps.Log.With().Str("host", cfg.HostName).Str("service", cfg.ServiceDesc).
-		Str("state", string(ev.State)).Str("state_type", string(ev.Type)).Int("attempt", ev.Attempt).
-		Str("target", cfg.Conn.Target).Str("addr", cfg.Conn.Addr()).Bool("dry_run", cfg.DryRun).Logger()
+	return &run{cfg: cfg, deps: deps, store: Store{Dir: cfg.StateDir}, start: deps.Now(),
+		log: deps.Log.With().Str("host", cfg.HostName).Str("service", cfg.ServiceDesc).
+			Str("state", ev.State.String()).Str("state_type", string(ev.Type)).Int("attempt", ev.Attempt).
+			Str("target", cfg.Conn.Target).Str("addr", cfg.Conn.Addr()).Bool("dry_run", cfg.DryRun).Logger()}
+}
 
-	res := Result{}
-	finish := func(level zerolog.Level, msg string) Result {
-		res.Line = prefix + msg
-		e := log.WithLevel(level).Int("exit", res.Code).Str("decision", res.Decision.Action.String()).
-			Str("reason", res.Decision.Reason).Int("attempts", res.Attempts)
-		if res.Verdict != nil {
-			e = e.Int("budget_used", res.Verdict.Used).Int("budget_max", cfg.Budget.Max)
-		}
-		if res.Reply != nil {
-			e = e.Str("outcome", string(res.Reply.Outcome)).Int("action_exit", res.Reply.ExitCode).
-				Dur("action_duration", res.Reply.Duration)
-		}
-		if res.Err != nil {
-			e = e.AnErr("error", res.Err)
-		}
-		e.Dur("elapsed", deps.Now().Sub(start)).Msg(msg)
-		return res
+// settle handles an event that calls for no restart. Only a recovery, or
+// the first SOFT problem of a new fault, touches the state: both end the
+// episode (the latter in case the OK call was missed).
+func (r *run) settle(ctx context.Context) (zerolog.Level, string) {
+	msg := "no action: " + r.res.Decision.Reason
+	if r.res.Decision.Action != Close && !newFault(r.cfg.Event) {
+		return zerolog.InfoLevel, msg
 	}
-
-	// Non-CRITICAL events never restart. Only a recovery, or the first
-	// SOFT problem of a new fault, touches the state: both end the episode
-	// (the latter in case the OK call was missed).
-	mayAct := ev.State == StateCritical && (ev.Type == Hard || cfg.SoftAttempt > 0 && ev.Attempt >= cfg.SoftAttempt)
-	if !mayAct {
-		res.Decision = Decide(ev, cfg.SoftAttempt, false)
-		newFault := ev.State != StateOK && ev.Type == Soft && ev.Attempt == 1
-		if res.Decision.Action != Close && !newFault {
-			return finish(zerolog.InfoLevel, "no action: "+res.Decision.Reason)
-		}
-		if cfg.DryRun {
-			return finish(zerolog.InfoLevel, "dry-run: no action: "+res.Decision.Reason)
-		}
-		err := store.Update(ctx, cfg.HostName, cfg.ServiceDesc, func(st *StateFile) error {
-			if st.Episode == nil {
-				return errNoWrite
-			}
-			st.Episode = nil
-			return nil
-		})
-		if err != nil && !errors.Is(err, errNoWrite) {
-			// Nothing needed healing, so this is not a failure of this
-			// event; the next CRITICAL will fail closed on the same error.
-			res.Err = err
-			return finish(zerolog.ErrorLevel, "no action: "+res.Decision.Reason+"; but the handler state is unusable: "+oneLine(err.Error()))
-		}
-		return finish(zerolog.InfoLevel, "no action: "+res.Decision.Reason)
+	if r.cfg.DryRun {
+		return zerolog.InfoLevel, "dry-run: " + msg
 	}
+	err := r.store.Update(ctx, r.cfg.HostName, r.cfg.ServiceDesc, func(st *StateFile) error {
+		if st.Episode == nil {
+			return errNoWrite
+		}
+		st.Episode = nil
+		return nil
+	})
+	if err != nil && !errors.Is(err, errNoWrite) {
+		// Nothing needed healing, so this is not a failure of this
+		// event; the next CRITICAL will fail closed on the same error.
+		r.res.Err = err
+		return zerolog.ErrorLevel, msg + "; but the handler state is unusable: " + oneLine(err.Error())
+	}
+	return zerolog.InfoLevel, msg
+}
 
-	// CRITICAL that may call for a restart: decide and reserve under one
-	// lock, so that two handlers racing cannot both restart.
-	now := deps.Now()
+// reserve decides again with the episode, checks the budget and, when the
+// restart goes ahead (and this is no dry run), writes it as a pending
+// record, all under one lock: two handlers racing cannot both restart. It
+// returns the record's id, and an error only when the state is unusable.
+func (r *run) reserve(ctx context.Context) (string, error) {
+	cfg, ev := r.cfg, r.cfg.Event
+	now := r.deps.Now()
 	id := newID()
-	var trigger string
-	err := store.Update(ctx, cfg.HostName, cfg.ServiceDesc, func(st *StateFile) error {
-		if ev.Type == Soft && ev.Attempt == 1 {
-			st.Episode = nil // a new fault (--soft-attempt 1): any old episode has ended
+	err := r.store.Update(ctx, cfg.HostName, cfg.ServiceDesc, func(st *StateFile) error {
+		if newFault(ev) {
+			st.Episode = nil // --soft-attempt 1: any old episode has ended
 		}
 		restarted := st.Episode != nil && st.Episode.RestartedAt != nil && now.Sub(*st.Episode.RestartedAt) < cfg.Budget.Window
-		res.Decision = Decide(ev, cfg.SoftAttempt, restarted)
-		if res.Decision.Action != Restart {
+		r.res.Decision = Decide(ev, cfg.SoftAttempt, restarted)
+		if r.res.Decision.Action != Restart {
 			return errNoWrite
 		}
 		v := cfg.Budget.Check(st.Restarts, now)
-		res.Verdict = &v
+		r.res.Verdict = &v
 		if !v.Allowed || cfg.DryRun {
 			return errNoWrite
 		}
-		trigger = ev.String()
 		st.Restarts = append(cfg.Budget.prune(st.Restarts, now), Record{ID: id, At: now.UTC(), Source: "event",
-			Verb: string(cfg.Action), Trigger: trigger, Outcome: RecordPending})
+			Verb: string(cfg.Action), Trigger: ev.String(), Outcome: RecordPending})
 		if st.Episode == nil {
 			st.Episode = &Episode{Opened: now.UTC()}
 		}
@@ -210,86 +215,93 @@ func Run(ctx context.Context, cfg Config, deps Deps) Result {
 		st.Episode.RestartedAt = &t
 		return nil
 	})
-	if err != nil && !errors.Is(err, errNoWrite) {
-		res.Code, res.Err = ExitWithheld, err
-		res.Decision = Decide(ev, cfg.SoftAttempt, false)
-		msg := "not restarting, failing closed: handler state unusable: " + oneLine(err.Error())
-		if errors.Is(err, ErrStateCorrupt) {
-			msg += " (inspect it, then delete it to re-arm auto-healing)"
-		}
-		res.Commands = []Command{AddSvcComment(cfg.HostName, cfg.ServiceDesc, true, author,
-			"auto-healing suspended: "+msg+"; a human must look")}
-		return finish(zerolog.ErrorLevel, msg+feedback(&res, cfg, deps.Now()))
+	if errors.Is(err, errNoWrite) {
+		err = nil
 	}
-	switch res.Decision.Action {
-	case AlreadyHandled:
-		return finish(zerolog.InfoLevel, "no action: "+res.Decision.Reason)
-	case Restart:
-	default:
-		return finish(zerolog.InfoLevel, "no action: "+res.Decision.Reason)
-	}
-	v := res.Verdict
-	if !v.Allowed {
-		res.Code = ExitWithheld
-		res.Err = errors.New(v.Reason)
-		var text string
-		if v.Kind == "exhausted" {
-			text = fmt.Sprintf("auto-healing suspended: %s; a human must look (budget frees up in %s)", v.Reason, roundDur(v.Wait))
-		} else {
-			text = fmt.Sprintf("auto-restart held back: %s; a human must look if it stays CRITICAL", v.Reason)
-		}
-		res.Commands = []Command{AddSvcComment(cfg.HostName, cfg.ServiceDesc, true, author, text)}
-		return finish(zerolog.WarnLevel, "not restarting: "+text+feedback(&res, cfg, deps.Now()))
-	}
-	if cfg.DryRun {
-		res.Commands = successCommands(cfg, deps.Now(), 0)
-		return finish(zerolog.InfoLevel, fmt.Sprintf("dry-run: would send %s %s to %s (%s; budget %d/%d used in %s); would write %d command(s)",
-			cfg.Action, cfg.Conn.Target, cfg.Conn.Addr(), res.Decision.Reason, v.Used, cfg.Budget.Max, cfg.Budget.Window, len(res.Commands)))
-	}
-
-	// Act. Keep a margin after the request for the state update and the
-	// command file, so that everything ends before the deadline.
-	actCtx, actCancel := context.WithDeadline(ctx, actDeadline(ctx, cfg.Deadline))
-	defer actCancel()
-	client := deps.Dial(protocol.ClientConfig{Addr: cfg.Conn.Addr(), Key: cfg.Conn.Key, TLS: cfg.Conn.TLS, Now: deps.Now})
-	t0 := deps.Now()
-	rep, attempts, callErr := call(actCtx, client, cfg.Action, cfg.Conn.Target, deps)
-	res.Took = deps.Now().Sub(t0)
-	res.Attempts = attempts
-	ok := callErr == nil && rep.Outcome == protocol.OutcomeOK
-	if callErr == nil {
-		res.Reply = &rep
-	}
-	summary := describe(cfg.Action, cfg.Conn, rep, attempts, callErr, res.Took)
-	outcome := RecordFailed
-	if ok {
-		outcome = RecordOK
-	}
-	if err := store.SetOutcome(ctx, cfg.HostName, cfg.ServiceDesc, id, outcome, summary); err != nil {
-		// The pending record already counts; only its outcome is lost.
-		log.Warn().AnErr("error", err).Msg("could not record the restart outcome")
-	}
-	if ok {
-		res.Commands = successCommands(cfg, deps.Now(), res.Took)
-		return finish(zerolog.InfoLevel, summary+feedback(&res, cfg, deps.Now()))
-	}
-	res.Code = ExitFailed
-	if callErr != nil {
-		res.Err = callErr
-	} else {
-		res.Err = fmt.Errorf("listener replied %s", rep.Outcome)
-	}
-	res.Commands = []Command{AddSvcComment(cfg.HostName, cfg.ServiceDesc, true, author,
-		"auto-restart failed: "+summary+"; a human must look")}
-	return finish(zerolog.ErrorLevel, summary+feedback(&res, cfg, deps.Now()))
+	return id, err
 }
 
-const author = "handle_worker"
+// failClosed: healing is needed but the state cannot be trusted, so no
+// restart, and Nagios is told.
+func (r *run) failClosed(err error) (zerolog.Level, string) {
+	r.res.Code, r.res.Err = ExitWithheld, err
+	msg := "not restarting, failing closed: handler state unusable: " + oneLine(err.Error())
+	if errors.Is(err, ErrStateCorrupt) {
+		msg += " (inspect it, then delete it to re-arm auto-healing)"
+	}
+	r.res.Commands = []Command{r.comment(true, "auto-healing suspended: "+msg+"; a human must look")}
+	return zerolog.ErrorLevel, msg + r.feedback()
+}
 
-func successCommands(cfg Config, now time.Time, took time.Duration) []Command {
+// withhold: the budget refused the restart.
+func (r *run) withhold() (zerolog.Level, string) {
+	v := r.res.Verdict
+	r.res.Code, r.res.Err = ExitWithheld, errors.New(v.Reason)
+	text := fmt.Sprintf("auto-restart held back: %s; a human must look if it stays CRITICAL", v.Reason)
+	if v.Kind == "exhausted" {
+		text = fmt.Sprintf("auto-healing suspended: %s; a human must look (budget frees up in %s)", v.Reason, roundDur(v.Wait))
+	}
+	r.res.Commands = []Command{r.comment(true, text)}
+	return zerolog.WarnLevel, "not restarting: " + text + r.feedback()
+}
+
+func (r *run) dryRun() (zerolog.Level, string) {
+	cfg := r.cfg
+	r.res.Commands = r.successCommands(r.deps.Now(), 0)
+	return zerolog.InfoLevel, fmt.Sprintf("dry-run: would send %s %s to %s (%s; budget %d/%d used in %s); would write %d command(s)",
+		cfg.Action, cfg.Conn.Target, cfg.Conn.Addr(), r.res.Decision.Reason, r.res.Verdict.Used, cfg.Budget.Max, cfg.Budget.Window, len(r.res.Commands))
+}
+
+// act sends the reserved restart and settles its pending record.
+func (r *run) act(ctx context.Context, id string) (zerolog.Level, string) {
+	cfg := r.cfg
+	x := request(ctx, cfg.Deadline, cfg.Action, cfg.Conn, r.deps)
+	r.res.Attempts, r.res.Reply = x.attempts, x.reply()
+	if err := r.store.SetOutcome(ctx, cfg.HostName, cfg.ServiceDesc, id, x.record(), x.summary); err != nil {
+		// The pending record already counts; only its outcome is lost.
+		r.log.Warn().AnErr("error", err).Msg("could not record the restart outcome")
+	}
+	if x.ok() {
+		r.res.Commands = r.successCommands(r.deps.Now(), x.took)
+		return zerolog.InfoLevel, x.summary + r.feedback()
+	}
+	r.res.Code, r.res.Err = ExitFailed, x.failure()
+	r.res.Commands = []Command{r.comment(true, "auto-restart failed: "+x.summary+"; a human must look")}
+	return zerolog.ErrorLevel, x.summary + r.feedback()
+}
+
+// report logs the one JSON line of the run and returns the Result, its
+// human line prefixed with who and what the event was.
+func (r *run) report(level zerolog.Level, msg string) Result {
+	res, cfg := r.res, r.cfg
+	res.Line = fmt.Sprintf("%s/%s %s: ", cfg.HostName, cfg.ServiceDesc, cfg.Event) + msg
+	e := r.log.WithLevel(level).Int("exit", res.Code).Str("decision", res.Decision.Action.String()).
+		Str("reason", res.Decision.Reason).Int("attempts", res.Attempts)
+	if res.Verdict != nil {
+		e = e.Int("budget_used", res.Verdict.Used).Int("budget_max", cfg.Budget.Max)
+	}
+	if res.Reply != nil {
+		e = e.Str("outcome", string(res.Reply.Outcome)).Int("action_exit", res.Reply.ExitCode).
+			Dur("action_duration", res.Reply.Duration)
+	}
+	if res.Err != nil {
+		e = e.AnErr("error", res.Err)
+	}
+	e.Dur("elapsed", r.deps.Now().Sub(r.start)).Msg(msg)
+	return res
+}
+
+// Author signs the handler's Nagios comments.
+const Author = "handle_worker"
+
+func (r *run) comment(persistent bool, text string) Command {
+	return AddSvcComment(r.cfg.HostName, r.cfg.ServiceDesc, persistent, Author, text)
+}
+
+func (r *run) successCommands(now time.Time, took time.Duration) []Command {
+	cfg := r.cfg
 	return []Command{
-		AddSvcComment(cfg.HostName, cfg.ServiceDesc, false, author,
-			fmt.Sprintf("auto-restart ok in %s (%s %s via %s after %s)", roundDur(took), cfg.Action, cfg.Conn.Target, cfg.Conn.Addr(), cfg.Event)),
+		r.comment(false, fmt.Sprintf("auto-restart ok in %s (%s %s via %s after %s)", roundDur(took), cfg.Action, cfg.Conn.Target, cfg.Conn.Addr(), cfg.Event)),
 		ScheduleForcedSvcCheck(cfg.HostName, cfg.ServiceDesc, now.Add(cfg.Recheck)),
 	}
 }
@@ -297,17 +309,62 @@ func successCommands(cfg Config, now time.Time, took time.Duration) []Command {
 // feedback writes res.Commands to the command file (unless dry-run) and
 // returns a suffix for the human line when that failed. Feedback is best
 // effort: it never changes whether healing happened.
-func feedback(res *Result, cfg Config, now time.Time) string {
-	if cfg.CommandFile == "" || len(res.Commands) == 0 {
+func (r *run) feedback() string {
+	if r.cfg.CommandFile == "" || len(r.res.Commands) == 0 || r.cfg.DryRun {
 		return ""
 	}
-	if cfg.DryRun {
-		return ""
-	}
-	if err := (CommandFile{Path: cfg.CommandFile}).Write(now, res.Commands...); err != nil {
+	if err := (CommandFile{Path: r.cfg.CommandFile}).Write(r.deps.Now(), r.res.Commands...); err != nil {
 		return "; Nagios not told: " + oneLine(err.Error())
 	}
 	return ""
+}
+
+// exchange is one request to the listener, retries included.
+type exchange struct {
+	rep      protocol.Reply // zero when err is set
+	attempts int
+	err      error // transport failure after the last retry
+	took     time.Duration
+	summary  string // the human sentence, from describe
+}
+
+// request sends verb within deadline's act share: a margin is kept after
+// it for recording the outcome and writing the command file, so that
+// everything ends before the deadline.
+func request(ctx context.Context, deadline time.Duration, verb protocol.Verb, c Conn, deps Deps) exchange {
+	actCtx, cancel := context.WithDeadline(ctx, actDeadline(ctx, deadline))
+	defer cancel()
+	client := deps.Dial(protocol.ClientConfig{Addr: c.Addr(), Key: c.Key, TLS: c.TLS, Now: deps.Now})
+	t0 := deps.Now()
+	rep, attempts, err := call(actCtx, client, verb, c.Target, deps)
+	took := deps.Now().Sub(t0)
+	return exchange{rep: rep, attempts: attempts, err: err, took: took, summary: describe(verb, c, rep, attempts, err, took)}
+}
+
+func (x exchange) ok() bool { return x.err == nil && x.rep.Outcome == protocol.OutcomeOK }
+
+// reply is the listener's reply, nil when none came.
+func (x exchange) reply() *protocol.Reply {
+	if x.err != nil {
+		return nil
+	}
+	return &x.rep
+}
+
+// record is the budget record's outcome for this request.
+func (x exchange) record() string {
+	if x.ok() {
+		return RecordOK
+	}
+	return RecordFailed
+}
+
+// failure is the error behind a request that did not succeed.
+func (x exchange) failure() error {
+	if x.err != nil {
+		return x.err
+	}
+	return fmt.Errorf("listener replied %s", x.rep.Outcome)
 }
 
 // actDeadline leaves a tenth of the deadline (at least 300ms, at most 2s)

@@ -16,7 +16,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/selfheal/selfheal/internal/handler"
-	"github.com/selfheal/selfheal/internal/lab/handlertest"
+	"github.com/selfheal/selfheal/internal/lab/rig/rigtest"
+	"github.com/selfheal/selfheal/internal/nagios"
 	"github.com/selfheal/selfheal/internal/protocol"
 )
 
@@ -41,7 +42,7 @@ func (c *clock) Advance(d time.Duration) {
 
 type env struct {
 	t     *testing.T
-	l     *handlertest.Listener
+	l     *rigtest.HandlerListener
 	clk   *clock
 	cfg   handler.Config
 	fifo  string
@@ -50,7 +51,7 @@ type env struct {
 	state string
 }
 
-func newEnv(t *testing.T, l *handlertest.Listener) *env {
+func newEnv(t *testing.T, l *rigtest.HandlerListener) *env {
 	t.Helper()
 	dir := t.TempDir()
 	fifo := filepath.Join(dir, "nagios.cmd")
@@ -125,7 +126,7 @@ func expect(t *testing.T, r handler.Result, code int, line string) {
 }
 
 func TestRunRestartOK(t *testing.T) {
-	l := handlertest.Start(t)
+	l := rigtest.StartHandlerListener(t)
 	e := newEnv(t, l)
 	r := e.run("CRITICAL", "HARD", 3)
 	expect(t, r, 0, "restart demo on "+l.Addr()+" ok in")
@@ -155,9 +156,9 @@ func TestRunRestartOK(t *testing.T) {
 }
 
 func TestRunListenerDown(t *testing.T) {
-	l := handlertest.Start(t)
+	l := rigtest.StartHandlerListener(t)
 	e := newEnv(t, l)
-	e.cfg.Conn.Port = handlertest.ClosedPort(t)
+	e.cfg.Conn.Port = rigtest.ClosedPort(t)
 	e.cfg.Deadline = 4 * time.Second
 	start := time.Now()
 	r := e.run("CRITICAL", "HARD", 3)
@@ -182,9 +183,9 @@ func TestRunListenerDown(t *testing.T) {
 }
 
 func TestRunWrongKey(t *testing.T) {
-	l := handlertest.Start(t)
+	l := rigtest.StartHandlerListener(t)
 	e := newEnv(t, l)
-	k, err := protocol.LoadKeyFile(handlertest.OtherKeyFile(t))
+	k, err := protocol.LoadKeyFile(rigtest.OtherKeyFile(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,7 +201,7 @@ func TestRunWrongKey(t *testing.T) {
 }
 
 func TestRunActionOutcomes(t *testing.T) {
-	l := handlertest.Start(t)
+	l := rigtest.StartHandlerListener(t)
 	tests := []struct {
 		target, line, outcome string
 	}{
@@ -227,7 +228,7 @@ func TestRunActionOutcomes(t *testing.T) {
 // TestRunBudget: restarts that heal (OK in between) are bounded by Max;
 // the next one is refused, Nagios is told, and a human must look.
 func TestRunBudget(t *testing.T) {
-	l := handlertest.Start(t)
+	l := rigtest.StartHandlerListener(t)
 	e := newEnv(t, l)
 	// Small numbers: the fake clock also stamps requests, and the listener
 	// accepts them within its 10 m replay window.
@@ -255,7 +256,7 @@ func TestRunBudget(t *testing.T) {
 }
 
 func TestRunMinGap(t *testing.T) {
-	l := handlertest.Start(t)
+	l := rigtest.StartHandlerListener(t)
 	e := newEnv(t, l)
 	e.cfg.Budget = handler.Budget{Max: 3, Window: time.Hour, MinGap: 2 * time.Minute}
 	expect(t, e.run("CRITICAL", "HARD", 3), 0, "ok in")
@@ -276,7 +277,7 @@ func TestRunMinGap(t *testing.T) {
 // TestRunNagiosSoftAttempt: Nagios' sequence with --soft-attempt 2. The
 // restart at SOFT 2 is not repeated at HARD 3; an OK closes the episode.
 func TestRunNagiosSoftAttempt(t *testing.T) {
-	l := handlertest.Start(t)
+	l := rigtest.StartHandlerListener(t)
 	e := newEnv(t, l)
 	e.cfg.SoftAttempt = 2
 	steps := []struct {
@@ -307,7 +308,7 @@ func TestRunNagiosSoftAttempt(t *testing.T) {
 // TestRunIcingaSequence: Icinga calls OK HARD 1 at start-up and resets the
 // attempt to 1 at HARD.
 func TestRunIcingaSequence(t *testing.T) {
-	l := handlertest.Start(t)
+	l := rigtest.StartHandlerListener(t)
 	e := newEnv(t, l)
 	steps := []struct {
 		state, typ string
@@ -336,7 +337,7 @@ func TestRunIcingaSequence(t *testing.T) {
 // TestRunMissedRecovery: if the OK call was lost, the next fault's SOFT 1
 // still starts a new episode, so its HARD state is healed.
 func TestRunMissedRecovery(t *testing.T) {
-	l := handlertest.Start(t)
+	l := rigtest.StartHandlerListener(t)
 	e := newEnv(t, l)
 	expect(t, e.run("CRITICAL", "HARD", 3), 0, "ok in")
 	expect(t, e.run("CRITICAL", "SOFT", 1), 0, "waiting for the HARD state")
@@ -356,7 +357,7 @@ func TestRunMissedRecovery(t *testing.T) {
 
 // TestRunConcurrentHandlers: handlers racing on one service restart it once.
 func TestRunConcurrentHandlers(t *testing.T) {
-	l := handlertest.Start(t)
+	l := rigtest.StartHandlerListener(t)
 	e := newEnv(t, l)
 	e.cfg.CommandFile = ""
 	var wg sync.WaitGroup
@@ -366,7 +367,7 @@ func TestRunConcurrentHandlers(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			cfg := e.cfg
-			cfg.Event = handler.Event{State: handler.StateCritical, Type: handler.Hard, Attempt: 3}
+			cfg.Event = handler.Event{State: nagios.Critical, Type: handler.Hard, Attempt: 3}
 			codes[i] = handler.Run(context.Background(), cfg, handler.Deps{Now: e.clk.Now, Log: zerolog.Nop()})
 		}()
 	}
@@ -386,7 +387,7 @@ func TestRunConcurrentHandlers(t *testing.T) {
 }
 
 func TestRunFailsClosed(t *testing.T) {
-	l := handlertest.Start(t)
+	l := rigtest.StartHandlerListener(t)
 	t.Run("corrupt", func(t *testing.T) {
 		e := newEnv(t, l)
 		p := handler.Store{Dir: e.state}.Path("web1", "Worker")
@@ -411,7 +412,7 @@ func TestRunFailsClosed(t *testing.T) {
 }
 
 func TestRunDryRun(t *testing.T) {
-	l := handlertest.Start(t)
+	l := rigtest.StartHandlerListener(t)
 	e := newEnv(t, l)
 	e.cfg.DryRun = true
 	r := e.run("CRITICAL", "HARD", 3)
@@ -430,13 +431,13 @@ func TestRunDryRun(t *testing.T) {
 // TestRunDeadlineWithSIGKILLLikeCancel: a cancelled context (Nagios'
 // timeout, SIGTERM) ends the request at once and leaves a valid state.
 func TestRunCancelled(t *testing.T) {
-	l := handlertest.Start(t)
+	l := rigtest.StartHandlerListener(t)
 	e := newEnv(t, l)
 	e.cfg.Conn.Target = "slow"
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	cfg := e.cfg
-	cfg.Event = handler.Event{State: handler.StateCritical, Type: handler.Hard, Attempt: 3}
+	cfg.Event = handler.Event{State: nagios.Critical, Type: handler.Hard, Attempt: 3}
 	r := handler.Run(ctx, cfg, e.deps())
 	if r.Code != 2 {
 		t.Fatalf("exit %d: %s", r.Code, r.Line)
@@ -448,7 +449,7 @@ func TestRunCancelled(t *testing.T) {
 }
 
 func TestSend(t *testing.T) {
-	l := handlertest.Start(t)
+	l := rigtest.StartHandlerListener(t)
 	e := newEnv(t, l)
 	sc := handler.SendConfig{Conn: e.cfg.Conn, Deadline: 20 * time.Second, StateDir: e.state,
 		HostName: "web1", ServiceDesc: "Worker", Budget: handler.Budget{Max: 1, Window: time.Hour}}
@@ -485,7 +486,7 @@ func TestSend(t *testing.T) {
 	if l.Actions(t) != 2 {
 		t.Fatalf("%d actions, want 2", l.Actions(t))
 	}
-	sc.Conn.Port = handlertest.ClosedPort(t)
+	sc.Conn.Port = rigtest.ClosedPort(t)
 	sc.Deadline = 2 * time.Second
 	if r := handler.Send(context.Background(), sc, e.deps()); r.Code != 2 || !strings.Contains(r.Line, "unreachable") {
 		t.Fatalf("unreachable: %d %q", r.Code, r.Line)

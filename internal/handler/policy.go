@@ -3,18 +3,8 @@ package handler
 import (
 	"fmt"
 	"strings"
-)
 
-// State is a service state as Nagios ($SERVICESTATE$) and Icinga 2
-// ($service.state$) spell it.
-type State string
-
-// The four service states.
-const (
-	StateOK       State = "OK"
-	StateWarning  State = "WARNING"
-	StateUnknown  State = "UNKNOWN"
-	StateCritical State = "CRITICAL"
+	"github.com/selfheal/selfheal/internal/nagios"
 )
 
 // StateType is $SERVICESTATETYPE$.
@@ -28,7 +18,7 @@ const (
 
 // Event is one handler invocation: the macros Nagios or Icinga passed.
 type Event struct {
-	State   State
+	State   nagios.State
 	Type    StateType
 	Attempt int
 }
@@ -39,12 +29,11 @@ func (e Event) String() string { return fmt.Sprintf("%s %s %d", e.State, e.Type,
 // and Naemon setups sometimes pass lower-case values through their own
 // macros; anything else is a usage error (exit 3), never a guess.
 func ParseEvent(state, stype string, attempt int) (Event, error) {
-	e := Event{State: State(strings.ToUpper(strings.TrimSpace(state))), Type: StateType(strings.ToUpper(strings.TrimSpace(stype))), Attempt: attempt}
-	switch e.State {
-	case StateOK, StateWarning, StateUnknown, StateCritical:
-	default:
+	st, ok := nagios.Parse(state)
+	if !ok {
 		return Event{}, fmt.Errorf("unknown service state %q (want OK, WARNING, UNKNOWN or CRITICAL)", state)
 	}
+	e := Event{State: st, Type: StateType(strings.ToUpper(strings.TrimSpace(stype))), Attempt: attempt}
 	switch e.Type {
 	case Soft, Hard:
 	default:
@@ -98,16 +87,20 @@ type Decision struct {
 //
 // softAttempt > 0 acts at SOFT CRITICAL from that attempt on. restarted
 // says the current episode (the fault since the last OK) already had an
-// automatic or manual restart: there is at most one per episode, so a
-// restart at SOFT N is not repeated at the HARD state of the same fault.
+// automatic restart: there is at most one per episode, so a restart at
+// SOFT N is not repeated at the HARD state of the same fault.
+//
+// This is the one act/no-act rule: Run asks Decide(e, softAttempt, false)
+// whether the event calls for a restart at all, and reads the episode only
+// when it does.
 func Decide(e Event, softAttempt int, restarted bool) Decision {
 	switch e.State {
-	case StateOK:
+	case nagios.OK:
 		return Decision{Close, "recovered: episode closed"}
-	case StateWarning, StateUnknown:
-		return Decision{Nothing, "state " + string(e.State) + " never triggers a restart"}
+	case nagios.Critical: // decided below
+	default: // WARNING, UNKNOWN, and anything out of range: never restart
+		return Decision{Nothing, "state " + e.State.String() + " never triggers a restart"}
 	}
-	// CRITICAL.
 	var trigger string
 	switch {
 	case e.Type == Hard:
@@ -124,3 +117,7 @@ func Decide(e Event, softAttempt int, restarted bool) Decision {
 	}
 	return Decision{Restart, trigger}
 }
+
+// newFault says e is the first check of a new fault: a problem at SOFT
+// attempt 1. It ends any episode still open, in case its OK was missed.
+func newFault(e Event) bool { return e.State != nagios.OK && e.Type == Soft && e.Attempt == 1 }

@@ -64,56 +64,38 @@ func Send(ctx context.Context, cfg SendConfig, deps Deps) Result {
 		}
 	}
 
-	actCtx, actCancel := context.WithDeadline(ctx, actDeadline(ctx, cfg.Deadline))
-	defer actCancel()
-	client := deps.Dial(protocol.ClientConfig{Addr: cfg.Conn.Addr(), Key: cfg.Conn.Key, TLS: cfg.Conn.TLS, Now: deps.Now})
-	t0 := deps.Now()
-	rep, attempts, err := call(actCtx, client, cfg.Verb, cfg.Conn.Target, deps)
-	res.Took, res.Attempts = deps.Now().Sub(t0), attempts
-	ok := err == nil && rep.Outcome == protocol.OutcomeOK
-	summary := describe(cfg.Verb, cfg.Conn, rep, attempts, err, res.Took)
-	if err == nil {
-		res.Reply = &rep
-	}
+	x := request(ctx, cfg.Deadline, cfg.Verb, cfg.Conn, deps)
+	res.Attempts, res.Reply = x.attempts, x.reply()
 	if recorded {
-		outcome := RecordFailed
-		if ok {
-			outcome = RecordOK
-		}
-		if uerr := store.SetOutcome(ctx, cfg.HostName, cfg.ServiceDesc, id, outcome, summary); uerr != nil {
+		if uerr := store.SetOutcome(ctx, cfg.HostName, cfg.ServiceDesc, id, x.record(), x.summary); uerr != nil {
 			notes = append(notes, "warning: outcome not recorded: "+oneLine(uerr.Error()))
 		} else {
 			notes = append(notes, "recorded in "+store.Path(cfg.HostName, cfg.ServiceDesc))
 		}
 	}
 	var b strings.Builder
-	b.WriteString(summary)
+	b.WriteString(x.summary)
 	for _, n := range notes {
 		b.WriteString("; " + n)
 	}
-	if err == nil {
-		if out := strings.TrimRight(rep.Output, "\n"); out != "" {
-			fmt.Fprintf(&b, "\n--- output (exit %d, %s) ---\n%s", rep.ExitCode, roundDur(rep.Duration), out)
+	if res.Reply != nil {
+		if out := strings.TrimRight(res.Reply.Output, "\n"); out != "" {
+			fmt.Fprintf(&b, "\n--- output (exit %d, %s) ---\n%s", res.Reply.ExitCode, roundDur(res.Reply.Duration), out)
 		}
 	}
 	res.Line = b.String()
 	level := zerolog.InfoLevel
-	if !ok {
-		res.Code = ExitFailed
+	if !x.ok() {
+		res.Code, res.Err = ExitFailed, x.failure()
 		level = zerolog.ErrorLevel
-		if err != nil {
-			res.Err = err
-		} else {
-			res.Err = fmt.Errorf("listener replied %s", rep.Outcome)
-		}
 	}
-	e := log.WithLevel(level).Int("exit", res.Code).Int("attempts", attempts).Bool("recorded", recorded)
+	e := log.WithLevel(level).Int("exit", res.Code).Int("attempts", res.Attempts).Bool("recorded", recorded)
 	if res.Reply != nil {
-		e = e.Str("outcome", string(rep.Outcome)).Int("action_exit", rep.ExitCode).Dur("action_duration", rep.Duration)
+		e = e.Str("outcome", string(res.Reply.Outcome)).Int("action_exit", res.Reply.ExitCode).Dur("action_duration", res.Reply.Duration)
 	}
 	if res.Err != nil {
 		e = e.AnErr("error", res.Err)
 	}
-	e.Msg(summary)
+	e.Msg(x.summary)
 	return res
 }

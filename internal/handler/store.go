@@ -1,19 +1,21 @@
 package handler
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/selfheal/selfheal/internal/fsutil"
 )
 
 // stateVersion tags the file format; a file with another version is
@@ -127,7 +129,8 @@ func (s Store) Update(ctx context.Context, host, service string, fn func(st *Sta
 	defer unlock()
 
 	final := filepath.Join(s.Dir, base+".json")
-	removeStaleTemps(s.Dir, base)
+	// Under the lock, so no live writer owns them.
+	fsutil.RemoveTemps(final)
 	st, err := readState(final, host, service)
 	if err != nil {
 		return err
@@ -154,67 +157,32 @@ func (s Store) Read(ctx context.Context, host, service string) (*StateFile, erro
 
 var errReadOnly = errors.New("read only")
 
-func (s Store) lock(ctx context.Context, path string) (func(), error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
+func (s Store) lock(ctx context.Context, path string) (func() error, error) {
+	unlock, err := fsutil.Lock(ctx, path, 0o600, s.Poll)
+	switch {
+	case errors.Is(err, syscall.EWOULDBLOCK):
+		return nil, fmt.Errorf("state lock %s: still held by another handler: %w", path, ctx.Err())
+	case err != nil:
 		return nil, fmt.Errorf("state lock: %w", err)
 	}
-	poll := s.Poll
-	if poll <= 0 {
-		poll = 20 * time.Millisecond
-	}
-	// LOCK_NB in a loop instead of a blocking flock: a blocking call
-	// cannot be abandoned when the deadline comes.
-	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
-			f.Close()
-			return nil, fmt.Errorf("state lock %s: %w", path, err)
-		}
-		t := time.NewTimer(poll)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			f.Close()
-			return nil, fmt.Errorf("state lock %s: still held by another handler: %w", path, ctx.Err())
-		case <-t.C:
-		}
-	}
-	return func() {
-		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-		f.Close()
-	}, nil
+	return unlock, nil
 }
 
 func readState(path, host, service string) (*StateFile, error) {
 	// Non-blocking open, regular files only, bounded read: a FIFO or a
 	// device in the state directory must not hang the handler past its
 	// deadline (the lock wait is bounded, this read would not be).
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if errors.Is(err, fs.ErrNotExist) {
+	b, _, err := fsutil.ReadRegular(path, maxStateBytes)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
 		return &StateFile{Version: stateVersion, Host: host, Service: service}, nil
-	}
-	if err != nil {
+	case errors.Is(err, fsutil.ErrNotRegular), errors.Is(err, fsutil.ErrTooLarge):
+		return nil, fmt.Errorf("%w: %v", ErrStateCorrupt, err)
+	case err != nil:
 		return nil, fmt.Errorf("reading state: %w", err)
-	}
-	defer f.Close()
-	if fi, err := f.Stat(); err != nil {
-		return nil, fmt.Errorf("reading state: %w", err)
-	} else if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%w: %s is not a regular file", ErrStateCorrupt, path)
-	}
-	b, err := io.ReadAll(io.LimitReader(f, maxStateBytes+1))
-	if err != nil {
-		return nil, fmt.Errorf("reading state: %w", err)
-	}
-	if len(b) > maxStateBytes {
-		return nil, fmt.Errorf("%w: %s is larger than %d bytes", ErrStateCorrupt, path, maxStateBytes)
 	}
 	var st StateFile
-	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&st); err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrStateCorrupt, path, err)
@@ -228,58 +196,18 @@ func readState(path, host, service string) (*StateFile, error) {
 	return &st, nil
 }
 
-// writeAtomic: temp file in the same directory, fsync, rename, fsync the
-// directory. A SIGKILL at any point leaves either the old or the new file,
-// never a mix; a leftover temp file is removed by the next Update.
+// writeAtomic writes st with fsutil.WriteFileAtomic: a SIGKILL at any
+// point leaves either the old or the new file, never a mix; a leftover
+// temp file is removed by the next Update.
 func writeAtomic(path string, st *StateFile) error {
 	b, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
 		return err
 	}
-	b = append(b, '\n')
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, filepath.Base(path)+".tmp-*")
-	if err != nil {
+	if err := fsutil.WriteFileAtomic(path, append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("writing state: %w", err)
-	}
-	ok := false
-	defer func() {
-		if !ok {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if _, err := tmp.Write(b); err != nil {
-		return fmt.Errorf("writing state: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("writing state: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("writing state: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("writing state: %w", err)
-	}
-	ok = true
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("writing state: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("writing state: fsync dir: %w", err)
 	}
 	return nil
-}
-
-// removeStaleTemps deletes temp files left by a handler killed mid-write.
-// Called under the lock, so no live writer owns them.
-func removeStaleTemps(dir, base string) {
-	m, _ := filepath.Glob(filepath.Join(dir, base+".json.tmp-*"))
-	for _, p := range m {
-		os.Remove(p)
-	}
 }
 
 // SetOutcome settles the restart record id (written as pending before the

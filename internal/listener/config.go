@@ -20,6 +20,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/selfheal/selfheal/internal/fsutil"
 	"github.com/selfheal/selfheal/internal/protocol"
 )
 
@@ -437,16 +438,17 @@ func serverTLS(t *TLSConfig) (*tls.Config, error) {
 	if t.Cert == "" || t.Key == "" {
 		return nil, errors.New("cert and key are both required")
 	}
-	cert, err := tls.LoadX509KeyPair(t.Cert, t.Key)
+	// fsutil's loaders: a FIFO named here must not hang the agent's start.
+	cert, keyMode, err := fsutil.LoadKeyPair(t.Cert, t.Key)
 	if err != nil {
 		return nil, err
 	}
-	if fi, err := os.Stat(t.Key); err == nil && fi.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("TLS key %s has mode %04o: want 0600 or 0400", t.Key, fi.Mode().Perm())
+	if keyMode.Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("TLS key %s has mode %04o: want 0600 or 0400", t.Key, keyMode.Perm())
 	}
 	tc := &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert}}
 	if t.ClientCA != "" {
-		pool, err := protocol.LoadCertPool(t.ClientCA)
+		pool, err := fsutil.LoadCertPool(t.ClientCA)
 		if err != nil {
 			return nil, err
 		}

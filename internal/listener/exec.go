@@ -10,8 +10,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-	"unicode/utf8"
 
+	"github.com/selfheal/selfheal/internal/proc"
 	"github.com/selfheal/selfheal/internal/protocol"
 	"github.com/selfheal/selfheal/internal/textsafe"
 )
@@ -185,22 +185,15 @@ func (e *Executor) runAction(a Action) Result {
 }
 
 // killGroup sends SIGTERM to the group, waits up to grace for every member
-// to go, then SIGKILLs the group and waits (bounded) until it is gone.
+// to go, then SIGKILLs what is left and waits (bounded) until it is gone.
 func killGroup(pgid int, grace time.Duration) {
-	_ = syscall.Kill(-pgid, syscall.SIGTERM)
-	deadline := time.Now().Add(grace)
-	for groupAlive(pgid) && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	_ = syscall.Kill(-pgid, syscall.SIGKILL)
-	for i := 0; i < 100 && groupAlive(pgid); i++ {
-		time.Sleep(20 * time.Millisecond)
-	}
+	proc.Escalation{Grace: grace, KillWait: groupKillWait, Poll: 20 * time.Millisecond}.
+		TerminateGroup(context.Background(), pgid)
 }
 
-func groupAlive(pgid int) bool {
-	return syscall.Kill(-pgid, 0) == nil
-}
+// groupKillWait bounds the wait after SIGKILL: the reply must not hang on
+// a member stuck in the kernel (D state).
+const groupKillWait = 2 * time.Second
 
 // tailBuffer keeps the last max bytes written and counts the rest, so an
 // action printing 1 GB costs 4 KiB of memory.
@@ -237,23 +230,8 @@ func (t *tailBuffer) String() string {
 }
 
 // sanitize keeps printable UTF-8, newlines and tabs; every other byte or
-// rune (escape sequences, NUL, CR, bidi overrides, invalid UTF-8) becomes '?'.
+// rune (escape sequences, NUL, CR, bidi overrides, invalid UTF-8) becomes
+// '?' (textsafe.Text). Trailing newlines go: the reply adds its own.
 func sanitize(s string) string {
-	var b strings.Builder
-	b.Grow(len(s))
-	for i := 0; i < len(s); {
-		r, n := utf8.DecodeRuneInString(s[i:])
-		i += n
-		switch {
-		case r == utf8.RuneError && n <= 1:
-			b.WriteByte('?')
-		case r == '\n' || r == '\t':
-			b.WriteRune(r)
-		case textsafe.Unsafe(r):
-			b.WriteByte('?')
-		default:
-			b.WriteRune(r)
-		}
-	}
-	return strings.TrimRight(b.String(), "\n")
+	return strings.TrimRight(textsafe.Text.Clean(s), "\n")
 }

@@ -2,8 +2,10 @@ package listener
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -11,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/selfheal/selfheal/internal/fsutil"
 )
 
 // ErrReplay is a nonce seen before inside the replay window.
@@ -33,7 +37,7 @@ type NonceCache struct {
 	window int64            // seconds
 	dir    string
 	f      *os.File
-	lock   *os.File
+	unlock func() error
 	lines  int
 	purged int64 // when expired entries were last dropped (unix seconds)
 }
@@ -45,23 +49,18 @@ func OpenNonceCache(dir string, window time.Duration, now time.Time, wait time.D
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("state_dir: %w", err)
 	}
-	lock, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
+	// An expired context still tries once: serve mode's wait of 0 means
+	// "fail at once if another agent holds it".
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	unlock, err := fsutil.Lock(ctx, filepath.Join(dir, "lock"), 0o600, 5*time.Millisecond)
+	switch {
+	case errors.Is(err, syscall.EWOULDBLOCK):
+		return nil, fmt.Errorf("state_dir %s is locked by another worker_listener: %w", dir, err)
+	case err != nil:
 		return nil, fmt.Errorf("state_dir lock: %w", err)
 	}
-	deadline := time.Now().Add(wait)
-	for {
-		err = syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) || time.Now().After(deadline) {
-			lock.Close()
-			return nil, fmt.Errorf("state_dir %s is locked by another worker_listener: %w", dir, err)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	c := &NonceCache{seen: map[string]int64{}, window: int64(window / time.Second), dir: dir, lock: lock}
+	c := &NonceCache{seen: map[string]int64{}, window: int64(window / time.Second), dir: dir, unlock: unlock}
 	if err := c.load(now.Unix()); err != nil {
 		c.Close()
 		return nil, err
@@ -90,26 +89,22 @@ func (c *NonceCache) load(now int64) error {
 		}
 		f.Close()
 	}
+	fsutil.RemoveTemps(c.path()) // left by an agent killed mid-compact; we hold the lock
 	return c.compact()
 }
 
-// compact rewrites the file with the live entries only (temp + rename).
+// compact rewrites the file with the live entries only (atomically: a
+// crash leaves the old file or the new one).
 func (c *NonceCache) compact() error {
-	tmp := c.path() + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	err := fsutil.WriteAtomic(c.path(), 0o600, func(w io.Writer) error {
+		for n, t := range c.seen {
+			if _, err := fmt.Fprintf(w, "%d %s\n", t, n); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 	if err != nil {
-		return fmt.Errorf("nonce cache: %w", err)
-	}
-	w := bufio.NewWriter(f)
-	for n, t := range c.seen {
-		fmt.Fprintf(w, "%d %s\n", t, n)
-	}
-	if err := w.Flush(); err != nil {
-		f.Close()
-		return fmt.Errorf("nonce cache: %w", err)
-	}
-	f.Close()
-	if err := os.Rename(tmp, c.path()); err != nil {
 		return fmt.Errorf("nonce cache: %w", err)
 	}
 	if c.f != nil {
@@ -167,9 +162,9 @@ func (c *NonceCache) Close() error {
 		c.f.Close()
 		c.f = nil
 	}
-	if c.lock != nil {
-		c.lock.Close() // closing drops the flock
-		c.lock = nil
+	if c.unlock != nil {
+		_ = c.unlock()
+		c.unlock = nil
 	}
 	return nil
 }

@@ -4,18 +4,20 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
-// limiter is a token bucket and a concurrent-connection count per source
-// address, so that one noisy source cannot starve another.
+// limiter is a token bucket (golang.org/x/time/rate) and a
+// concurrent-connection count per source address, so that one noisy
+// source cannot starve another.
 type limiter struct {
 	mu      sync.Mutex
 	sources map[netip.Addr]*source
 }
 
 type source struct {
-	tokens float64
-	last   time.Time
+	bucket *rate.Limiter
 	conns  int
 }
 
@@ -33,23 +35,29 @@ func (l *limiter) admit(a netip.Addr, now time.Time, lim Limits) (ok bool, why s
 		if len(l.sources) >= maxSources {
 			l.prune(now, lim)
 		}
-		s = &source{tokens: float64(lim.Burst), last: now}
+		s = &source{bucket: rate.NewLimiter(rate.Limit(lim.Rate), lim.Burst)} // starts full
 		l.sources[a] = s
 	}
-	s.tokens += now.Sub(s.last).Seconds() * lim.Rate
-	if s.tokens > float64(lim.Burst) {
-		s.tokens = float64(lim.Burst)
-	}
-	s.last = now
+	s.follow(now, lim)
 	if s.conns >= lim.MaxConnsPerSource {
 		return false, "too many concurrent connections from this source"
 	}
-	if s.tokens < 1 {
+	if !s.bucket.AllowN(now, 1) {
 		return false, "request rate over the per-source limit"
 	}
-	s.tokens--
 	s.conns++
 	return true, ""
+}
+
+// follow applies the live limits, which a reload may have changed: the
+// bucket keeps its tokens and refills at the new rate from now on.
+func (s *source) follow(now time.Time, lim Limits) {
+	if r := rate.Limit(lim.Rate); s.bucket.Limit() != r {
+		s.bucket.SetLimitAt(now, r)
+	}
+	if s.bucket.Burst() != lim.Burst {
+		s.bucket.SetBurstAt(now, lim.Burst)
+	}
 }
 
 func (l *limiter) release(a netip.Addr) {
@@ -63,8 +71,11 @@ func (l *limiter) release(a netip.Addr) {
 // prune forgets idle sources whose bucket has refilled: they lose nothing.
 func (l *limiter) prune(now time.Time, lim Limits) {
 	for a, s := range l.sources {
-		full := s.tokens+now.Sub(s.last).Seconds()*lim.Rate >= float64(lim.Burst)
-		if s.conns == 0 && full {
+		if s.conns != 0 {
+			continue
+		}
+		s.follow(now, lim)
+		if s.bucket.TokensAt(now) >= float64(lim.Burst) {
 			delete(l.sources, a)
 		}
 	}

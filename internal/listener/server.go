@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"golang.org/x/time/rate"
 
 	"github.com/selfheal/selfheal/internal/protocol"
 	"github.com/selfheal/selfheal/internal/version"
@@ -55,8 +56,7 @@ type Server struct {
 // A line logged after some were skipped says how many.
 type logBudget struct {
 	mu      sync.Mutex
-	tokens  float64
-	last    time.Time
+	bucket  *rate.Limiter // made on first use, full
 	skipped int64
 }
 
@@ -70,17 +70,13 @@ const (
 func (b *logBudget) take(now time.Time) (bool, int64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.last.IsZero() {
-		b.tokens = refusalLogBurst
-	} else if d := now.Sub(b.last); d > 0 {
-		b.tokens = min(b.tokens+d.Seconds()*refusalLogRate, refusalLogBurst)
+	if b.bucket == nil {
+		b.bucket = rate.NewLimiter(refusalLogRate, refusalLogBurst)
 	}
-	b.last = now
-	if b.tokens < 1 {
+	if !b.bucket.AllowN(now, 1) {
 		b.skipped++
 		return false, 0
 	}
-	b.tokens--
 	n := b.skipped
 	b.skipped = 0
 	return true, n

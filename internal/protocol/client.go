@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -123,7 +122,7 @@ func ctxErr(ctx context.Context, err error) error {
 func ClientTLS(caFile, certFile, keyFile, serverName string) (*tls.Config, error) {
 	cfg := &tls.Config{MinVersion: tls.VersionTLS13, ServerName: serverName}
 	if caFile != "" {
-		pool, err := LoadCertPool(caFile)
+		pool, err := fsutil.LoadCertPool(caFile)
 		if err != nil {
 			return nil, err
 		}
@@ -133,35 +132,11 @@ func ClientTLS(caFile, certFile, keyFile, serverName string) (*tls.Config, error
 		return nil, errors.New("TLS client certificate needs both a cert file and a key file")
 	}
 	if certFile != "" {
-		certPEM, _, err := fsutil.ReadRegular(certFile, maxPEM)
+		cert, _, err := fsutil.LoadKeyPair(certFile, keyFile)
 		if err != nil {
-			return nil, fmt.Errorf("client certificate: %w", err)
-		}
-		keyPEM, _, err := fsutil.ReadRegular(keyFile, maxPEM)
-		if err != nil {
-			return nil, fmt.Errorf("client key: %w", err)
-		}
-		cert, err := tls.X509KeyPair(certPEM, keyPEM)
-		if err != nil {
-			return nil, fmt.Errorf("TLS client certificate: %w", err)
+			return nil, fmt.Errorf("client %w", err)
 		}
 		cfg.Certificates = []tls.Certificate{cert}
 	}
 	return cfg, nil
-}
-
-// maxPEM bounds a CA bundle, certificate or key file.
-const maxPEM = 4 << 20
-
-// LoadCertPool reads PEM certificates from file.
-func LoadCertPool(file string) (*x509.CertPool, error) {
-	pem, _, err := fsutil.ReadRegular(file, maxPEM)
-	if err != nil {
-		return nil, fmt.Errorf("CA file: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("CA file %s holds no PEM certificate", file)
-	}
-	return pool, nil
 }

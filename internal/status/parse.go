@@ -7,67 +7,32 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/selfheal/selfheal/internal/nagios"
 )
 
-// State is a Nagios state; the numbers are the plugin exit codes.
-type State int
-
-// The four Nagios states.
-const (
-	OK       State = 0
-	Warning  State = 1
-	Critical State = 2
-	Unknown  State = 3
-)
-
-func (s State) String() string {
-	switch s {
-	case OK:
-		return "OK"
-	case Warning:
-		return "WARNING"
-	case Critical:
-		return "CRITICAL"
+// words are the contract's status words: nagios' labels, lower-cased.
+var words = func() (w [len(nagios.States)]string) {
+	for i, s := range nagios.States {
+		w[i] = strings.ToLower(s.String())
 	}
-	return "UNKNOWN"
-}
+	return w
+}()
 
-// rank orders states for Worst: CRITICAL > WARNING > UNKNOWN > OK, as
-// monitoring-plugins' max_state_alt does. A sub-check that cannot tell
-// (UNKNOWN) must not hide a real WARNING.
-func (s State) rank() int {
-	switch s {
-	case OK:
-		return 0
-	case Unknown:
-		return 1
-	case Warning:
-		return 2
+// ParseState reads a status word of the contract, in any case. It
+// lower-cases the word, as the contract always has, instead of calling
+// nagios.Parse, which upper-cases: the two differ on a few non-ASCII
+// letters ("o\u212a" with a KELVIN SIGN lowers to "ok"; a dotless
+// "warn\u0131ng" upper-cases to "WARNING"), and workers must not see the
+// accepted words change.
+func ParseState(word string) (nagios.State, bool) {
+	w := strings.ToLower(strings.TrimSpace(word))
+	for i, s := range nagios.States {
+		if w == words[i] {
+			return s, true
+		}
 	}
-	return 3
-}
-
-// Worst returns the more severe of a and b.
-func Worst(a, b State) State {
-	if b.rank() > a.rank() {
-		return b
-	}
-	return a
-}
-
-// ParseState reads a status word of the contract, in any case.
-func ParseState(word string) (State, bool) {
-	switch strings.ToLower(strings.TrimSpace(word)) {
-	case "ok":
-		return OK, true
-	case "warning":
-		return Warning, true
-	case "critical":
-		return Critical, true
-	case "unknown":
-		return Unknown, true
-	}
-	return Unknown, false
+	return nagios.Unknown, false
 }
 
 // MaxBody is the default cap on a status body. A status document is a few

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/selfheal/selfheal/internal/nagios"
 )
 
 const full = `{
@@ -123,24 +125,30 @@ func (c *countingReader) Read(p []byte) (int, error) {
 var _ io.Reader = (*countingReader)(nil)
 
 func TestStates(t *testing.T) {
-	for w, want := range map[string]State{"ok": OK, " OK ": OK, "Warning": Warning, "CRITICAL": Critical, "unknown": Unknown} {
+	for w, want := range map[string]nagios.State{"ok": nagios.OK, " OK ": nagios.OK, "Warning": nagios.Warning,
+		"CRITICAL": nagios.Critical, "unknown": nagios.Unknown,
+		// Lower-casing folds these to contract words (see ParseState).
+		"o\u212a": nagios.OK, "cr\u0130tical": nagios.Critical} {
 		if got, ok := ParseState(w); !ok || got != want {
 			t.Errorf("ParseState(%q) = %v %v", w, got, ok)
 		}
 	}
-	if _, ok := ParseState("crit"); ok {
-		t.Error("abbreviations are not status words")
+	for _, w := range []string{"crit", "warn\u0131ng", "", "2"} {
+		if got, ok := ParseState(w); ok || got != nagios.Unknown {
+			t.Errorf("ParseState(%q) = %v %v, want UNKNOWN false", w, got, ok)
+		}
 	}
-	worst := []struct{ a, b, want State }{
-		{OK, OK, OK}, {OK, Unknown, Unknown}, {Unknown, Warning, Warning},
-		{Warning, Unknown, Warning}, {Critical, Warning, Critical}, {Unknown, Critical, Critical},
+	// The worst-of order check_worker combines these words with.
+	worst := []struct{ a, b, want nagios.State }{
+		{nagios.OK, nagios.OK, nagios.OK}, {nagios.OK, nagios.Unknown, nagios.Unknown}, {nagios.Unknown, nagios.Warning, nagios.Warning},
+		{nagios.Warning, nagios.Unknown, nagios.Warning}, {nagios.Critical, nagios.Warning, nagios.Critical}, {nagios.Unknown, nagios.Critical, nagios.Critical},
 	}
 	for _, w := range worst {
-		if got := Worst(w.a, w.b); got != w.want {
+		if got := nagios.Worst(w.a, w.b); got != w.want {
 			t.Errorf("Worst(%v,%v) = %v", w.a, w.b, got)
 		}
 	}
-	if Unknown.String() != "UNKNOWN" || Critical.String() != "CRITICAL" {
+	if nagios.Unknown.String() != "UNKNOWN" || nagios.Critical.String() != "CRITICAL" {
 		t.Error("String")
 	}
 }

@@ -1,7 +1,13 @@
 // Package textsafe says which runes must not pass verbatim from a worker or
 // an action into Nagios output, a command-file line or a log: they could end
 // a line, inject a field, drive a terminal, or reorder what a person reads.
+// Rule.Clean is the one function that applies it; callers pick a Rule.
 package textsafe
+
+import (
+	"strings"
+	"unicode/utf8"
+)
 
 // Unsafe reports whether r is a C0 or C1 control (NUL, CR, LF, ESC ...),
 // DEL, a Unicode line or paragraph separator, or a bidirectional formatting
@@ -18,4 +24,55 @@ func Unsafe(r rune) bool {
 		return true
 	}
 	return false
+}
+
+// Rule says what Clean puts in place of what must not pass. The zero Rule
+// deletes every unsafe rune and invalid byte.
+type Rule struct {
+	Keep    string // Unsafe runes let through anyway, e.g. "\n\t"
+	Unsafe  string // replaces each other Unsafe rune
+	Invalid string // replaces each byte that is not valid UTF-8
+}
+
+// The suite's two rules.
+var (
+	// Line is for one line of plugin output or a command-file field: a
+	// space where a control was (words stay apart), U+FFFD for bad bytes.
+	Line = Rule{Unsafe: " ", Invalid: "\uFFFD"}
+	// Text is for an action's multi-line output: line breaks and tabs
+	// stay, everything else shows as '?', so a reader sees that something
+	// was there.
+	Text = Rule{Keep: "\n\t", Unsafe: "?", Invalid: "?"}
+)
+
+// Clean returns s with the rule applied. Text that needs nothing replaced
+// is returned as is, without allocating.
+func (r Rule) Clean(s string) string {
+	var b strings.Builder
+	done := 0 // s[:done] is already in b
+	for i := 0; i < len(s); {
+		c, n := utf8.DecodeRuneInString(s[i:])
+		var repl string
+		switch {
+		case c == utf8.RuneError && n == 1:
+			repl = r.Invalid
+		case Unsafe(c) && !strings.ContainsRune(r.Keep, c):
+			repl = r.Unsafe
+		default:
+			i += n
+			continue
+		}
+		if done == 0 {
+			b.Grow(len(s))
+		}
+		b.WriteString(s[done:i])
+		b.WriteString(repl)
+		i += n
+		done = i
+	}
+	if done == 0 {
+		return s
+	}
+	b.WriteString(s[done:])
+	return b.String()
 }

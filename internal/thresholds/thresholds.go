@@ -11,30 +11,9 @@ import (
 	"math"
 	"strconv"
 	"strings"
+
+	"github.com/selfheal/selfheal/internal/nagios"
 )
-
-// Level is the outcome of evaluating a value; its numbers are the Nagios
-// exit codes for OK, WARNING and CRITICAL.
-type Level int
-
-// Levels returned by Evaluate.
-const (
-	OK       Level = 0
-	Warning  Level = 1
-	Critical Level = 2
-)
-
-func (l Level) String() string {
-	switch l {
-	case OK:
-		return "OK"
-	case Warning:
-		return "WARNING"
-	case Critical:
-		return "CRITICAL"
-	}
-	return "UNKNOWN"
-}
 
 // ErrSyntax is wrapped by every parse error.
 var ErrSyntax = errors.New("invalid threshold range")
@@ -127,15 +106,6 @@ func number(s string) (float64, error) {
 	return v, nil
 }
 
-// MustParse is Parse for constants in tests and defaults.
-func MustParse(s string) Range {
-	r, err := Parse(s)
-	if err != nil {
-		panic(err)
-	}
-	return r
-}
-
 // Alert reports whether x raises an alert for this range.
 func (r Range) Alert(x float64) bool {
 	if math.IsNaN(x) {
@@ -182,16 +152,17 @@ type Pair struct {
 	Warn, Crit *Range
 }
 
-// Evaluate returns the level for x. CRITICAL is checked first so that a
-// value breaking both ranges is never reported as merely WARNING.
-func (p Pair) Evaluate(x float64) Level {
+// Evaluate returns the state for x: OK, WARNING or CRITICAL, never
+// UNKNOWN. CRITICAL is checked first so that a value breaking both ranges
+// is never reported as merely WARNING.
+func (p Pair) Evaluate(x float64) nagios.State {
 	if p.Crit != nil && p.Crit.Alert(x) {
-		return Critical
+		return nagios.Critical
 	}
 	if p.Warn != nil && p.Warn.Alert(x) {
-		return Warning
+		return nagios.Warning
 	}
-	return OK
+	return nagios.OK
 }
 
 // Set reports whether any range is configured.

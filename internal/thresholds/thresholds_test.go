@@ -4,6 +4,8 @@ import (
 	"errors"
 	"math"
 	"testing"
+
+	"github.com/selfheal/selfheal/internal/nagios"
 )
 
 // TestVectors runs every vector from the Nagios facts sheet plus edges.
@@ -90,17 +92,17 @@ func TestCriticalBeforeWarning(t *testing.T) {
 	tests := []struct {
 		warn, crit string
 		x          float64
-		want       Level
+		want       nagios.State
 	}{
-		{"10", "20", 5, OK},
-		{"10", "20", 15, Warning},
-		{"10", "20", 25, Critical},
-		{"10", "20", -1, Critical}, // below 0 breaks both
-		{"@0:100", "@50:60", 55, Critical},
-		{"@0:100", "@50:60", 10, Warning},
-		{"~:10", "", 11, Warning},
-		{"", "10:", 5, Critical},
-		{"", "", 1e9, OK},
+		{"10", "20", 5, nagios.OK},
+		{"10", "20", 15, nagios.Warning},
+		{"10", "20", 25, nagios.Critical},
+		{"10", "20", -1, nagios.Critical}, // below 0 breaks both
+		{"@0:100", "@50:60", 55, nagios.Critical},
+		{"@0:100", "@50:60", 10, nagios.Warning},
+		{"~:10", "", 11, nagios.Warning},
+		{"", "10:", 5, nagios.Critical},
+		{"", "", 1e9, nagios.OK},
 	}
 	for _, tt := range tests {
 		p, err := ParsePair(tt.warn, tt.crit)
@@ -122,8 +124,9 @@ func TestCriticalBeforeWarning(t *testing.T) {
 	}
 }
 
+// TestLevelString: the labels check_worker prints for Evaluate's results.
 func TestLevelString(t *testing.T) {
-	for l, want := range map[Level]string{OK: "OK", Warning: "WARNING", Critical: "CRITICAL", 7: "UNKNOWN"} {
+	for l, want := range map[nagios.State]string{nagios.OK: "OK", nagios.Warning: "WARNING", nagios.Critical: "CRITICAL", 7: "UNKNOWN"} {
 		if l.String() != want {
 			t.Errorf("%d: %q", l, l.String())
 		}

@@ -8,19 +8,18 @@ package story
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
-	"gopkg.in/yaml.v3"
-
-	"github.com/selfheal/selfheal/internal/demo/worker"
 	"github.com/selfheal/selfheal/internal/lab/engine"
+	"github.com/selfheal/selfheal/internal/lab/rig"
+	"github.com/selfheal/selfheal/internal/proc"
 )
 
 // Config selects the story.
@@ -50,12 +49,10 @@ const (
 	window      = "10m"
 	minGap      = "0s"
 	// The plugin's timeout: short, so the hang shows in 2 seconds.
-	checkTimeout = "2"
+	checkTimeout = 2
 	maxAge       = "5,10"
 	maxRounds    = 6 // flapping rounds, bounded whatever the handler does
 )
-
-var binaries = []string{"check_worker", "handle_worker", "worker_listener", "demo_worker"}
 
 // story is one run of the demo and everything it started.
 type story struct {
@@ -67,11 +64,12 @@ type story struct {
 
 	dir                               string            // the temp dir ($DEMO in the narration)
 	bin                               map[string]string // binary name -> path
-	workerAddr, listenPort            string
-	keyFile, pidFile, workerLog       string
+	w                                 rig.Worker        // the worker, behind its pid file
+	listenPort                        string
+	keyFile                           string
 	listenerConf, listenerLog, audit  string
 	handlerLog, handlerState, cmdFile string
-	listener                          *daemon
+	listener                          *rig.Listener
 	handlerShown                      bool
 	nagios                            *engine.Instance
 	logSeen                           int // Nagios log entries already narrated
@@ -113,7 +111,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) int {
 
 func newStory(cfg Config, deps Deps) (*story, error) {
 	s := &story{cfg: cfg, out: deps.Out, now: deps.Now, t0: deps.Now(), bin: map[string]string{}}
-	for _, b := range binaries {
+	for _, b := range rig.Binaries {
 		p, err := filepath.Abs(filepath.Join(cfg.BinDir, b))
 		if err != nil {
 			return nil, err
@@ -131,8 +129,8 @@ func newStory(cfg Config, deps Deps) (*story, error) {
 	}
 	s.dir = dir
 	s.keyFile = filepath.Join(dir, "keys", "demo.key")
-	s.pidFile = filepath.Join(dir, "worker.pid")
-	s.workerLog = filepath.Join(dir, "worker.log")
+	s.w = rig.Worker{Bin: s.bin["demo_worker"], PIDFile: filepath.Join(dir, "worker.pid"), LogFile: filepath.Join(dir, "worker.log"),
+		StartTimeout: "5s", StopTimeout: "5s"}
 	s.listenerConf = filepath.Join(dir, "worker_listener.yaml")
 	s.listenerLog = filepath.Join(dir, "listener.log")
 	s.audit = filepath.Join(dir, "audit.log")
@@ -270,63 +268,40 @@ func firstLine(out string) string {
 
 // ---- set-up shared by both stories ----
 
-// freePort returns a loopback port that was free a moment ago.
-func freePort() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	_, port, err := net.SplitHostPort(ln.Addr().String())
-	return port, err
-}
-
-// daemonArgs is the demo_worker daemon command line for one action.
-func (s *story) daemonArgs(action string) []string {
-	return []string{s.bin["demo_worker"], "daemon", action, "--listen", s.workerAddr,
-		"--pid-file", s.pidFile, "--log-file", s.workerLog, "--start-timeout", "5s", "--stop-timeout", "5s"}
-}
-
 // writeListenerConfig writes the listener's config: one service, demo,
 // whose actions run demo_worker's daemon mode (no shell, fixed argv).
 func (s *story) writeListenerConfig() error {
-	action := func(verb string) map[string]any {
-		return map[string]any{"argv": s.daemonArgs(verb), "timeout": "20s"}
+	actions := map[string]rig.Action{}
+	for _, verb := range []string{"restart", "start", "stop", "status"} {
+		actions[verb] = rig.Action{Argv: s.w.Argv(verb), Timeout: "20s"}
 	}
-	conf := map[string]any{
-		"listen":    "127.0.0.1:" + s.listenPort,
-		"keys":      []string{s.keyFile},
-		"allow":     []string{"127.0.0.1/32", "::1/128"},
-		"audit_log": s.audit,
-		"state_dir": filepath.Join(s.dir, "listener-state"),
-		"services": map[string]any{"demo": map[string]any{"actions": map[string]any{
-			"restart": action("restart"), "start": action("start"),
-			"stop": action("stop"), "status": action("status"),
-		}}},
-	}
-	b, err := yaml.Marshal(conf)
-	if err != nil {
-		return err
-	}
-	head := "# Written by `demo_worker demo`: the listener may run exactly these actions.\n"
-	return os.WriteFile(s.listenerConf, append([]byte(head), b...), 0o600)
+	return rig.ListenerConfig{
+		Comment:  "Written by `demo_worker demo`: the listener may run exactly these actions.",
+		Listen:   "127.0.0.1:" + s.listenPort,
+		Keys:     []string{s.keyFile},
+		Allow:    rig.Loopback,
+		AuditLog: s.audit,
+		StateDir: filepath.Join(s.dir, "listener-state"),
+		Services: []rig.Service{{Name: "demo", Actions: actions}},
+	}.Write(s.listenerConf)
 }
 
 // setUp generates the key, writes the config, starts the worker and the
 // listener, and waits until both answer.
 func (s *story) setUp(ctx context.Context) error {
-	wport, err := freePort()
+	var err error
+	if s.w.Addr, err = rig.FreeAddr(); err != nil {
+		return err
+	}
+	lport, err := rig.FreePort()
 	if err != nil {
 		return err
 	}
-	if s.listenPort, err = freePort(); err != nil {
-		return err
-	}
-	s.workerAddr = "127.0.0.1:" + wport
+	s.listenPort = strconv.Itoa(lport)
 
 	s.step("1. Set up: a key, the listener and the worker")
 	s.say("Everything lives in $DEMO = %s; nothing is written elsewhere.", s.dir)
-	if res := s.exec(ctx, 10*time.Second, "worker_listener", "genkey", "--id", "demo", "--out", s.keyFile); res.Code != 0 {
+	if res := s.exec(ctx, 10*time.Second, "worker_listener", rig.GenKeyArgs("demo", s.keyFile)...); res.Code != 0 {
 		return fmt.Errorf("genkey failed: %v", orCode(res))
 	}
 	if err := s.writeListenerConfig(); err != nil {
@@ -337,50 +312,24 @@ func (s *story) setUp(ctx context.Context) error {
 	if res := s.exec(ctx, 10*time.Second, "worker_listener", "check-config", "--config", s.listenerConf); res.Code != 0 {
 		return fmt.Errorf("the listener refused the demo's config: %v", orCode(res))
 	}
-	res := s.exec(ctx, 15*time.Second, "demo_worker", s.daemonArgs("start")[1:]...)
+	res := s.exec(ctx, 15*time.Second, "demo_worker", s.w.Args("start")...)
 	if res.Code != 0 {
 		return fmt.Errorf("starting the worker failed: %v", orCode(res))
 	}
 	s.recordPID()
 	s.say("$ worker_listener serve --config $DEMO/worker_listener.yaml   (in the background)")
-	if s.listener, err = s.r.startDaemon(s.bin["worker_listener"], s.listenerLog, "serve", "--config", s.listenerConf); err != nil {
-		return err
+	// In the demo's own environment and directory, like every command.
+	s.listener, err = rig.StartListener(ctx, rig.Serve{Bin: s.bin["worker_listener"], Config: s.listenerConf,
+		Log: s.listenerLog, Env: s.r.env, Dir: s.dir, Timeout: 10 * time.Second})
+	if err != nil {
+		return errors.New(s.shown(err.Error()))
 	}
-	if err := s.waitPort(ctx, "127.0.0.1:"+s.listenPort); err != nil {
-		return err
-	}
-	s.say("listener pid %d is listening on 127.0.0.1:%s", s.listener.cmd.Process.Pid, s.listenPort)
+	s.say("listener pid %d is listening on 127.0.0.1:%s", s.listener.PID(), s.listenPort)
 	return nil
 }
 
-func (s *story) waitPort(ctx context.Context, addr string) error {
-	deadline := s.now().Add(10 * time.Second)
-	for {
-		if s.listener.exited() {
-			tail, _ := os.ReadFile(s.listenerLog)
-			return fmt.Errorf("the listener exited at start-up: %s", strings.TrimSpace(s.shown(string(tail))))
-		}
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-			return nil
-		}
-		if s.now().After(deadline) {
-			return fmt.Errorf("the listener did not listen on %s within 10s", addr)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}
-
 // currentPID reads the worker's pid file (0 when there is none).
-func (s *story) currentPID() int {
-	pid, _ := worker.ReadPIDFile(s.pidFile)
-	return pid
-}
+func (s *story) currentPID() int { return s.w.PID() }
 
 // recordPID remembers every worker pid, so cleanup can check them all.
 func (s *story) recordPID() int {
@@ -394,7 +343,7 @@ func (s *story) recordPID() int {
 // waitWorkerGone waits (bounded) for a crashed worker to be gone.
 func (s *story) waitWorkerGone(ctx context.Context, pid int) {
 	deadline := s.now().Add(5 * time.Second)
-	for worker.Owns(pid, s.pidFile) && s.now().Before(deadline) && ctx.Err() == nil {
+	for s.w.Owns(pid) && s.now().Before(deadline) && ctx.Err() == nil {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
@@ -418,15 +367,16 @@ func (s *story) cleanup() string {
 		}
 	}
 	if s.listener != nil {
-		s.listener.stop(5 * time.Second)
+		_ = s.listener.Stop(5 * time.Second)
 	}
-	if s.pidFile != "" {
-		s.r.run(ctx, 15*time.Second, s.bin["demo_worker"], "daemon", "stop", "--pid-file", s.pidFile, "--stop-timeout", "3s")
+	if s.w.PIDFile != "" {
+		stop := rig.Worker{Bin: s.w.Bin, PIDFile: s.w.PIDFile, StopTimeout: "3s"}
+		s.r.run(ctx, 15*time.Second, stop.Bin, stop.Args("stop")...)
 	}
 	s.recordPID()
 	var left []string
 	for _, pid := range s.workerPIDs {
-		if worker.Owns(pid, s.pidFile) {
+		if s.w.Owns(pid) {
 			left = append(left, strconv.Itoa(pid))
 			_ = killPID(pid)
 		}
@@ -458,7 +408,7 @@ func (s *story) killStrays() []string {
 		if err != nil || !strings.Contains(string(b), s.dir+"/") {
 			continue
 		}
-		if stateZombie(pid) {
+		if !proc.Alive(pid) { // a zombie has exited; it only awaits its reaper
 			continue
 		}
 		left = append(left, strconv.Itoa(pid))

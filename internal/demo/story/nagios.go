@@ -6,44 +6,20 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
-	"github.com/selfheal/selfheal/internal/demo/worker"
 	"github.com/selfheal/selfheal/internal/lab/engine"
+	"github.com/selfheal/selfheal/internal/lab/rig"
+	"github.com/selfheal/selfheal/internal/nagios"
 )
 
-// Nagios names of the demo's host and service.
+// Nagios names of the demo's host and service: the rig's.
 const (
-	nagiosHost    = "worker1"
-	nagiosService = "worker"
+	nagiosHost    = rig.HostName
+	nagiosService = rig.ServiceName
 )
-
-// The demo's host and service, on top of the project's sample templates
-// and commands (nagios-config/nagios4), with the demo's small budget.
-const nagiosObjects = `
-define host {
-  use                    selfheal-host
-  host_name              %[1]s
-  address                127.0.0.1
-  active_checks_enabled  0
-  max_check_attempts     1
-  _LISTENER_PORT         %[3]s
-}
-define service {
-  use                  selfheal-worker
-  host_name            %[1]s
-  service_description  %[2]s
-  _WORKER_PORT         %[4]s
-  _WORKER_TARGET       demo
-  _WORKER_TIMEOUT      %[5]s
-  _WORKER_CHECK_ARGS   --max-age %[6]s
-  _HEAL_MAX_RESTARTS   %[7]d
-  _HEAL_WINDOW         %[8]s
-  _HEAL_MIN_GAP        %[9]s
-  _HEAL_RECHECK        1s
-}
-`
 
 // sampleDir finds nagios-config/nagios4: next to bin/ in the repository
 // (`make demo-nagios`), or under the working directory.
@@ -80,18 +56,21 @@ func (s *story) tellNagios(ctx context.Context) error {
 		return err
 	}
 	defer engineOut.Close()
-	_, wport, _ := strings.Cut(s.workerAddr, ":")
-	inst, err := engine.New(engine.Config{
-		Kind:            engine.Nagios4,
-		Dir:             ndir,
-		ObjectFiles:     []string{filepath.Join(samples, "commands.cfg"), filepath.Join(samples, "templates.cfg")},
-		MainConfigFiles: []string{filepath.Join(samples, "nagios.cfg")},
-		Objects: fmt.Sprintf(nagiosObjects, nagiosHost, nagiosService, s.listenPort, wport,
-			checkTimeout, maxAge, maxRestarts, window, minGap),
-		Resources: map[string]string{"USER1": s.binDirAbs(), "USER3": s.keyFile,
-			"USER4": s.handlerState, "USER5": s.handlerLog},
-		Stderr: engineOut,
-	})
+	// The demo's host and service on the sample's templates and commands,
+	// with the demo's small budget.
+	site := rig.Site{Kind: engine.Nagios4, Dir: ndir, Stderr: engineOut,
+		ConfigDir: filepath.Dir(samples), BinDir: s.binDirAbs(),
+		KeyFile: s.keyFile, StateDir: s.handlerState, HandlerLog: s.handlerLog,
+		CheckTimeout: checkTimeout, MaxAge: maxAge,
+		MaxRestarts: maxRestarts, Window: window, MinGap: minGap, Recheck: "1s"}
+	_, wport, _ := strings.Cut(s.w.Addr, ":")
+	site.WorkerPort, _ = strconv.Atoi(wport)
+	site.ListenerPort, _ = strconv.Atoi(s.listenPort)
+	cfg, err := site.Config()
+	if err != nil {
+		return err
+	}
+	inst, err := engine.New(cfg)
 	if err != nil {
 		return fmt.Errorf("%w (install it with: apt-get install nagios4-core)", err)
 	}
@@ -107,7 +86,7 @@ func (s *story) tellNagios(ctx context.Context) error {
 	fmt.Fprintf(s.out, "           tail -f %s\n", inst.LogFile)
 	fmt.Fprintf(s.out, "           grep -A8 servicecomment %s   (the handler's comments)\n", inst.StatusFile)
 	s.say("Below, lines marked 'nagios.log:' are what Nagios itself recorded.")
-	if err := s.waitNagios(ctx, "the first OK", 30*time.Second, s.serviceIs(engine.OK, "")); err != nil {
+	if err := s.waitNagios(ctx, "the first OK", 30*time.Second, s.serviceIs(nagios.OK, "")); err != nil {
 		return err
 	}
 	firstPID := s.recordPID()
@@ -116,10 +95,10 @@ func (s *story) tellNagios(ctx context.Context) error {
 
 	s.step("3. Inject a hang; Nagios detects it, runs the handler, and the listener restarts the worker")
 	t0 := s.now()
-	if res := s.exec(ctx, 10*time.Second, "demo_worker", "fault", "hang", "--listen", s.workerAddr); res.Code != 0 {
+	if res := s.exec(ctx, 10*time.Second, "demo_worker", s.w.FaultArgs("hang")...); res.Code != 0 {
 		return fmt.Errorf("injecting the hang: %v", orCode(res))
 	}
-	if err := s.waitNagios(ctx, "HARD CRITICAL", 60*time.Second, s.serviceIs(engine.Critical, "hard")); err != nil {
+	if err := s.waitNagios(ctx, "HARD CRITICAL", 60*time.Second, s.serviceIs(nagios.Critical, "hard")); err != nil {
 		return err
 	}
 	svc, _ = s.service()
@@ -143,7 +122,7 @@ func (s *story) flapNagios(ctx context.Context) error {
 	for round := 1; round <= maxRounds; round++ {
 		pid := s.currentPID()
 		s.say("-- round %d: crash pid %d", round, pid)
-		if res := s.exec(ctx, 10*time.Second, "demo_worker", "fault", "crash", "--listen", s.workerAddr); res.Code != 0 {
+		if res := s.exec(ctx, 10*time.Second, "demo_worker", s.w.FaultArgs("crash")...); res.Code != 0 {
 			return fmt.Errorf("injecting the crash: %v", orCode(res))
 		}
 		s.waitWorkerGone(ctx, pid)
@@ -168,7 +147,7 @@ func (s *story) flapNagios(ctx context.Context) error {
 		s.say("The handler refused and told Nagios, in a comment on %s/%s:", nagiosHost, nagiosService)
 		fmt.Fprintf(s.out, "           %s\n", c)
 		svc, _ := s.service()
-		s.say("Nagios shows %s and the worker stays down: on-call takes over.", engine.StateName(svc.State))
+		s.say("Nagios shows %s and the worker stays down: on-call takes over.", svc.State)
 		s.add("flapping", fmt.Sprintf("%d restarts in the budget, then healing stopped: %s", restarts, c))
 		s.showAudit()
 		return nil
@@ -192,7 +171,7 @@ func (s *story) service() (engine.Service, bool) {
 }
 
 // serviceIs matches the service's state; typ "hard" also needs HARD.
-func (s *story) serviceIs(state int, typ string) func() (bool, error) {
+func (s *story) serviceIs(state nagios.State, typ string) func() (bool, error) {
 	return func() (bool, error) {
 		svc, ok := s.service()
 		return ok && engine.StateIs(state, typ == "hard")(svc), nil
@@ -203,11 +182,11 @@ func (s *story) serviceIs(state int, typ string) func() (bool, error) {
 func (s *story) healedFrom(old int) func() (bool, error) {
 	return func() (bool, error) {
 		pid := s.currentPID()
-		if pid == 0 || pid == old || !worker.Owns(pid, s.pidFile) {
+		if pid == 0 || pid == old || !s.w.Owns(pid) {
 			return false, nil
 		}
 		svc, ok := s.service()
-		return ok && svc.State == engine.OK && strings.Contains(svc.Output, fmt.Sprintf("pid %d", pid)), nil
+		return ok && svc.State == nagios.OK && strings.Contains(svc.Output, fmt.Sprintf("pid %d", pid)), nil
 	}
 }
 
@@ -266,7 +245,7 @@ func (s *story) waitNagios(ctx context.Context, what string, timeout time.Durati
 			return ctx.Err()
 		case <-deadline.C:
 			svc, _ := s.service()
-			return fmt.Errorf("waited %s for %s; Nagios shows %s: %s", timeout, what, engine.StateName(svc.State), svc.Output)
+			return fmt.Errorf("waited %s for %s; Nagios shows %s: %s", timeout, what, svc.State, svc.Output)
 		case <-tick.C:
 		}
 	}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -64,52 +63,6 @@ func (r *runner) run(ctx context.Context, timeout time.Duration, bin string, arg
 	return res
 }
 
-// daemon is a long-running child (the listener).
-type daemon struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-}
-
-func (r *runner) startDaemon(bin string, logFile string, args ...string) (*daemon, error) {
-	f, err := os.OpenFile(logFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	cmd := r.command(context.Background(), bin, args...)
-	cmd.Stdout, cmd.Stderr = f, f
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	d := &daemon{cmd: cmd, done: make(chan struct{})}
-	go func() { _ = cmd.Wait(); close(d.done) }()
-	return d, nil
-}
-
-func (d *daemon) exited() bool {
-	select {
-	case <-d.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// stop ends the daemon's whole process group: SIGTERM, then SIGKILL.
-func (d *daemon) stop(grace time.Duration) {
-	if d == nil || d.exited() {
-		return
-	}
-	pid := d.cmd.Process.Pid
-	_ = syscall.Kill(-pid, syscall.SIGTERM)
-	select {
-	case <-d.done:
-	case <-time.After(grace):
-		_ = syscall.Kill(-pid, syscall.SIGKILL)
-		<-d.done
-	}
-}
-
 func baseName(p string) string {
 	if i := strings.LastIndexByte(p, '/'); i >= 0 {
 		return p[i+1:]
@@ -122,14 +75,4 @@ func baseName(p string) string {
 func killPID(pid int) error {
 	_ = syscall.Kill(-pid, syscall.SIGKILL)
 	return syscall.Kill(pid, syscall.SIGKILL)
-}
-
-// stateZombie reports whether pid has exited and only awaits reaping.
-func stateZombie(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return true
-	}
-	i := bytes.LastIndexByte(b, ')')
-	return i >= 0 && i+2 < len(b) && b[i+2] == 'Z'
 }

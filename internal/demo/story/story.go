@@ -4,14 +4,15 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 )
 
 // checkArgs is check_worker's command line, as a Nagios service would run it.
 func (s *story) checkArgs() []string {
-	host, port, _ := strings.Cut(s.workerAddr, ":")
-	return []string{"-H", host, "-p", port, "-t", checkTimeout, "--max-age", maxAge}
+	host, port, _ := strings.Cut(s.w.Addr, ":")
+	return []string{"-H", host, "-p", port, "-t", strconv.Itoa(checkTimeout), "--max-age", maxAge}
 }
 
 // handlerArgs is handle_worker's command line for one event, with the macros
@@ -81,7 +82,7 @@ func (s *story) tell(ctx context.Context) error {
 	firstPID := s.recordPID()
 
 	s.step("3. A degraded worker is a WARNING, and a WARNING restarts nothing")
-	if res := s.exec(ctx, 10*time.Second, "demo_worker", "fault", "degrade", "--listen", s.workerAddr); res.Code != 0 {
+	if res := s.exec(ctx, 10*time.Second, "demo_worker", s.w.FaultArgs("degrade")...); res.Code != 0 {
 		return fmt.Errorf("injecting the degradation: %v", orCode(res))
 	}
 	res = s.exec(ctx, 15*time.Second, "check_worker", s.checkArgs()...)
@@ -95,15 +96,15 @@ func (s *story) tell(ctx context.Context) error {
 		return fmt.Errorf("a WARNING changed the worker's pid from %d to %d", firstPID, pid)
 	}
 	s.add("degraded", "WORKER WARNING (exit 1), no restart")
-	if res := s.exec(ctx, 10*time.Second, "demo_worker", "fault", "clear", "--listen", s.workerAddr); res.Code != 0 {
+	if res := s.exec(ctx, 10*time.Second, "demo_worker", s.w.FaultArgs("clear")...); res.Code != 0 {
 		return fmt.Errorf("clearing the degradation: %v", orCode(res))
 	}
 
 	s.step("4. Inject a hang: work stops, /status stops answering")
-	if res := s.exec(ctx, 10*time.Second, "demo_worker", "fault", "hang", "--listen", s.workerAddr); res.Code != 0 {
+	if res := s.exec(ctx, 10*time.Second, "demo_worker", s.w.FaultArgs("hang")...); res.Code != 0 {
 		return fmt.Errorf("injecting the hang: %v", orCode(res))
 	}
-	s.say("check_worker gives a worker %ss to answer here (-t %s; the default is 10 s):", checkTimeout, checkTimeout)
+	s.say("check_worker gives a worker %ds to answer here (-t %d; the default is 10 s):", checkTimeout, checkTimeout)
 	res = s.check(ctx)
 	if err := expect(res, 2, "the check of the hung worker"); err != nil {
 		return err
@@ -156,7 +157,7 @@ func (s *story) flap(ctx context.Context) error {
 		}
 		pid := s.currentPID()
 		s.say("-- round %d: crash pid %d", round, pid)
-		if res := s.exec(ctx, 10*time.Second, "demo_worker", "fault", "crash", "--listen", s.workerAddr); res.Code != 0 {
+		if res := s.exec(ctx, 10*time.Second, "demo_worker", s.w.FaultArgs("crash")...); res.Code != 0 {
 			return fmt.Errorf("injecting the crash: %v", orCode(res))
 		}
 		s.waitWorkerGone(ctx, pid)

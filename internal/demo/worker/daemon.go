@@ -12,6 +12,9 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/selfheal/selfheal/internal/fsutil"
+	"github.com/selfheal/selfheal/internal/proc"
 )
 
 // DaemonConfig drives `demo_worker daemon start|stop|restart|status`.
@@ -149,7 +152,7 @@ func State(cfg DaemonConfig) (int, int, string) {
 		return 0, StatusUnknownFailed, err.Error()
 	case pid == 0:
 		return 0, StatusNotRunning, "not running (no pid file)"
-	case !alive(pid) || !isOurWorker(pid, cfg.PIDFile):
+	case !proc.Alive(pid) || !isOurWorker(pid, cfg.PIDFile):
 		return pid, StatusDeadPIDFile, fmt.Sprintf("not running, but pid file %s names pid %d", cfg.PIDFile, pid)
 	}
 	return pid, StatusRunning, fmt.Sprintf("running, pid %d", pid)
@@ -162,7 +165,7 @@ func start(ctx context.Context, cfg DaemonConfig, deps DaemonDeps) (StartResult,
 		return res, err
 	}
 	if pid != 0 {
-		if alive(pid) && isOurWorker(pid, cfg.PIDFile) {
+		if proc.Alive(pid) && isOurWorker(pid, cfg.PIDFile) {
 			return StartResult{PID: pid, AlreadyRunning: true}, nil
 		}
 		os.Remove(cfg.PIDFile)
@@ -247,26 +250,29 @@ func stop(ctx context.Context, cfg DaemonConfig) (StopResult, error) {
 	if err != nil || pid == 0 {
 		return res, err
 	}
-	if !alive(pid) || !isOurWorker(pid, cfg.PIDFile) {
+	if !proc.Alive(pid) || !isOurWorker(pid, cfg.PIDFile) {
 		os.Remove(cfg.PIDFile)
 		res.StalePID = pid
 		return res, nil
 	}
 	res.PID = pid
-	killGroup(pid, syscall.SIGTERM)
-	if !waitGone(ctx, pid, cfg.StopTimeout) {
-		res.Killed = true
-		killGroup(pid, syscall.SIGKILL)
-		if !waitGone(ctx, pid, killWait) {
-			return res, fmt.Errorf("worker pid %d survived SIGKILL for %s", pid, killWait)
-		}
+	stop := proc.Escalation{Grace: cfg.StopTimeout, KillWait: killWait, Poll: pollEvery / 2}
+	killed, gone := stop.Terminate(ctx,
+		func(sig syscall.Signal) { killGroup(pid, sig) },
+		func() bool { return !proc.Alive(pid) })
+	res.Killed = killed
+	if !gone {
+		return res, fmt.Errorf("worker pid %d survived SIGKILL for %s", pid, killWait)
 	}
 	RemovePIDFile(cfg.PIDFile, pid)
 	return res, nil
 }
 
 // killGroup signals the worker's process group (it is a session leader, so
-// its group id is its pid), falling back to the process alone.
+// its group id is its pid), falling back to the process alone. Unlike the
+// listener's actions, stop then waits for the worker alone (proc.Alive),
+// not for its group: a zombie worker whose adopter is slow to reap it is
+// stopped, and a group leader's zombie would keep the group "alive".
 func killGroup(pid int, sig syscall.Signal) {
 	if pgid, err := syscall.Getpgid(pid); err == nil && pgid == pid {
 		if syscall.Kill(-pid, sig) == nil {
@@ -274,24 +280,6 @@ func killGroup(pid int, sig syscall.Signal) {
 		}
 	}
 	_ = syscall.Kill(pid, sig)
-}
-
-// waitGone polls until pid is gone, at most d.
-func waitGone(ctx context.Context, pid int, d time.Duration) bool {
-	deadline := time.NewTimer(d)
-	defer deadline.Stop()
-	tick := time.NewTicker(pollEvery / 2)
-	defer tick.Stop()
-	for alive(pid) {
-		select {
-		case <-ctx.Done():
-			return !alive(pid)
-		case <-deadline.C:
-			return !alive(pid)
-		case <-tick.C:
-		}
-	}
-	return true
 }
 
 func probe(ctx context.Context, client *http.Client, url string) error {
@@ -313,24 +301,17 @@ func probe(ctx context.Context, client *http.Client, url string) error {
 
 // lockPIDFile serialises daemon commands on one pid file with flock on
 // PIDFILE.lock, waiting at most as long as a restart can take.
-func lockPIDFile(ctx context.Context, cfg DaemonConfig) (func(), error) {
-	f, err := os.OpenFile(cfg.PIDFile+".lock", os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
+func lockPIDFile(ctx context.Context, cfg DaemonConfig) (func() error, error) {
+	ctx, cancel := context.WithTimeout(ctx, cfg.StartTimeout+cfg.StopTimeout+killWait)
+	defer cancel()
+	unlock, err := fsutil.Lock(ctx, cfg.PIDFile+".lock", 0o644, pollEvery)
+	switch {
+	case errors.Is(err, syscall.EWOULDBLOCK):
+		return nil, fmt.Errorf("another start/stop holds %s.lock: %w", cfg.PIDFile, err)
+	case err != nil:
 		return nil, fmt.Errorf("lock: %w", err)
 	}
-	wait := cfg.StartTimeout + cfg.StopTimeout + killWait
-	deadline := time.Now().Add(wait)
-	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			return func() { f.Close() }, nil
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) || time.Now().After(deadline) || ctx.Err() != nil {
-			f.Close()
-			return nil, fmt.Errorf("another start/stop holds %s.lock: %w", cfg.PIDFile, err)
-		}
-		time.Sleep(pollEvery)
-	}
+	return unlock, nil
 }
 
 // markInheritedCloseOnExec sets FD_CLOEXEC on every descriptor above 2.

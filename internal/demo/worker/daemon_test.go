@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/selfheal/selfheal/internal/lab/testutil"
+	"github.com/selfheal/selfheal/internal/proc"
 )
 
 func TestMain(m *testing.M) {
@@ -76,7 +77,7 @@ func TestStopNeverKillsAnUnrelatedProcess(t *testing.T) {
 	if err != nil || res.PID != 0 || res.StalePID != sleeper.Process.Pid {
 		t.Fatalf("Stop: %+v, %v", res, err)
 	}
-	if !alive(sleeper.Process.Pid) {
+	if !proc.Alive(sleeper.Process.Pid) {
 		t.Fatal("Stop killed a process that was not its worker")
 	}
 	if _, err := os.Stat(cfg.PIDFile); !os.IsNotExist(err) {
@@ -147,10 +148,10 @@ func TestStartTimeoutKillsTheWorker(t *testing.T) {
 		if f == "pid" && i+1 < len(fields) {
 			pid, _ := strconv.Atoi(fields[i+1])
 			deadline := time.Now().Add(5 * time.Second)
-			for alive(pid) && time.Now().Before(deadline) {
+			for proc.Alive(pid) && time.Now().Before(deadline) {
 				time.Sleep(20 * time.Millisecond)
 			}
-			if alive(pid) {
+			if proc.Alive(pid) {
 				t.Fatalf("pid %d still alive after the start timeout", pid)
 			}
 			return

@@ -1,37 +1,21 @@
 package worker
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
+
+	"github.com/selfheal/selfheal/internal/fsutil"
+	"github.com/selfheal/selfheal/internal/proc"
 )
 
 // WritePIDFile writes pid atomically (temp file + rename), so a reader never
 // sees a half-written number.
 func WritePIDFile(path string, pid int) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, ".pid-*")
-	if err != nil {
-		return fmt.Errorf("pid file: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := fmt.Fprintf(tmp, "%d\n", pid); err != nil {
-		tmp.Close()
-		return fmt.Errorf("pid file: %w", err)
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return fmt.Errorf("pid file: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("pid file: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
+	if err := fsutil.WriteFileAtomic(path, []byte(strconv.Itoa(pid)+"\n"), 0o644); err != nil {
 		return fmt.Errorf("pid file: %w", err)
 	}
 	return nil
@@ -62,29 +46,9 @@ func RemovePIDFile(path string, pid int) {
 	}
 }
 
-// alive reports whether pid is a live process (a zombie counts as dead: it
-// has exited, only its parent has not reaped it yet).
-func alive(pid int) bool {
-	if pid <= 0 {
-		return false
-	}
-	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
-		return false
-	}
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return !errors.Is(err, os.ErrNotExist)
-	}
-	// The state follows the last ')' (the command name may contain spaces).
-	if i := bytes.LastIndexByte(stat, ')'); i >= 0 && i+2 < len(stat) {
-		return stat[i+2] != 'Z'
-	}
-	return true
-}
-
 // Owns reports whether pid is a live demo_worker run with pidFile; callers
 // use it to kill leftovers without ever hitting a recycled pid.
-func Owns(pid int, pidFile string) bool { return alive(pid) && isOurWorker(pid, pidFile) }
+func Owns(pid int, pidFile string) bool { return proc.Alive(pid) && isOurWorker(pid, pidFile) }
 
 // isOurWorker reports whether the live process pid is a demo_worker started
 // with this pid file, so that a recycled pid never gets an unrelated

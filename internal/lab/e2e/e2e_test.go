@@ -4,7 +4,7 @@
 // worker, and the engine records OK. Every scenario asserts what the engine
 // itself recorded (its log, status.dat and comments), not only our logs.
 // Scenarios run in parallel, each in its own directories and on its own
-// loopback ports (package lab/loop). A missing nagios4 or icinga2
+// loopback ports (package lab/rig). A missing nagios4 or icinga2
 // skips locally and fails under CI=true (testutil.LookTool).
 package e2e
 
@@ -16,8 +16,10 @@ import (
 	"time"
 
 	"github.com/selfheal/selfheal/internal/lab/engine"
-	"github.com/selfheal/selfheal/internal/lab/loop"
+	"github.com/selfheal/selfheal/internal/lab/rig"
 	"github.com/selfheal/selfheal/internal/lab/testutil"
+	"github.com/selfheal/selfheal/internal/nagios"
+	"github.com/selfheal/selfheal/internal/proc"
 )
 
 func TestMain(m *testing.M) {
@@ -33,7 +35,7 @@ func TestCrashIsHealed(t *testing.T) {
 	for _, kind := range engines {
 		t.Run(string(kind), func(t *testing.T) {
 			t.Parallel()
-			l := newLoop(t, loop.Options{Kind: kind})
+			l := newLoop(t, rig.LoopOptions{Kind: kind})
 			ctx := scenarioCtx(t)
 			pid0 := l.WorkerPID()
 			mark := l.Mark()
@@ -45,14 +47,14 @@ func TestCrashIsHealed(t *testing.T) {
 				fail(t, l, "%v", err)
 			}
 			// One fault, one restart: the handler ran once at HARD.
-			if n := loop.Count(h.Entries[mark:], hardHandler); n != 1 {
+			if n := rig.Count(h.Entries[mark:], hardHandler); n != 1 {
 				t.Errorf("handler ran %d times at HARD CRITICAL, want 1", n)
 			}
 			if _, err := l.Inst.WaitComment(ctx, hostName, svcName, "auto-restart ok"); err != nil {
 				fail(t, l, "%v", err)
 			}
-			if pid1 := l.WorkerPID(); pid1 == pid0 || !loop.Alive(pid1) {
-				t.Errorf("worker pid %d -> %d (alive %v): want a new, running process", pid0, pid1, loop.Alive(pid1))
+			if pid1 := l.WorkerPID(); pid1 == pid0 || !proc.Alive(pid1) {
+				t.Errorf("worker pid %d -> %d (alive %v): want a new, running process", pid0, pid1, proc.Alive(pid1))
 			}
 		})
 	}
@@ -79,7 +81,7 @@ func TestHangIsHealedWithNewProcess(t *testing.T) {
 }
 
 func testHang(t *testing.T, staleHang bool, want string) {
-	l := newLoop(t, loop.Options{Kind: engine.Nagios4, StaleHang: staleHang})
+	l := newLoop(t, rig.LoopOptions{Kind: engine.Nagios4, StaleHang: staleHang})
 	ctx := scenarioCtx(t)
 	pid0 := l.WorkerPID()
 	mark := l.Mark()
@@ -99,10 +101,10 @@ func testHang(t *testing.T, staleHang bool, want string) {
 		fail(t, l, "%v", err)
 	}
 	pid1 := l.WorkerPID()
-	if pid1 == pid0 || !loop.Alive(pid1) {
-		t.Errorf("worker pid %d -> %d (alive %v): want a new, running process", pid0, pid1, loop.Alive(pid1))
+	if pid1 == pid0 || !proc.Alive(pid1) {
+		t.Errorf("worker pid %d -> %d (alive %v): want a new, running process", pid0, pid1, proc.Alive(pid1))
 	}
-	if loop.Alive(pid0) {
+	if proc.Alive(pid0) {
 		t.Errorf("the hung worker (pid %d) is still running", pid0)
 	}
 }
@@ -114,7 +116,7 @@ func TestFlappingStopsAtBudget(t *testing.T) {
 		t.Run(string(kind), func(t *testing.T) {
 			t.Parallel()
 			const budget = 2
-			l := newLoop(t, loop.Options{Kind: kind, MaxRestarts: budget})
+			l := newLoop(t, rig.LoopOptions{Kind: kind, MaxRestarts: budget})
 			ctx := scenarioCtx(t)
 			for i := 1; i <= budget; i++ {
 				pid := l.WorkerPID()
@@ -125,7 +127,7 @@ func TestFlappingStopsAtBudget(t *testing.T) {
 				if _, err := l.WaitHealed(ctx, mark); err != nil {
 					fail(t, l, "restart %d: %v", i, err)
 				}
-				if p := l.WorkerPID(); p == pid || !loop.Alive(p) {
+				if p := l.WorkerPID(); p == pid || !proc.Alive(p) {
 					fail(t, l, "restart %d: worker pid %d -> %d", i, pid, p)
 				}
 			}
@@ -142,17 +144,17 @@ func TestFlappingStopsAtBudget(t *testing.T) {
 				t.Errorf("budget comment %q does not say healing is suspended", c.Text)
 			}
 			// Nothing restarted it, and the engine still says CRITICAL.
-			if _, err := l.Inst.WaitService(ctx, hostName, svcName, engine.StateIs(engine.Critical, true)); err != nil {
+			if _, err := l.Inst.WaitService(ctx, hostName, svcName, engine.StateIs(nagios.Critical, true)); err != nil {
 				fail(t, l, "%v", err)
 			}
-			if p := l.WorkerPID(); p != crashed || loop.Alive(p) {
-				t.Errorf("worker pid %d (alive %v) after the budget was spent; want the crashed %d, not running", p, loop.Alive(p), crashed)
+			if p := l.WorkerPID(); p != crashed || proc.Alive(p) {
+				t.Errorf("worker pid %d (alive %v) after the budget was spent; want the crashed %d, not running", p, proc.Alive(p), crashed)
 			}
 			entries := l.Log()
-			if n := loop.Count(entries, hardHandler); n != budget+1 {
+			if n := rig.Count(entries, hardHandler); n != budget+1 {
 				t.Errorf("handler ran %d times at HARD CRITICAL, want %d", n, budget+1)
 			}
-			if n := loop.Count(entries[mark:], engine.Alert(hostName, svcName, "OK", "")); n != 0 {
+			if n := rig.Count(entries[mark:], engine.Alert(hostName, svcName, "OK", "")); n != 0 {
 				t.Errorf("%d recoveries recorded after the budget was spent, want 0", n)
 			}
 		})
@@ -164,7 +166,7 @@ func TestFlappingStopsAtBudget(t *testing.T) {
 // running and checking, and a comment records the failure.
 func TestListenerDownIsRecorded(t *testing.T) {
 	t.Parallel()
-	l := newLoop(t, loop.Options{Kind: engine.Nagios4, NoListener: true})
+	l := newLoop(t, rig.LoopOptions{Kind: engine.Nagios4, NoListener: true})
 	ctx := scenarioCtx(t)
 	pid0 := l.WorkerPID()
 	if err := l.Fault(ctx, "fail"); err != nil {
@@ -223,7 +225,7 @@ func TestListenerDownIsRecorded(t *testing.T) {
 	if !failed {
 		fail(t, l, "the handler's log has no restart attempt")
 	}
-	if !loop.Alive(pid0) || l.WorkerPID() != pid0 {
+	if !proc.Alive(pid0) || l.WorkerPID() != pid0 {
 		t.Errorf("worker pid %d changed or died with no listener to restart it", pid0)
 	}
 }
@@ -232,7 +234,7 @@ func TestListenerDownIsRecorded(t *testing.T) {
 // listener's audit log records the denial, Nagios gets a comment.
 func TestWrongKeyIsDenied(t *testing.T) {
 	t.Parallel()
-	l := newLoop(t, loop.Options{Kind: engine.Nagios4, WrongKey: true})
+	l := newLoop(t, rig.LoopOptions{Kind: engine.Nagios4, WrongKey: true})
 	ctx := scenarioCtx(t)
 	pid0 := l.WorkerPID()
 	if err := l.Fault(ctx, "fail"); err != nil {
@@ -251,8 +253,8 @@ func TestWrongKeyIsDenied(t *testing.T) {
 	}
 	var denials int
 	for _, line := range strings.Split(string(audit), "\n") {
-		// The loop's readiness probe connects and closes: a denial
-		// without a verb. The handler's requests carry one.
+		// Only the handler's requests count, by their verb: a denial
+		// without one is a peer that connected and said nothing.
 		if strings.Contains(line, `"outcome":"denied"`) && strings.Contains(line, `"verb":"restart"`) {
 			denials++
 		}
@@ -263,10 +265,10 @@ func TestWrongKeyIsDenied(t *testing.T) {
 	if denials == 0 {
 		fail(t, l, "the listener's audit log has no denial")
 	}
-	if !loop.Alive(pid0) || l.WorkerPID() != pid0 {
+	if !proc.Alive(pid0) || l.WorkerPID() != pid0 {
 		t.Errorf("worker pid %d was restarted with a wrong key", pid0)
 	}
-	if _, err := l.Inst.WaitService(ctx, hostName, svcName, engine.StateIs(engine.Critical, true)); err != nil {
+	if _, err := l.Inst.WaitService(ctx, hostName, svcName, engine.StateIs(nagios.Critical, true)); err != nil {
 		fail(t, l, "%v", err)
 	}
 }

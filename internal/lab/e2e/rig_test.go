@@ -7,30 +7,30 @@ import (
 	"time"
 
 	"github.com/selfheal/selfheal/internal/lab/engine"
-	"github.com/selfheal/selfheal/internal/lab/loop"
+	"github.com/selfheal/selfheal/internal/lab/rig"
 	"github.com/selfheal/selfheal/internal/lab/testutil"
 )
 
 const (
-	hostName = loop.HostName
-	svcName  = loop.Service
+	hostName = rig.HostName
+	svcName  = rig.ServiceName
 )
 
 // newLoop starts one isolated loop (worker, listener, engine) for t, built
 // from the real binaries and the sample definitions, and stops it when t
 // ends. A missing engine skips locally and fails under CI=true.
-func newLoop(t *testing.T, opts loop.Options) *loop.Loop {
+func newLoop(t *testing.T, opts rig.LoopOptions) *rig.Loop {
 	t.Helper()
 	opts.Engine = testutil.LookTool(t, string(opts.Kind), "/usr/sbin/"+string(opts.Kind))
 	opts.Dir = t.TempDir()
 	opts.ConfigDir = filepath.Join(testutil.ModuleRoot(t), "nagios-config")
 	opts.Bin = map[string]string{}
-	for _, name := range loop.Binaries {
+	for _, name := range rig.Binaries {
 		opts.Bin[name] = testutil.Binary(t, name)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	l, err := loop.Start(ctx, opts)
+	l, err := rig.StartLoop(ctx, opts)
 	if err != nil {
 		t.Fatalf("starting the loop under %s: %v", opts.Kind, err)
 	}
@@ -43,7 +43,7 @@ func newLoop(t *testing.T, opts loop.Options) *loop.Loop {
 }
 
 // fail logs everything the loop recorded, then fails the test.
-func fail(t *testing.T, l *loop.Loop, format string, args ...any) {
+func fail(t *testing.T, l *rig.Loop, format string, args ...any) {
 	t.Helper()
 	t.Log(l.Report())
 	t.Fatalf(format, args...)
@@ -57,4 +57,4 @@ func scenarioCtx(t *testing.T) context.Context {
 	return ctx
 }
 
-func hardHandler(e engine.LogEntry) bool { return loop.HardHandler(e) }
+func hardHandler(e engine.LogEntry) bool { return rig.HardHandler(e) }

@@ -22,7 +22,7 @@
 //	inst, err := engine.New(engine.Config{Kind: engine.Nagios4, ObjectFiles: files, Resources: res})
 //	defer inst.Close()
 //	err = inst.Start(ctx)
-//	st, err := inst.WaitService(ctx, "worker1", "worker", engine.StateIs(engine.Critical, true))
+//	st, err := inst.WaitService(ctx, "worker1", "worker", engine.StateIs(nagios.Critical, true))
 package engine
 
 import (

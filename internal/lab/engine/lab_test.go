@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/selfheal/selfheal/internal/lab/testutil"
+	"github.com/selfheal/selfheal/internal/nagios"
 )
 
 // A plugin whose state comes from a file, and a handler that records its
@@ -122,13 +123,13 @@ func TestLabDrivesRealEngine(t *testing.T) {
 			if err := inst.Start(ctx); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := inst.WaitService(ctx, "h1", "svc", StateIs(OK, false)); err != nil {
+			if _, err := inst.WaitService(ctx, "h1", "svc", StateIs(nagios.OK, false)); err != nil {
 				t.Fatal(err)
 			}
 			if err := os.WriteFile(stateFile, []byte("2\n"), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			s, err := inst.WaitService(ctx, "h1", "svc", StateIs(Critical, true))
+			s, err := inst.WaitService(ctx, "h1", "svc", StateIs(nagios.Critical, true))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -163,7 +164,7 @@ func TestLabDrivesRealEngine(t *testing.T) {
 			if err := inst.SubmitCommand("SCHEDULE_FORCED_SVC_CHECK;h1;svc;" + strconv.FormatInt(time.Now().Unix(), 10)); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := inst.WaitService(ctx, "h1", "svc", StateIs(OK, true)); err != nil {
+			if _, err := inst.WaitService(ctx, "h1", "svc", StateIs(nagios.OK, true)); err != nil {
 				t.Fatal(err)
 			}
 			pid := inst.PID()

@@ -3,55 +3,36 @@ package engine
 import (
 	"os"
 	"strconv"
-	"strings"
+
+	"github.com/selfheal/selfheal/internal/proc"
 )
 
-// proc identifies a process by pid and start time (field 22 of
+// process identifies a process by pid and start time (field 22 of
 // /proc/PID/stat), so that a recycled pid is never mistaken for it.
-type proc struct {
+type process struct {
 	pid   int
-	start string
-}
-
-// procStat returns the parent pid, state and start time of pid.
-func procStat(pid int) (ppid int, state, start string, ok bool) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, "", "", false
-	}
-	// The command name (field 2) may hold spaces and parentheses.
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0, "", "", false
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 20 {
-		return 0, "", "", false
-	}
-	ppid, _ = strconv.Atoi(f[1])
-	return ppid, f[0], f[19], true
+	start uint64
 }
 
 // descendants lists every live descendant of pid. Nagios 4's workers put
 // themselves and the commands they run into process groups of their own,
 // so killing the engine's group is not enough.
-func descendants(root int) []proc {
+func descendants(root int) []process {
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
 		return nil
 	}
-	children := map[int][]proc{}
+	children := map[int][]process{}
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
 			continue
 		}
-		if ppid, _, start, ok := procStat(pid); ok {
-			children[ppid] = append(children[ppid], proc{pid, start})
+		if st, err := proc.ReadStat(pid); err == nil {
+			children[st.PPID] = append(children[st.PPID], process{pid, st.Start})
 		}
 	}
-	var out []proc
+	var out []process
 	queue := []int{root}
 	for len(queue) > 0 && len(out) < 10000 {
 		p := queue[0]
@@ -64,8 +45,10 @@ func descendants(root int) []proc {
 	return out
 }
 
-// alive reports whether p still runs (a zombie does not count).
-func (p proc) alive() bool {
-	_, state, start, ok := procStat(p.pid)
-	return ok && start == p.start && state != "Z"
+// alive reports whether p still runs (a zombie does not count). Unlike
+// proc.Alive it also checks the start time: lab.Stop records descendants
+// before SIGTERM and checks them after, long enough for a pid to recycle.
+func (p process) alive() bool {
+	st, err := proc.ReadStat(p.pid)
+	return err == nil && st.Start == p.start && st.State != 'Z'
 }

@@ -8,28 +8,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
-)
 
-// Service states as Nagios numbers them in status.dat.
-const (
-	OK       = 0
-	Warning  = 1
-	Critical = 2
-	Unknown  = 3
+	"github.com/selfheal/selfheal/internal/nagios"
 )
-
-// StateName returns OK, WARNING, CRITICAL or UNKNOWN.
-func StateName(s int) string {
-	switch s {
-	case OK:
-		return "OK"
-	case Warning:
-		return "WARNING"
-	case Critical:
-		return "CRITICAL"
-	}
-	return "UNKNOWN"
-}
 
 // Block is one "type { key=value ... }" block of status.dat.
 type Block struct {
@@ -40,9 +21,9 @@ type Block struct {
 // Service is a servicestatus block, decoded.
 type Service struct {
 	Host, Service       string
-	State               int  // current_state
-	Hard                bool // state_type == 1
-	Attempt             int  // current_attempt
+	State               nagios.State // current_state
+	Hard                bool         // state_type == 1
+	Attempt             int          // current_attempt
 	MaxAttempts         int
 	Output              string // plugin_output
 	HasBeenChecked      bool
@@ -106,7 +87,7 @@ func (st *Status) add(b Block) {
 	case "servicestatus":
 		st.Services = append(st.Services, Service{
 			Host: f["host_name"], Service: f["service_description"],
-			State: atoi(f["current_state"]), Hard: f["state_type"] == "1",
+			State: nagios.State(atoi(f["current_state"])), Hard: f["state_type"] == "1",
 			Attempt: atoi(f["current_attempt"]), MaxAttempts: atoi(f["max_attempts"]),
 			Output: f["plugin_output"], HasBeenChecked: f["has_been_checked"] == "1",
 			LastCheck: epoch(f["last_check"]), LastStateChange: epoch(f["last_state_change"]),
@@ -161,7 +142,7 @@ func (in *Instance) Status() (*Status, error) { return ReadStatus(in.StatusFile)
 
 // StateIs matches a checked service in state, HARD when hard is true (any
 // type otherwise).
-func StateIs(state int, hard bool) func(Service) bool {
+func StateIs(state nagios.State, hard bool) func(Service) bool {
 	return func(s Service) bool {
 		return s.HasBeenChecked && s.State == state && (!hard || s.Hard)
 	}
@@ -188,7 +169,7 @@ func (in *Instance) WaitService(ctx context.Context, host, service string, match
 	})
 	if err != nil {
 		return last, fmt.Errorf("waiting for %s/%s (last: %s, hard=%v, attempt %d, %q): %w",
-			host, service, StateName(last.State), last.Hard, last.Attempt, last.Output, err)
+			host, service, last.State, last.Hard, last.Attempt, last.Output, err)
 	}
 	return last, nil
 }

@@ -1,7 +1,7 @@
 // Command healtime measures time to heal under a real Nagios Core 4 (run
 // by internal/lab/bench/heal.sh, i.e. `make bench`; not a test).
 //
-// It starts the whole loop once (lab/loop: demo_worker, worker_listener,
+// It starts the whole loop once (lab/rig: demo_worker, worker_listener,
 // a throwaway Nagios with the sample definitions and interval_length=1), then
 // crashes the worker N times, waiting for each heal, and splits every heal
 // into the four phases from what the programs recorded:
@@ -37,7 +37,7 @@ import (
 	"time"
 
 	"github.com/selfheal/selfheal/internal/lab/engine"
-	"github.com/selfheal/selfheal/internal/lab/loop"
+	"github.com/selfheal/selfheal/internal/lab/rig"
 )
 
 func main() {
@@ -70,16 +70,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 		defer os.RemoveAll(dir)
 	}
 	bins := map[string]string{}
-	for _, name := range loop.Binaries {
+	for _, name := range rig.Binaries {
 		bins[name] = filepath.Join(*binDir, name)
 	}
 	// The whole benchmark is bounded: 30 s per heal plus start-up.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(*runs)*30*time.Second+time.Minute)
 	defer cancel()
-	opts := loop.Options{Kind: engine.Nagios4, Dir: dir, ConfigDir: *configDir, Bin: bins,
+	opts := rig.LoopOptions{Kind: engine.Nagios4, Dir: dir, ConfigDir: *configDir, Bin: bins,
 		// A budget the benchmark never reaches; restarts are >= 3 s apart.
 		MaxRestarts: 1000, MinGap: "1s", Recheck: "1s"}
-	l, err := loop.Start(ctx, opts)
+	l, err := rig.StartLoop(ctx, opts)
 	if err != nil {
 		fmt.Fprintln(stderr, "healtime:", err)
 		return 1
@@ -158,7 +158,7 @@ func maxOf(v []float64) float64 {
 
 // measure injects one fault, waits for the heal, and reads the phases from
 // Nagios' debug log, the handler's log and the listener's audit log.
-func measure(ctx context.Context, l *loop.Loop, fault string) (phases, error) {
+func measure(ctx context.Context, l *rig.Loop, fault string) (phases, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	debugOff := size(l.Inst.DebugFile)
@@ -258,8 +258,8 @@ func readDebug(path string, offset int64) (debugTimes, error) {
 	}
 	var d debugTimes
 	var lastHandler time.Time
-	svc := fmt.Sprintf("service '%s' on host '%s'", loop.Service, loop.HostName)
-	comment := fmt.Sprintf("ADD_SVC_COMMENT;%s;%s;", loop.HostName, loop.Service)
+	svc := fmt.Sprintf("service '%s' on host '%s'", rig.ServiceName, rig.HostName)
+	comment := fmt.Sprintf("ADD_SVC_COMMENT;%s;%s;", rig.HostName, rig.ServiceName)
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 64*1024), 1<<20)
 	for sc.Scan() {

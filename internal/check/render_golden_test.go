@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/selfheal/selfheal/internal/status"
+	"github.com/selfheal/selfheal/internal/nagios"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -41,19 +41,19 @@ func TestGolden(t *testing.T) {
 		name    string
 		handler http.HandlerFunc // nil: connection refused
 		cfg     func(*Config)
-		state   status.State
+		state   nagios.State
 	}{
-		{"ok_minimal", jsonHandler(200, `{"status":"ok","message":"processed 120 jobs in the last minute"}`), nil, status.OK},
-		{"ok_full", jsonHandler(200, full), base, status.OK},
-		{"critical_stale_heartbeat", jsonHandler(200, stale), base, status.Critical},
-		{"warning_restart_loop", jsonHandler(200, full), func(c *Config) { base(c); c.MinUptime = 2 * time.Hour }, status.Warning},
-		{"critical_http_503", jsonHandler(503, `{"status":"critical","message":"draining"}`), nil, status.Critical},
+		{"ok_minimal", jsonHandler(200, `{"status":"ok","message":"processed 120 jobs in the last minute"}`), nil, nagios.OK},
+		{"ok_full", jsonHandler(200, full), base, nagios.OK},
+		{"critical_stale_heartbeat", jsonHandler(200, stale), base, nagios.Critical},
+		{"warning_restart_loop", jsonHandler(200, full), func(c *Config) { base(c); c.MinUptime = 2 * time.Hour }, nagios.Warning},
+		{"critical_http_503", jsonHandler(503, `{"status":"critical","message":"draining"}`), nil, nagios.Critical},
 		{"unknown_not_json", func(w http.ResponseWriter, _ *http.Request) {
 			w.Header().Set("Content-Type", "text/html")
 			w.Write([]byte("<html></html>"))
-		}, nil, status.Unknown},
-		{"critical_refused", nil, nil, status.Critical},
-		{"plain_ok", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("OK all good\n")) }, func(c *Config) { c.Plain = true }, status.OK},
+		}, nil, nagios.Unknown},
+		{"critical_refused", nil, nil, nagios.Critical},
+		{"plain_ok", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("OK all good\n")) }, func(c *Config) { c.Plain = true }, nagios.OK},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -63,7 +63,7 @@ func TestGolden(t *testing.T) {
 				defer srv.Close()
 				url = srv.URL + "/status"
 			}
-			cfg := Config{URL: url, Timeout: 10 * time.Second, TimeoutState: status.Critical}
+			cfg := Config{URL: url, Timeout: 10 * time.Second, TimeoutState: nagios.Critical}
 			if tt.cfg != nil {
 				tt.cfg(&cfg)
 			}

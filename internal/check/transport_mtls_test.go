@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/selfheal/selfheal/internal/status"
+	"github.com/selfheal/selfheal/internal/nagios"
 )
 
 // newClientCA makes a CA and one client certificate it signed, written as
@@ -84,11 +84,11 @@ func TestMutualTLS(t *testing.T) {
 	for _, tt := range []struct {
 		name  string
 		opts  TLSOptions
-		want  status.State
+		want  nagios.State
 		line1 string
 	}{
-		{"client certificate presented", TLSOptions{Insecure: true, CertFile: certFile, KeyFile: keyFile}, status.OK, "WORKER OK - hello nagios1"},
-		{"no client certificate", TLSOptions{Insecure: true}, status.Unknown, "WORKER UNKNOWN - TLS failure"},
+		{"client certificate presented", TLSOptions{Insecure: true, CertFile: certFile, KeyFile: keyFile}, nagios.OK, "WORKER OK - hello nagios1"},
+		{"no client certificate", TLSOptions{Insecure: true}, nagios.Unknown, "WORKER UNKNOWN - TLS failure"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			tc, err := NewTLSConfig(tt.opts)

@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/selfheal/selfheal/internal/fsutil"
+	"github.com/selfheal/selfheal/internal/nagios"
 	"github.com/selfheal/selfheal/internal/status"
 	"github.com/selfheal/selfheal/internal/thresholds"
 )
@@ -56,7 +58,7 @@ func run(t *testing.T, cfg Config, deps Deps) Result {
 		cfg.Timeout = 5 * time.Second
 	}
 	if cfg.TimeoutState == 0 {
-		cfg.TimeoutState = status.Critical
+		cfg.TimeoutState = nagios.Critical
 	}
 	res := Run(context.Background(), cfg, deps)
 	if res.State < 0 || res.State > 3 {
@@ -110,63 +112,63 @@ func TestStateTable(t *testing.T) {
 		name    string
 		handler http.HandlerFunc
 		cfg     func(*Config)
-		want    status.State
+		want    nagios.State
 		line1   string // substring of line 1
 	}{
-		{"ok", jsonHandler(200, doc("ok", "")), nil, status.OK, "WORKER OK - processed 120 jobs"},
+		{"ok", jsonHandler(200, doc("ok", "")), nil, nagios.OK, "WORKER OK - processed 120 jobs"},
 		{"ok any case and json+suffix", func(w http.ResponseWriter, _ *http.Request) {
 			w.Header().Set("Content-Type", "application/vnd.worker+json; charset=utf-8")
 			io.WriteString(w, `{"status":"OK"}`)
-		}, nil, status.OK, "WORKER OK - status ok"},
+		}, nil, nagios.OK, "WORKER OK - status ok"},
 		{"no content type accepted", func(w http.ResponseWriter, _ *http.Request) {
 			w.Header()["Content-Type"] = nil
 			io.WriteString(w, `{"status":"ok"}`)
-		}, nil, status.OK, "WORKER OK"},
-		{"worker says warning", jsonHandler(200, `{"status":"warning","message":"queue growing"}`), nil, status.Warning, "worker reports WARNING: queue growing"},
-		{"worker says critical", jsonHandler(200, `{"status":"critical","message":"db down"}`), nil, status.Critical, "worker reports CRITICAL: db down"},
-		{"worker says unknown", jsonHandler(200, `{"status":"unknown"}`), nil, status.Unknown, "worker reports UNKNOWN"},
-		{"sub-check critical", jsonHandler(200, doc("ok", `,"checks":[{"name":"database","status":"critical","message":"refused"}]`)), nil, status.Critical, "check database CRITICAL: refused"},
-		{"sub-check unknown does not hide warning", jsonHandler(200, doc("warning", `,"checks":[{"name":"a","status":"unknown"}]`)), nil, status.Warning, "WORKER WARNING"},
-		{"5xx", jsonHandler(503, `{"status":"critical","message":"draining"}`), nil, status.Critical, "HTTP 503 Service Unavailable: draining"},
-		{"500 plain body", func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "boom", 500) }, nil, status.Critical, "HTTP 500"},
-		{"4xx", jsonHandler(404, `not here`), nil, status.Unknown, "HTTP 404 Not Found"},
-		{"405 with ok body is not ok", jsonHandler(405, `{"status":"ok"}`), nil, status.Unknown, "HTTP 405"},
-		{"401", jsonHandler(401, ``), nil, status.Unknown, "HTTP 401"},
+		}, nil, nagios.OK, "WORKER OK"},
+		{"worker says warning", jsonHandler(200, `{"status":"warning","message":"queue growing"}`), nil, nagios.Warning, "worker reports WARNING: queue growing"},
+		{"worker says critical", jsonHandler(200, `{"status":"critical","message":"db down"}`), nil, nagios.Critical, "worker reports CRITICAL: db down"},
+		{"worker says unknown", jsonHandler(200, `{"status":"unknown"}`), nil, nagios.Unknown, "worker reports UNKNOWN"},
+		{"sub-check critical", jsonHandler(200, doc("ok", `,"checks":[{"name":"database","status":"critical","message":"refused"}]`)), nil, nagios.Critical, "check database CRITICAL: refused"},
+		{"sub-check unknown does not hide warning", jsonHandler(200, doc("warning", `,"checks":[{"name":"a","status":"unknown"}]`)), nil, nagios.Warning, "WORKER WARNING"},
+		{"5xx", jsonHandler(503, `{"status":"critical","message":"draining"}`), nil, nagios.Critical, "HTTP 503 Service Unavailable: draining"},
+		{"500 plain body", func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "boom", 500) }, nil, nagios.Critical, "HTTP 500"},
+		{"4xx", jsonHandler(404, `not here`), nil, nagios.Unknown, "HTTP 404 Not Found"},
+		{"405 with ok body is not ok", jsonHandler(405, `{"status":"ok"}`), nil, nagios.Unknown, "HTTP 405"},
+		{"401", jsonHandler(401, ``), nil, nagios.Unknown, "HTTP 401"},
 		{"wrong content type", func(w http.ResponseWriter, _ *http.Request) {
 			w.Header().Set("Content-Type", "text/html")
 			io.WriteString(w, `<html>ok</html>`)
-		}, nil, status.Unknown, `unexpected content type "text/html"`},
-		{"malformed json", jsonHandler(200, `{"status":"ok"`), nil, status.Unknown, "worker broke the status contract: malformed"},
-		{"unknown status word", jsonHandler(200, `{"status":"fine"}`), nil, status.Unknown, "unknown status word"},
-		{"body over cap", jsonHandler(200, `{"status":"ok","message":"`+strings.Repeat("x", 2000)+`"}`), func(c *Config) { c.MaxBody = 1000 }, status.Unknown, "status answer over the size cap"},
-		{"heartbeat fresh", jsonHandler(200, doc("ok", hb(10*time.Second))), func(c *Config) { c.MaxAgeWarn, c.MaxAgeCrit = time.Minute, 5*time.Minute }, status.OK, "WORKER OK"},
-		{"heartbeat old", jsonHandler(200, doc("ok", hb(2*time.Minute))), func(c *Config) { c.MaxAgeWarn, c.MaxAgeCrit = time.Minute, 5*time.Minute }, status.Warning, "heartbeat 2m0s old (warning above 1m0s)"},
-		{"heartbeat stale", jsonHandler(200, doc("ok", hb(6*time.Minute))), func(c *Config) { c.MaxAgeWarn, c.MaxAgeCrit = time.Minute, 5*time.Minute }, status.Critical, "heartbeat 6m0s old (critical above 5m0s)"},
-		{"heartbeat in the future is fresh", jsonHandler(200, doc("ok", hb(-time.Hour))), func(c *Config) { c.MaxAgeCrit = time.Minute }, status.OK, "WORKER OK"},
-		{"max-age without heartbeat", jsonHandler(200, doc("ok", "")), func(c *Config) { c.MaxAgeCrit = time.Minute }, status.Unknown, "no heartbeat"},
-		{"just restarted", jsonHandler(200, doc("ok", started(30*time.Second))), func(c *Config) { c.MinUptime = 5 * time.Minute }, status.Warning, "up only 30s (min-uptime 5m0s)"},
-		{"up long enough", jsonHandler(200, doc("ok", started(time.Hour))), func(c *Config) { c.MinUptime = 5 * time.Minute }, status.OK, "WORKER OK"},
-		{"min-uptime without started_at", jsonHandler(200, doc("ok", "")), func(c *Config) { c.MinUptime = time.Minute }, status.Unknown, "no started_at"},
-		{"metric ok", jsonHandler(200, doc("ok", `,"metrics":[{"name":"queue_depth","value":12}]`)), func(c *Config) { c.Metrics = []MetricRule{mustRule(t, "queue_depth,warn=100,crit=500")} }, status.OK, "WORKER OK"},
-		{"metric warning", jsonHandler(200, doc("ok", `,"metrics":[{"name":"queue_depth","value":150}]`)), func(c *Config) { c.Metrics = []MetricRule{mustRule(t, "queue_depth,warn=100,crit=500")} }, status.Warning, "metric queue_depth=150 breaks warning range 100"},
-		{"metric critical beats warning", jsonHandler(200, doc("ok", `,"metrics":[{"name":"queue_depth","value":900}]`)), func(c *Config) { c.Metrics = []MetricRule{mustRule(t, "queue_depth,warn=100,crit=500")} }, status.Critical, "breaks critical range 500"},
-		{"metric inside range", jsonHandler(200, doc("ok", `,"metrics":[{"name":"workers","value":0}]`)), func(c *Config) { c.Metrics = []MetricRule{mustRule(t, "workers,crit=@~:0")} }, status.Critical, "metric workers=0 breaks critical range @~:0"},
-		{"metric missing", jsonHandler(200, doc("ok", "")), func(c *Config) { c.Metrics = []MetricRule{mustRule(t, "queue_depth,crit=5")} }, status.Unknown, "metric queue_depth not reported"},
-		{"metric without value is a contract break, not 0", jsonHandler(200, doc("ok", `,"metrics":[{"name":"workers"}]`)), func(c *Config) { c.Metrics = []MetricRule{mustRule(t, "workers,crit=1:")} }, status.Unknown, `metric "workers" has no "value"`},
-		{"worst wins", jsonHandler(200, doc("warning", hb(10*time.Minute)+`,"checks":[{"name":"a","status":"unknown"}]`)), func(c *Config) { c.MaxAgeCrit = time.Minute }, status.Critical, "WORKER CRITICAL - heartbeat 10m0s old"},
-		{"plain ok", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ALL OK | really\nsecond line") }, func(c *Config) { c.Plain = true }, status.OK, "WORKER OK - ALL OK / really"},
-		{"plain 404 is critical", func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "nope", 404) }, func(c *Config) { c.Plain = true }, status.Critical, "HTTP 404 Not Found: nope"},
+		}, nil, nagios.Unknown, `unexpected content type "text/html"`},
+		{"malformed json", jsonHandler(200, `{"status":"ok"`), nil, nagios.Unknown, "worker broke the status contract: malformed"},
+		{"unknown status word", jsonHandler(200, `{"status":"fine"}`), nil, nagios.Unknown, "unknown status word"},
+		{"body over cap", jsonHandler(200, `{"status":"ok","message":"`+strings.Repeat("x", 2000)+`"}`), func(c *Config) { c.MaxBody = 1000 }, nagios.Unknown, "status answer over the size cap"},
+		{"heartbeat fresh", jsonHandler(200, doc("ok", hb(10*time.Second))), func(c *Config) { c.MaxAgeWarn, c.MaxAgeCrit = time.Minute, 5*time.Minute }, nagios.OK, "WORKER OK"},
+		{"heartbeat old", jsonHandler(200, doc("ok", hb(2*time.Minute))), func(c *Config) { c.MaxAgeWarn, c.MaxAgeCrit = time.Minute, 5*time.Minute }, nagios.Warning, "heartbeat 2m0s old (warning above 1m0s)"},
+		{"heartbeat stale", jsonHandler(200, doc("ok", hb(6*time.Minute))), func(c *Config) { c.MaxAgeWarn, c.MaxAgeCrit = time.Minute, 5*time.Minute }, nagios.Critical, "heartbeat 6m0s old (critical above 5m0s)"},
+		{"heartbeat in the future is fresh", jsonHandler(200, doc("ok", hb(-time.Hour))), func(c *Config) { c.MaxAgeCrit = time.Minute }, nagios.OK, "WORKER OK"},
+		{"max-age without heartbeat", jsonHandler(200, doc("ok", "")), func(c *Config) { c.MaxAgeCrit = time.Minute }, nagios.Unknown, "no heartbeat"},
+		{"just restarted", jsonHandler(200, doc("ok", started(30*time.Second))), func(c *Config) { c.MinUptime = 5 * time.Minute }, nagios.Warning, "up only 30s (min-uptime 5m0s)"},
+		{"up long enough", jsonHandler(200, doc("ok", started(time.Hour))), func(c *Config) { c.MinUptime = 5 * time.Minute }, nagios.OK, "WORKER OK"},
+		{"min-uptime without started_at", jsonHandler(200, doc("ok", "")), func(c *Config) { c.MinUptime = time.Minute }, nagios.Unknown, "no started_at"},
+		{"metric ok", jsonHandler(200, doc("ok", `,"metrics":[{"name":"queue_depth","value":12}]`)), func(c *Config) { c.Metrics = []MetricRule{mustRule(t, "queue_depth,warn=100,crit=500")} }, nagios.OK, "WORKER OK"},
+		{"metric warning", jsonHandler(200, doc("ok", `,"metrics":[{"name":"queue_depth","value":150}]`)), func(c *Config) { c.Metrics = []MetricRule{mustRule(t, "queue_depth,warn=100,crit=500")} }, nagios.Warning, "metric queue_depth=150 breaks warning range 100"},
+		{"metric critical beats warning", jsonHandler(200, doc("ok", `,"metrics":[{"name":"queue_depth","value":900}]`)), func(c *Config) { c.Metrics = []MetricRule{mustRule(t, "queue_depth,warn=100,crit=500")} }, nagios.Critical, "breaks critical range 500"},
+		{"metric inside range", jsonHandler(200, doc("ok", `,"metrics":[{"name":"workers","value":0}]`)), func(c *Config) { c.Metrics = []MetricRule{mustRule(t, "workers,crit=@~:0")} }, nagios.Critical, "metric workers=0 breaks critical range @~:0"},
+		{"metric missing", jsonHandler(200, doc("ok", "")), func(c *Config) { c.Metrics = []MetricRule{mustRule(t, "queue_depth,crit=5")} }, nagios.Unknown, "metric queue_depth not reported"},
+		{"metric without value is a contract break, not 0", jsonHandler(200, doc("ok", `,"metrics":[{"name":"workers"}]`)), func(c *Config) { c.Metrics = []MetricRule{mustRule(t, "workers,crit=1:")} }, nagios.Unknown, `metric "workers" has no "value"`},
+		{"worst wins", jsonHandler(200, doc("warning", hb(10*time.Minute)+`,"checks":[{"name":"a","status":"unknown"}]`)), func(c *Config) { c.MaxAgeCrit = time.Minute }, nagios.Critical, "WORKER CRITICAL - heartbeat 10m0s old"},
+		{"plain ok", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ALL OK | really\nsecond line") }, func(c *Config) { c.Plain = true }, nagios.OK, "WORKER OK - ALL OK / really"},
+		{"plain 404 is critical", func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "nope", 404) }, func(c *Config) { c.Plain = true }, nagios.Critical, "HTTP 404 Not Found: nope"},
 		{"plain ignores content type", func(w http.ResponseWriter, _ *http.Request) {
 			w.Header().Set("Content-Type", "text/html")
 			io.WriteString(w, "<b>up</b>")
-		}, func(c *Config) { c.Plain = true }, status.OK, "WORKER OK - <b>up</b>"},
+		}, func(c *Config) { c.Plain = true }, nagios.OK, "WORKER OK - <b>up</b>"},
 		{"redirect same host followed", func(w http.ResponseWriter, r *http.Request) {
 			if r.URL.Path == "/status" {
 				http.Redirect(w, r, "/v2/status", http.StatusFound)
 				return
 			}
 			jsonHandler(200, `{"status":"ok","message":"v2"}`)(w, r)
-		}, nil, status.OK, "WORKER OK - v2"},
+		}, nil, nagios.OK, "WORKER OK - v2"},
 		{"five redirects followed", func(w http.ResponseWriter, r *http.Request) {
 			var n int
 			if _, err := fmt.Sscanf(r.URL.Path, "/hop%d", &n); err != nil {
@@ -177,13 +179,13 @@ func TestStateTable(t *testing.T) {
 				return
 			}
 			jsonHandler(200, `{"status":"ok","message":"after five"}`)(w, r)
-		}, nil, status.OK, "WORKER OK - after five"},
+		}, nil, nagios.OK, "WORKER OK - after five"},
 		{"more than five redirects refused", func(w http.ResponseWriter, r *http.Request) {
 			http.Redirect(w, r, r.URL.Path+"x", http.StatusFound)
-		}, nil, status.Unknown, "more than 5 redirects"},
+		}, nil, nagios.Unknown, "more than 5 redirects"},
 		{"redirect other host refused", func(w http.ResponseWriter, r *http.Request) {
 			http.Redirect(w, r, "http://192.0.2.1/status", http.StatusFound)
-		}, nil, status.Unknown, "redirect refused: to another host http://192.0.2.1"},
+		}, nil, nagios.Unknown, "redirect refused: to another host http://192.0.2.1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -219,7 +221,7 @@ func TestRequest(t *testing.T) {
 		}
 	}
 	res := run(t, Config{URL: srv.URL + "/status?x=1", Header: h, UserAgent: "check_worker/test"}, Deps{})
-	if res.State != status.OK {
+	if res.State != nagios.OK {
 		t.Fatalf("%v: %s", res.State, res.Output)
 	}
 	if got.Method != http.MethodGet || got.URL.Path != "/status" || got.URL.RawQuery != "x=1" {
@@ -236,7 +238,7 @@ func TestRequest(t *testing.T) {
 	}
 	// Credentials in the URL become basic auth.
 	res = run(t, Config{URL: strings.Replace(srv.URL, "http://", "http://nagios:pa%20ss@", 1) + "/status"}, Deps{})
-	if user, pw, ok := got.BasicAuth(); res.State != status.OK || !ok || user != "nagios" || pw != "pa ss" {
+	if user, pw, ok := got.BasicAuth(); res.State != nagios.OK || !ok || user != "nagios" || pw != "pa ss" {
 		t.Errorf("basic auth: %v %q %q %v", res.State, user, pw, ok)
 	}
 }
@@ -263,13 +265,13 @@ func TestTransportFailures(t *testing.T) {
 	})
 	tests := []struct {
 		name, url string
-		want      status.State
+		want      nagios.State
 		line1     string
 	}{
-		{"refused", refused, status.Critical, "WORKER CRITICAL - connection refused"},
-		{"reset", reset, status.Critical, "WORKER CRITICAL - connection"},
-		{"closed mid-body", closed, status.Critical, "WORKER CRITICAL - connection closed before a complete answer"},
-		{"dns", "http://no-such-host.invalid/status", status.Unknown, "WORKER UNKNOWN - cannot resolve no-such-host.invalid"},
+		{"refused", refused, nagios.Critical, "WORKER CRITICAL - connection refused"},
+		{"reset", reset, nagios.Critical, "WORKER CRITICAL - connection"},
+		{"closed mid-body", closed, nagios.Critical, "WORKER CRITICAL - connection closed before a complete answer"},
+		{"dns", "http://no-such-host.invalid/status", nagios.Unknown, "WORKER UNKNOWN - cannot resolve no-such-host.invalid"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -361,13 +363,13 @@ func TestTimeouts(t *testing.T) {
 	})
 	for _, tt := range []struct {
 		name, url string
-		state     status.State
+		state     nagios.State
 	}{
-		{"accepts but never answers", silent, status.Critical},
-		{"headers then endless body", endless, status.Critical},
-		{"trickling headers", trickle, status.Critical},
-		{"timeout state unknown", silent, status.Unknown},
-		{"timeout state warning", silent, status.Warning},
+		{"accepts but never answers", silent, nagios.Critical},
+		{"headers then endless body", endless, nagios.Critical},
+		{"trickling headers", trickle, nagios.Critical},
+		{"timeout state unknown", silent, nagios.Unknown},
+		{"timeout state warning", silent, nagios.Warning},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			timeout := time.Second
@@ -399,7 +401,7 @@ func TestEndlessFastBody(t *testing.T) {
 	}))
 	defer srv.Close()
 	res := run(t, Config{URL: srv.URL, Timeout: 20 * time.Second}, Deps{})
-	if res.State != status.Unknown || !strings.Contains(res.Output, "over the size cap") {
+	if res.State != nagios.Unknown || !strings.Contains(res.Output, "over the size cap") {
 		t.Fatalf("%v %q", res.State, res.Output)
 	}
 }
@@ -412,12 +414,12 @@ func TestResponseTimeThresholds(t *testing.T) {
 	var n int
 	step := func() time.Time { n++; return t0.Add(time.Duration(n) * time.Second) }
 	res := run(t, Config{URL: srv.URL, Response: pair(t, "1", "2")}, Deps{Now: step})
-	if res.State != status.Critical || !strings.Contains(res.Output, "breaks critical range 2") {
+	if res.State != nagios.Critical || !strings.Contains(res.Output, "breaks critical range 2") {
 		t.Fatalf("%v %q", res.State, res.Output)
 	}
 	n = 0
 	res = run(t, Config{URL: srv.URL, Response: pair(t, "1000", "2000")}, Deps{Now: step})
-	if res.State != status.OK || !strings.Contains(res.Output, ";1000;2000;0;") {
+	if res.State != nagios.OK || !strings.Contains(res.Output, ";1000;2000;0;") {
 		t.Fatalf("%v %q", res.State, res.Output)
 	}
 }
@@ -439,12 +441,12 @@ func TestTLS(t *testing.T) {
 	for _, tt := range []struct {
 		name  string
 		opts  TLSOptions
-		want  status.State
+		want  nagios.State
 		line1 string
 	}{
-		{"untrusted certificate", TLSOptions{}, status.Unknown, "WORKER UNKNOWN - TLS failure"},
-		{"trusted via --ca-file", TLSOptions{CAFile: ca}, status.OK, "WORKER OK - over tls"},
-		{"insecure", TLSOptions{Insecure: true}, status.OK, "WORKER OK - over tls"},
+		{"untrusted certificate", TLSOptions{}, nagios.Unknown, "WORKER UNKNOWN - TLS failure"},
+		{"trusted via --ca-file", TLSOptions{CAFile: ca}, nagios.OK, "WORKER OK - over tls"},
+		{"insecure", TLSOptions{Insecure: true}, nagios.OK, "WORKER OK - over tls"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			tc, err := NewTLSConfig(tt.opts)
@@ -455,14 +457,14 @@ func TestTLS(t *testing.T) {
 			if res.State != tt.want || !strings.HasPrefix(res.Output, tt.line1) {
 				t.Errorf("got %v %q", res.State, res.Output)
 			}
-			if tt.want == status.OK && !strings.Contains(res.Output, "'time_tls'=") {
+			if tt.want == nagios.OK && !strings.Contains(res.Output, "'time_tls'=") {
 				t.Errorf("no TLS phase in perfdata: %q", res.Output)
 			}
 		})
 	}
 	t.Run("plain http to a TLS port", func(t *testing.T) {
 		res := run(t, Config{URL: strings.Replace(srv.URL, "https://", "http://", 1)}, Deps{})
-		if res.State != status.Unknown && res.State != status.Critical {
+		if res.State != nagios.Unknown && res.State != nagios.Critical {
 			t.Errorf("got %v %q", res.State, res.Output)
 		}
 	})
@@ -470,7 +472,7 @@ func TestTLS(t *testing.T) {
 		plain := httptest.NewServer(jsonHandler(200, `{"status":"ok"}`))
 		defer plain.Close()
 		res := run(t, Config{URL: strings.Replace(plain.URL, "http://", "https://", 1)}, Deps{})
-		if res.State != status.Unknown || !strings.Contains(res.Output, "TLS failure") {
+		if res.State != nagios.Unknown || !strings.Contains(res.Output, "TLS failure") {
 			t.Errorf("got %v %q", res.State, res.Output)
 		}
 	})
@@ -481,7 +483,7 @@ func TestTLS(t *testing.T) {
 	} {
 		if _, err := NewTLSConfig(o); err == nil {
 			t.Errorf("%s: NewTLSConfig accepted %+v", name, o)
-		} else if st, _ := Classify(err, status.Critical); st != status.Unknown {
+		} else if st, _ := Classify(err, nagios.Critical); st != nagios.Unknown {
 			t.Errorf("%s: config error classified %v", name, st)
 		}
 	}
@@ -500,7 +502,7 @@ func TestTLSFilesNeverBlock(t *testing.T) {
 	srv.Close()
 	cert := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
 	huge := filepath.Join(dir, "huge.pem")
-	if err := os.WriteFile(huge, append(cert, bytes.Repeat([]byte("\n"), maxPEM)...), 0o600); err != nil {
+	if err := os.WriteFile(huge, append(cert, bytes.Repeat([]byte("\n"), fsutil.MaxPEM)...), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	for name, o := range map[string]TLSOptions{
@@ -515,7 +517,7 @@ func TestTLSFilesNeverBlock(t *testing.T) {
 		case err := <-done:
 			if err == nil {
 				t.Errorf("%s: accepted", name)
-			} else if st, _ := Classify(err, status.Critical); st != status.Unknown {
+			} else if st, _ := Classify(err, nagios.Critical); st != nagios.Unknown {
 				t.Errorf("%s: classified %v: %v", name, st, err)
 			}
 		case <-time.After(10 * time.Second):
@@ -539,13 +541,13 @@ func TestUnixSocket(t *testing.T) {
 	srv.Listener = ln
 	srv.Start()
 	res := run(t, Config{URL: "http://localhost/status", UnixSocket: sock}, Deps{})
-	if res.State != status.OK || !strings.HasPrefix(res.Output, "WORKER OK - via socket") {
+	if res.State != nagios.OK || !strings.HasPrefix(res.Output, "WORKER OK - via socket") {
 		t.Errorf("got %v %q", res.State, res.Output)
 	}
 	srv.Close()
 	os.Remove(sock)
 	res = run(t, Config{URL: "http://localhost/status", UnixSocket: sock}, Deps{})
-	if res.State != status.Critical || !strings.Contains(res.Output, "unix socket missing") {
+	if res.State != nagios.Critical || !strings.Contains(res.Output, "unix socket missing") {
 		t.Errorf("missing socket: %v %q", res.State, res.Output)
 	}
 }
@@ -590,7 +592,7 @@ func TestOutputBounded(t *testing.T) {
 	srv := httptest.NewServer(jsonHandler(200, body))
 	defer srv.Close()
 	res := run(t, Config{URL: srv.URL}, Deps{})
-	if res.State != status.Warning {
+	if res.State != nagios.Warning {
 		t.Errorf("state %v", res.State)
 	}
 	line1, _, _ := strings.Cut(res.Output, "\n")
@@ -611,29 +613,29 @@ func TestOutputBounded(t *testing.T) {
 func TestClassify(t *testing.T) {
 	tests := []struct {
 		err  error
-		want status.State
+		want nagios.State
 	}{
-		{context.DeadlineExceeded, status.Warning}, // the configured timeout state
-		{fmt.Errorf("x: %w", ErrConfig), status.Unknown},
-		{&HTTPStatusError{Code: 502}, status.Critical},
-		{&HTTPStatusError{Code: 403}, status.Unknown},
-		{&HTTPStatusError{Code: 403, plain: true}, status.Critical},
-		{&HTTPStatusError{Code: 304}, status.Unknown},
-		{io.ErrUnexpectedEOF, status.Critical},
-		{status.ErrTooLarge, status.Unknown},
-		{context.Canceled, status.Unknown},
+		{context.DeadlineExceeded, nagios.Warning}, // the configured timeout state
+		{fmt.Errorf("x: %w", ErrConfig), nagios.Unknown},
+		{&HTTPStatusError{Code: 502}, nagios.Critical},
+		{&HTTPStatusError{Code: 403}, nagios.Unknown},
+		{&HTTPStatusError{Code: 403, plain: true}, nagios.Critical},
+		{&HTTPStatusError{Code: 304}, nagios.Unknown},
+		{io.ErrUnexpectedEOF, nagios.Critical},
+		{status.ErrTooLarge, nagios.Unknown},
+		{context.Canceled, nagios.Unknown},
 		// State table rows no server test can produce on loopback.
-		{&net.OpError{Op: "dial", Err: os.NewSyscallError("connect", syscall.EHOSTUNREACH)}, status.Critical},
-		{&net.OpError{Op: "dial", Err: os.NewSyscallError("connect", syscall.ENETUNREACH)}, status.Critical},
-		{&net.OpError{Op: "dial", Err: os.NewSyscallError("connect", syscall.EACCES)}, status.Unknown},
-		{fmt.Errorf("something new"), status.Unknown}, // never restart on a guess
+		{&net.OpError{Op: "dial", Err: os.NewSyscallError("connect", syscall.EHOSTUNREACH)}, nagios.Critical},
+		{&net.OpError{Op: "dial", Err: os.NewSyscallError("connect", syscall.ENETUNREACH)}, nagios.Critical},
+		{&net.OpError{Op: "dial", Err: os.NewSyscallError("connect", syscall.EACCES)}, nagios.Unknown},
+		{fmt.Errorf("something new"), nagios.Unknown}, // never restart on a guess
 	}
 	for _, tt := range tests {
-		if got, reason := Classify(tt.err, status.Warning); got != tt.want || reason == "" {
+		if got, reason := Classify(tt.err, nagios.Warning); got != tt.want || reason == "" {
 			t.Errorf("Classify(%v) = %v %q, want %v", tt.err, got, reason, tt.want)
 		}
 	}
-	if st, r := Classify(nil, status.Critical); st != status.OK || r != "" {
+	if st, r := Classify(nil, nagios.Critical); st != nagios.OK || r != "" {
 		t.Errorf("nil error: %v %q", st, r)
 	}
 }
@@ -654,7 +656,7 @@ func TestEndlessHeaders(t *testing.T) {
 		}
 	})
 	res := run(t, Config{URL: url, Timeout: 20 * time.Second}, Deps{})
-	if res.State != status.Unknown || !strings.Contains(res.Output, "over the size cap") {
+	if res.State != nagios.Unknown || !strings.Contains(res.Output, "over the size cap") {
 		t.Fatalf("%v %q", res.State, res.Output)
 	}
 }

@@ -10,8 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/selfheal/selfheal/internal/protocol"
 	"github.com/selfheal/selfheal/internal/lab/testutil"
+	"github.com/selfheal/selfheal/internal/proc"
+	"github.com/selfheal/selfheal/internal/protocol"
 )
 
 // TestSampleConfigAndScripts loads the shipped sample config (paths moved
@@ -56,14 +57,14 @@ func TestSampleConfigAndScripts(t *testing.T) {
 	y = regexp.MustCompile(`(?m)^\s+user: demo\n`).ReplaceAllString(y, "")
 	os.WriteFile(e.cfg, []byte(y), 0o600)
 
-	d := startServe(t, e)
-	rep, err := do(t, d.addr, e.key, protocol.VerbStatus, "demo")
+	d := startServe(t, e, false)
+	rep, err := do(t, d.Addr, e.key, protocol.VerbStatus, "demo")
 	if err != nil || rep.Outcome != protocol.OutcomeFailed || rep.ExitCode != 3 || rep.Output != "not running" {
 		t.Fatalf("status before start: %+v %v", rep, err)
 	}
-	rep, err = do(t, d.addr, e.key, protocol.VerbRestart, "demo")
+	rep, err = do(t, d.Addr, e.key, protocol.VerbRestart, "demo")
 	if err != nil || rep.Outcome != protocol.OutcomeOK || !strings.Contains(rep.Output, "started (pid") {
-		t.Fatalf("restart: %+v %v\n%s", rep, err, d.logs())
+		t.Fatalf("restart: %+v %v\n%s", rep, err, d.Logs())
 	}
 	pid, _ := strconv.Atoi(strings.TrimSpace(readFile(filepath.Join(e.dir, "demo.pid"))))
 	if pid <= 1 {
@@ -77,12 +78,12 @@ func TestSampleConfigAndScripts(t *testing.T) {
 	if rep.Duration > 3*time.Second {
 		t.Fatalf("restart held the reply for %s: the worker kept the pipe", rep.Duration)
 	}
-	if rep, _ := do(t, d.addr, e.key, protocol.VerbStatus, "demo"); rep.Outcome != protocol.OutcomeOK {
+	if rep, _ := do(t, d.Addr, e.key, protocol.VerbStatus, "demo"); rep.Outcome != protocol.OutcomeOK {
 		t.Fatalf("status after start: %+v", rep)
 	}
-	d.cmd.Process.Signal(syscall.SIGTERM)
+	d.Signal(syscall.SIGTERM)
 	select {
-	case <-d.done:
+	case <-d.Done():
 	case <-time.After(30 * time.Second):
 		t.Fatal("agent did not stop")
 	}
@@ -90,15 +91,12 @@ func TestSampleConfigAndScripts(t *testing.T) {
 		t.Fatal("the worker died with the agent")
 	}
 	// stop.sh stops it.
-	d = startServe(t, e)
-	if rep, err := do(t, d.addr, e.key, protocol.VerbStop, "demo"); err != nil || rep.Outcome != protocol.OutcomeOK || !strings.Contains(rep.Output, "stopped") {
+	d = startServe(t, e, false)
+	if rep, err := do(t, d.Addr, e.key, protocol.VerbStop, "demo"); err != nil || rep.Outcome != protocol.OutcomeOK || !strings.Contains(rep.Output, "stopped") {
 		t.Fatalf("stop: %+v %v", rep, err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for syscall.Kill(pid, 0) == nil {
-		if b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat"); strings.Contains(string(b), ") Z ") {
-			break // a zombie waiting for a reaper is gone
-		}
+	for proc.Alive(pid) { // a zombie waiting for a reaper is gone
 		if time.Now().After(deadline) {
 			t.Fatal("worker still running after stop")
 		}

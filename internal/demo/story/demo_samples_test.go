@@ -3,10 +3,10 @@ package story
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +14,8 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/selfheal/selfheal/internal/demo/worker"
+	"github.com/selfheal/selfheal/internal/lab/rig"
+	"github.com/selfheal/selfheal/internal/lab/rig/rigtest"
 	"github.com/selfheal/selfheal/internal/lab/testutil"
 )
 
@@ -56,50 +58,28 @@ func TestSampleScriptsUnderListener(t *testing.T) {
 	})
 	env := map[string]string{"WORKER": filepath.Join(bins, "demo_worker"), "LISTEN": "127.0.0.1:" + wport,
 		"PIDFILE": pidFile, "LOGFILE": filepath.Join(dir, "demo.log")}
-	actions := map[string]any{}
+	actions := map[string]rig.Action{}
 	for _, a := range []string{"start", "stop", "restart", "status"} {
-		actions[a] = map[string]any{"argv": []string{filepath.Join(scripts, a+".sh")}, "timeout": "20s", "env": env}
+		actions[a] = rig.Action{Argv: []string{filepath.Join(scripts, a+".sh")}, Timeout: "20s", Env: env}
 	}
-	key := filepath.Join(dir, "demo.key")
-	conf, _ := yaml.Marshal(map[string]any{
-		"listen": "127.0.0.1:" + lport, "keys": []string{key}, "allow": []string{"127.0.0.1/32"},
-		"audit_log": filepath.Join(dir, "audit.log"), "state_dir": dir,
-		"services": map[string]any{"demo": map[string]any{"actions": actions}},
-	})
-	confFile := filepath.Join(dir, "listener.yaml")
-	if err := os.WriteFile(confFile, conf, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	// The key the documented way, with the real binary.
+	f := rigtest.Prepare(t, rig.Kit{Dir: dir, KeyID: "demo", Genkey: filepath.Join(bins, "worker_listener"),
+		Config: rig.ListenerConfig{
+			Listen: "127.0.0.1:" + lport, Allow: []string{"127.0.0.1/32"},
+			AuditLog: filepath.Join(dir, "audit.log"), StateDir: dir,
+			Services: []rig.Service{{Name: "demo", Actions: actions}},
+		}})
 	r := &runner{dir: dir, env: []string{"PATH=/usr/bin:/bin"}, now: time.Now}
 	ctx := context.Background()
-	if res := r.run(ctx, 10*time.Second, filepath.Join(bins, "worker_listener"), "genkey", "--id", "demo", "--out", key); res.Code != 0 {
-		t.Fatalf("genkey: %+v", res)
-	}
-	l, err := r.startDaemon(filepath.Join(bins, "worker_listener"), filepath.Join(dir, "listener.log"), "serve", "--config", confFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.stop(5 * time.Second) })
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.Dial("tcp", "127.0.0.1:"+lport)
-		if err == nil {
-			c.Close()
-			break
-		}
-		if l.exited() || time.Now().After(deadline) {
-			log, _ := os.ReadFile(filepath.Join(dir, "listener.log"))
-			t.Fatalf("listener not up: %s", log)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	l := rigtest.Serve(t, rig.Serve{Bin: filepath.Join(bins, "worker_listener"), Config: f.Config,
+		Log: filepath.Join(dir, "listener.log"), Env: r.env, Dir: dir, Timeout: 10 * time.Second})
 	stateDir := filepath.Join(dir, "handler")
 	if err := os.Mkdir(stateDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
 	send := func(verb string) result {
 		return r.run(ctx, 30*time.Second, filepath.Join(bins, "handle_worker"), "send", verb, "--host", "127.0.0.1",
-			"--port", lport, "--target", "demo", "--key-file", key, "--state-dir", stateDir,
+			"--port", lport, "--target", "demo", "--key-file", f.KeyFile, "--state-dir", stateDir,
 			"--max-restarts", "10", "--min-gap", "0s")
 	}
 	if res := send("start"); res.Code != 0 {
@@ -123,7 +103,7 @@ func TestSampleScriptsUnderListener(t *testing.T) {
 		t.Fatalf("the old worker %d survived the restart", first)
 	}
 	// The worker survives the listener that started it.
-	l.stop(5 * time.Second)
+	_ = l.Stop(5 * time.Second)
 	if !worker.Owns(second, pidFile) {
 		t.Fatal("the worker died with the listener")
 	}
@@ -137,9 +117,9 @@ func TestSampleScriptsUnderListener(t *testing.T) {
 
 func freeTestPort(t *testing.T) string {
 	t.Helper()
-	p, err := freePort()
+	p, err := rig.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return p
+	return strconv.Itoa(p)
 }

@@ -9,7 +9,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"fmt"
 	"math/big"
 	"net"
 	"os"
@@ -18,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/selfheal/selfheal/internal/lab/rig"
 	"github.com/selfheal/selfheal/internal/protocol"
 )
 
@@ -70,7 +70,7 @@ func TestTLS(t *testing.T) {
 	p.issue(t, "client", ca, caKey, false)
 	other, otherKey := p.issue(t, "otherca", nil, nil, true)
 	p.issue(t, "rogue", other, otherKey, false)
-	h := newHarness(t, opts{tls: fmt.Sprintf("tls: {cert: %s, key: %s, client_ca: %s}\n", p.path("server.crt"), p.path("server.key"), p.path("ca.crt"))})
+	h := newHarness(t, opts{tls: &rig.TLS{Cert: p.path("server.crt"), Key: p.path("server.key"), ClientCA: p.path("ca.crt")}})
 
 	good, err := protocol.ClientTLS(p.path("ca.crt"), p.path("client.crt"), p.path("client.key"), "localhost")
 	if err != nil {

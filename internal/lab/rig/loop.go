@@ -1,0 +1,409 @@
+package rig
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/selfheal/selfheal/internal/lab/engine"
+	"github.com/selfheal/selfheal/internal/nagios"
+)
+
+// LoopOptions vary one loop. Kind, Dir, ConfigDir and Bin are required.
+type LoopOptions struct {
+	Kind engine.Kind
+	// Engine is the nagios4/icinga2 executable; empty finds it on PATH.
+	Engine string
+	// Dir holds everything the loop writes (keys, logs, state, configs);
+	// the caller creates and removes it. The engine's own directory is a
+	// short one under /tmp, removed by Close.
+	Dir string
+	// ConfigDir is the repository's nagios-config directory.
+	ConfigDir string
+	// Bin maps each name in Binaries to its executable.
+	Bin map[string]string
+
+	// MaxRestarts is the restart budget (default 3, per hour).
+	MaxRestarts int
+	// MinGap is the least time between restarts (default 1s).
+	MinGap string
+	// Recheck is how long after a restart the handler forces a re-check
+	// (default 1s).
+	Recheck string
+	// CheckTimeout is check_worker -t in seconds (default 2).
+	CheckTimeout int
+	// MaxAge is check_worker --max-age (default "2s,3s").
+	MaxAge string
+	// StaleHang starts the first worker so that, when hung, it still
+	// answers /status at once: only its stale heartbeat shows the hang
+	// (check_worker --max-age), not a timeout. Restarted workers are
+	// ordinary daemons.
+	StaleHang bool
+	// NoListener leaves the listener port closed (the listener is down).
+	NoListener bool
+	// WrongKey gives the handler a different secret under the listener's
+	// key id, so that every request fails authentication.
+	WrongKey bool
+}
+
+func (o *LoopOptions) defaults() {
+	if o.MaxRestarts == 0 {
+		o.MaxRestarts = 3
+	}
+	if o.MinGap == "" {
+		o.MinGap = "1s"
+	}
+	if o.Recheck == "" {
+		o.Recheck = "1s"
+	}
+	if o.CheckTimeout == 0 {
+		o.CheckTimeout = 2
+	}
+	if o.MaxAge == "" {
+		o.MaxAge = "2s,3s"
+	}
+}
+
+// Loop is the whole self-healing loop, running: a detached demo_worker, a
+// worker_listener allowed to restart it, and a real Nagios Core 4 or
+// Icinga 2 that runs check_worker and handle_worker from the very sample
+// definitions in nagios-config/. It is what the end-to-end tests and the
+// time-to-heal benchmark run. Everything lives under LoopOptions.Dir and
+// on 127.0.0.1 ports chosen by the kernel; Close stops every process it
+// started (the engine first, so that no handler fires during teardown,
+// then the listener, then the worker through its pid file).
+type Loop struct {
+	Opts         LoopOptions
+	Worker       Worker
+	WorkerAddr   string // the worker's status address (127.0.0.1:port)
+	ListenerPort int
+	PIDFile      string // the worker's pid file
+	WorkerLog    string
+	AuditLog     string // worker_listener's audit log (JSON lines)
+	ListenerLog  string // worker_listener's stdout/stderr
+	HandlerLog   string // handle_worker's log (JSON lines)
+	EngineOut    string // the engine's stdout/stderr
+	Inst         *engine.Instance
+
+	binDir  string
+	closers []func() error
+}
+
+// StartLoop builds and starts the loop, and returns once the engine has
+// recorded the healthy worker as OK. On error everything started is
+// stopped again.
+func StartLoop(ctx context.Context, opts LoopOptions) (l *Loop, err error) {
+	opts.defaults()
+	if opts.Dir == "" || opts.ConfigDir == "" {
+		return nil, errors.New("rig: LoopOptions.Dir and ConfigDir are required")
+	}
+	l = &Loop{Opts: opts}
+	defer func() {
+		if err != nil {
+			l.Close()
+			l = nil
+		}
+	}()
+	// One directory with all four binaries: $USER1$ / SelfhealPluginDir.
+	l.binDir = filepath.Join(opts.Dir, "bin")
+	if err := os.MkdirAll(l.binDir, 0o755); err != nil {
+		return l, err
+	}
+	for _, name := range Binaries {
+		src, ok := opts.Bin[name]
+		if !ok {
+			return l, fmt.Errorf("rig: no path for %s", name)
+		}
+		abs, err := filepath.Abs(src)
+		if err != nil {
+			return l, err
+		}
+		if err := os.Symlink(abs, filepath.Join(l.binDir, name)); err != nil && !os.IsExist(err) {
+			return l, err
+		}
+	}
+	wport, err := FreePort()
+	if err != nil {
+		return l, err
+	}
+	if l.ListenerPort, err = FreePort(); err != nil {
+		return l, err
+	}
+	l.WorkerAddr = "127.0.0.1:" + strconv.Itoa(wport)
+	l.PIDFile = l.path("worker.pid")
+	l.WorkerLog = l.path("worker.log")
+	l.AuditLog = l.path("audit.log")
+	l.ListenerLog = l.path("listener.out")
+	l.HandlerLog = l.path("handle_worker.log")
+	l.EngineOut = l.path("engine.out")
+	l.Worker = Worker{Bin: l.Bin("demo_worker"), Addr: l.WorkerAddr, PIDFile: l.PIDFile, LogFile: l.WorkerLog}
+
+	// The listener's files, its key made the documented way.
+	files, err := Prepare(ctx, Kit{Dir: l.path("listener"), KeyID: "selfheal-lab", Genkey: l.Bin("worker_listener"),
+		Config: ListenerConfig{
+			Listen: fmt.Sprintf("127.0.0.1:%d", l.ListenerPort), Allow: Loopback, AuditLog: l.AuditLog,
+			Services: []Service{{Name: Target, Actions: map[string]Action{
+				"restart": {Argv: l.Worker.Argv("restart"), Timeout: "30s"}}}},
+		}})
+	if err != nil {
+		return l, err
+	}
+	handlerKey := files.KeyFile
+	if opts.WrongKey {
+		handlerKey = l.path("handler.key")
+		if _, err := GenKey(ctx, l.Bin("worker_listener"), "selfheal-lab", handlerKey); err != nil {
+			return l, err
+		}
+	}
+	if err := l.startWorker(ctx); err != nil {
+		return l, err
+	}
+	if !opts.NoListener {
+		if _, err := Run(ctx, l.Bin("worker_listener"), "check-config", "--config", files.Config); err != nil {
+			return l, err
+		}
+		ln, err := StartListener(ctx, Serve{Bin: l.Bin("worker_listener"), Config: files.Config, Log: l.ListenerLog})
+		if err != nil {
+			return l, err
+		}
+		l.closers = append(l.closers, func() error { return ln.Stop(10 * time.Second) })
+	}
+	if err := l.startEngine(ctx, wport, handlerKey); err != nil {
+		return l, err
+	}
+	return l, nil
+}
+
+func (l *Loop) path(name string) string { return filepath.Join(l.Opts.Dir, name) }
+
+// Bin returns the path of one of the suite's binaries.
+func (l *Loop) Bin(name string) string { return filepath.Join(l.binDir, name) }
+
+func (l *Loop) startWorker(ctx context.Context) error {
+	if l.Opts.StaleHang {
+		if err := l.startStaleHangWorker(ctx); err != nil {
+			return err
+		}
+	} else if _, err := l.Worker.Daemon(ctx, "start"); err != nil {
+		return err
+	}
+	l.closers = append(l.closers, func() error { return l.Worker.Shutdown(context.Background()) })
+	return nil
+}
+
+// startStaleHangWorker runs `demo_worker run` as a detached child (its own
+// session, like a daemon) with a /status that does not stall when hung, and
+// reaps it whenever it exits (the listener's restart kills it).
+func (l *Loop) startStaleHangWorker(ctx context.Context) error {
+	logf, err := os.OpenFile(l.WorkerLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(l.Bin("demo_worker"), "run", "--listen", l.WorkerAddr, "--pid-file", l.PIDFile,
+		"--hang-status-delay", "1ms")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return err
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); logf.Close(); close(done) }()
+	l.closers = append(l.closers, func() error {
+		select {
+		case <-done: // reaped already: the pid may belong to someone else now
+		default:
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		return nil
+	})
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	for l.WorkerPID() != cmd.Process.Pid {
+		select {
+		case <-done:
+			return errors.New("rig: demo_worker run exited at start-up")
+		case <-ctx.Done():
+			return fmt.Errorf("rig: demo_worker run never wrote its pid file: %w", ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// WorkerPID reads the worker's pid file; 0 when there is none.
+func (l *Loop) WorkerPID() int { return l.Worker.PID() }
+
+// Fault injects a fault (crash, hang, degrade, fail, clear) into the worker.
+func (l *Loop) Fault(ctx context.Context, name string) error { return l.Worker.Fault(ctx, name) }
+
+func (l *Loop) startEngine(ctx context.Context, workerPort int, keyFile string) error {
+	o := l.Opts
+	stateDir := l.path("handler-state")
+	if err := os.MkdirAll(stateDir, 0o700); err != nil {
+		return err
+	}
+	out, err := os.Create(l.EngineOut)
+	if err != nil {
+		return err
+	}
+	site := Site{Kind: o.Kind, Binary: o.Engine, Stderr: out, ConfigDir: o.ConfigDir, BinDir: l.binDir,
+		KeyFile: keyFile, StateDir: stateDir, HandlerLog: l.HandlerLog,
+		ListenerPort: l.ListenerPort, WorkerPort: workerPort, CheckTimeout: o.CheckTimeout, MaxAge: o.MaxAge,
+		MaxRestarts: o.MaxRestarts, MinGap: o.MinGap, Recheck: o.Recheck}
+	cfg, err := site.Config()
+	if err != nil {
+		out.Close()
+		return err
+	}
+	inst, err := engine.New(cfg)
+	if err != nil {
+		out.Close()
+		return err
+	}
+	l.Inst = inst
+	l.closers = append(l.closers, func() error { defer out.Close(); return inst.Close() })
+	if text, err := inst.Validate(ctx); err != nil {
+		return fmt.Errorf("%w\n%s", err, text)
+	}
+	if err := inst.Start(ctx); err != nil {
+		return err
+	}
+	if _, err := inst.WaitService(ctx, HostName, ServiceName, engine.StateIs(nagios.OK, true)); err != nil {
+		return fmt.Errorf("rig: the healthy worker never showed OK: %w", err)
+	}
+	return nil
+}
+
+// Close stops everything StartLoop started, engine first, and returns the
+// first error. It is safe to call more than once.
+func (l *Loop) Close() error {
+	var first error
+	for i := len(l.closers) - 1; i >= 0; i-- {
+		if err := l.closers[i](); err != nil && first == nil {
+			first = err
+		}
+	}
+	l.closers = nil
+	return first
+}
+
+// Log returns the engine's Nagios-format log now (nil if unreadable).
+func (l *Loop) Log() []engine.LogEntry {
+	entries, _ := l.Inst.Log()
+	return entries
+}
+
+// Mark returns the length of the engine's log now; WaitHealed looks only at
+// what comes after it.
+func (l *Loop) Mark() int { return len(l.Log()) }
+
+// HardHandler matches the engine's log line for the event handler run at
+// HARD CRITICAL (logged whether or not the handler succeeded).
+func HardHandler(e engine.LogEntry) bool {
+	return engine.EventHandler(HostName, ServiceName, "CRITICAL", "HARD")(e)
+}
+
+// Index returns the position of the first entry matching m at or after
+// from, or -1.
+func Index(entries []engine.LogEntry, from int, m func(engine.LogEntry) bool) int {
+	if from < 0 {
+		return -1
+	}
+	for i := from; i < len(entries); i++ {
+		if m(entries[i]) {
+			return i
+		}
+	}
+	return -1
+}
+
+// Count counts the entries matching m.
+func Count(entries []engine.LogEntry, m func(engine.LogEntry) bool) int {
+	n := 0
+	for _, e := range entries {
+		if m(e) {
+			n++
+		}
+	}
+	return n
+}
+
+// Healed is the engine's record of one heal.
+type Healed struct {
+	Entries               []engine.LogEntry
+	ICrit, IHandler, IOK  int // positions in Entries
+	Critical, Handler, OK engine.LogEntry
+}
+
+// WaitHealed waits, after mark, for the full loop as the engine's own log
+// records it: HARD CRITICAL, then the handler at HARD, then OK HARD, in
+// that order; and then for status.dat to say OK HARD.
+func (l *Loop) WaitHealed(ctx context.Context, mark int) (Healed, error) {
+	crit := engine.Alert(HostName, ServiceName, "CRITICAL", "HARD")
+	okHard := engine.Alert(HostName, ServiceName, "OK", "HARD")
+	var h Healed
+	for {
+		h.Entries = l.Log()
+		h.ICrit = Index(h.Entries, mark, crit)
+		h.IHandler = Index(h.Entries, h.ICrit, HardHandler)
+		h.IOK = Index(h.Entries, h.IHandler, okHard)
+		if h.ICrit >= 0 && h.IHandler >= 0 && h.IOK >= 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return h, fmt.Errorf("no HARD CRITICAL -> handler -> OK HARD in the engine's log (found at %d, %d, %d): %w",
+				h.ICrit, h.IHandler, h.IOK, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	h.Critical, h.Handler, h.OK = h.Entries[h.ICrit], h.Entries[h.IHandler], h.Entries[h.IOK]
+	if _, err := l.Inst.WaitService(ctx, HostName, ServiceName, engine.StateIs(nagios.OK, true)); err != nil {
+		return h, err
+	}
+	return h, nil
+}
+
+// Report returns the loop's logs and the engine's view of the service, for
+// a failing test or a confused human.
+func (l *Loop) Report() string {
+	var b strings.Builder
+	files := []string{l.HandlerLog, l.AuditLog, l.ListenerLog, l.WorkerLog, l.EngineOut}
+	if l.Inst != nil {
+		files = append([]string{l.Inst.LogFile, l.Inst.MainLog}, files...)
+	}
+	for _, f := range files {
+		if f == "" {
+			continue
+		}
+		data, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		if len(data) > 16000 {
+			data = append([]byte("...\n"), data[len(data)-16000:]...)
+		}
+		fmt.Fprintf(&b, "==> %s <==\n%s\n", filepath.Base(f), strings.TrimSpace(string(data)))
+	}
+	if l.Inst == nil {
+		return b.String()
+	}
+	if st, err := l.Inst.Status(); err == nil {
+		if s, ok := st.Service(HostName, ServiceName); ok {
+			fmt.Fprintf(&b, "status.dat: %s hard=%v attempt=%d output=%q\n", s.State, s.Hard, s.Attempt, s.Output)
+		}
+		for _, c := range st.CommentsFor(HostName, ServiceName) {
+			fmt.Fprintf(&b, "comment: %s: %s\n", c.Author, c.Text)
+		}
+	}
+	return b.String()
+}

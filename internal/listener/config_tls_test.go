@@ -1,0 +1,73 @@
+package listener
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/selfheal/selfheal/internal/protocol"
+)
+
+// TestConfigTLSFiles: the agent's config refuses a FIFO named as its
+// certificate, key or client CA at once (tls.LoadX509KeyPair would block
+// in open until a writer came), and a key readable by others.
+func TestConfigTLSFiles(t *testing.T) {
+	dir := t.TempDir()
+	p := pki{dir: dir}
+	ca, caKey := p.issue(t, "ca", nil, nil, true)
+	p.issue(t, "server", ca, caKey, false)
+	key := filepath.Join(dir, "k.key")
+	k, _ := protocol.GenerateKey("nagios1")
+	if err := protocol.WriteKeyFile(key, k); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "a.sh")
+	if err := os.WriteFile(bin, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	openKey := filepath.Join(dir, "open.key")
+	b, err := os.ReadFile(p.path("server.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(openKey, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	config := func(cert, tlsKey, clientCA string) []byte {
+		return []byte("keys: [" + key + "]\nallow: [127.0.0.1]\nstate_dir: " + dir + "/s\n" +
+			"tls: {cert: " + cert + ", key: " + tlsKey + ", client_ca: " + clientCA + "}\n" +
+			"services:\n  demo:\n    actions:\n      restart: {argv: [" + bin + "]}\n")
+	}
+	cert, skey, cacert := p.path("server.crt"), p.path("server.key"), p.path("ca.crt")
+	if _, err := Parse(config(cert, skey, cacert)); err != nil {
+		t.Fatalf("good TLS files refused: %v", err)
+	}
+	for _, tc := range []struct {
+		name          string
+		cert, key, ca string
+		want          string
+	}{
+		{"cert is a FIFO", fifo, skey, cacert, "tls: certificate: " + fifo + " is not a regular file"},
+		{"key is a FIFO", cert, fifo, cacert, "tls: key: " + fifo + " is not a regular file"},
+		{"client CA is a FIFO", cert, skey, fifo, "tls: CA file: " + fifo + " is not a regular file"},
+		{"key readable by others", cert, openKey, cacert, "TLS key " + openKey + " has mode 0644"},
+	} {
+		done := make(chan error, 1)
+		go func() { _, err := Parse(config(tc.cert, tc.key, tc.ca)); done <- err }()
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("%s: error %v, want it to contain %q", tc.name, err, tc.want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s: Parse still blocked after 5s", tc.name)
+		}
+	}
+}
