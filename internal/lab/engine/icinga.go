@@ -11,7 +11,7 @@ import (
 func (in *Instance) writeIcinga() error {
 	d := in.Dir
 	etc := filepath.Join(d, "etc")
-	lib := filepath.Join(d, "var", "lib")
+	lib := in.icingaDataDir()
 	logd := filepath.Join(d, "var", "log")
 	compat := filepath.Join(logd, "compat")
 	cache := filepath.Join(d, "var", "cache")
@@ -108,7 +108,7 @@ object CompatLogger "compat" {
 // resetIcingaState removes what Icinga 2 would restore on a restart in the
 // same directory, so that every Start begins fresh.
 func (in *Instance) resetIcingaState() error {
-	lib := filepath.Join(in.Dir, "var", "lib")
+	lib := in.icingaDataDir()
 	for _, f := range []string{"icinga2.state", "modified-attributes.conf"} {
 		if err := os.Remove(filepath.Join(lib, f)); err != nil && !os.IsNotExist(err) {
 			return err
@@ -116,3 +116,7 @@ func (in *Instance) resetIcingaState() error {
 	}
 	return nil
 }
+
+// icingaDataDir is Icinga 2's DataDir: state, and the certs/ an
+// ApiListener reads (see zone.go).
+func (in *Instance) icingaDataDir() string { return filepath.Join(in.Dir, "var", "lib") }
