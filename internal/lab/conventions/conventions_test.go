@@ -1,0 +1,193 @@
+// Package conventions keeps the tree's layout honest: what ships is apart
+// from what demos and tests it, each core is one hop from its main, and test
+// files say which file they test. It reads the tree with `go list`, so it
+// fails the moment an import or a file breaks a rule.
+package conventions
+
+import (
+	"bufio"
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/selfheal/selfheal/internal/lab/testutil"
+)
+
+const module = "github.com/selfheal/selfheal"
+
+// installed are the binaries a user installs, and the core each one is a
+// thin main around.
+var installed = map[string]string{
+	"check_worker":    "internal/check",
+	"handle_worker":   "internal/handler",
+	"worker_listener": "internal/listener",
+}
+
+// scaffolding are the folders that demo and test the product; nothing
+// installed may link them.
+var scaffolding = []string{module + "/internal/demo", module + "/internal/lab"}
+
+func isScaffolding(pkg string) bool {
+	for _, s := range scaffolding {
+		if pkg == s || strings.HasPrefix(pkg, s+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// goList runs `go list` in the module root and returns its lines.
+func goList(t *testing.T, args ...string) []string {
+	t.Helper()
+	cmd := exec.Command("go", append([]string{"list"}, args...)...)
+	cmd.Dir = testutil.ModuleRoot(t)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
+	}
+	var lines []string
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		if l := strings.TrimSpace(sc.Text()); l != "" {
+			lines = append(lines, l)
+		}
+	}
+	return lines
+}
+
+func TestInstalledBinariesLinkNoScaffolding(t *testing.T) {
+	for bin := range installed {
+		deps := goList(t, "-deps", "./cmd/"+bin)
+		if len(deps) < 10 {
+			t.Fatalf("%s: go list -deps gave %d packages; the check would prove nothing", bin, len(deps))
+		}
+		for _, d := range deps {
+			if isScaffolding(d) {
+				t.Errorf("%s links %s: installed binaries must not link demo or lab code", bin, d)
+			}
+		}
+	}
+}
+
+func TestProductPackagesImportNoScaffolding(t *testing.T) {
+	// Imports of non-test files only: product tests may use the lab.
+	lines := goList(t, "-f", `{{.ImportPath}} {{join .Imports " "}}`, "./...")
+	checked := 0
+	for _, l := range lines {
+		f := strings.Fields(l)
+		pkg := f[0]
+		if isScaffolding(pkg) || pkg == module+"/cmd/demo_worker" {
+			continue
+		}
+		checked++
+		for _, imp := range f[1:] {
+			if isScaffolding(imp) {
+				t.Errorf("product package %s imports %s", pkg, imp)
+			}
+		}
+	}
+	if checked < len(installed) {
+		t.Fatalf("only %d product packages listed", checked)
+	}
+}
+
+func TestInternalTopLevelIsTheProduct(t *testing.T) {
+	// Every folder directly under internal/ other than demo and lab is
+	// linked by at least one installed binary: `ls internal/` reads as the
+	// product.
+	linked := map[string]bool{}
+	for bin := range installed {
+		for _, d := range goList(t, "-deps", "./cmd/"+bin) {
+			if rest, ok := strings.CutPrefix(d, module+"/internal/"); ok {
+				linked[strings.SplitN(rest, "/", 2)[0]] = true
+			}
+		}
+	}
+	entries, err := os.ReadDir(filepath.Join(testutil.ModuleRoot(t), "internal"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if !e.IsDir() || e.Name() == "demo" || e.Name() == "lab" {
+			continue
+		}
+		if !linked[e.Name()] {
+			t.Errorf("internal/%s is linked by no installed binary: move it under internal/demo or internal/lab", e.Name())
+		}
+	}
+}
+
+func TestCoresAreOneHopFromTheirMain(t *testing.T) {
+	for bin, core := range installed {
+		imports := goList(t, "-f", `{{join .Imports "\n"}}`, "./cmd/"+bin)
+		found := false
+		for _, imp := range imports {
+			if imp == module+"/"+core {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("cmd/%s does not import %s directly: %v", bin, core, imports)
+		}
+	}
+}
+
+// TestTestFilesNameTheirSubject: in a package with code, a test file is
+// named after the file it tests (x_test.go or x_aspect_test.go beside x.go);
+// helpers_test.go holds what several test files share. Packages that are
+// only tests (the e2e suite) are free.
+func TestTestFilesNameTheirSubject(t *testing.T) {
+	lines := goList(t, "-f", `{{.Dir}}|{{join .GoFiles " "}}|{{join .TestGoFiles " "}} {{join .XTestGoFiles " "}}`, "./...")
+	var bad []string
+	tests := 0
+	for _, l := range lines {
+		parts := strings.SplitN(l, "|", 3)
+		dir, srcs, testFiles := parts[0], strings.Fields(parts[1]), strings.Fields(parts[2])
+		if len(srcs) == 0 {
+			continue
+		}
+		for _, tf := range testFiles {
+			tests++
+			if tf == "helpers_test.go" || namesSource(strings.TrimSuffix(tf, "_test.go"), srcs) {
+				continue
+			}
+			rel, _ := filepath.Rel(testutil.ModuleRoot(t), filepath.Join(dir, tf))
+			bad = append(bad, rel)
+		}
+	}
+	if tests < 20 {
+		t.Fatalf("only %d test files seen; the check would prove nothing", tests)
+	}
+	sort.Strings(bad)
+	for _, b := range bad {
+		t.Errorf("%s names no file beside it (want x_test.go or x_aspect_test.go for x.go, or helpers_test.go)", b)
+	}
+}
+
+func namesSource(stem string, srcs []string) bool {
+	for _, s := range srcs {
+		base := strings.TrimSuffix(s, ".go")
+		if stem == base || strings.HasPrefix(stem, base+"_") {
+			return true
+		}
+	}
+	return false
+}
+
+func TestNamesSource(t *testing.T) {
+	srcs := []string{"server.go", "config.go"}
+	for stem, want := range map[string]bool{
+		"server": true, "server_hostile": true, "config": true,
+		"serverx": false, "review": false, "hostile": false, "": false,
+	} {
+		if got := namesSource(stem, srcs); got != want {
+			t.Errorf("namesSource(%q) = %v, want %v", stem, got, want)
+		}
+	}
+}
