@@ -200,9 +200,8 @@ func label(s string) string {
 // control characters (textsafe.Line), no "|" (Nagios would cut there and
 // read perfdata), at most max bytes.
 func clean(s string, max int) string {
-	s = textsafe.Line.Clean(strings.ToValidUTF8(s, "\uFFFD"))
-	s = strings.ReplaceAll(s, "|", "/")
-	s = strings.TrimSpace(s)
+	// A run of bad bytes becomes one U+FFFD here, as it always has.
+	s = textsafe.OneLine(strings.ToValidUTF8(s, "\uFFFD"))
 	if len(s) <= max {
 		return s
 	}

@@ -9,9 +9,10 @@ import (
 	"fmt"
 	"io"
 	"runtime/debug"
-	"strings"
 
 	"github.com/alecthomas/kong"
+
+	"github.com/selfheal/selfheal/internal/textsafe"
 
 	"github.com/selfheal/selfheal/internal/nagios"
 )
@@ -86,14 +87,8 @@ func Parse(app App, grammar any, args []string, opts ...kong.Option) (kctx *kong
 	return kctx, nil
 }
 
-// OneLine flattens an error message to a single line, as Nagios shows only
-// the first line of plugin output in its overviews.
-func OneLine(s string) string {
-	s = strings.ReplaceAll(s, "\r", " ")
-	s = strings.ReplaceAll(s, "\n", " ")
-	s = strings.ReplaceAll(s, "|", "/")
-	return strings.TrimSpace(s)
-}
+// OneLine is textsafe.OneLine, for the mains' messages.
+func OneLine(s string) string { return textsafe.OneLine(s) }
 
 // PluginExit turns a Parse error into the plugin's answer: help/version
 // exit with their code, a usage error prints "UNKNOWN - ..." and exits 3.

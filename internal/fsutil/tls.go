@@ -32,8 +32,8 @@ func LoadCertPool(file string) (*x509.CertPool, error) {
 
 // LoadKeyPair reads a PEM certificate and its private key. keyMode is the
 // mode of the key file it read, so a caller can check the permissions of
-// that very file (no stat/open race). Errors start with "certificate: "
-// or "key: ", for callers to prefix with the role ("client ...").
+// that very file (no stat/open race). Errors start with "certificate: ",
+// "key: " or "key pair: ", for callers to prefix with the role ("client ...").
 func LoadKeyPair(certFile, keyFile string) (cert tls.Certificate, keyMode os.FileMode, err error) {
 	certPEM, _, err := ReadRegular(certFile, MaxPEM)
 	if err != nil {
@@ -45,7 +45,8 @@ func LoadKeyPair(certFile, keyFile string) (cert tls.Certificate, keyMode os.Fil
 	}
 	cert, err = tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
-		return tls.Certificate{}, 0, fmt.Errorf("certificate: %w", err)
+		// Either file may be the bad one (or they do not match).
+		return tls.Certificate{}, 0, fmt.Errorf("key pair: %w", err)
 	}
 	return cert, keyMode, nil
 }

@@ -80,7 +80,7 @@ func TestLoadTLS(t *testing.T) {
 		{"CA is a directory", func() error { _, err := LoadCertPool(dir); return err }, "CA file: " + dir + " is not a regular file"},
 		{"cert missing", func() error { _, _, err := LoadKeyPair(missing, keyFile); return err }, "certificate: open " + missing},
 		{"key missing", func() error { _, _, err := LoadKeyPair(certFile, missing); return err }, "key: open " + missing},
-		{"key is not a key", func() error { _, _, err := LoadKeyPair(certFile, certFile); return err }, "certificate: tls: "},
+		{"key is not a key", func() error { _, _, err := LoadKeyPair(certFile, certFile); return err }, "key pair: tls: "},
 		{"cert over the cap", func() error { _, _, err := LoadKeyPair(huge, keyFile); return err }, "certificate: " + huge + " is larger than"},
 	} {
 		if err := tc.load(); err == nil || !strings.HasPrefix(err.Error(), tc.want) {

@@ -76,3 +76,10 @@ func (r Rule) Clean(s string) string {
 	b.WriteString(s[done:])
 	return b.String()
 }
+
+// OneLine is the rule for one line of plugin output: Line, and '|' (which
+// starts Nagios perfdata) as '/', trimmed. Usage errors, panics and worker
+// text all reach Nagios through it.
+func OneLine(s string) string {
+	return strings.TrimSpace(strings.ReplaceAll(Line.Clean(s), "|", "/"))
+}

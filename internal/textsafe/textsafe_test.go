@@ -52,3 +52,20 @@ func TestCleanNoAlloc(t *testing.T) {
 		t.Fatalf("Clean of safe text allocates %v times", n)
 	}
 }
+
+func TestOneLine(t *testing.T) {
+	for in, want := range map[string]string{
+		"  plain  ":            "plain",
+		"two\nlines\r\n":       "two lines",
+		"perf | data":          "perf / data",
+		"esc\x1b[31mred":       "esc [31mred",
+		"bidi \u202eevil":      "bidi  evil",
+		"bad \xff byte":        "bad \uFFFD byte",
+		"tab\tand nul\x00 end": "tab and nul  end",
+		"":                     "",
+	} {
+		if got := OneLine(in); got != want {
+			t.Errorf("OneLine(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
