@@ -1,54 +1,72 @@
 // Command handle_worker is the Nagios/Icinga 2 event handler of selfheal: on
 // a HARD CRITICAL (or, optionally, SOFT CRITICAL attempt N) it asks the
-// worker host's worker_listener to restart the worker, at most once per
-// fault and within a restart budget, and tells Nagios what it did.
+// worker host's worker_listener (the agent) to restart the worker for one
+// named fault, and tells Nagios what the agent answered. The agent is the
+// authority: it runs at most one restart per fault and keeps the restart
+// budget for every caller. handle_worker also makes the keys: the fleet key
+// of the monitoring nodes and each worker host's key derived from it.
 //
 // Usage:
 //
 //	handle_worker event [flags] STATE STATETYPE ATTEMPT HOSTADDRESS HOSTNAME SERVICEDESC
 //	handle_worker send  VERB --host ADDR --target NAME --key-file FILE [flags]
+//	handle_worker genkey --id ID --out FILE
+//	handle_worker issue-key --key-file FLEET --agent NAME [--out FILE]
 //
 // Nagios command definition (pass these macros only, never $SERVICEOUTPUT$):
 //
 //	define command {
 //	    command_name  handle_worker
-//	    command_line  /usr/lib/nagios/plugins/handle_worker event --key-file /etc/selfheal/keys/nagios1.key \
-//	        --target $_SERVICEWORKER_TARGET$ --state-dir /var/lib/selfheal/handler \
-//	        --command-file /var/lib/nagios4/rw/nagios.cmd --log-file /var/log/selfheal/handle_worker.log \
-//	        $SERVICESTATE$ $SERVICESTATETYPE$ $SERVICEATTEMPT$ $HOSTADDRESS$ $HOSTNAME$ $SERVICEDESC$
+//	    command_line  /usr/lib/nagios/plugins/handle_worker event --key-file /etc/selfheal/fleet1.key \
+//	        --target $_SERVICEWORKER_TARGET$ --fault $SERVICEPROBLEMID$ --deadline 18s \
+//	        --state-dir /var/lib/selfheal/handler --command-file /var/lib/nagios4/rw/nagios.cmd \
+//	        --log-file /var/log/selfheal/handle_worker.log \
+//	        $SERVICESTATE$ $SERVICESTATETYPE$ $SERVICEATTEMPT$ $HOSTADDRESS$ "$HOSTNAME$" "$SERVICEDESC$"
 //	}
 //
 // Icinga 2 passes $service.state$ $service.state_type$ $service.check_attempt$
-// $address$ $host.name$ $service.name$ in the same order.
+// $address$ $host.name$ $service.name$ in the same order, and --fault
+// $service.last_state_change$ (shared by both endpoints of an HA zone).
 //
-// Flags of both subcommands:
+// Flags of event and send:
 //
-//	--key-file FILE          key shared with the listener (mode 0600 or 0400); required
+//	--key-file FILE          the fleet key, or the agent's own host key (mode 0600 or 0400); required
+//	--agent NAME             the agent's name (agent: in its config); default: the Nagios host name lower-cased
 //	--target NAME            service name on the listener; required
 //	--port 5690              listener port
 //	--tls-ca, --tls-cert, --tls-key, --tls-server-name   TLS 1.3 / mTLS to the listener
-//	--state-dir DIR          restart budget state (default /var/lib/selfheal/handler; must exist)
-//	--max-restarts 3 --window 1h --min-gap 2m   the budget (failed and manual restarts count)
-//	--deadline 20s           total time limit, retries included
+//	--state-dir DIR          advisory record of the agent's last answer (default /var/lib/selfheal/handler)
+//	--deadline 20s           total time limit, retries included (samples: 18s)
 //	--log-file FILE          JSON log lines (default stderr)
 //
 // Flags of event only:
 //
+//	--fault ID               the fault: $SERVICEPROBLEMID$ or $service.last_state_change$ (default -: none)
 //	--address ADDR           connect here instead of HOSTADDRESS
 //	--action restart         or start
-//	--soft-attempt N         also act at SOFT CRITICAL from attempt N (0 = off); never twice per fault
+//	--soft-attempt N         also ask at SOFT CRITICAL from attempt N (0 = off); the agent restarts once per fault
 //	--command-file FIFO      Nagios' external command file: comments and a forced re-check
 //	--recheck-delay 2s       when to re-check after a successful restart
 //	--dry-run                decide and print, send and write nothing
 //
 // Flags of send only: --host ADDR (required), --hostname NAME and --service
-// DESC (the Nagios names the budget state is kept under; default --host and
-// --target). A manual restart or start is recorded in the budget but never
-// refused by it.
+// DESC (the Nagios names the record is kept under, and --hostname
+// lower-cased is the default --agent; default --host and --target). A manual
+// restart gets a fault id of its own and obeys the agent's budget.
 //
-// It prints one human line on stdout. Exit codes: 0 healed or nothing to do;
-// 1 healing needed but withheld (budget spent, min gap, state unusable: fail
-// closed); 2 healing attempted and failed (listener unreachable, denied,
-// busy, rate-limited, action failed or timed out); 3 usage or configuration
-// error. docs/event-handler.md has the decision table and the budget rules.
+// There is no local restart budget: the agent keeps it. Transport failures,
+// busy and rate-limited are retried with jittered backoff inside --deadline,
+// with the same fault; the agent answers a retry from its fault record, so
+// a lost reply never means a second restart.
+//
+// event and send print one human line on stdout. Exit codes: 0 healed (now,
+// or already for this fault) or nothing to do; 1 healing needed but withheld
+// (the agent's budget is spent); 2 healing attempted and failed or
+// unconfirmed (listener unreachable, sent without a reply, denied, clock
+// skew, busy, action failed or timed out); 3 usage or configuration error
+// (then no request is sent). genkey and issue-key print to stdout only what
+// they made (issue-key without --out: the key line, for worker_listener
+// import-key) and exit 1 on error, 3 on a usage error, with the message on
+// stderr. docs/event-handler.md has the decision table, the retries and the
+// messages.
 package main

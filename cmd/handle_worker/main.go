@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/signal"
 	"strings"
@@ -22,20 +23,18 @@ import (
 	"github.com/selfheal/selfheal/internal/version"
 )
 
-// conn holds the flags shared by both subcommands.
+// conn holds the flags shared by event and send.
 type conn struct {
-	KeyFile       string        `required:"" placeholder:"FILE" help:"Key file (selfheal-key-v1, mode 0600/0400) shared with the listener."`
+	KeyFile       string        `required:"" placeholder:"FILE" help:"The fleet key (selfheal-fleet-v1, mode 0600/0400), or the agent's own host key."`
+	Agent         string        `placeholder:"NAME" help:"The agent's name (agent: in its config); requests are signed for it alone. Default: the Nagios host name, lower-cased."`
 	Target        string        `required:"" placeholder:"NAME" help:"Service name on the listener (a services: entry in its config)."`
 	Port          int           `default:"5690" help:"worker_listener's TCP port."`
 	TLSCA         string        `name:"tls-ca" placeholder:"FILE" help:"CA bundle that verifies the listener's certificate (enables TLS)."`
 	TLSCert       string        `name:"tls-cert" placeholder:"FILE" help:"Client certificate for mTLS (with --tls-key)."`
 	TLSKey        string        `name:"tls-key" placeholder:"FILE" help:"Client certificate's private key."`
 	TLSServerName string        `name:"tls-server-name" placeholder:"NAME" help:"Name expected in the listener's certificate (default: the address)."`
-	StateDir      string        `default:"/var/lib/selfheal/handler" placeholder:"DIR" help:"Directory of the per-service restart budget state (must exist, writable by the nagios user)."`
-	MaxRestarts   int           `default:"3" help:"Restarts allowed per --window (failed and manual ones count)."`
-	Window        time.Duration `default:"1h" help:"Budget window."`
-	MinGap        time.Duration `default:"2m" help:"Minimum time between two restarts."`
-	Deadline      time.Duration `default:"20s" help:"Total time limit, retries included (keep it well under Nagios' event_handler_timeout of 30s)."`
+	StateDir      string        `default:"/var/lib/selfheal/handler" placeholder:"DIR" help:"Directory of the advisory records of the agent's last answer per service (must exist, writable by the nagios user; never decides anything)."`
+	Deadline      time.Duration `default:"20s" help:"Total time limit, retries included (keep it under Nagios' event_handler_timeout of 30s and above the agent's action timeout plus kill grace)."`
 	LogFile       string        `placeholder:"FILE" help:"Append JSON log lines here (default: stderr)."`
 }
 
@@ -44,16 +43,17 @@ type eventCmd struct {
 	StateType   string `arg:"" name:"STATETYPE" help:"$SERVICESTATETYPE$: SOFT or HARD."`
 	Attempt     int    `arg:"" name:"ATTEMPT" help:"$SERVICEATTEMPT$."`
 	HostAddress string `arg:"" name:"HOSTADDRESS" help:"$HOSTADDRESS$: where the listener runs."`
-	HostName    string `arg:"" name:"HOSTNAME" help:"$HOSTNAME$ (names the state and the Nagios commands)."`
+	HostName    string `arg:"" name:"HOSTNAME" help:"$HOSTNAME$ (names the record and the Nagios commands; lower-cased, the default --agent)."`
 	ServiceDesc string `arg:"" name:"SERVICEDESC" help:"$SERVICEDESC$."`
 
 	conn         `embed:""`
+	Fault        string        `default:"-" placeholder:"ID" help:"The fault's id: Nagios $SERVICEPROBLEMID$, Icinga 2 $service.last_state_change$ (- or 0: none). The agent restarts once per fault."`
 	Address      string        `placeholder:"ADDR" help:"Connect here instead of HOSTADDRESS."`
 	Action       string        `default:"restart" enum:"restart,start" help:"Verb to send when healing: restart or start."`
-	SoftAttempt  int           `default:"0" placeholder:"N" help:"Also act at SOFT CRITICAL from attempt N (0 = only at HARD CRITICAL). Never twice per fault."`
+	SoftAttempt  int           `default:"0" placeholder:"N" help:"Also ask at SOFT CRITICAL from attempt N (0 = only at HARD CRITICAL); the agent runs one restart per --fault."`
 	CommandFile  string        `placeholder:"FIFO" help:"Nagios external command file: write comments and a forced re-check there."`
 	RecheckDelay time.Duration `default:"2s" help:"Schedule the forced re-check this long after a successful restart."`
-	DryRun       bool          `help:"Decide and print what would be sent and written, without sending anything or writing the budget state or the command file."`
+	DryRun       bool          `help:"Decide and print what would be sent and written, without sending anything or writing the record or the command file."`
 }
 
 type sendCmd struct {
@@ -61,14 +61,27 @@ type sendCmd struct {
 	Host string `required:"" placeholder:"ADDR" help:"The listener's host or IP."`
 
 	conn     `embed:""`
-	HostName string `name:"hostname" placeholder:"NAME" help:"Nagios host name the budget state is kept under (default: --host)."`
-	Service  string `placeholder:"DESC" help:"Nagios service description the budget state is kept under (default: --target)."`
+	HostName string `name:"hostname" placeholder:"NAME" help:"Nagios host name the record is kept under, and lower-cased the default --agent (default: --host)."`
+	Service  string `placeholder:"DESC" help:"Nagios service description the record is kept under (default: --target)."`
+}
+
+type genkeyCmd struct {
+	ID  string `required:"" placeholder:"ID" help:"Fleet key id (a-z 0-9 . _ -), e.g. fleet1."`
+	Out string `required:"" placeholder:"FILE" help:"File to create with mode 0600 (never overwritten)."`
+}
+
+type issueKeyCmd struct {
+	KeyFile string `required:"" placeholder:"FILE" help:"The fleet key (a host key cannot issue keys)."`
+	Agent   string `required:"" placeholder:"NAME" help:"The agent to issue the key for (agent: in its config)."`
+	Out     string `placeholder:"FILE" help:"Write the host key here (mode 0600, never overwritten) instead of to stdout."`
 }
 
 type grammar struct {
-	Version kong.VersionFlag `short:"V" help:"Print the version and exit."`
-	Event   eventCmd         `cmd:"" help:"Handle one Nagios/Icinga state change (what the event_handler runs)."`
-	Send    sendCmd          `cmd:"" help:"Send one request by hand (on-call use); a restart counts against the budget."`
+	Version  kong.VersionFlag `short:"V" help:"Print the version and exit."`
+	Event    eventCmd         `cmd:"" help:"Handle one Nagios/Icinga state change (what the event_handler runs)."`
+	Send     sendCmd          `cmd:"" help:"Send one request by hand (on-call use); a restart has its own fault id and obeys the agent's budget."`
+	Genkey   genkeyCmd        `cmd:"" help:"Generate the fleet key (mode 0600) for the monitoring nodes."`
+	IssueKey issueKeyCmd      `cmd:"" name:"issue-key" help:"Issue an agent's host key from the fleet key (to stdout, for worker_listener import-key)."`
 }
 
 func main() {
@@ -83,7 +96,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		var g grammar
 		kctx, err := cli.Parse(cli.App{
 			Name:        "handle_worker",
-			Description: "Nagios/Icinga event handler that restarts a worker through worker_listener, within a restart budget.",
+			Description: "Nagios/Icinga event handler that asks a worker host's worker_listener to restart the worker (the agent keeps one restart per fault and the restart budget).",
 			Version:     version.String("handle_worker"),
 			Stdout:      stdout, Stderr: stderr,
 			InfoExit: 0,
@@ -93,11 +106,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			if errors.As(err, &er) {
 				return er.Code
 			}
+			if len(args) > 0 && (args[0] == "genkey" || args[0] == "issue-key") {
+				// stdout may be a pipe to import-key: errors go to the human.
+				return usage(stderr, err)
+			}
 			return usage(stdout, err)
 		}
 		switch kctx.Command() {
 		case "send <verb>":
 			return g.Send.run(ctx, stdout, stderr)
+		case "genkey":
+			return g.Genkey.run(stdout, stderr)
+		case "issue-key":
+			return g.IssueKey.run(stdout, stderr)
 		default:
 			return g.Event.run(ctx, stdout, stderr)
 		}
@@ -109,36 +130,36 @@ func usage(stdout io.Writer, err error) int {
 	return handler.ExitUsage
 }
 
-// setup validates the shared flags and loads the key and TLS config.
-func (c conn) setup(address string) (handler.Conn, handler.Budget, error) {
-	b := handler.Budget{Max: c.MaxRestarts, Window: c.Window, MinGap: c.MinGap}
-	if err := b.Validate(); err != nil {
-		return handler.Conn{}, b, err
-	}
+// setup validates the shared flags and loads the key and TLS config for
+// agent: a key that cannot sign for it is a configuration error.
+func (c conn) setup(address, agent string) (handler.Conn, error) {
 	if c.Deadline <= 0 || c.Deadline > 10*time.Minute {
-		return handler.Conn{}, b, fmt.Errorf("--deadline %s: want more than 0 and at most 10m", c.Deadline)
+		return handler.Conn{}, fmt.Errorf("--deadline %s: want more than 0 and at most 10m", c.Deadline)
 	}
 	if c.Port < 1 || c.Port > 65535 {
-		return handler.Conn{}, b, fmt.Errorf("--port %d out of range", c.Port)
+		return handler.Conn{}, fmt.Errorf("--port %d out of range", c.Port)
 	}
 	if !protocol.ValidName(c.Target) {
-		return handler.Conn{}, b, fmt.Errorf("--target %q: use 1-64 of a-z 0-9 . _ - starting with a letter or digit", c.Target)
+		return handler.Conn{}, fmt.Errorf("--target %q: use 1-64 of a-z 0-9 . _ - starting with a letter or digit", c.Target)
 	}
 	address = strings.TrimSpace(address)
 	if address == "" {
-		return handler.Conn{}, b, errors.New("no address: HOSTADDRESS is empty and --address is not set")
+		return handler.Conn{}, errors.New("no address: HOSTADDRESS is empty and --address is not set")
 	}
 	key, err := protocol.LoadKeyFile(c.KeyFile)
 	if err != nil {
-		return handler.Conn{}, b, err
+		return handler.Conn{}, err
+	}
+	if _, err := key.ForAgent(agent); err != nil {
+		return handler.Conn{}, fmt.Errorf("key file %s: %w", c.KeyFile, err)
 	}
 	var tc *tls.Config
 	if c.TLSCA != "" || c.TLSCert != "" || c.TLSKey != "" || c.TLSServerName != "" {
 		if tc, err = protocol.ClientTLS(c.TLSCA, c.TLSCert, c.TLSKey, c.TLSServerName); err != nil {
-			return handler.Conn{}, b, err
+			return handler.Conn{}, err
 		}
 	}
-	return handler.Conn{Address: address, Port: c.Port, Target: c.Target, Key: key, TLS: tc}, b, nil
+	return handler.Conn{Address: address, Port: c.Port, Agent: agent, Target: c.Target, Key: key, TLS: tc}, nil
 }
 
 // logger writes JSON lines to --log-file, or stderr when unset or when the
@@ -177,11 +198,18 @@ func (e *eventCmd) run(ctx context.Context, stdout, stderr io.Writer) int {
 	if e.Address != "" {
 		addr = e.Address
 	}
-	cn, budget, err := e.setup(addr)
+	fault, err := handler.FaultID(e.Fault)
+	var cn handler.Conn
+	if err == nil {
+		var agent string
+		if agent, err = handler.AgentName(e.Agent, e.HostName, "HOSTNAME"); err == nil {
+			cn, err = e.setup(addr, agent)
+		}
+	}
 	if err != nil {
 		// Nagios only logs a failing handler's output: when a fault needs
-		// healing and our own configuration (key, TLS files) stops it, say
-		// so where on-call looks, on the service itself.
+		// healing and our own configuration (key, agent, fault macro, TLS
+		// files) stops it, say so where on-call looks, on the service.
 		if ev.State == nagios.Critical && e.CommandFile != "" && !e.DryRun {
 			msg := "auto-healing impossible: handle_worker configuration error: " + cli.OneLine(err.Error()) + "; a human must look"
 			if werr := (handler.CommandFile{Path: e.CommandFile}).Write(time.Now(),
@@ -194,8 +222,8 @@ func (e *eventCmd) run(ctx context.Context, stdout, stderr io.Writer) int {
 	log, closeLog := e.logger(stderr)
 	defer closeLog()
 	res := handler.Run(ctx, handler.Config{
-		Event: ev, HostName: e.HostName, ServiceDesc: e.ServiceDesc, Conn: cn,
-		Action: protocol.Verb(e.Action), StateDir: e.StateDir, Budget: budget, SoftAttempt: e.SoftAttempt,
+		Event: ev, Fault: fault, HostName: e.HostName, ServiceDesc: e.ServiceDesc, Conn: cn,
+		Action: protocol.Verb(e.Action), StateDir: e.StateDir, SoftAttempt: e.SoftAttempt,
 		Deadline: e.Deadline, CommandFile: e.CommandFile, Recheck: e.RecheckDelay, DryRun: e.DryRun,
 	}, handler.Deps{Log: log})
 	fmt.Fprintln(stdout, "handle_worker: "+res.Line)
@@ -215,10 +243,6 @@ func orNone(s string) string {
 }
 
 func (s *sendCmd) run(ctx context.Context, stdout, stderr io.Writer) int {
-	cn, budget, err := s.setup(s.Host)
-	if err != nil {
-		return usage(stdout, err)
-	}
 	host, svc := s.HostName, s.Service
 	if host == "" {
 		host = s.Host
@@ -226,12 +250,77 @@ func (s *sendCmd) run(ctx context.Context, stdout, stderr io.Writer) int {
 	if svc == "" {
 		svc = s.Target
 	}
+	agent, err := handler.AgentName(s.Agent, host, "--hostname")
+	if err != nil {
+		return usage(stdout, err)
+	}
+	cn, err := s.setup(s.Host, agent)
+	if err != nil {
+		return usage(stdout, err)
+	}
 	log, closeLog := s.logger(stderr)
 	defer closeLog()
 	res := handler.Send(ctx, handler.SendConfig{
 		Verb: protocol.Verb(s.Verb), Conn: cn, Deadline: s.Deadline,
-		StateDir: s.StateDir, HostName: host, ServiceDesc: svc, Budget: budget,
+		StateDir: s.StateDir, HostName: host, ServiceDesc: svc,
 	}, handler.Deps{Log: log})
 	fmt.Fprintln(stdout, res.Line)
 	return res.Code
+}
+
+// run makes the fleet key. It never overwrites a file: a fleet key lost
+// to a typo would orphan every host key issued from it.
+func (g *genkeyCmd) run(stdout, stderr io.Writer) int {
+	k, err := protocol.GenerateFleetKey(g.ID)
+	if err == nil {
+		err = writeKey(g.Out, k)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "handle_worker genkey: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "wrote fleet key %q to %s (mode 0600): keep it on the monitoring nodes only; give each worker host its own key with: handle_worker issue-key --key-file %s --agent NAME | ssh root@HOST worker_listener import-key --out /etc/selfheal/keys/%s.key\n",
+		k.ID, g.Out, g.Out, k.ID)
+	return 0
+}
+
+// run issues one agent's host key. On stdout it prints the key line and
+// nothing else, for `| ssh root@HOST worker_listener import-key`.
+func (c *issueKeyCmd) run(stdout, stderr io.Writer) int {
+	fail := func(err error) int {
+		fmt.Fprintf(stderr, "handle_worker issue-key: %v\n", err)
+		return 1
+	}
+	fleet, err := protocol.LoadKeyFile(c.KeyFile)
+	if err != nil {
+		return fail(err)
+	}
+	host, err := handler.IssueHostKey(fleet, c.Agent)
+	if err != nil {
+		return fail(fmt.Errorf("%s: %w", c.KeyFile, err))
+	}
+	if c.Out != "" {
+		if err := writeKey(c.Out, host); err != nil {
+			return fail(err)
+		}
+		fmt.Fprintf(stdout, "wrote host key for agent %s (fleet %s) to %s (mode 0600)\n", host.Agent, host.ID, c.Out)
+		return 0
+	}
+	b, err := host.MarshalText()
+	if err != nil {
+		return fail(err)
+	}
+	if _, err := stdout.Write(b); err != nil {
+		return fail(err)
+	}
+	return 0
+}
+
+// writeKey is protocol.WriteKeyFile with a plain word for a file in the way.
+func writeKey(path string, k protocol.Key) error {
+	err := protocol.WriteKeyFile(path, k)
+	if errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("%s already exists: a key file is never overwritten", path)
+	}
+	return err
 }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -16,8 +17,10 @@ import (
 	"time"
 
 	"github.com/selfheal/selfheal/internal/handler"
+	"github.com/selfheal/selfheal/internal/lab/rig"
 	"github.com/selfheal/selfheal/internal/lab/rig/rigtest"
 	"github.com/selfheal/selfheal/internal/lab/testutil"
+	"github.com/selfheal/selfheal/internal/protocol"
 )
 
 func TestMain(m *testing.M) {
@@ -59,7 +62,7 @@ func oneLine(t *testing.T, o out) string {
 func keyFile(t *testing.T, mode os.FileMode) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "k.key")
-	if err := os.WriteFile(p, []byte("selfheal-key-v1 nagios1 "+strings.Repeat("ab", 32)+"\n"), mode); err != nil {
+	if err := os.WriteFile(p, []byte("selfheal-fleet-v1 fleet1 "+strings.Repeat("ab", 32)+"\n"), mode); err != nil {
 		t.Fatal(err)
 	}
 	os.Chmod(p, mode)
@@ -75,6 +78,12 @@ func TestUsageErrors(t *testing.T) {
 	base := []string{"event", "--key-file", k, "--target", "demo", "--state-dir", st}
 	fifo := filepath.Join(t.TempDir(), "fifo")
 	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hostKey := filepath.Join(t.TempDir(), "web9.key")
+	fleet, _ := protocol.LoadKeyFile(k)
+	hk, _ := fleet.ForAgent("web9")
+	if err := protocol.WriteKeyFile(hostKey, hk); err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {
@@ -99,13 +108,22 @@ func TestUsageErrors(t *testing.T) {
 		{"key file is a FIFO", append([]string{"event", "--key-file", fifo, "--target", "demo"}, ev...), "not a regular file"},
 		{"CA file is a FIFO", append(append(base, "--tls-ca", fifo), ev...), "not a regular file"},
 		{"client cert is a FIFO", append(append(base, "--tls-cert", fifo, "--tls-key", k), ev...), "not a regular file"},
-		{"gap over window", append(append(base, "--min-gap", "2h"), ev...), "--min-gap 2h0m0s is longer than --window"},
-		{"zero budget", append(append(base, "--max-restarts", "0"), ev...), "--max-restarts must be at least 1"},
+		// The budget is the agent's: the old flags are refused, not ignored.
+		{"no local budget: max", append(append(base, "--max-restarts", "3"), ev...), "unknown flag --max-restarts"},
+		{"no local budget: window", append(append(base, "--window", "1h"), ev...), "unknown flag --window"},
+		{"no local budget: gap", append(append(base, "--min-gap", "2m"), ev...), "unknown flag --min-gap"},
+		{"unexpanded fault macro", append(append(base, "--fault", "$SERVICEPROBLEMID$"), ev...), `--fault "$SERVICEPROBLEMID$"`},
+		{"fault with a space", append(append(base, "--fault", "1 2"), ev...), `--fault "1 2"`},
+		{"bad agent", append(append(base, "--agent", "Web1"), ev...), `--agent "Web1"`},
+		{"host name is no agent name", append(base, "CRITICAL", "HARD", "3", "127.0.0.1", "web 1", "s"), `HOSTNAME "web 1" lower-cased is not an agent name`},
+		{"host key of another agent", append([]string{"event", "--key-file", hostKey, "--target", "demo"}, ev...), `this host key is for agent "web9", not "web1"`},
 		{"deadline", append(append(base, "--deadline", "0s"), ev...), "--deadline"},
 		{"action", append(append(base, "--action", "stop"), ev...), "usage error"},
 		{"soft attempt", append(append(base, "--soft-attempt", "-1"), ev...), "--soft-attempt"},
 		{"send verb", []string{"send", "reboot", "--host", "h", "--target", "demo", "--key-file", k}, "usage error"},
 		{"send host", []string{"send", "ping", "--target", "demo", "--key-file", k}, "--host"},
+		{"send agent", []string{"send", "ping", "--host", "127.0.0.1", "--hostname", "Web 1", "--target", "demo", "--key-file", k}, `--hostname "Web 1" lower-cased`},
+		{"send budget flag", []string{"send", "restart", "--host", "h", "--target", "demo", "--key-file", k, "--max-restarts", "1"}, "unknown flag --max-restarts"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -127,8 +145,14 @@ func TestHelpAndVersion(t *testing.T) {
 	if o.code != 0 || !strings.Contains(o.stdout, "event") || !strings.Contains(o.stdout, "send") {
 		t.Fatalf("--help: %d %q", o.code, o.stdout)
 	}
+	for _, cmd := range []string{"genkey", "issue-key"} {
+		if !strings.Contains(o.stdout, cmd) {
+			t.Fatalf("--help does not list %s: %q", cmd, o.stdout)
+		}
+	}
 	o = runBin(t, nil, bin, "event", "--help")
-	if o.code != 0 || !strings.Contains(o.stdout, "--soft-attempt") || !strings.Contains(o.stdout, "--command-file") {
+	if o.code != 0 || !strings.Contains(o.stdout, "--soft-attempt") || !strings.Contains(o.stdout, "--command-file") ||
+		!strings.Contains(o.stdout, "--fault") || !strings.Contains(o.stdout, "--agent") || strings.Contains(o.stdout, "--max-restarts") {
 		t.Fatalf("event --help: %d %q", o.code, o.stdout)
 	}
 	o = runBin(t, nil, bin, "-V")
@@ -143,9 +167,15 @@ type setup struct {
 	fifoR                 *os.File
 }
 
-func newSetup(t *testing.T) *setup {
+// newSetup starts an agent named web1, so that the HOSTNAME argument
+// (web1) is its default --agent. A budget, when given, is the agent's.
+func newSetup(t *testing.T, budget ...rig.Budget) *setup {
 	t.Helper()
-	s := &setup{bin: testutil.Binary(t, "handle_worker"), l: rigtest.StartHandlerListener(t)}
+	o := rigtest.HandlerOptions{Agent: "web1"}
+	if len(budget) > 0 {
+		o.Budget = &budget[0]
+	}
+	s := &setup{bin: testutil.Binary(t, "handle_worker"), l: rigtest.StartHandlerListener(t, o)}
 	dir := t.TempDir()
 	s.state, s.fifo, s.log = filepath.Join(dir, "state"), filepath.Join(dir, "nagios.cmd"), filepath.Join(dir, "hw.log")
 	os.Mkdir(s.state, 0o700)
@@ -178,20 +208,22 @@ func (s *setup) commands() []string {
 func itoa(i int) string { return strconv.Itoa(i) }
 
 // TestEventEndToEnd: the binary as Nagios runs it, against the real
-// worker_listener, through a Nagios-like episode.
+// worker_listener (with the agent's default min gap of 2m), through a
+// Nagios-like fault and a second one.
 func TestEventEndToEnd(t *testing.T) {
-	s := newSetup(t)
+	s := newSetup(t, rig.Budget{Max: 3, Window: "1h", MinGap: "2m"})
 	ev := []string{"CRITICAL", "HARD", "3", "127.0.0.1", "web1", "Worker Svc"}
 
-	o := runBin(t, nil, s.bin, append(s.event("--dry-run"), ev...)...)
-	if o.code != 0 || !strings.Contains(o.stdout, "dry-run: would send restart demo to "+s.l.Addr()) ||
+	o := runBin(t, nil, s.bin, append(s.event("--dry-run", "--fault", "7"), ev...)...)
+	if o.code != 0 || !strings.Contains(o.stdout, "dry-run: would send restart demo to "+s.l.Addr()+" (agent web1, fault 7; HARD CRITICAL)") ||
 		!strings.Contains(o.stdout, "would write to "+s.fifo+": SCHEDULE_FORCED_SVC_CHECK;web1;Worker Svc;") || s.l.Actions(t) != 0 {
 		t.Fatalf("dry-run: %d %q", o.code, o.stdout)
 	}
 
-	o = runBin(t, nil, s.bin, append(s.event(), ev...)...)
+	o = runBin(t, nil, s.bin, append(s.event("--fault", "7"), ev...)...)
 	line := oneLine(t, o)
-	if o.code != 0 || !strings.HasPrefix(line, "handle_worker: web1/Worker Svc CRITICAL HARD 3: restart demo on "+s.l.Addr()+" ok in") {
+	if o.code != 0 || !strings.HasPrefix(line, "handle_worker: web1/Worker Svc CRITICAL HARD 3: restart demo on "+s.l.Addr()+" ok in") ||
+		!strings.HasSuffix(line, "(budget 1/3 per 1h0m0s)") {
 		t.Fatalf("restart: exit %d %q", o.code, line)
 	}
 	if s.l.Actions(t) != 1 {
@@ -207,23 +239,31 @@ func TestEventEndToEnd(t *testing.T) {
 	}
 
 	// Nagios does not call again while HARD, but a second handler for the
-	// same fault (or a HARD after a SOFT restart) must not restart again.
-	o = runBin(t, nil, s.bin, append(s.event(), ev...)...)
-	if o.code != 0 || !strings.Contains(o.stdout, "already restarted in this episode") || s.l.Actions(t) != 1 {
+	// same fault (the other HA endpoint, a HARD after a SOFT restart) gets
+	// the agent's record: ok, not run again.
+	o = runBin(t, nil, s.bin, append(s.event("--fault", "7"), ev...)...)
+	if o.code != 0 || !strings.Contains(o.stdout, "already restarted for this fault") || s.l.Actions(t) != 1 {
 		t.Fatalf("repeat: %d %q", o.code, o.stdout)
 	}
+	s.commands()
 
-	// Recovery, then a second fault inside --min-gap: held back, exit 1.
-	o = runBin(t, nil, s.bin, append(s.event(), "OK", "HARD", "3", "127.0.0.1", "web1", "Worker Svc")...)
+	// Recovery, then a second fault inside the agent's min gap: the agent
+	// answers with the restart that just ran; it is not run again.
+	o = runBin(t, nil, s.bin, append(s.event("--fault", "0"), "OK", "HARD", "3", "127.0.0.1", "web1", "Worker Svc")...)
 	if o.code != 0 || !strings.Contains(o.stdout, "recovered") {
 		t.Fatalf("recovery: %d %q", o.code, o.stdout)
 	}
-	o = runBin(t, nil, s.bin, append(s.event(), ev...)...)
-	if o.code != 1 || !strings.Contains(o.stdout, "min gap 2m0s") || s.l.Actions(t) != 1 {
+	o = runBin(t, nil, s.bin, append(s.event("--fault", "8"), ev...)...)
+	if o.code != 0 || !strings.Contains(o.stdout, "within the agent's min gap") || s.l.Actions(t) != 1 {
 		t.Fatalf("min gap: %d %q", o.code, o.stdout)
 	}
-	if c := s.commands(); len(c) != 1 || !strings.Contains(c[0], "auto-restart held back") {
+	if c := s.commands(); len(c) != 2 || !strings.Contains(c[0], ";0;handle_worker;auto-restart ok: already restarted") {
 		t.Fatalf("command file: %q", c)
+	}
+	// The advisory record says what the agent last answered.
+	rec, err := handler.Store{Dir: s.state}.Read("web1", "Worker Svc")
+	if err != nil || rec == nil || rec.Fault != "8" || rec.Origin != "recorded" || rec.Agent != "web1" {
+		t.Fatalf("record %+v, %v", rec, err)
 	}
 
 	// Every invocation left one JSON line in --log-file.
@@ -239,7 +279,7 @@ func TestEventEndToEnd(t *testing.T) {
 		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
 			t.Fatalf("log line %q: %v", sc.Text(), err)
 		}
-		if m["prog"] != "handle_worker" || m["service"] != "Worker Svc" {
+		if m["prog"] != "handle_worker" || m["service"] != "Worker Svc" || m["agent"] != "web1" {
 			t.Fatalf("log line %v", m)
 		}
 		n++
@@ -254,7 +294,7 @@ func TestEventListenerDown(t *testing.T) {
 	port := rigtest.ClosedPort(t)
 	start := time.Now()
 	o := runBin(t, nil, s.bin, append([]string{"event", "--key-file", s.l.KeyFile, "--target", "demo", "--port", itoa(port),
-		"--state-dir", s.state, "--deadline", "3s"}, "CRITICAL", "HARD", "3", "127.0.0.1", "web1", "w")...)
+		"--state-dir", s.state, "--deadline", "3s", "--fault", "7"}, "CRITICAL", "HARD", "3", "127.0.0.1", "web1", "w")...)
 	if o.code != 2 || !strings.Contains(oneLine(t, o), "unreachable") {
 		t.Fatalf("exit %d %q", o.code, o.stdout)
 	}
@@ -263,53 +303,54 @@ func TestEventListenerDown(t *testing.T) {
 	}
 	// Without --log-file the JSON line goes to stderr.
 	var m map[string]any
-	if err := json.Unmarshal([]byte(strings.TrimSpace(o.stderr)), &m); err != nil || m["level"] != "error" {
+	if err := json.Unmarshal([]byte(strings.TrimSpace(o.stderr)), &m); err != nil || m["level"] != "error" || m["result"] != "unreachable" {
 		t.Fatalf("stderr %q: %v", o.stderr, err)
 	}
 }
 
-// TestEventKilledMidRequest: Nagios SIGKILLs the handler at its timeout.
-// The restart was reserved before the request went out, so the state is
-// valid and the attempt counts.
+// TestEventKilledMidRequest: Nagios SIGKILLs the handler at its timeout
+// while the agent runs the restart. The agent recorded the fault before
+// it acted, so the next request for the fault (Nagios' next call, the
+// other HA endpoint) gets that restart's outcome and does not run it again.
 func TestEventKilledMidRequest(t *testing.T) {
 	s := newSetup(t)
-	cmd := exec.Command(s.bin, append([]string{"event", "--key-file", s.l.KeyFile, "--target", "hang", "--port", itoa(s.l.Port),
-		"--state-dir", s.state}, "CRITICAL", "HARD", "3", "127.0.0.1", "web1", "w")...)
+	args := append([]string{"event", "--key-file", s.l.KeyFile, "--target", "hang", "--port", itoa(s.l.Port),
+		"--state-dir", s.state, "--log-file", s.log, "--fault", "55"}, "CRITICAL", "HARD", "3", "127.0.0.1", "web1", "w")
+	cmd := exec.Command(s.bin, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	path := handler.Store{Dir: s.state}.Path("web1", "w")
 	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if b, err := os.ReadFile(path); err == nil && bytes.Contains(b, []byte(`"pending"`)) {
-			break
-		}
+	for s.l.Actions(t) == 0 {
 		if time.Now().After(deadline) {
 			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 			cmd.Wait()
-			t.Fatal("no pending restart recorded")
+			t.Fatal("the restart never started")
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
 	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	cmd.Wait()
-	var st handler.StateFile
-	b, _ := os.ReadFile(path)
-	if err := json.Unmarshal(b, &st); err != nil {
-		t.Fatalf("state after SIGKILL: %v\n%s", err, b)
+
+	o := runBin(t, nil, s.bin, args...)
+	if o.code != 2 || !strings.Contains(oneLine(t, o), "restart hang on "+s.l.Addr()+": timeout (action killed after") {
+		t.Fatalf("after the kill: exit %d %q", o.code, o.stdout)
 	}
-	if len(st.Restarts) != 1 || st.Restarts[0].Outcome != handler.RecordPending {
-		t.Fatalf("state %+v", st.Restarts)
+	if s.l.Actions(t) != 1 {
+		t.Fatalf("one fault, %d runs", s.l.Actions(t))
 	}
-	v := handler.DefaultBudget.Check(st.Restarts, time.Now())
-	if v.Allowed {
-		t.Fatal("a killed attempt does not count against the budget")
+	b, _ := os.ReadFile(s.log)
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	var m map[string]any
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &m); err != nil || (m["origin"] != "recorded" && m["origin"] != "joined") {
+		t.Fatalf("log %q: %v", lines[len(lines)-1], err)
 	}
 }
 
 // TestEventReadOnlyStateDir runs the binary as a user that cannot write
-// the state dir (nobody, when the tests run as root): it fails closed.
+// the state dir (nobody, when the tests run as root). The record is
+// advisory: the restart happens, and the failure to record is logged.
 func TestEventReadOnlyStateDir(t *testing.T) {
 	s := newSetup(t)
 	shared, err := os.MkdirTemp("", "hw-ro-")
@@ -333,12 +374,16 @@ func TestEventReadOnlyStateDir(t *testing.T) {
 		defer os.Chmod(state, 0o755)
 	}
 	o := runBin(t, cred, bin, "event", "--key-file", key, "--target", "demo", "--port", itoa(s.l.Port), "--state-dir", state,
-		"CRITICAL", "HARD", "3", "127.0.0.1", "web1", "w")
-	if o.code != 1 || !strings.Contains(oneLine(t, o), "failing closed") || !strings.Contains(o.stdout, "permission denied") {
+		"--fault", "7", "CRITICAL", "HARD", "3", "127.0.0.1", "web1", "w")
+	if o.code != 0 || !strings.Contains(oneLine(t, o), "ok in") {
 		t.Fatalf("exit %d %q %q", o.code, o.stdout, o.stderr)
 	}
-	if s.l.Actions(t) != 0 {
-		t.Fatal("restarted without a writable budget state")
+	var m map[string]any
+	if err := json.Unmarshal([]byte(strings.TrimSpace(o.stderr)), &m); err != nil || !strings.Contains(fmt.Sprint(m["record_error"]), "permission denied") {
+		t.Fatalf("stderr %q: %v", o.stderr, err)
+	}
+	if s.l.Actions(t) != 1 {
+		t.Fatalf("%d actions, want 1", s.l.Actions(t))
 	}
 }
 
@@ -360,7 +405,7 @@ func copyFile(t *testing.T, from, to string, mode os.FileMode) {
 }
 
 func TestSendEndToEnd(t *testing.T) {
-	s := newSetup(t)
+	s := newSetup(t, rig.Budget{Max: 3, Window: "1h", MinGap: "2m"})
 	common := []string{"--host", "127.0.0.1", "--port", itoa(s.l.Port), "--target", "demo", "--key-file", s.l.KeyFile,
 		"--state-dir", s.state, "--hostname", "web1", "--service", "Worker Svc"}
 	o := runBin(t, nil, s.bin, append([]string{"send", "status"}, common...)...)
@@ -368,21 +413,85 @@ func TestSendEndToEnd(t *testing.T) {
 		t.Fatalf("status: %d %q", o.code, o.stdout)
 	}
 	o = runBin(t, nil, s.bin, append([]string{"send", "restart"}, common...)...)
-	if o.code != 0 || !strings.Contains(o.stdout, "restart demo on "+s.l.Addr()+" ok in") || !strings.Contains(o.stdout, "recorded in "+s.state) {
+	if o.code != 0 || !strings.Contains(o.stdout, "restart demo on "+s.l.Addr()+" ok in") || !strings.Contains(o.stdout, "; fault manual-") ||
+		!strings.Contains(o.stdout, "recorded in "+s.state) {
 		t.Fatalf("restart: %d %q", o.code, o.stdout)
 	}
-	// The manual restart counts: the handler now respects the min gap.
-	o = runBin(t, nil, s.bin, append(s.event(), "CRITICAL", "HARD", "3", "127.0.0.1", "web1", "Worker Svc")...)
-	if o.code != 1 || !strings.Contains(o.stdout, "min gap") {
+	// The manual restart counts at the agent: a fault inside its min gap
+	// gets that restart's answer and is not restarted again.
+	o = runBin(t, nil, s.bin, append(s.event("--fault", "9"), "CRITICAL", "HARD", "3", "127.0.0.1", "web1", "Worker Svc")...)
+	if o.code != 0 || !strings.Contains(o.stdout, "within the agent's min gap") {
 		t.Fatalf("event after manual restart: %d %q", o.code, o.stdout)
 	}
 	if s.l.Actions(t) != 1 {
 		t.Fatalf("%d actions", s.l.Actions(t))
 	}
 	o = runBin(t, nil, s.bin, "send", "restart", "--host", "127.0.0.1", "--port", itoa(s.l.Port), "--target", "demo",
-		"--key-file", rigtest.OtherKeyFile(t), "--state-dir", s.state)
+		"--key-file", rigtest.OtherKeyFile(t), "--hostname", "web1", "--state-dir", s.state)
 	if o.code != 2 || !strings.Contains(o.stdout, "denied") {
 		t.Fatalf("wrong key: %d %q", o.code, o.stdout)
+	}
+	// --agent wins over --hostname; a wrong one is refused by the agent.
+	o = runBin(t, nil, s.bin, append([]string{"send", "ping", "--agent", "web2"}, common...)...)
+	if o.code != 2 || !strings.Contains(o.stdout, "denied") {
+		t.Fatalf("wrong agent: %d %q", o.code, o.stdout)
+	}
+}
+
+// TestKeys: the fleet key and host keys made the documented way.
+func TestKeys(t *testing.T) {
+	bin := testutil.Binary(t, "handle_worker")
+	dir := t.TempDir()
+	fleetFile := filepath.Join(dir, "fleet1.key")
+	o := runBin(t, nil, bin, "genkey", "--id", "fleet1", "--out", fleetFile)
+	if o.code != 0 || !strings.Contains(o.stdout, `wrote fleet key "fleet1" to `+fleetFile) || !strings.Contains(o.stdout, "issue-key") {
+		t.Fatalf("genkey: %d %q %q", o.code, o.stdout, o.stderr)
+	}
+	fleet, err := protocol.LoadKeyFile(fleetFile)
+	if err != nil || fleet.Kind != protocol.FleetKey || fleet.ID != "fleet1" {
+		t.Fatalf("fleet key %v, %v", fleet.Kind, err)
+	}
+	before, _ := os.ReadFile(fleetFile)
+	o = runBin(t, nil, bin, "genkey", "--id", "fleet1", "--out", fleetFile)
+	if after, _ := os.ReadFile(fleetFile); o.code != 1 || !strings.Contains(o.stderr, "already exists") || !bytes.Equal(before, after) {
+		t.Fatalf("genkey over a key: %d %q", o.code, o.stderr)
+	}
+
+	// To stdout: the key line and nothing else, for import-key.
+	o = runBin(t, nil, bin, "issue-key", "--key-file", fleetFile, "--agent", "web1")
+	want, _ := fleet.ForAgent("web1")
+	wantText, _ := want.MarshalText()
+	if o.code != 0 || o.stdout != string(wantText) || o.stderr != "" {
+		t.Fatalf("issue-key: %d %q %q", o.code, o.stdout, o.stderr)
+	}
+	var got protocol.Key
+	if err := got.UnmarshalText([]byte(o.stdout)); err != nil || got.Kind != protocol.HostKey || got.Agent != "web1" || got.ID != "fleet1" {
+		t.Fatalf("issued %+v, %v", got.Kind, err)
+	}
+	hostFile := filepath.Join(dir, "web1.key")
+	o = runBin(t, nil, bin, "issue-key", "--key-file", fleetFile, "--agent", "web1", "--out", hostFile)
+	if o.code != 0 || !strings.Contains(o.stdout, "wrote host key for agent web1 (fleet fleet1) to "+hostFile) {
+		t.Fatalf("issue-key --out: %d %q %q", o.code, o.stdout, o.stderr)
+	}
+	if fi, err := os.Stat(hostFile); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("host key file %v %v", fi, err)
+	}
+	if b, _ := os.ReadFile(hostFile); !bytes.Equal(b, wantText) {
+		t.Fatal("--out wrote another key than stdout")
+	}
+	// Only a fleet key derives: a host key is refused, and stdout stays empty.
+	o = runBin(t, nil, bin, "issue-key", "--key-file", hostFile, "--agent", "web2")
+	if o.code != 1 || o.stdout != "" || !strings.Contains(o.stderr, "not a fleet key") {
+		t.Fatalf("issue-key from a host key: %d %q %q", o.code, o.stdout, o.stderr)
+	}
+	// Usage errors go to stderr too: stdout may be the pipe to import-key.
+	o = runBin(t, nil, bin, "issue-key", "--key-file", fleetFile)
+	if o.code != 3 || o.stdout != "" || !strings.Contains(o.stderr, "--agent") {
+		t.Fatalf("issue-key without --agent: %d %q %q", o.code, o.stdout, o.stderr)
+	}
+	o = runBin(t, nil, bin, "issue-key", "--key-file", fleetFile, "--agent", "Web1")
+	if o.code != 1 || o.stdout != "" || !strings.Contains(o.stderr, `agent name "Web1"`) {
+		t.Fatalf("issue-key bad agent: %d %q %q", o.code, o.stdout, o.stderr)
 	}
 }
 
@@ -431,6 +540,15 @@ func TestEventBrokenKeyTellsNagios(t *testing.T) {
 	}
 	c := s.commands()
 	if len(c) != 1 || !strings.Contains(c[0], "] ADD_SVC_COMMENT;web1;Worker;1;handle_worker;auto-healing impossible: handle_worker configuration error: key file:") {
+		t.Fatalf("command file: %q", c)
+	}
+	// The agent's host key cannot sign for another agent: the same.
+	o = runBin(t, nil, s.bin, "event", "--key-file", s.l.HostKeyFile, "--agent", "web2", "--target", "demo",
+		"--state-dir", s.state, "--command-file", s.fifo, "CRITICAL", "HARD", "3", "127.0.0.1", "web1", "Worker")
+	if o.code != 3 || !strings.Contains(o.stdout, `this host key is for agent "web1", not "web2"`) {
+		t.Fatalf("host key of another agent: exit %d %q", o.code, o.stdout)
+	}
+	if c := s.commands(); len(c) != 1 || !strings.Contains(c[0], ";1;handle_worker;auto-healing impossible: handle_worker configuration error: ") {
 		t.Fatalf("command file: %q", c)
 	}
 	if s.l.Actions(t) != 0 {

@@ -4,11 +4,16 @@
 // restart, start, stop or status of a configured service. Nothing from the
 // wire ever reaches a command line or a shell.
 //
+// The agent is the authority on its services: it has an identity (agent:
+// in the config) that every request and reply names, it holds only its own
+// host key, it runs at most one restart per fault, and it keeps and
+// enforces each service's restart budget, durably, in state_dir.
+//
 // Usage:
 //
 //	worker_listener serve --config FILE          # TCP daemon (default port 5690)
 //	worker_listener inetd --config FILE [--log-file FILE]
-//	worker_listener genkey --id ID --out FILE     # new key file, mode 0600
+//	worker_listener import-key --out FILE        # this host's key from stdin, mode 0600
 //	worker_listener check-config --config FILE    # validate and exit
 //	worker_listener -V | --version
 //
@@ -21,7 +26,13 @@
 // inetd serves one connection on stdin/stdout, as xinetd (or a systemd
 // socket with Accept=yes) starts it; stdin, stdout and stderr are the
 // socket there, so the operational log goes to --log-file and the config
-// must name an audit_log file.
+// must name an audit_log file. It keeps serve's guarantees: the per-service
+// lock in state_dir serialises the processes, and the records coalesce
+// identical requests and hold the fault and budget rules.
+//
+// import-key reads one host key line on stdin, as printed by
+// `handle_worker issue-key --key-file FLEET --agent NAME` on a monitoring
+// node, refuses a fleet key, and writes it with mode 0600 to a new file.
 //
 // The protocol is in docs/protocol.md, the threat model in
 // docs/security.md, and a commented sample config, xinetd service and

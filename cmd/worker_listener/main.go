@@ -25,7 +25,7 @@ type grammar struct {
 	Version     kong.VersionFlag `short:"V" help:"Print the version and exit."`
 	Serve       serveCmd         `cmd:"" default:"withargs" help:"Run the TCP daemon (systemd socket activation when LISTEN_FDS is set)."`
 	Inetd       inetdCmd         `cmd:"" help:"Serve one connection on stdin/stdout, as xinetd or a systemd Accept=yes socket runs it."`
-	Genkey      genkeyCmd        `cmd:"" help:"Generate a key file (mode 0600) for the listener and its clients."`
+	ImportKey   importKeyCmd     `cmd:"" name:"import-key" help:"Write this host's key, read from stdin (handle_worker issue-key), to a new file with mode 0600."`
 	CheckConfig checkConfigCmd   `cmd:"" name:"check-config" help:"Validate a config file and its keys, actions and TLS files, then exit."`
 }
 
@@ -36,19 +36,18 @@ type inetdCmd struct {
 	Config  string `short:"c" required:"" type:"path" help:"Config file (YAML)."`
 	LogFile string `type:"path" help:"Operational log file (stdin/stdout/stderr are the socket, so nothing is logged there)."`
 }
-type genkeyCmd struct {
-	ID  string `required:"" help:"Key id (a-z 0-9 . _ -), e.g. the Nagios server's name."`
-	Out string `required:"" type:"path" help:"File to create with mode 0600 (never overwritten)."`
+type importKeyCmd struct {
+	Out string `required:"" type:"path" help:"File to create with mode 0600 (never overwritten); list it under keys: in the config."`
 }
 type checkConfigCmd struct {
 	Config string `short:"c" required:"" type:"path" help:"Config file (YAML)."`
 }
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
-func run(args []string, stdout, stderr io.Writer) int {
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	var g grammar
 	app := cli.App{
 		Name:        "worker_listener",
@@ -66,8 +65,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	switch kctx.Command() {
-	case "genkey":
-		return genkey(g.Genkey, stdout, stderr)
+	case "import-key":
+		return importKey(g.ImportKey, stdin, stdout, stderr)
 	case "check-config":
 		return checkConfig(g.CheckConfig.Config, stdout, stderr)
 	case "inetd":
@@ -77,18 +76,41 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 }
 
-func genkey(c genkeyCmd, stdout, stderr io.Writer) int {
-	k, err := protocol.GenerateKey(c.ID)
-	if err == nil {
-		err = protocol.WriteKeyFile(c.Out, k)
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "worker_listener genkey: %v\n", err)
+// importKey writes the host key read from stdin: the far end of
+// `handle_worker issue-key ... | ssh root@host worker_listener import-key`.
+// Only a host key is accepted: a fleet key on a worker host would give its
+// root every other host.
+func importKey(c importKeyCmd, stdin io.Reader, stdout, stderr io.Writer) int {
+	fail := func(format string, a ...any) int {
+		fmt.Fprintf(stderr, "worker_listener import-key: "+format+"\n", a...)
 		return 1
 	}
-	fmt.Fprintf(stdout, "wrote key %q to %s (mode 0600); copy it to the Nagios server and list it under keys: in the listener config\n", k.ID, c.Out)
+	b, err := io.ReadAll(io.LimitReader(stdin, maxKeyLine+1))
+	if err != nil {
+		return fail("reading stdin: %v", err)
+	}
+	if len(b) > maxKeyLine {
+		return fail("stdin holds more than one key line (over %d bytes)", maxKeyLine)
+	}
+	var k protocol.Key
+	if err := k.UnmarshalText(b); err != nil {
+		return fail("stdin: %v", err)
+	}
+	if k.Kind == protocol.FleetKey {
+		return fail("this is fleet key %q: a fleet key belongs on the monitoring nodes only; send this host's key instead: handle_worker issue-key --key-file FLEET --agent NAME", k.ID)
+	}
+	if k.Kind != protocol.HostKey {
+		return fail("stdin does not hold a host key")
+	}
+	if err := protocol.WriteKeyFile(c.Out, k); err != nil {
+		return fail("%v", err)
+	}
+	fmt.Fprintf(stdout, "wrote host key for agent %s (fleet %s) to %s\n", k.Agent, k.ID, c.Out)
 	return 0
 }
+
+// maxKeyLine bounds what import-key reads: a host key line is ~150 bytes.
+const maxKeyLine = 1024
 
 func checkConfig(path string, stdout, stderr io.Writer) int {
 	cfg, err := listener.Load(path)
@@ -96,7 +118,7 @@ func checkConfig(path string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "worker_listener: config refused:\n%v\n", err)
 		return 1
 	}
-	fmt.Fprintf(stdout, "config OK: listen %s, keys %s, %d service(s)\n", cfg.Listen, strings.Join(cfg.KeyIDs(), ","), len(cfg.Services))
+	fmt.Fprintf(stdout, "config OK: agent %s, listen %s, keys %s, %d service(s)\n", cfg.Agent, cfg.Listen, strings.Join(cfg.KeyIDs(), ","), len(cfg.Services))
 	return 0
 }
 
@@ -141,7 +163,7 @@ func serve(path string, stderr io.Writer) int {
 	for i, l := range lns {
 		addrs[i] = l.Addr().String()
 	}
-	log.Info().Strs("listen", addrs).Strs("keys", cfg.KeyIDs()).Int("services", len(cfg.Services)).Str("version", version.Version).Msg("serving")
+	log.Info().Strs("listen", addrs).Str("agent", cfg.Agent).Strs("keys", cfg.KeyIDs()).Int("services", len(cfg.Services)).Str("version", version.Version).Msg("serving")
 	if err := srv.Serve(ctx, lns...); err != nil {
 		log.Warn().Err(err).Msg("stopped")
 		return 1

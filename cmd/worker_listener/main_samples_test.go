@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/selfheal/selfheal/internal/lab/testutil"
+	"github.com/selfheal/selfheal/internal/listener"
 	"github.com/selfheal/selfheal/internal/proc"
 	"github.com/selfheal/selfheal/internal/protocol"
 )
@@ -38,15 +39,16 @@ func TestSampleConfigAndScripts(t *testing.T) {
 	}
 	y := string(b)
 	for from, to := range map[string]string{
-		"/etc/selfheal/keys/nagios1.key": e.keyPath,
-		"/opt/demo/bin/":                 bin + "/",
-		"dir: /opt/demo":                 "dir: " + e.dir,
-		"/var/log/selfheal/audit.log":    e.dir + "/audit.log",
-		"/var/lib/selfheal/listener":     e.dir + "/state",
-		"/run/demo/demo.pid":             e.dir + "/demo.pid",
-		"/var/log/demo/demo.log":         e.dir + "/demo.log",
-		"127.0.0.1:5690":                 "127.0.0.1:0",
-		"PIDFILE:":                       "WORKER: " + bin + "/worker, STOP_WAIT: '5', PIDFILE:",
+		"/etc/selfheal/keys/fleet1.key": e.keyPath,
+		"agent: worker1":                "agent: " + e.agent,
+		"/opt/demo/bin/":                bin + "/",
+		"dir: /opt/demo":                "dir: " + e.dir,
+		"/var/log/selfheal/audit.log":   e.dir + "/audit.log",
+		"/var/lib/selfheal/listener":    e.dir + "/state",
+		"/run/demo/demo.pid":            e.dir + "/demo.pid",
+		"/var/log/demo/demo.log":        e.dir + "/demo.log",
+		"127.0.0.1:5690":                "127.0.0.1:0",
+		"PIDFILE:":                      "WORKER: " + bin + "/worker, STOP_WAIT: '5', PIDFILE:",
 	} {
 		if !strings.Contains(y, from) {
 			t.Fatalf("sample config no longer has %q", from)
@@ -56,6 +58,7 @@ func TestSampleConfigAndScripts(t *testing.T) {
 	// The sample runs actions as user "demo"; this test runs them as itself.
 	y = regexp.MustCompile(`(?m)^\s+user: demo\n`).ReplaceAllString(y, "")
 	os.WriteFile(e.cfg, []byte(y), 0o600)
+	checkSampleTimeouts(t, e.cfg)
 
 	d := startServe(t, e, false)
 	rep, err := do(t, d.Addr, e.key, protocol.VerbStatus, "demo")
@@ -115,4 +118,36 @@ func sessionOf(t *testing.T, pid int) int {
 	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
 	sid, _ := strconv.Atoi(f[3]) // state ppid pgrp session
 	return sid
+}
+
+// checkSampleTimeouts: every action of the sample config, given its
+// kill_grace, ends before the handler's --deadline in the sample Nagios 4
+// and Icinga 2 configs: the handler always hears the true outcome.
+func checkSampleTimeouts(t *testing.T, cfgPath string) {
+	t.Helper()
+	cfg, err := listener.Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Join(testutil.ModuleRoot(t), "nagios-config")
+	for file, re := range map[string]*regexp.Regexp{
+		"nagios4/commands.cfg":  regexp.MustCompile(`--deadline (\S+)`),
+		"icinga2/selfheal.conf": regexp.MustCompile(`"--deadline" = "([^"]+)"`),
+	} {
+		m := re.FindStringSubmatch(readFile(filepath.Join(root, file)))
+		if m == nil {
+			t.Fatalf("%s names no --deadline", file)
+		}
+		deadline, err := time.ParseDuration(m[1])
+		if err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		for name, svc := range cfg.Services {
+			for verb, a := range svc.Actions {
+				if a.Timeout+a.KillGrace >= deadline {
+					t.Errorf("sample %s %s: timeout %s + kill_grace %s is not below %s's --deadline %s", name, verb, a.Timeout, a.KillGrace, file, deadline)
+				}
+			}
+		}
+	}
 }

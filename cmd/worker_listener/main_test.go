@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -27,47 +28,71 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// env is a temp dir with a key made by genkey, action scripts and a config.
+// env is a temp dir with a fleet key and this agent's host key issued from
+// it (in-process, as handle_worker genkey and issue-key make them), action
+// scripts and a config.
 type env struct {
-	t       *testing.T
-	dir     string
-	key     protocol.Key
-	keyPath string
-	cfg     string
+	t         *testing.T
+	dir       string
+	agent     string
+	fleet     protocol.Key // the monitoring side's
+	key       protocol.Key // the agent's host key
+	keyPath   string
+	fleetPath string
+	cfg       string
 }
 
 // envScripts are the actions' scripts: mark.sh appends to $MARK; slow.sh
-// marks that it started, then waits (bounded) for $RELEASE.
+// appends to $MARK.started that it started, then waits (bounded) for
+// $RELEASE.
 var envScripts = map[string]string{
 	"mark.sh": "#!/bin/sh\necho ran >> \"$MARK\"\n",
-	"slow.sh": "#!/bin/sh\n: > \"$MARK.started\"\ni=0\nwhile [ ! -e \"$RELEASE\" ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done\necho ran >> \"$MARK\"\n",
+	"slow.sh": "#!/bin/sh\necho started >> \"$MARK.started\"\ni=0\nwhile [ ! -e \"$RELEASE\" ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done\necho ran >> \"$MARK\"\n",
+	// iv.sh records when each run of $ACTION begins and ends (ns).
+	"iv.sh": "#!/bin/sh\necho \"begin $ACTION $(date +%s%N)\" >> \"$LOG\"\nsleep 0.2\necho \"end $ACTION $(date +%s%N)\" >> \"$LOG\"\n",
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	e := &env{t: t, dir: t.TempDir()}
-	e.keyPath = filepath.Join(e.dir, "nagios1.key")
-	f := rigtest.Prepare(t, rig.Kit{Dir: e.dir, KeyID: "nagios1", Genkey: testutil.Binary(t, "worker_listener"),
-		Scripts: envScripts, Config: e.config(e.keyPath)})
+	e := &env{t: t, dir: t.TempDir(), agent: "worker1"}
+	e.keyPath = filepath.Join(e.dir, "fleet1.key")
+	f := rigtest.Prepare(t, rig.Kit{Dir: e.dir, FleetID: "fleet1", Agent: e.agent, Scripts: envScripts, Config: e.config(e.keyPath)})
 	if f.KeyFile != e.keyPath {
 		t.Fatalf("the rig wrote the key to %s, the config names %s", f.KeyFile, e.keyPath)
 	}
-	e.key, e.cfg = f.Key, f.Config
+	e.fleet, e.key, e.fleetPath, e.cfg = f.Fleet, f.Key, f.FleetFile, f.Config
 	return e
 }
 
-// config lists two services: demo (mark.sh) and slow (slow.sh, 60s).
+// config lists the services: demo (mark.sh), slow and slow2 (slow.sh,
+// 60s, each with its own release file), and iv (iv.sh for stop, start and
+// restart). The budget stays out of the way of tests not about it.
 func (e *env) config(keys ...string) rig.ListenerConfig {
+	slow := func(name string) rig.Service {
+		return rig.Service{Name: name, Actions: map[string]rig.Action{"restart": {
+			Argv: []string{filepath.Join(e.dir, "slow.sh")}, Timeout: "60s",
+			Env: map[string]string{"MARK": filepath.Join(e.dir, "mark-"+name), "RELEASE": filepath.Join(e.dir, "release-"+name)}}}}
+	}
+	iv := func(action string) rig.Action {
+		return rig.Action{Argv: []string{filepath.Join(e.dir, "iv.sh")}, Timeout: "10s",
+			Env: map[string]string{"ACTION": action, "LOG": filepath.Join(e.dir, "iv.log")}}
+	}
 	return rig.ListenerConfig{
-		Listen: "127.0.0.1:0", Keys: keys, Allow: rig.Loopback,
+		Listen: "127.0.0.1:0", Agent: "worker1", Keys: keys, Allow: rig.Loopback,
 		AuditLog: filepath.Join(e.dir, "audit.log"), StateDir: filepath.Join(e.dir, "state"), ShutdownGrace: "30s",
+		Budget: &rig.Budget{Max: 1000, Window: "1h", MinGap: "0s"},
 		Services: []rig.Service{
 			{Name: "demo", Actions: map[string]rig.Action{"restart": {
 				Argv: []string{filepath.Join(e.dir, "mark.sh")}, Env: map[string]string{"MARK": filepath.Join(e.dir, "mark")}}}},
-			{Name: "slow", Actions: map[string]rig.Action{"restart": {
-				Argv: []string{filepath.Join(e.dir, "slow.sh")}, Timeout: "60s",
-				Env: map[string]string{"MARK": filepath.Join(e.dir, "mark-slow"), "RELEASE": filepath.Join(e.dir, "release")}}}},
+			slow("slow"), slow("slow2"),
+			{Name: "iv", Actions: map[string]rig.Action{"stop": iv("stop"), "start": iv("start"), "restart": iv("restart")}},
 		},
+	}
+}
+
+func (e *env) release(svc string) {
+	if err := os.WriteFile(filepath.Join(e.dir, "release-"+svc), nil, 0o600); err != nil {
+		e.t.Fatal(err)
 	}
 }
 
@@ -82,10 +107,25 @@ func (e *env) marks(name string) int {
 	return strings.Count(string(b), "\n")
 }
 
+// do sends verb for svc without a fault, signed with k: a fleet key (for
+// agent worker1) or a host key (for its agent).
 func do(t *testing.T, addr string, k protocol.Key, verb protocol.Verb, svc string) (protocol.Reply, error) {
+	return doFault(t, addr, k, verb, svc, "-")
+}
+
+func doFault(t *testing.T, addr string, k protocol.Key, verb protocol.Verb, svc, fault string) (protocol.Reply, error) {
+	t.Helper()
+	agent := k.Agent
+	if k.Kind == protocol.FleetKey {
+		agent = "worker1"
+	}
+	c, err := protocol.NewClient(protocol.ClientConfig{Addr: addr, Key: k, Agent: agent})
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	return protocol.NewClient(protocol.ClientConfig{Addr: addr, Key: k}).Do(ctx, verb, svc)
+	return c.Do(ctx, verb, svc, fault)
 }
 
 // startServe runs `worker_listener serve` on the env's config, on its own
@@ -108,18 +148,63 @@ func waitLog(t *testing.T, l *rig.Listener, s string, n int) {
 	}
 }
 
-func TestGenkeyAndCheckConfig(t *testing.T) {
+// TestImportKeyAndCheckConfig: import-key writes the host key piped to it
+// (handle_worker issue-key ... | ssh host worker_listener import-key), 0600,
+// never over a file, and refuses a fleet key; genkey is gone from the
+// agent; check-config and serve refuse a bad config naming the fix.
+func TestImportKeyAndCheckConfig(t *testing.T) {
 	e := newEnv(t)
 	bin := testutil.Binary(t, "worker_listener")
 	fi, err := os.Stat(e.keyPath)
 	if err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("key file mode: %v %v", fi.Mode(), err)
 	}
-	if out, err := exec.Command(bin, "genkey", "--id", "nagios1", "--out", e.keyPath).CombinedOutput(); err == nil {
-		t.Fatalf("genkey overwrote a key: %s", out)
+	importKey := func(out string, stdin []byte) (string, error) {
+		cmd := exec.Command(bin, "import-key", "--out", out)
+		cmd.Stdin = bytes.NewReader(stdin)
+		b, err := cmd.CombinedOutput()
+		return string(b), err
 	}
-	if out, err := exec.Command(bin, "check-config", "--config", e.cfg).CombinedOutput(); err != nil || !strings.Contains(string(out), "config OK") {
+	hostText, _ := e.key.MarshalText()
+	imported := filepath.Join(e.dir, "imported.key")
+	if out, err := importKey(imported, hostText); err != nil || !strings.Contains(out, "wrote host key for agent worker1 (fleet fleet1) to "+imported) {
+		t.Fatalf("import-key: %v %s", err, out)
+	}
+	if fi, err := os.Stat(imported); err != nil || fi.Mode().Perm() != 0o600 || readFile(imported) != string(hostText) {
+		t.Fatalf("imported key: %v %v %q", fi, err, readFile(imported))
+	}
+	if out, err := importKey(imported, hostText); err == nil || !strings.Contains(out, "file exists") {
+		t.Fatalf("import-key overwrote a key: %v %s", err, out)
+	}
+	fleetText, _ := e.fleet.MarshalText()
+	for name, in := range map[string][]byte{
+		"a fleet key":  fleetText,
+		"garbage":      []byte("not a key\n"),
+		"two keys":     append(bytes.Clone(hostText), hostText...),
+		"a huge stdin": bytes.Repeat([]byte("a"), 5000),
+	} {
+		out := filepath.Join(t.TempDir(), "k.key")
+		got, err := importKey(out, in)
+		if err == nil {
+			t.Fatalf("import-key took %s: %s", name, got)
+		}
+		if _, err := os.Stat(out); !os.IsNotExist(err) {
+			t.Fatalf("import-key of %s wrote a file", name)
+		}
+		if name == "a fleet key" && !strings.Contains(got, "a fleet key belongs on the monitoring nodes only") {
+			t.Fatalf("fleet key refusal: %s", got)
+		}
+	}
+	if out, err := exec.Command(bin, "genkey", "--id", "fleet1", "--out", filepath.Join(e.dir, "g.key")).CombinedOutput(); err == nil {
+		t.Fatalf("worker_listener genkey still makes keys: %s", out)
+	}
+	if out, err := exec.Command(bin, "check-config", "--config", e.cfg).CombinedOutput(); err != nil || !strings.Contains(string(out), "config OK: agent worker1") {
 		t.Fatalf("check-config: %v %s", err, out)
+	}
+	otherKey := filepath.Join(e.dir, "worker2.key")
+	w2, _ := e.fleet.ForAgent("worker2")
+	if err := protocol.WriteKeyFile(otherKey, w2); err != nil {
+		t.Fatal(err)
 	}
 	worldWritable := filepath.Join(e.dir, "ww.sh")
 	os.WriteFile(worldWritable, []byte("#!/bin/sh\n"), 0o755)
@@ -142,6 +227,12 @@ func TestGenkeyAndCheckConfig(t *testing.T) {
 		{"unknown field", func(c *rig.ListenerConfig) { c.ShutdownGrace, c.Extra = "", "shutdown_grace_typo: 30s" }, "not found in type"},
 		{"shell-like service name", func(c *rig.ListenerConfig) { c.Services[0].Name = "demo;x" }, "demo;x"},
 		{"no allow list", func(c *rig.ListenerConfig) { c.Allow = nil }, "allow"},
+		{"no agent", func(c *rig.ListenerConfig) { c.Agent = "" }, "agent is required"},
+		{"a fleet key in keys", func(c *rig.ListenerConfig) { c.Keys = []string{e.fleetPath} },
+			"a fleet key belongs on the monitoring nodes only: issue this host's key with handle_worker issue-key --agent worker1"},
+		{"another agent's host key", func(c *rig.ListenerConfig) { c.Keys = []string{otherKey} },
+			"worker2.key is the host key of agent"},
+		{"budget min_gap over the window", func(c *rig.ListenerConfig) { c.Budget = &rig.Budget{Window: "1m", MinGap: "2m"} }, "min_gap"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			bad := filepath.Join(t.TempDir(), "bad.yaml")
@@ -175,9 +266,9 @@ func TestServeReloadAndDrain(t *testing.T) {
 	if rep, err := do(t, d.Addr, e.key, protocol.VerbPing, ""); err != nil || rep.Outcome != protocol.OutcomeOK {
 		t.Fatalf("ping: %+v %v", rep, err)
 	}
-	// Rotation: add a second key, reload.
-	k2Path := filepath.Join(e.dir, "nagios2.key")
-	k2, err := rig.GenKey(context.Background(), testutil.Binary(t, "worker_listener"), "nagios2", k2Path)
+	// Rotation: a second fleet's host key for this agent, added, reloaded.
+	k2Path := filepath.Join(e.dir, "fleet2.key")
+	k2, _, err := rig.NewKeys("fleet2", "worker1", filepath.Join(e.dir, "fleet2.fleet.key"), k2Path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,7 +307,7 @@ func TestServeReloadAndDrain(t *testing.T) {
 		res <- rep
 	}()
 	deadline := time.Now().Add(20 * time.Second)
-	for { // until the slow action runs: it touches mark-slow.started
+	for { // until the slow action runs: it writes mark-slow.started
 		if _, err := os.Stat(filepath.Join(e.dir, "mark-slow.started")); err == nil {
 			break
 		}
@@ -248,7 +339,7 @@ func TestServeReloadAndDrain(t *testing.T) {
 		t.Fatalf("exited before the running action finished: %v", d.Err())
 	case <-time.After(300 * time.Millisecond):
 	}
-	os.WriteFile(filepath.Join(e.dir, "release"), nil, 0o600)
+	e.release("slow")
 	if rep := <-res; rep.Outcome != protocol.OutcomeOK {
 		t.Fatalf("drained request: %+v", rep)
 	}
@@ -328,6 +419,42 @@ func readFile(p string) string {
 	return string(b)
 }
 
+// TestCrashDuringRestart: the agent is SIGKILLed while a restart runs. The
+// fault's record, written before the action started, survives: the next
+// agent answers that fault "failed, agent stopped" and does not run it
+// again; the restart counts against the budget.
+func TestCrashDuringRestart(t *testing.T) {
+	e := newEnv(t)
+	t.Cleanup(func() { e.release("slow") }) // the orphaned action ends
+	d := startServe(t, e, false)
+	res := make(chan error, 1)
+	go func() {
+		_, err := doFault(t, d.Addr, e.fleet, protocol.VerbRestart, "slow", "4711")
+		res <- err
+	}()
+	deadline := time.Now().Add(20 * time.Second)
+	for e.marks("mark-slow.started") == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("slow action never started")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	d.Signal(syscall.SIGKILL) // the agent only: the action has its own group
+	<-d.Done()
+	if err := <-res; !errors.Is(err, protocol.ErrNoReply) {
+		t.Fatalf("client of the killed agent: %v", err)
+	}
+	d = startServe(t, e, false)
+	rep, err := doFault(t, d.Addr, e.fleet, protocol.VerbRestart, "slow", "4711")
+	if err != nil || rep.Outcome != protocol.OutcomeFailed || rep.Origin != protocol.OriginRecorded ||
+		rep.Output != "agent stopped during this restart; not run again" || rep.Budget.Used != 1 {
+		t.Fatalf("the fault after the crash: %+v %v", rep, err)
+	}
+	if n := e.marks("mark-slow.started"); n != 1 {
+		t.Fatalf("the restart started %d times", n)
+	}
+}
+
 // systemd socket activation: the listening socket arrives as fd 3.
 func TestSocketActivation(t *testing.T) {
 	e := newEnv(t)
@@ -377,7 +504,7 @@ func TestInetdStdin(t *testing.T) {
 		return done
 	}
 	n, _ := protocol.NewNonce()
-	frame := protocol.NewRequest(e.key, protocol.VerbRestart, "demo", time.Now(), n).Marshal()
+	frame := protocol.NewRequest(e.key, protocol.VerbRestart, "demo", "-", time.Now(), n).Marshal()
 	send := func() string {
 		done := serveOne()
 		c, err := net.Dial("tcp", ln.Addr().String())
@@ -393,10 +520,10 @@ func TestInetdStdin(t *testing.T) {
 		}
 		return line
 	}
-	if got := send(); !strings.HasPrefix(got, "SH1 ok 0 ") {
+	if got := send(); !strings.HasPrefix(got, "SH2 worker1 ok run 0 ") {
 		t.Fatalf("first: %q", got)
 	}
-	if got := send(); got != "SH1 denied -1 0 - -\n" {
+	if got := send(); got != "SH2 - denied - -1 0 0 - - -\n" {
 		t.Fatalf("replay to a new inetd process: %q", got)
 	}
 	if e.marks("mark") != 1 {

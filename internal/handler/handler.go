@@ -1,18 +1,21 @@
 // Package handler is handle_worker's core: the policy that decides whether
-// a Nagios/Icinga state change calls for a restart, the per-service restart
-// budget kept in a small locked state file, the request to worker_listener
-// with bounded retries, and the feedback written to Nagios' command file.
+// a Nagios/Icinga state change calls for asking the worker host's agent
+// for a restart, the request (retried, same fault) to worker_listener, the
+// honest account of its answer, the advisory record of that answer in the
+// state directory, and the feedback written to Nagios' command file. The
+// agent is the authority: it runs at most one restart per fault and keeps
+// the restart budget, so the handler keeps no budget of its own.
 // docs/event-handler.md describes the behaviour; Run and Send never exit,
 // print or use globals.
 package handler
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
-	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
+	"math/rand/v2"
 	"net"
 	"strconv"
 	"strings"
@@ -25,22 +28,23 @@ import (
 
 // Exit codes. 0-2 say whether healing happened; 3 is a usage error.
 const (
-	ExitOK       = 0 // healed, or nothing to do
-	ExitWithheld = 1 // healing needed but withheld: budget, min gap, unusable state
-	ExitFailed   = 2 // healing attempted and failed: unreachable, denied, busy, action failed
+	ExitOK       = 0 // healed (now or already, for this fault), or nothing to do
+	ExitWithheld = 1 // healing needed but withheld: the agent's restart budget is spent
+	ExitFailed   = 2 // healing attempted and failed or unconfirmed: unreachable, no reply, denied, skew, action failed
 	ExitUsage    = 3
 )
 
 // Doer is the part of *protocol.Client the handler uses.
 type Doer interface {
-	Do(ctx context.Context, verb protocol.Verb, service string) (protocol.Reply, error)
+	Do(ctx context.Context, verb protocol.Verb, service, fault string) (protocol.Reply, error)
 }
 
 // Deps are the handler's outside world, injected.
 type Deps struct {
 	Now   func() time.Time                                 // nil = time.Now
 	Sleep func(ctx context.Context, d time.Duration) error // nil = a timer bounded by ctx
-	Dial  func(protocol.ClientConfig) Doer                 // nil = protocol.NewClient
+	Rand  func() float64                                   // [0, 1) for the backoff's jitter; nil = math/rand/v2
+	Dial  func(protocol.ClientConfig) (Doer, error)        // nil = protocol.NewClient
 	Log   zerolog.Logger
 }
 
@@ -51,8 +55,11 @@ func (d *Deps) defaults() {
 	if d.Sleep == nil {
 		d.Sleep = sleepCtx
 	}
+	if d.Rand == nil {
+		d.Rand = rand.Float64
+	}
 	if d.Dial == nil {
-		d.Dial = func(c protocol.ClientConfig) Doer { return protocol.NewClient(c) }
+		d.Dial = func(c protocol.ClientConfig) (Doer, error) { return protocol.NewClient(c) }
 	}
 }
 
@@ -71,9 +78,12 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 type Conn struct {
 	Address string // host or IP (no port)
 	Port    int
-	Target  string // the service name on the listener
-	Key     protocol.Key
-	TLS     *tls.Config
+	// Agent is the agent's name: requests are signed for it alone, and a
+	// reply from any other agent is refused.
+	Agent  string
+	Target string       // the service name on the listener
+	Key    protocol.Key // the fleet key, or the agent's own host key
+	TLS    *tls.Config
 }
 
 // Addr is host:port, bracketing IPv6 literals.
@@ -81,13 +91,16 @@ func (c Conn) Addr() string { return net.JoinHostPort(c.Address, strconv.Itoa(c.
 
 // Config is one `handle_worker event` invocation.
 type Config struct {
-	Event       Event
-	HostName    string // $HOSTNAME$: names the state file and the command-file lines
+	Event Event
+	// Fault names the fault ("-": none): Nagios' $SERVICEPROBLEMID$,
+	// Icinga 2's $service.last_state_change$. The agent runs one restart
+	// per fault and answers every later request for it from its record.
+	Fault       string
+	HostName    string // $HOSTNAME$: names the record and the command-file lines
 	ServiceDesc string // $SERVICEDESC$
 	Conn        Conn
 	Action      protocol.Verb
-	StateDir    string
-	Budget      Budget
+	StateDir    string // the advisory records; "" keeps none
 	SoftAttempt int
 	Deadline    time.Duration
 	CommandFile string // "" = no feedback to Nagios
@@ -100,174 +113,123 @@ type Result struct {
 	Code     int
 	Line     string
 	Decision Decision
-	Verdict  *Verdict        // budget verdict when one was taken
-	Reply    *protocol.Reply // the listener's reply, if any
-	Attempts int             // requests made (transport retries included)
+	Verdict  string          // the answer's kind (see Record.Result); "" when nothing was asked
+	Reply    *protocol.Reply // the agent's final reply, if any
+	Attempts int             // requests made (retries included)
 	Commands []Command       // written (or, in dry-run, that would be written)
 	Err      error           // the failure behind a non-zero code
 }
 
-// errNoWrite ends a Store.Update callback without writing the state.
-var errNoWrite = errors.New("no change")
-
-// Run handles one event: decide, reserve, act, report. It is bounded by
-// cfg.Deadline (and ctx), writes the state only under its lock and
-// atomically, and never panics on bad input: flags are validated by
-// cmd/handle_worker before it is called.
+// Run handles one event: decide, ask the agent, say what it answered. It
+// is bounded by cfg.Deadline (and ctx) and never panics on bad input:
+// flags are validated by cmd/handle_worker before it is called.
 func Run(ctx context.Context, cfg Config, deps Deps) Result {
 	deps.defaults()
+	if cfg.Fault == "" {
+		cfg.Fault = "-"
+	}
 	r := newRun(cfg, deps)
 	ctx, cancel := context.WithTimeout(ctx, cfg.Deadline)
 	defer cancel()
 
-	// Decide on the event alone: most events never need the budget state.
-	r.res.Decision = Decide(cfg.Event, cfg.SoftAttempt, false)
-	if r.res.Decision.Action != Restart {
-		return r.report(r.settle(ctx))
-	}
-	id, err := r.reserve(ctx)
+	r.res.Decision = Decide(cfg.Event, cfg.SoftAttempt)
 	switch {
-	case err != nil:
-		return r.report(r.failClosed(err))
-	case r.res.Decision.Action != Restart: // the episode already had its restart
+	case r.res.Decision.Action != Restart:
 		return r.report(zerolog.InfoLevel, "no action: "+r.res.Decision.Reason)
-	case !r.res.Verdict.Allowed:
-		return r.report(r.withhold())
 	case cfg.DryRun:
 		return r.report(r.dryRun())
 	}
-	return r.report(r.act(ctx, id))
+	return r.report(r.act(ctx))
 }
 
 // run is one Run: its inputs and the Result as it fills in.
 type run struct {
-	cfg   Config
-	deps  Deps
-	store Store
-	log   zerolog.Logger
-	start time.Time
-	res   Result
+	cfg       Config
+	deps      Deps
+	log       zerolog.Logger
+	start     time.Time
+	res       Result
+	recordErr error // the advisory record could not be written (never a failure)
 }
 
 func newRun(cfg Config, deps Deps) *run {
 	ev := cfg.Event
-	return &run{cfg: cfg, deps: deps, store: Store{Dir: cfg.StateDir}, start: deps.Now(),
+	return &run{cfg: cfg, deps: deps, start: deps.Now(),
 		log: deps.Log.With().Str("host", cfg.HostName).Str("service", cfg.ServiceDesc).
 			Str("state", ev.State.String()).Str("state_type", string(ev.Type)).Int("attempt", ev.Attempt).
+			Str("agent", cfg.Conn.Agent).Str("fault", cfg.Fault).
 			Str("target", cfg.Conn.Target).Str("addr", cfg.Conn.Addr()).Bool("dry_run", cfg.DryRun).Logger()}
 }
 
-// settle handles an event that calls for no restart. Only a recovery, or
-// the first SOFT problem of a new fault, touches the state: both end the
-// episode (the latter in case the OK call was missed).
-func (r *run) settle(ctx context.Context) (zerolog.Level, string) {
-	msg := "no action: " + r.res.Decision.Reason
-	if r.res.Decision.Action != Close && !newFault(r.cfg.Event) {
-		return zerolog.InfoLevel, msg
-	}
-	if r.cfg.DryRun {
-		return zerolog.InfoLevel, "dry-run: " + msg
-	}
-	err := r.store.Update(ctx, r.cfg.HostName, r.cfg.ServiceDesc, func(st *StateFile) error {
-		if st.Episode == nil {
-			return errNoWrite
-		}
-		st.Episode = nil
-		return nil
-	})
-	if err != nil && !errors.Is(err, errNoWrite) {
-		// Nothing needed healing, so this is not a failure of this
-		// event; the next CRITICAL will fail closed on the same error.
-		r.res.Err = err
-		return zerolog.ErrorLevel, msg + "; but the handler state is unusable: " + oneLine(err.Error())
-	}
-	return zerolog.InfoLevel, msg
-}
-
-// reserve decides again with the episode, checks the budget and, when the
-// restart goes ahead (and this is no dry run), writes it as a pending
-// record, all under one lock: two handlers racing cannot both restart. It
-// returns the record's id, and an error only when the state is unusable.
-func (r *run) reserve(ctx context.Context) (string, error) {
-	cfg, ev := r.cfg, r.cfg.Event
-	now := r.deps.Now()
-	id := newID()
-	err := r.store.Update(ctx, cfg.HostName, cfg.ServiceDesc, func(st *StateFile) error {
-		if newFault(ev) {
-			st.Episode = nil // --soft-attempt 1: any old episode has ended
-		}
-		restarted := st.Episode != nil && st.Episode.RestartedAt != nil && now.Sub(*st.Episode.RestartedAt) < cfg.Budget.Window
-		r.res.Decision = Decide(ev, cfg.SoftAttempt, restarted)
-		if r.res.Decision.Action != Restart {
-			return errNoWrite
-		}
-		v := cfg.Budget.Check(st.Restarts, now)
-		r.res.Verdict = &v
-		if !v.Allowed || cfg.DryRun {
-			return errNoWrite
-		}
-		st.Restarts = append(cfg.Budget.prune(st.Restarts, now), Record{ID: id, At: now.UTC(), Source: "event",
-			Verb: string(cfg.Action), Trigger: ev.String(), Outcome: RecordPending})
-		if st.Episode == nil {
-			st.Episode = &Episode{Opened: now.UTC()}
-		}
-		t := now.UTC()
-		st.Episode.RestartedAt = &t
-		return nil
-	})
-	if errors.Is(err, errNoWrite) {
-		err = nil
-	}
-	return id, err
-}
-
-// failClosed: healing is needed but the state cannot be trusted, so no
-// restart, and Nagios is told.
-func (r *run) failClosed(err error) (zerolog.Level, string) {
-	r.res.Code, r.res.Err = ExitWithheld, err
-	msg := "not restarting, failing closed: handler state unusable: " + oneLine(err.Error())
-	if errors.Is(err, ErrStateCorrupt) {
-		msg += " (inspect it, then delete it to re-arm auto-healing)"
-	}
-	r.res.Commands = []Command{r.comment(true, "auto-healing suspended: "+msg+"; a human must look")}
-	return zerolog.ErrorLevel, msg + r.feedback()
-}
-
-// withhold: the budget refused the restart.
-func (r *run) withhold() (zerolog.Level, string) {
-	v := r.res.Verdict
-	r.res.Code, r.res.Err = ExitWithheld, errors.New(v.Reason)
-	text := fmt.Sprintf("auto-restart held back: %s; a human must look if it stays CRITICAL", v.Reason)
-	if v.Kind == "exhausted" {
-		text = fmt.Sprintf("auto-healing suspended: %s; a human must look (budget frees up in %s)", v.Reason, roundDur(v.Wait))
-	}
-	r.res.Commands = []Command{r.comment(true, text)}
-	return zerolog.WarnLevel, "not restarting: " + text + r.feedback()
-}
-
+// dryRun says what would be sent, with the last answer recorded here.
 func (r *run) dryRun() (zerolog.Level, string) {
 	cfg := r.cfg
-	r.res.Commands = r.successCommands(r.deps.Now(), 0)
-	return zerolog.InfoLevel, fmt.Sprintf("dry-run: would send %s %s to %s (%s; budget %d/%d used in %s); would write %d command(s)",
-		cfg.Action, cfg.Conn.Target, cfg.Conn.Addr(), r.res.Decision.Reason, r.res.Verdict.Used, cfg.Budget.Max, cfg.Budget.Window, len(r.res.Commands))
+	r.res.Commands = r.okCommands(answer{kind: kindHealed, verb: cfg.Action, conn: cfg.Conn})
+	last := "no earlier answer recorded here"
+	if cfg.StateDir != "" {
+		rec, err := Store{Dir: cfg.StateDir}.Read(cfg.HostName, cfg.ServiceDesc)
+		switch {
+		case err != nil:
+			last = "the record of earlier answers is unreadable: " + oneLine(err.Error())
+		case rec != nil:
+			last = "the agent's last answer here, " + roundDur(r.deps.Now().Sub(rec.At)).String() + " ago: " + rec.Result
+			if rec.Outcome != "" {
+				last += " (" + rec.Outcome + ", " + rec.Origin + ")"
+			}
+			if b := rec.Budget; b != nil {
+				last += fmt.Sprintf(", budget %d/%d per %s", b.Used, b.Max, time.Duration(b.WindowS)*time.Second)
+			}
+		}
+	}
+	return zerolog.InfoLevel, fmt.Sprintf("dry-run: would send %s %s to %s (agent %s, fault %s; %s); %s; would write %d command(s)",
+		cfg.Action, cfg.Conn.Target, cfg.Conn.Addr(), cfg.Conn.Agent, cfg.Fault, r.res.Decision.Reason, last, len(r.res.Commands))
 }
 
-// act sends the reserved restart and settles its pending record.
-func (r *run) act(ctx context.Context, id string) (zerolog.Level, string) {
+// act asks the agent, records its answer (advisory) and tells Nagios.
+func (r *run) act(ctx context.Context) (zerolog.Level, string) {
 	cfg := r.cfg
-	x := request(ctx, cfg.Deadline, cfg.Action, cfg.Conn, r.deps)
-	r.res.Attempts, r.res.Reply = x.attempts, x.reply()
-	if err := r.store.SetOutcome(ctx, cfg.HostName, cfg.ServiceDesc, id, x.record(), x.summary); err != nil {
-		// The pending record already counts; only its outcome is lost.
-		r.log.Warn().AnErr("error", err).Msg("could not record the restart outcome")
+	a, err := request(ctx, cfg.Deadline, cfg.Action, cfg.Fault, cfg.Conn, r.deps)
+	if err != nil {
+		// Only a key that cannot sign for this agent gets here (main
+		// checks it first): a configuration error, fail closed.
+		r.res.Code, r.res.Err = ExitUsage, err
+		msg := "auto-healing impossible: handle_worker configuration error: " + oneLine(err.Error())
+		r.res.Commands = []Command{r.comment(true, msg+"; a human must look")}
+		return zerolog.ErrorLevel, msg + r.feedback()
 	}
-	if x.ok() {
-		r.res.Commands = r.successCommands(r.deps.Now(), x.took)
-		return zerolog.InfoLevel, x.summary + r.feedback()
+	r.res.Attempts, r.res.Reply, r.res.Verdict = a.attempts, a.reply(), a.kind
+	r.recordErr = writeRecord(ctx, cfg.StateDir, cfg.HostName, cfg.ServiceDesc, "event", a, r.deps.Now())
+	summary := a.summary()
+	switch a.code() {
+	case ExitOK:
+		r.res.Commands = r.okCommands(a)
+		return zerolog.InfoLevel, summary + r.feedback()
+	case ExitWithheld:
+		r.res.Code, r.res.Err = ExitWithheld, a.failure()
+		r.res.Commands = []Command{r.comment(true, "auto-healing suspended: "+summary+"; a human must look")}
+		return zerolog.WarnLevel, summary + "; a human must look" + r.feedback()
 	}
-	r.res.Code, r.res.Err = ExitFailed, x.failure()
-	r.res.Commands = []Command{r.comment(true, "auto-restart failed: "+x.summary+"; a human must look")}
-	return zerolog.ErrorLevel, x.summary + r.feedback()
+	r.res.Code, r.res.Err = ExitFailed, a.failure()
+	prefix := "auto-restart failed: "
+	if a.kind == kindNoReply {
+		prefix = "auto-restart unconfirmed: "
+	}
+	r.res.Commands = []Command{r.comment(true, prefix+summary+"; a human must look")}
+	return zerolog.ErrorLevel, summary + r.feedback()
+}
+
+// writeRecord keeps the agent's answer in the state directory. It is
+// advisory: an error is returned to be logged, and changes nothing else.
+func writeRecord(ctx context.Context, dir, host, service, source string, a answer, now time.Time) error {
+	if dir == "" {
+		return nil
+	}
+	rec := Record{Host: host, Service: service, At: now.UTC(), Source: source, Verb: string(a.verb),
+		Agent: a.conn.Agent, Fault: a.fault, Result: a.kind, Attempts: a.attempts, Summary: a.summary()}
+	if a.final {
+		rec.Outcome, rec.Origin, rec.Budget = string(a.rep.Outcome), string(a.rep.Origin), recordBudget(a.rep.Budget)
+	}
+	return Store{Dir: dir}.Write(ctx, rec)
 }
 
 // report logs the one JSON line of the run and returns the Result, its
@@ -277,18 +239,35 @@ func (r *run) report(level zerolog.Level, msg string) Result {
 	res.Line = fmt.Sprintf("%s/%s %s: ", cfg.HostName, cfg.ServiceDesc, cfg.Event) + msg
 	e := r.log.WithLevel(level).Int("exit", res.Code).Str("decision", res.Decision.Action.String()).
 		Str("reason", res.Decision.Reason).Int("attempts", res.Attempts)
-	if res.Verdict != nil {
-		e = e.Int("budget_used", res.Verdict.Used).Int("budget_max", cfg.Budget.Max)
+	if res.Verdict != "" {
+		e = e.Str("result", res.Verdict)
 	}
-	if res.Reply != nil {
-		e = e.Str("outcome", string(res.Reply.Outcome)).Int("action_exit", res.Reply.ExitCode).
-			Dur("action_duration", res.Reply.Duration)
+	e = logReply(e, res.Reply)
+	if r.recordErr != nil {
+		e = e.Str("record_error", r.recordErr.Error())
 	}
 	if res.Err != nil {
 		e = e.AnErr("error", res.Err)
 	}
 	e.Dur("elapsed", r.deps.Now().Sub(r.start)).Msg(msg)
 	return res
+}
+
+// logReply adds the agent's reply to a log line.
+func logReply(e *zerolog.Event, rep *protocol.Reply) *zerolog.Event {
+	if rep == nil {
+		return e
+	}
+	e = e.Str("outcome", string(rep.Outcome)).Str("origin", string(rep.Origin)).Int("action_exit", rep.ExitCode).
+		Dur("action_duration", rep.Duration)
+	if b := rep.Budget; b.Max > 0 {
+		e = e.Int("budget_used", b.Used).Int("budget_max", b.Max).Int64("budget_window_s", int64(b.Window/time.Second)).
+			Int64("retry_after_s", int64(b.RetryAfter/time.Second))
+	}
+	if !rep.AgentTime.IsZero() {
+		e = e.Time("agent_time", rep.AgentTime)
+	}
+	return e
 }
 
 // Author signs the handler's Nagios comments.
@@ -298,12 +277,19 @@ func (r *run) comment(persistent bool, text string) Command {
 	return AddSvcComment(r.cfg.HostName, r.cfg.ServiceDesc, persistent, Author, text)
 }
 
-func (r *run) successCommands(now time.Time, took time.Duration) []Command {
+// okCommands: a routine comment and a forced re-check that confirms the
+// recovery without waiting for the next retry interval.
+func (r *run) okCommands(a answer) []Command {
 	cfg := r.cfg
-	return []Command{
-		r.comment(false, fmt.Sprintf("auto-restart ok in %s (%s %s via %s after %s)", roundDur(took), cfg.Action, cfg.Conn.Target, cfg.Conn.Addr(), cfg.Event)),
-		ScheduleForcedSvcCheck(cfg.HostName, cfg.ServiceDesc, now.Add(cfg.Recheck)),
+	via := fmt.Sprintf("%s %s via %s after %s", cfg.Action, cfg.Conn.Target, cfg.Conn.Addr(), cfg.Event)
+	if b := budgetText(a.rep.Budget); b != "" {
+		via += "; budget " + b
 	}
+	text := fmt.Sprintf("auto-restart ok in %s (%s)", roundDur(a.took), via)
+	if a.kind == kindAlready {
+		text = "auto-restart ok: " + alreadyText + " (" + via + ")"
+	}
+	return []Command{r.comment(false, text), ScheduleForcedSvcCheck(cfg.HostName, cfg.ServiceDesc, r.deps.Now().Add(cfg.Recheck))}
 }
 
 // feedback writes res.Commands to the command file (unless dry-run) and
@@ -319,122 +305,200 @@ func (r *run) feedback() string {
 	return ""
 }
 
-// exchange is one request to the listener, retries included.
-type exchange struct {
-	rep      protocol.Reply // zero when err is set
-	attempts int
-	err      error // transport failure after the last retry
-	took     time.Duration
-	summary  string // the human sentence, from describe
-}
-
 // request sends verb within deadline's act share: a margin is kept after
-// it for recording the outcome and writing the command file, so that
-// everything ends before the deadline.
-func request(ctx context.Context, deadline time.Duration, verb protocol.Verb, c Conn, deps Deps) exchange {
+// it for recording the answer and writing the command file, so that
+// everything ends before the deadline. err is set only when no client
+// could be made (the key cannot sign for the agent).
+func request(ctx context.Context, deadline time.Duration, verb protocol.Verb, fault string, c Conn, deps Deps) (answer, error) {
 	actCtx, cancel := context.WithDeadline(ctx, actDeadline(ctx, deadline))
 	defer cancel()
-	client := deps.Dial(protocol.ClientConfig{Addr: c.Addr(), Key: c.Key, TLS: c.TLS, Now: deps.Now})
-	t0 := deps.Now()
-	rep, attempts, err := call(actCtx, client, verb, c.Target, deps)
-	took := deps.Now().Sub(t0)
-	return exchange{rep: rep, attempts: attempts, err: err, took: took, summary: describe(verb, c, rep, attempts, err, took)}
-}
-
-func (x exchange) ok() bool { return x.err == nil && x.rep.Outcome == protocol.OutcomeOK }
-
-// reply is the listener's reply, nil when none came.
-func (x exchange) reply() *protocol.Reply {
-	if x.err != nil {
-		return nil
+	client, err := deps.Dial(protocol.ClientConfig{Addr: c.Addr(), Key: c.Key, Agent: c.Agent, TLS: c.TLS, Now: deps.Now})
+	if err != nil {
+		return answer{}, err
 	}
-	return &x.rep
+	a := answer{exchange: call(actCtx, client, verb, c.Target, fault, deps), verb: verb, fault: fault, conn: c}
+	a.now = deps.Now()
+	a.kind = a.classify()
+	return a, nil
 }
 
-// record is the budget record's outcome for this request.
-func (x exchange) record() string {
-	if x.ok() {
-		return RecordOK
-	}
-	return RecordFailed
-}
-
-// failure is the error behind a request that did not succeed.
-func (x exchange) failure() error {
-	if x.err != nil {
-		return x.err
-	}
-	return fmt.Errorf("listener replied %s", x.rep.Outcome)
-}
-
-// actDeadline leaves a tenth of the deadline (at least 300ms, at most 2s)
-// for recording the outcome and writing the command file.
+// actDeadline leaves a tenth of the deadline (at least 300ms, at most 2s,
+// and never more than half of what is left when ctx ends sooner) for
+// recording the answer and writing the command file.
 func actDeadline(ctx context.Context, total time.Duration) time.Time {
 	dl, _ := ctx.Deadline()
-	margin := min(max(total/10, 300*time.Millisecond), 2*time.Second)
+	margin := min(max(total/10, 300*time.Millisecond), 2*time.Second, time.Until(dl)/2)
 	return dl.Add(-margin)
 }
 
-// Backoff between transport retries: 250ms doubling to 4s, and no new
-// attempt when less than minAttempt is left.
+// The kinds of answer (Result.Verdict, Record.Result, the log's "result").
+// The agent's own outcomes are used as they are: failed, timeout, denied,
+// skew, busy, rate-limited.
 const (
-	firstBackoff = 250 * time.Millisecond
-	maxBackoff   = 4 * time.Second
-	minAttempt   = 200 * time.Millisecond
+	kindHealed      = "healed"      // ok, this request ran it
+	kindAlready     = "already"     // ok, the agent answered from its record
+	kindSpent       = "spent"       // the agent's restart budget is spent
+	kindNoReply     = "no-reply"    // sent, no valid reply: it may have run
+	kindUnreachable = "unreachable" // never reached the agent
+	kindError       = "error"       // the request could not be made
 )
 
-// call sends verb with bounded retries. Only transport errors are retried
-// (the protocol says they are retryable); any reply, even "failed" or
-// "busy", ends the loop: retrying a restart that ran would restart twice.
-func call(ctx context.Context, c Doer, verb protocol.Verb, target string, deps Deps) (protocol.Reply, int, error) {
-	backoff := firstBackoff
-	var errs []string
-	for n := 1; ; n++ {
-		rep, err := c.Do(ctx, verb, target)
-		if err == nil {
-			return rep, n, nil
-		}
-		errs = append(errs, oneLine(err.Error()))
-		// The last pause is shortened so that one more attempt still fits.
-		dl, _ := ctx.Deadline()
-		pause := min(backoff, time.Until(dl)-minAttempt)
-		if ctx.Err() != nil || pause < firstBackoff/5 {
-			return protocol.Reply{}, n, fmt.Errorf("%d attempt(s), last: %s", n, errs[len(errs)-1])
-		}
-		if deps.Sleep(ctx, pause) != nil {
-			return protocol.Reply{}, n, fmt.Errorf("%d attempt(s), last: %s", n, errs[len(errs)-1])
-		}
-		backoff = min(2*backoff, maxBackoff)
-	}
+// answer is an exchange and what it means.
+type answer struct {
+	exchange
+	verb  protocol.Verb
+	fault string
+	conn  Conn
+	now   time.Time // when the exchange ended, on the handler's clock
+	kind  string
 }
 
-// describe is the one human sentence for a request's result.
-func describe(verb protocol.Verb, c Conn, rep protocol.Reply, attempts int, err error, took time.Duration) string {
-	if err != nil {
-		return fmt.Sprintf("%s %s: listener %s unreachable (%s)", verb, c.Target, c.Addr(), err)
+func (a answer) classify() string {
+	switch {
+	case a.final && a.rep.Outcome == protocol.OutcomeOK && (a.rep.Origin == protocol.OriginRecorded || a.rep.Origin == protocol.OriginJoined):
+		return kindAlready
+	case a.final && a.rep.Outcome == protocol.OutcomeOK:
+		return kindHealed
+	case a.final && a.rep.Outcome == protocol.OutcomeSpent:
+		return kindSpent
+	case a.final:
+		return string(a.rep.Outcome)
+	case a.refusal != "":
+		return string(a.refusal)
+	case a.sent:
+		return kindNoReply
+	case errors.Is(a.err, protocol.ErrNotSent):
+		return kindUnreachable
 	}
-	s := fmt.Sprintf("%s %s on %s: %s", verb, c.Target, c.Addr(), rep.Outcome)
-	switch rep.Outcome {
-	case protocol.OutcomeOK:
-		s = fmt.Sprintf("%s %s on %s ok in %s", verb, c.Target, c.Addr(), roundDur(took))
-	case protocol.OutcomeFailed:
-		s += fmt.Sprintf(" (action exit %d after %s)", rep.ExitCode, roundDur(rep.Duration))
-	case protocol.OutcomeTimeout:
-		s += fmt.Sprintf(" (action killed after %s)", roundDur(rep.Duration))
-	case protocol.OutcomeDenied:
-		s += " (wrong key, address not allowed, or service/action not configured: see the listener's audit log)"
-	case protocol.OutcomeBusy:
-		s += " (another action on this service is running)"
-	case protocol.OutcomeRateLimited:
-		s += " (the listener refuses more requests for now)"
+	return kindError
+}
+
+// code is the exit code the answer calls for.
+func (a answer) code() int {
+	switch a.kind {
+	case kindHealed, kindAlready:
+		return ExitOK
+	case kindSpent:
+		return ExitWithheld
 	}
-	if attempts > 1 {
-		s += fmt.Sprintf(" after %d attempts", attempts)
+	return ExitFailed
+}
+
+// reply is the agent's final reply, nil when none came.
+func (a answer) reply() *protocol.Reply {
+	if !a.final {
+		return nil
 	}
-	if out := firstLine(rep.Output); out != "" && rep.Outcome != protocol.OutcomeOK {
+	return &a.rep
+}
+
+// failure is the error behind an answer that is not a success.
+func (a answer) failure() error {
+	if a.final || a.refusal != "" {
+		return fmt.Errorf("agent answered %s", a.kind)
+	}
+	return a.err
+}
+
+// alreadyText says what an ok from the agent's records means: the agent
+// answers so for this fault's restart (a retry after a lost reply, the
+// other HA endpoint, a duplicate) and for a restart less than its min_gap
+// ago (a split brain's second fault id for one real fault).
+const alreadyText = "already restarted for this fault by another request (or within the agent's min gap), not run again"
+
+// summary is the one human sentence for the answer, honest about what the
+// handler knows: unreachable (nothing reached the agent) is not "sent, no
+// reply" (the restart may have run).
+func (a answer) summary() string {
+	verb, c, rep := a.verb, a.conn, a.rep
+	on := fmt.Sprintf("%s %s on %s", verb, c.Target, c.Addr())
+	budget := ""
+	if b := budgetText(rep.Budget); b != "" {
+		budget = "budget " + b
+	}
+	var s string
+	switch a.kind {
+	case kindHealed:
+		s = fmt.Sprintf("%s ok in %s", on, roundDur(a.took))
+		if budget != "" {
+			s += " (" + budget + ")"
+		}
+	case kindAlready:
+		s = on + ": " + alreadyText + ": ok"
+		if budget != "" {
+			s += " (" + budget + ")"
+		}
+	case kindSpent:
+		b := rep.Budget
+		s = fmt.Sprintf("%s: restart budget spent at the agent: %d/%d in %s; next restart allowed in %s",
+			on, b.Used, b.Max, b.Window, roundDur(b.RetryAfter))
+	case string(protocol.OutcomeFailed):
+		s = fmt.Sprintf("%s: failed (action exit %d after %s%s)", on, rep.ExitCode, roundDur(rep.Duration), prefixed("; ", budget))
+	case string(protocol.OutcomeTimeout):
+		s = fmt.Sprintf("%s: timeout (action killed after %s%s)", on, roundDur(rep.Duration), prefixed("; ", budget))
+	case string(protocol.OutcomeDenied):
+		s = on + ": denied (wrong key, wrong agent name, address not allowed, or service/action not configured: see the agent's audit log)"
+	case string(protocol.OutcomeSkew):
+		s = on + ": skew: " + skewText(rep.AgentTime, a.now)
+	case string(protocol.OutcomeBusy):
+		s = on + ": busy on every try (nothing ran for these requests: the agent's connection slots were full, another action of this service kept running, or the agent was shutting down)"
+	case string(protocol.OutcomeRateLimited):
+		s = on + ": rate-limited on every try (nothing ran for these requests: the agent refuses more requests or connections from this node for now)"
+	case kindNoReply:
+		s = on + ": request sent, no reply within the deadline: the restart may have run; check the agent's audit log" + faultHint(a.fault)
+	case kindUnreachable:
+		s = fmt.Sprintf("%s %s: listener %s unreachable", verb, c.Target, c.Addr())
+	default:
+		s = fmt.Sprintf("%s %s: request not made", verb, c.Target)
+	}
+	if a.final || a.refusal != "" {
+		if a.sent && !a.final {
+			s += "; an earlier request was sent without a reply: the restart may have run; check the agent's audit log" + faultHint(a.fault)
+		}
+		if a.attempts > 1 {
+			s += fmt.Sprintf(" after %d attempts", a.attempts)
+		}
+	} else {
+		s += fmt.Sprintf(" (%d attempt(s), last: %s)", a.attempts, oneLine(a.err.Error()))
+	}
+	// The action's own words, when it failed; the agent's refusals say
+	// nothing the sentence above does not.
+	if out := firstLine(rep.Output); out != "" && a.final && (rep.Outcome == protocol.OutcomeFailed || rep.Outcome == protocol.OutcomeTimeout) {
 		s += ": " + out
 	}
 	return s
+}
+
+// skewText: the agent verified the request and says its clock.
+func skewText(agent, ours time.Time) string {
+	if agent.IsZero() {
+		return "the agent says our clock is outside its replay window (its time unknown): check NTP"
+	}
+	off := int64(math.Round(math.Abs(ours.Sub(agent).Seconds())))
+	return fmt.Sprintf("clock off by %d s from the agent (its time %s, ours %s): check NTP",
+		off, agent.UTC().Format(time.RFC3339), ours.UTC().Format(time.RFC3339))
+}
+
+func faultHint(fault string) string {
+	if fault == "" || fault == "-" {
+		return ""
+	}
+	return " for fault " + fault
+}
+
+// budgetText is "U/M per W", or "" when the reply carries no budget.
+func budgetText(b protocol.Budget) string {
+	if b.Max <= 0 {
+		return ""
+	}
+	return fmt.Sprintf("%d/%d per %s", b.Used, b.Max, b.Window)
+}
+
+func prefixed(p, s string) string {
+	if s == "" {
+		return ""
+	}
+	return p + s
 }
 
 func firstLine(s string) string {
@@ -463,10 +527,4 @@ func roundDur(d time.Duration) time.Duration {
 	default:
 		return d.Round(time.Millisecond)
 	}
-}
-
-func newID() string {
-	b := make([]byte, 8)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }

@@ -1,12 +1,17 @@
 package handler_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -16,6 +21,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/selfheal/selfheal/internal/handler"
+	"github.com/selfheal/selfheal/internal/lab/rig"
 	"github.com/selfheal/selfheal/internal/lab/rig/rigtest"
 	"github.com/selfheal/selfheal/internal/nagios"
 	"github.com/selfheal/selfheal/internal/protocol"
@@ -67,10 +73,9 @@ func newEnv(t *testing.T, l *rigtest.HandlerListener) *env {
 	os.Mkdir(state, 0o700)
 	e := &env{t: t, l: l, clk: newClock(), fifo: fifo, rfd: rfd, logs: &bytes.Buffer{}, state: state}
 	e.cfg = handler.Config{
-		HostName: "web1", ServiceDesc: "Worker",
-		Conn:   handler.Conn{Address: l.Host, Port: l.Port, Target: "demo", Key: l.Key},
+		HostName: "web1", ServiceDesc: "Worker", Fault: "-",
+		Conn:   handler.Conn{Address: l.Host, Port: l.Port, Agent: l.Agent, Target: "demo", Key: l.Key},
 		Action: protocol.VerbRestart, StateDir: state,
-		Budget:      handler.Budget{Max: 3, Window: time.Hour, MinGap: 0},
 		Deadline:    20 * time.Second,
 		CommandFile: fifo, Recheck: 2 * time.Second,
 	}
@@ -81,7 +86,8 @@ func (e *env) deps() handler.Deps {
 	return handler.Deps{Now: e.clk.Now, Log: zerolog.New(e.logs)}
 }
 
-func (e *env) run(state, typ string, attempt int) handler.Result {
+// run handles one event for fault (as --fault takes it).
+func (e *env) run(state, typ string, attempt int, fault string) handler.Result {
 	e.t.Helper()
 	ev, err := handler.ParseEvent(state, typ, attempt)
 	if err != nil {
@@ -89,6 +95,9 @@ func (e *env) run(state, typ string, attempt int) handler.Result {
 	}
 	cfg := e.cfg
 	cfg.Event = ev
+	if cfg.Fault, err = handler.FaultID(fault); err != nil {
+		e.t.Fatal(err)
+	}
 	return handler.Run(context.Background(), cfg, e.deps())
 }
 
@@ -102,17 +111,24 @@ func (e *env) commands() string {
 	return string(buf[:n])
 }
 
-func (e *env) stateFile() handler.StateFile {
+func (e *env) record() handler.Record {
 	e.t.Helper()
-	b, err := os.ReadFile(handler.Store{Dir: e.state}.Path(e.cfg.HostName, e.cfg.ServiceDesc))
-	if err != nil {
-		e.t.Fatal(err)
+	rec, err := handler.Store{Dir: e.state}.Read(e.cfg.HostName, e.cfg.ServiceDesc)
+	if err != nil || rec == nil {
+		e.t.Fatalf("advisory record: %+v, %v", rec, err)
 	}
-	var st handler.StateFile
-	if err := json.Unmarshal(b, &st); err != nil {
-		e.t.Fatal(err)
+	return *rec
+}
+
+// lastLog is the last JSON log line.
+func (e *env) lastLog() map[string]any {
+	e.t.Helper()
+	lines := bytes.Split(bytes.TrimSpace(e.logs.Bytes()), []byte("\n"))
+	var m map[string]any
+	if err := json.Unmarshal(lines[len(lines)-1], &m); err != nil {
+		e.t.Fatalf("log line is not JSON: %v\n%s", err, e.logs)
 	}
-	return st
+	return m
 }
 
 func expect(t *testing.T, r handler.Result, code int, line string) {
@@ -128,30 +144,37 @@ func expect(t *testing.T, r handler.Result, code int, line string) {
 func TestRunRestartOK(t *testing.T) {
 	l := rigtest.StartHandlerListener(t)
 	e := newEnv(t, l)
-	r := e.run("CRITICAL", "HARD", 3)
-	expect(t, r, 0, "restart demo on "+l.Addr()+" ok in")
+	r := e.run("CRITICAL", "HARD", 3, "7")
+	expect(t, r, 0, "restart demo on "+l.Addr()+" ok in 0s (budget 1/3 per 1h0m0s)")
 	if got := l.Actions(t); got != 1 {
 		t.Fatalf("listener ran %d actions, want 1", got)
 	}
+	if r.Reply == nil || r.Reply.Origin != protocol.OriginRun || r.Verdict != "healed" || r.Attempts != 1 {
+		t.Fatalf("reply %+v, verdict %q, %d attempts", r.Reply, r.Verdict, r.Attempts)
+	}
 	now := e.clk.Now().Unix()
-	want := fmt.Sprintf("[%d] ADD_SVC_COMMENT;web1;Worker;0;handle_worker;auto-restart ok in 0s (restart demo via %s after CRITICAL HARD 3)\n"+
+	want := fmt.Sprintf("[%d] ADD_SVC_COMMENT;web1;Worker;0;handle_worker;auto-restart ok in 0s (restart demo via %s after CRITICAL HARD 3; budget 1/3 per 1h0m0s)\n"+
 		"[%d] SCHEDULE_FORCED_SVC_CHECK;web1;Worker;%d\n", now, l.Addr(), now, now+2)
 	if got := e.commands(); got != want {
 		t.Fatalf("command file got\n%q\nwant\n%q", got, want)
 	}
-	st := e.stateFile()
-	if len(st.Restarts) != 1 || st.Restarts[0].Outcome != handler.RecordOK || st.Restarts[0].Source != "event" || st.Episode == nil {
-		t.Fatalf("state %+v", st)
+	rec := e.record()
+	if rec.Result != "healed" || rec.Outcome != "ok" || rec.Origin != "run" || rec.Source != "event" || rec.Fault != "7" ||
+		rec.Agent != l.Agent || rec.Budget == nil || rec.Budget.Used != 1 || rec.Budget.Max != 3 || rec.Budget.WindowS != 3600 {
+		t.Fatalf("record %+v", rec)
 	}
-	var logLine map[string]any
-	if err := json.Unmarshal(bytes.TrimSpace(e.logs.Bytes()), &logLine); err != nil {
-		t.Fatalf("log is not one JSON line: %v\n%s", err, e.logs)
+	logLine := e.lastLog()
+	if strings.Count(strings.TrimSpace(e.logs.String()), "\n") != 0 {
+		t.Fatalf("more than one log line:\n%s", e.logs)
 	}
-	if logLine["outcome"] != "ok" || logLine["decision"] != "restart" || logLine["host"] != "web1" {
+	if logLine["outcome"] != "ok" || logLine["origin"] != "run" || logLine["result"] != "healed" || logLine["decision"] != "restart" ||
+		logLine["host"] != "web1" || logLine["fault"] != "7" || logLine["agent"] != l.Agent || logLine["budget_used"] != 1.0 {
 		t.Fatalf("log line %v", logLine)
 	}
-	if strings.Contains(e.logs.String(), fmt.Sprintf("%x", l.Key.Secret)) {
-		t.Fatal("the key's secret is in the log")
+	for _, secret := range [][]byte{l.Key.Secret, l.HostKey.Secret} {
+		if strings.Contains(e.logs.String(), fmt.Sprintf("%x", secret)) {
+			t.Fatal("a key's secret is in the log")
+		}
 	}
 }
 
@@ -161,9 +184,13 @@ func TestRunListenerDown(t *testing.T) {
 	e.cfg.Conn.Port = rigtest.ClosedPort(t)
 	e.cfg.Deadline = 4 * time.Second
 	start := time.Now()
-	r := e.run("CRITICAL", "HARD", 3)
+	r := e.run("CRITICAL", "HARD", 3, "7")
 	took := time.Since(start)
+	expect(t, r, 2, "restart demo: listener 127.0.0.1:")
 	expect(t, r, 2, "unreachable")
+	if strings.Contains(r.Line, "may have run") {
+		t.Fatalf("nothing reached the agent, yet the line says it may have run: %q", r.Line)
+	}
 	if r.Attempts < 3 {
 		t.Fatalf("%d attempts: no retries", r.Attempts)
 	}
@@ -176,9 +203,11 @@ func TestRunListenerDown(t *testing.T) {
 		!strings.Contains(cmds, "a human must look") || strings.Contains(cmds, "SCHEDULE_FORCED") {
 		t.Fatalf("command file: %q", cmds)
 	}
-	st := e.stateFile()
-	if len(st.Restarts) != 1 || st.Restarts[0].Outcome != handler.RecordFailed {
-		t.Fatalf("a failed attempt must still count: %+v", st.Restarts)
+	if rec := e.record(); rec.Result != "unreachable" || rec.Outcome != "" {
+		t.Fatalf("record %+v", rec)
+	}
+	if m := e.lastLog(); m["result"] != "unreachable" || m["level"] != "error" {
+		t.Fatalf("log %v", m)
 	}
 }
 
@@ -190,7 +219,7 @@ func TestRunWrongKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.cfg.Conn.Key = k
-	r := e.run("CRITICAL", "HARD", 3)
+	r := e.run("CRITICAL", "HARD", 3, "7")
 	expect(t, r, 2, "denied")
 	if r.Attempts != 1 {
 		t.Fatalf("a denial was retried: %d attempts", r.Attempts)
@@ -200,23 +229,64 @@ func TestRunWrongKey(t *testing.T) {
 	}
 }
 
+// TestRunAgentIdentity: a request signed for another agent is refused by
+// this one; the agent's own host key signs for it, and only for it.
+func TestRunAgentIdentity(t *testing.T) {
+	l := rigtest.StartHandlerListener(t)
+	t.Run("fleet key, other agent", func(t *testing.T) {
+		e := newEnv(t, l)
+		e.cfg.Conn.Agent = "web2"
+		r := e.run("CRITICAL", "HARD", 3, "7")
+		expect(t, r, 2, "denied")
+		if r.Attempts != 1 || l.Actions(t) != 0 {
+			t.Fatalf("%d attempts, %d actions", r.Attempts, l.Actions(t))
+		}
+	})
+	t.Run("host key, its agent", func(t *testing.T) {
+		e := newEnv(t, l)
+		e.cfg.Conn.Key = l.HostKey
+		expect(t, e.run("CRITICAL", "HARD", 3, "7"), 0, "ok in")
+		if l.Actions(t) != 1 {
+			t.Fatalf("%d actions", l.Actions(t))
+		}
+	})
+	t.Run("host key, other agent", func(t *testing.T) {
+		e := newEnv(t, l)
+		e.cfg.Conn.Key, e.cfg.Conn.Agent = l.HostKey, "web2"
+		r := e.run("CRITICAL", "HARD", 3, "8")
+		expect(t, r, 3, "configuration error: this host key is for agent")
+		if c := e.commands(); !strings.Contains(c, ";1;handle_worker;auto-healing impossible: handle_worker configuration error") {
+			t.Fatalf("command file: %q", c)
+		}
+		if r.Attempts != 0 || l.Actions(t) != 1 {
+			t.Fatalf("%d attempts, %d actions", r.Attempts, l.Actions(t))
+		}
+	})
+}
+
 func TestRunActionOutcomes(t *testing.T) {
 	l := rigtest.StartHandlerListener(t)
 	tests := []struct {
 		target, line, outcome string
 	}{
 		{"slow", "restart slow on " + l.Addr() + ": timeout (action killed after", "timeout"},
-		{"failing", "failed (action exit 7", "failed"},
+		{"failing", "failed (action exit 7 after", "failed"},
 		{"nosuch", "denied", "denied"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.target, func(t *testing.T) {
 			e := newEnv(t, l)
 			e.cfg.Conn.Target = tt.target
-			r := e.run("CRITICAL", "HARD", 3)
+			r := e.run("CRITICAL", "HARD", 3, "7")
 			expect(t, r, 2, tt.line)
 			if r.Reply == nil || string(r.Reply.Outcome) != tt.outcome || r.Attempts != 1 {
 				t.Fatalf("reply %+v after %d attempts", r.Reply, r.Attempts)
+			}
+			if tt.outcome != "denied" && !strings.Contains(r.Line, "; budget 1/3 per 1h0m0s)") {
+				t.Fatalf("no budget in %q", r.Line)
+			}
+			if tt.outcome == "failed" && !strings.HasSuffix(r.Line, ": boom") {
+				t.Fatalf("no action output in %q", r.Line)
 			}
 			if c := e.commands(); !strings.Contains(c, ";1;handle_worker;auto-restart failed: ") {
 				t.Fatalf("command file: %q", c)
@@ -225,57 +295,81 @@ func TestRunActionOutcomes(t *testing.T) {
 	}
 }
 
-// TestRunBudget: restarts that heal (OK in between) are bounded by Max;
-// the next one is refused, Nagios is told, and a human must look.
-func TestRunBudget(t *testing.T) {
-	l := rigtest.StartHandlerListener(t)
+// TestRunBudgetSpent: the agent's budget (max 1 here) holds across faults;
+// the next fault is refused with a signed "spent", Nagios is told, and a
+// human must look. The first fault's own record still answers first.
+func TestRunBudgetSpent(t *testing.T) {
+	l := rigtest.StartHandlerListener(t, rigtest.HandlerOptions{Budget: &rig.Budget{Max: 1, Window: "1h", MinGap: "0s"}})
 	e := newEnv(t, l)
-	// Small numbers: the fake clock also stamps requests, and the listener
-	// accepts them within its 10 m replay window.
-	e.cfg.Budget = handler.Budget{Max: 2, Window: 5 * time.Minute, MinGap: time.Minute}
-	for i := 0; i < 2; i++ {
-		expect(t, e.run("CRITICAL", "HARD", 3), 0, "ok in")
-		expect(t, e.run("OK", "HARD", 3), 0, "recovered")
-		e.clk.Advance(90 * time.Second)
-	}
+	expect(t, e.run("CRITICAL", "HARD", 3, "1"), 0, "ok in 0s (budget 1/1 per 1h0m0s)")
+	expect(t, e.run("OK", "HARD", 3, "0"), 0, "recovered")
 	e.commands()
-	r := e.run("CRITICAL", "HARD", 3)
-	expect(t, r, 1, "restart budget exhausted: 2 restarts in the last 5m0s (max 2)")
-	if l.Actions(t) != 2 {
-		t.Fatalf("listener ran %d actions, want 2", l.Actions(t))
+	r := e.run("CRITICAL", "HARD", 3, "2")
+	expect(t, r, 1, "restart demo on "+l.Addr()+": restart budget spent at the agent: 1/1 in 1h0m0s; next restart allowed in ")
+	expect(t, r, 1, "; a human must look")
+	if r.Verdict != "spent" || r.Reply == nil || r.Reply.Outcome != protocol.OutcomeSpent || r.Reply.Budget.RetryAfter <= 50*time.Minute {
+		t.Fatalf("verdict %q reply %+v", r.Verdict, r.Reply)
 	}
-	if c := e.commands(); !strings.Contains(c, ";1;handle_worker;auto-healing suspended: restart budget exhausted") || !strings.Contains(c, "a human must look") {
+	if l.Actions(t) != 1 {
+		t.Fatalf("listener ran %d actions, want 1", l.Actions(t))
+	}
+	if c := e.commands(); !strings.Contains(c, ";1;handle_worker;auto-healing suspended: restart demo on "+l.Addr()+": restart budget spent at the agent: 1/1 in 1h0m0s; next restart allowed in ") ||
+		!strings.Contains(c, "a human must look") {
 		t.Fatalf("command file: %q", c)
 	}
-	if !strings.Contains(e.logs.String(), `"level":"warn"`) {
-		t.Fatal("no warning logged for the spent budget")
+	if m := e.lastLog(); m["level"] != "warn" || m["result"] != "spent" || m["budget_used"] != 1.0 || m["budget_max"] != 1.0 {
+		t.Fatalf("log %v", m)
 	}
-	// The window moves on: 5 minutes after the first restart one is free.
-	e.clk.Advance(2 * time.Minute)
-	expect(t, e.run("CRITICAL", "HARD", 3), 0, "ok in")
+	if rec := e.record(); rec.Result != "spent" || rec.Budget == nil || rec.Budget.RetryAfterS < 3000 {
+		t.Fatalf("record %+v", rec)
+	}
+	// The first fault, asked again: its record, not the budget.
+	expect(t, e.run("CRITICAL", "HARD", 3, "1"), 0, "already restarted for this fault")
+	if l.Actions(t) != 1 {
+		t.Fatalf("listener ran %d actions, want 1", l.Actions(t))
+	}
 }
 
-func TestRunMinGap(t *testing.T) {
-	l := rigtest.StartHandlerListener(t)
+// TestRunBudgetFreesUp: once the agent's window has moved on, the next
+// fault is restarted again.
+func TestRunBudgetFreesUp(t *testing.T) {
+	l := rigtest.StartHandlerListener(t, rigtest.HandlerOptions{Budget: &rig.Budget{Max: 1, Window: "2s", MinGap: "0s"}})
 	e := newEnv(t, l)
-	e.cfg.Budget = handler.Budget{Max: 3, Window: time.Hour, MinGap: 2 * time.Minute}
-	expect(t, e.run("CRITICAL", "HARD", 3), 0, "ok in")
-	expect(t, e.run("OK", "HARD", 3), 0, "recovered")
-	e.clk.Advance(time.Minute)
-	e.commands()
-	expect(t, e.run("CRITICAL", "HARD", 3), 1, "last restart only 1m0s ago (min gap 2m0s)")
-	if c := e.commands(); !strings.Contains(c, "auto-restart held back") {
-		t.Fatalf("command file: %q", c)
+	expect(t, e.run("CRITICAL", "HARD", 3, "1"), 0, "ok in")
+	r := e.run("CRITICAL", "HARD", 3, "2")
+	expect(t, r, 1, "restart budget spent at the agent: 1/1 in 2s")
+	if r.Reply.Budget.RetryAfter > 2*time.Second {
+		t.Fatalf("retry after %s with a 2s window", r.Reply.Budget.RetryAfter)
 	}
-	e.clk.Advance(61 * time.Second)
-	expect(t, e.run("CRITICAL", "HARD", 3), 0, "ok in")
+	time.Sleep(r.Reply.Budget.RetryAfter + 1100*time.Millisecond)
+	expect(t, e.run("CRITICAL", "HARD", 3, "3"), 0, "ok in")
 	if l.Actions(t) != 2 {
 		t.Fatalf("listener ran %d actions, want 2", l.Actions(t))
+	}
+}
+
+// TestRunMinGapAtAgent: a second fault id within the agent's min gap (a
+// split brain names one real fault twice) gets the first restart's answer:
+// ok, not run again, not counted.
+func TestRunMinGapAtAgent(t *testing.T) {
+	l := rigtest.StartHandlerListener(t, rigtest.HandlerOptions{Budget: &rig.Budget{Max: 3, Window: "1h", MinGap: "2m"}})
+	e := newEnv(t, l)
+	expect(t, e.run("CRITICAL", "HARD", 3, "1"), 0, "ok in 0s (budget 1/3 per 1h0m0s)")
+	e.commands()
+	r := e.run("CRITICAL", "HARD", 3, "2")
+	expect(t, r, 0, "already restarted for this fault by another request (or within the agent's min gap), not run again: ok (budget 1/3 per 1h0m0s)")
+	if r.Reply.Origin != protocol.OriginRecorded || l.Actions(t) != 1 {
+		t.Fatalf("origin %s, %d actions", r.Reply.Origin, l.Actions(t))
+	}
+	c := e.commands()
+	if !strings.Contains(c, ";0;handle_worker;auto-restart ok: already restarted") || !strings.Contains(c, "SCHEDULE_FORCED_SVC_CHECK;web1;Worker;") {
+		t.Fatalf("command file: %q", c)
 	}
 }
 
 // TestRunNagiosSoftAttempt: Nagios' sequence with --soft-attempt 2. The
-// restart at SOFT 2 is not repeated at HARD 3; an OK closes the episode.
+// HARD 3 of the fault restarted at SOFT 2 asks again with the same fault
+// ($SERVICEPROBLEMID$), and the agent answers from its record.
 func TestRunNagiosSoftAttempt(t *testing.T) {
 	l := rigtest.StartHandlerListener(t)
 	e := newEnv(t, l)
@@ -283,21 +377,22 @@ func TestRunNagiosSoftAttempt(t *testing.T) {
 	steps := []struct {
 		state, typ string
 		attempt    int
+		fault      string
 		line       string
 		actions    int
 	}{
-		{"CRITICAL", "SOFT", 1, "waiting for attempt 2", 0},
-		{"CRITICAL", "SOFT", 2, "ok in", 1},
-		{"CRITICAL", "HARD", 3, "already restarted in this episode", 1},
-		{"OK", "HARD", 3, "recovered", 1},
-		{"CRITICAL", "SOFT", 1, "waiting", 1},
-		{"CRITICAL", "SOFT", 2, "ok in", 2},
-		{"OK", "SOFT", 3, "recovered", 2},
-		{"WARNING", "HARD", 3, "never triggers", 2},
-		{"UNKNOWN", "HARD", 3, "never triggers", 2},
+		{"CRITICAL", "SOFT", 1, "101", "waiting for attempt 2", 0},
+		{"CRITICAL", "SOFT", 2, "101", "ok in", 1},
+		{"CRITICAL", "HARD", 3, "101", "already restarted for this fault", 1},
+		{"OK", "HARD", 3, "0", "recovered", 1},
+		{"CRITICAL", "SOFT", 1, "102", "waiting", 1},
+		{"CRITICAL", "SOFT", 2, "102", "ok in", 2},
+		{"OK", "SOFT", 3, "0", "recovered", 2},
+		{"WARNING", "HARD", 3, "103", "never triggers", 2},
+		{"UNKNOWN", "HARD", 3, "103", "never triggers", 2},
 	}
 	for i, s := range steps {
-		r := e.run(s.state, s.typ, s.attempt)
+		r := e.run(s.state, s.typ, s.attempt, s.fault)
 		expect(t, r, 0, s.line)
 		if got := l.Actions(t); got != s.actions {
 			t.Fatalf("step %d (%s %s %d): %d actions, want %d", i, s.state, s.typ, s.attempt, got, s.actions)
@@ -306,25 +401,28 @@ func TestRunNagiosSoftAttempt(t *testing.T) {
 }
 
 // TestRunIcingaSequence: Icinga calls OK HARD 1 at start-up and resets the
-// attempt to 1 at HARD.
+// attempt to 1 at HARD; its fault id is $service.last_state_change$.
 func TestRunIcingaSequence(t *testing.T) {
 	l := rigtest.StartHandlerListener(t)
 	e := newEnv(t, l)
 	steps := []struct {
 		state, typ string
 		attempt    int
+		fault      string
 		actions    int
 	}{
-		{"OK", "HARD", 1, 0},
-		{"CRITICAL", "SOFT", 1, 0},
-		{"CRITICAL", "SOFT", 2, 0},
-		{"CRITICAL", "HARD", 1, 1},
-		{"OK", "HARD", 1, 1},
-		{"CRITICAL", "SOFT", 1, 1},
-		{"CRITICAL", "HARD", 1, 2},
+		{"OK", "HARD", 1, "1764020000.000001", 0},
+		{"CRITICAL", "SOFT", 1, "1764024000.123456", 0},
+		{"CRITICAL", "SOFT", 2, "1764024000.123456", 0},
+		{"CRITICAL", "HARD", 1, "1764024000.123456", 1},
+		{"OK", "HARD", 1, "1764024300.5", 1},
+		{"CRITICAL", "SOFT", 1, "1764025000.25", 1},
+		{"CRITICAL", "HARD", 1, "1764025000.25", 2},
+		// The other HA endpoint runs the same handler for the same fault.
+		{"CRITICAL", "HARD", 1, "1764025000.25", 2},
 	}
 	for i, s := range steps {
-		r := e.run(s.state, s.typ, s.attempt)
+		r := e.run(s.state, s.typ, s.attempt, s.fault)
 		if r.Code != 0 {
 			t.Fatalf("step %d: exit %d %s", i, r.Code, r.Line)
 		}
@@ -334,80 +432,90 @@ func TestRunIcingaSequence(t *testing.T) {
 	}
 }
 
-// TestRunMissedRecovery: if the OK call was lost, the next fault's SOFT 1
-// still starts a new episode, so its HARD state is healed.
-func TestRunMissedRecovery(t *testing.T) {
+// TestRunOncePerFault: one restart per fault however often it is asked,
+// and a new fault (even without the OK call in between) is restarted.
+func TestRunOncePerFault(t *testing.T) {
 	l := rigtest.StartHandlerListener(t)
 	e := newEnv(t, l)
-	expect(t, e.run("CRITICAL", "HARD", 3), 0, "ok in")
-	expect(t, e.run("CRITICAL", "SOFT", 1), 0, "waiting for the HARD state")
-	if e.stateFile().Episode != nil {
-		t.Fatal("SOFT 1 did not end the old episode")
-	}
-	expect(t, e.run("CRITICAL", "HARD", 3), 0, "ok in")
+	expect(t, e.run("CRITICAL", "HARD", 3, "1"), 0, "ok in")
+	expect(t, e.run("CRITICAL", "HARD", 3, "1"), 0, "already restarted for this fault")
+	expect(t, e.run("CRITICAL", "SOFT", 1, "2"), 0, "waiting for the HARD state")
+	expect(t, e.run("CRITICAL", "HARD", 3, "2"), 0, "ok in")
 
 	// The same with --soft-attempt 1, where SOFT 1 itself restarts.
 	e.cfg.SoftAttempt = 1
-	expect(t, e.run("CRITICAL", "SOFT", 1), 0, "ok in")
-	expect(t, e.run("CRITICAL", "HARD", 3), 0, "already restarted")
+	expect(t, e.run("CRITICAL", "SOFT", 1, "3"), 0, "ok in")
+	r := e.run("CRITICAL", "HARD", 3, "3")
+	expect(t, r, 0, "already restarted")
+	if r.Reply.Origin != protocol.OriginRecorded || e.record().Origin != "recorded" {
+		t.Fatalf("origin %s, record %+v", r.Reply.Origin, e.record())
+	}
 	if l.Actions(t) != 3 {
 		t.Fatalf("%d actions, want 3", l.Actions(t))
 	}
 }
 
-// TestRunConcurrentHandlers: handlers racing on one service restart it once.
+// TestRunConcurrentHandlers: handlers racing on one fault (Icinga's two HA
+// endpoints, a gearman duplicate) restart it once; all say it is healed.
 func TestRunConcurrentHandlers(t *testing.T) {
 	l := rigtest.StartHandlerListener(t)
 	e := newEnv(t, l)
 	e.cfg.CommandFile = ""
 	var wg sync.WaitGroup
-	codes := make([]handler.Result, 6)
-	for i := range codes {
+	results := make([]handler.Result, 6)
+	for i := range results {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			cfg := e.cfg
 			cfg.Event = handler.Event{State: nagios.Critical, Type: handler.Hard, Attempt: 3}
-			codes[i] = handler.Run(context.Background(), cfg, handler.Deps{Now: e.clk.Now, Log: zerolog.Nop()})
+			cfg.Fault = "42"
+			results[i] = handler.Run(context.Background(), cfg, handler.Deps{Now: e.clk.Now, Log: zerolog.Nop()})
 		}()
 	}
 	wg.Wait()
-	restarts := 0
-	for _, r := range codes {
-		if r.Code != 0 {
-			t.Errorf("exit %d: %s", r.Code, r.Line)
+	ran := 0
+	for _, r := range results {
+		if r.Code != 0 || r.Reply == nil {
+			t.Fatalf("exit %d: %s", r.Code, r.Line)
 		}
-		if r.Decision.Action == handler.Restart {
-			restarts++
+		if r.Reply.Origin == protocol.OriginRun {
+			ran++
 		}
 	}
-	if restarts != 1 || l.Actions(t) != 1 {
-		t.Fatalf("%d handlers restarted, listener ran %d actions; want 1 and 1", restarts, l.Actions(t))
+	if ran != 1 || l.Actions(t) != 1 {
+		t.Fatalf("%d replies say they ran it, listener ran %d actions; want 1 and 1", ran, l.Actions(t))
 	}
 }
 
-func TestRunFailsClosed(t *testing.T) {
+// TestRunRecordIsAdvisory: the state directory never decides. A corrupt
+// record or a missing directory does not stop a restart; the failure to
+// record is logged.
+func TestRunRecordIsAdvisory(t *testing.T) {
 	l := rigtest.StartHandlerListener(t)
 	t.Run("corrupt", func(t *testing.T) {
 		e := newEnv(t, l)
 		p := handler.Store{Dir: e.state}.Path("web1", "Worker")
 		os.WriteFile(p, []byte("{not json"), 0o600)
-		r := e.run("CRITICAL", "HARD", 3)
-		expect(t, r, 1, "failing closed")
-		expect(t, r, 1, "delete it to re-arm")
-		if c := e.commands(); !strings.Contains(c, ";1;handle_worker;auto-healing suspended: ") {
-			t.Fatalf("command file: %q", c)
+		expect(t, e.run("CRITICAL", "HARD", 3, "1"), 0, "ok in")
+		if rec := e.record(); rec.Result != "healed" {
+			t.Fatalf("record %+v", rec)
 		}
 	})
 	t.Run("missing dir", func(t *testing.T) {
 		e := newEnv(t, l)
 		e.cfg.StateDir = filepath.Join(e.state, "nope")
-		expect(t, e.run("CRITICAL", "HARD", 3), 1, "failing closed: handler state unusable: state directory")
-		// Nothing to heal: not a failure, but it is said.
-		expect(t, e.run("OK", "HARD", 3), 0, "handler state is unusable")
+		r := e.run("CRITICAL", "HARD", 3, "2")
+		expect(t, r, 0, "ok in")
+		if m := e.lastLog(); !strings.Contains(fmt.Sprint(m["record_error"]), "state directory") || m["level"] != "info" {
+			t.Fatalf("log %v", m)
+		}
+		if c := e.commands(); !strings.Contains(c, "auto-restart ok in") {
+			t.Fatalf("command file: %q", c)
+		}
 	})
-	if l.Actions(t) != 0 {
-		t.Fatal("restarted without a usable budget state")
+	if l.Actions(t) != 2 {
+		t.Fatalf("%d actions, want 2", l.Actions(t))
 	}
 }
 
@@ -415,8 +523,8 @@ func TestRunDryRun(t *testing.T) {
 	l := rigtest.StartHandlerListener(t)
 	e := newEnv(t, l)
 	e.cfg.DryRun = true
-	r := e.run("CRITICAL", "HARD", 3)
-	expect(t, r, 0, "dry-run: would send restart demo to "+l.Addr()+" (HARD CRITICAL; budget 0/3 used in 1h0m0s)")
+	r := e.run("CRITICAL", "HARD", 3, "7")
+	expect(t, r, 0, "dry-run: would send restart demo to "+l.Addr()+" (agent "+l.Agent+", fault 7; HARD CRITICAL); no earlier answer recorded here; would write 2 command(s)")
 	if len(r.Commands) != 2 || !strings.HasPrefix(string(r.Commands[1]), "SCHEDULE_FORCED_SVC_CHECK;web1;Worker;") {
 		t.Fatalf("commands %q", r.Commands)
 	}
@@ -426,10 +534,19 @@ func TestRunDryRun(t *testing.T) {
 	if _, err := os.Stat(handler.Store{Dir: e.state}.Path("web1", "Worker")); err == nil {
 		t.Fatal("dry-run wrote the state")
 	}
+	// After a real restart, a dry run shows the agent's last answer.
+	e.cfg.DryRun = false
+	expect(t, e.run("CRITICAL", "HARD", 3, "7"), 0, "ok in")
+	e.cfg.DryRun = true
+	e.clk.Advance(3 * time.Minute)
+	expect(t, e.run("CRITICAL", "HARD", 3, "8"), 0, "; the agent's last answer here, 3m0s ago: healed (ok, run), budget 1/3 per 1h0m0s; would write 2")
+	if l.Actions(t) != 1 {
+		t.Fatalf("%d actions", l.Actions(t))
+	}
 }
 
-// TestRunDeadlineWithSIGKILLLikeCancel: a cancelled context (Nagios'
-// timeout, SIGTERM) ends the request at once and leaves a valid state.
+// TestRunCancelled: a cancelled context (Nagios' timeout, SIGTERM) ends the
+// request at once. It was sent, so the line says it may have run.
 func TestRunCancelled(t *testing.T) {
 	l := rigtest.StartHandlerListener(t)
 	e := newEnv(t, l)
@@ -438,21 +555,196 @@ func TestRunCancelled(t *testing.T) {
 	defer cancel()
 	cfg := e.cfg
 	cfg.Event = handler.Event{State: nagios.Critical, Type: handler.Hard, Attempt: 3}
+	cfg.Fault = "9"
+	start := time.Now()
 	r := handler.Run(ctx, cfg, e.deps())
-	if r.Code != 2 {
-		t.Fatalf("exit %d: %s", r.Code, r.Line)
+	expect(t, r, 2, "restart slow on "+l.Addr()+": request sent, no reply within the deadline: the restart may have run; check the agent's audit log for fault 9")
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("took %s after a 300ms cancel", took)
 	}
-	st := e.stateFile()
-	if len(st.Restarts) != 1 || st.Restarts[0].Outcome == handler.RecordOK {
-		t.Fatalf("state %+v", st.Restarts)
+	if rec := e.record(); rec.Result != "no-reply" || rec.Fault != "9" {
+		t.Fatalf("record %+v", rec)
+	}
+	if c := e.commands(); !strings.Contains(c, ";1;handle_worker;auto-restart unconfirmed: ") {
+		t.Fatalf("command file: %q", c)
 	}
 }
 
-func TestSend(t *testing.T) {
+// TestRunSkew: a clock outside the agent's replay window is refused with a
+// signed reply that gives the agent's time; the handler says "check NTP".
+func TestRunSkew(t *testing.T) {
 	l := rigtest.StartHandlerListener(t)
 	e := newEnv(t, l)
+	e.clk.Advance(20 * time.Minute)
+	r := e.run("CRITICAL", "HARD", 3, "7")
+	expect(t, r, 2, "restart demo on "+l.Addr()+": skew: clock off by ")
+	expect(t, r, 2, "check NTP")
+	m := regexp.MustCompile(`clock off by (\d+) s from the agent \(its time \S+, ours \S+\)`).FindStringSubmatch(r.Line)
+	if m == nil {
+		t.Fatalf("line %q", r.Line)
+	}
+	if n, _ := strconv.Atoi(m[1]); n < 1180 || n > 1201 {
+		t.Fatalf("offset %d s for a clock 20 minutes ahead", n)
+	}
+	if r.Attempts != 1 || l.Actions(t) != 0 {
+		t.Fatalf("%d attempts, %d actions", r.Attempts, l.Actions(t))
+	}
+	if c := e.commands(); !strings.Contains(c, ";1;handle_worker;auto-restart failed: ") || !strings.Contains(c, "check NTP") {
+		t.Fatalf("command file: %q", c)
+	}
+}
+
+// proxy sits between the handler and the agent. Per connection, in order,
+// it follows its script; after the script it forwards.
+//
+//	drop          forwards the request, reads the agent's whole reply (so
+//	              the agent has acted), and closes without passing it on
+//	reset         the same, then resets the connection
+//	busy          answers the unsigned busy refusal itself
+//	rate-limited  answers the unsigned rate-limited refusal itself
+type proxy struct {
+	ln       net.Listener
+	upstream string
+	mu       sync.Mutex
+	script   []string
+	conns    int
+}
+
+func startProxy(t *testing.T, upstream string, script ...string) *proxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proxy{ln: ln, upstream: upstream, script: script}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			p.mu.Lock()
+			mode := "forward"
+			if p.conns < len(p.script) {
+				mode = p.script[p.conns]
+			}
+			p.conns++
+			p.mu.Unlock()
+			go p.handle(c.(*net.TCPConn), mode)
+		}
+	}()
+	return p
+}
+
+func (p *proxy) port() int { return p.ln.Addr().(*net.TCPAddr).Port }
+
+func (p *proxy) count() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.conns
+}
+
+func (p *proxy) handle(c *net.TCPConn, mode string) {
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	switch mode {
+	case "busy", "rate-limited":
+		if _, err := bufio.NewReader(c).ReadString('\n'); err != nil {
+			return
+		}
+		c.Write([]byte("SH2 - " + mode + " - -1 0 0 - - -\n"))
+		return
+	}
+	u, err := net.DialTimeout("tcp", p.upstream, 5*time.Second)
+	if err != nil {
+		return
+	}
+	defer u.Close()
+	u.SetDeadline(time.Now().Add(30 * time.Second))
+	go io.Copy(u, c)
+	if mode == "forward" {
+		io.Copy(c, u)
+		return
+	}
+	io.Copy(io.Discard, u) // until the agent has answered and closed
+	if mode == "reset" {
+		c.SetLinger(0)
+	}
+}
+
+// TestRunLostReplies: the request reaches the agent and its reply is lost
+// (dropped, or the connection reset), twice. The handler retries the same
+// fault with new nonces: the action runs exactly once, and the handler
+// ends with the true outcome, ok from the agent's record, exit 0.
+func TestRunLostReplies(t *testing.T) {
+	for _, mode := range []string{"drop", "reset"} {
+		t.Run(mode, func(t *testing.T) {
+			l := rigtest.StartHandlerListener(t)
+			e := newEnv(t, l)
+			p := startProxy(t, l.Addr(), mode, mode)
+			e.cfg.Conn.Port = p.port()
+			r := e.run("CRITICAL", "HARD", 3, "77")
+			expect(t, r, 0, "already restarted for this fault by another request")
+			expect(t, r, 0, "after 3 attempts")
+			if r.Reply == nil || r.Reply.Outcome != protocol.OutcomeOK || r.Reply.Origin != protocol.OriginRecorded || r.Attempts != 3 || p.count() != 3 {
+				t.Fatalf("reply %+v after %d attempts (%d connections)", r.Reply, r.Attempts, p.count())
+			}
+			if got := l.Actions(t); got != 1 {
+				t.Fatalf("one fault, %d runs of the action", got)
+			}
+			if rec := e.record(); rec.Origin != "recorded" || rec.Result != "already" || rec.Attempts != 3 {
+				t.Fatalf("record %+v", rec)
+			}
+			if c := e.commands(); !strings.Contains(c, ";0;handle_worker;auto-restart ok: already restarted") {
+				t.Fatalf("command file: %q", c)
+			}
+		})
+	}
+}
+
+// TestRunRefusalsRetried: busy and rate-limited come before anything runs;
+// they are retried within the deadline, never counted, and the restart
+// then runs once.
+func TestRunRefusalsRetried(t *testing.T) {
+	l := rigtest.StartHandlerListener(t)
+	for i, mode := range []string{"busy", "rate-limited"} {
+		t.Run(mode, func(t *testing.T) {
+			e := newEnv(t, l)
+			p := startProxy(t, l.Addr(), mode, mode, mode)
+			e.cfg.Conn.Port = p.port()
+			r := e.run("CRITICAL", "HARD", 3, strconv.Itoa(100+i))
+			expect(t, r, 0, "ok in 0s (budget "+strconv.Itoa(i+1)+"/3 per 1h0m0s) after 4 attempts")
+			if r.Reply.Origin != protocol.OriginRun || r.Attempts != 4 || l.Actions(t) != i+1 {
+				t.Fatalf("origin %s, %d attempts, %d actions", r.Reply.Origin, r.Attempts, l.Actions(t))
+			}
+		})
+	}
+	// Refused until the deadline: exit 2, and the line says nothing ran.
+	e := newEnv(t, l)
+	p := startProxy(t, l.Addr(), slices("busy", 1000)...)
+	e.cfg.Conn.Port = p.port()
+	e.cfg.Deadline = 2 * time.Second
+	r := e.run("CRITICAL", "HARD", 3, "200")
+	expect(t, r, 2, "busy on every try (nothing ran for these requests: the agent's connection slots were full")
+	if r.Attempts < 3 || l.Actions(t) != 2 {
+		t.Fatalf("%d attempts, %d actions", r.Attempts, l.Actions(t))
+	}
+}
+
+func slices(s string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = s
+	}
+	return out
+}
+
+func TestSend(t *testing.T) {
+	l := rigtest.StartHandlerListener(t, rigtest.HandlerOptions{Budget: &rig.Budget{Max: 2, Window: "1h", MinGap: "0s"}})
+	e := newEnv(t, l)
 	sc := handler.SendConfig{Conn: e.cfg.Conn, Deadline: 20 * time.Second, StateDir: e.state,
-		HostName: "web1", ServiceDesc: "Worker", Budget: handler.Budget{Max: 1, Window: time.Hour}}
+		HostName: "web1", ServiceDesc: "Worker"}
 
 	sc.Verb = protocol.VerbStatus
 	r := handler.Send(context.Background(), sc, e.deps())
@@ -464,24 +756,34 @@ func TestSend(t *testing.T) {
 		t.Fatalf("ping: %d %q", r.Code, r.Line)
 	}
 	if _, err := os.Stat(handler.Store{Dir: e.state}.Path("web1", "Worker")); err == nil {
-		t.Fatal("status/ping were recorded as restarts")
+		t.Fatal("status/ping were recorded")
 	}
 
+	// Each manual restart has a fault of its own, and the agent's budget
+	// counts it.
 	sc.Verb = protocol.VerbRestart
 	r = handler.Send(context.Background(), sc, e.deps())
-	if r.Code != 0 || !strings.Contains(r.Line, "restart demo on "+l.Addr()+" ok in") || !strings.Contains(r.Line, "automatic restarts are suspended") {
+	if r.Code != 0 || !strings.Contains(r.Line, "restart demo on "+l.Addr()+" ok in 0s (budget 1/2 per 1h0m0s); fault manual-") ||
+		!strings.Contains(r.Line, "recorded in "+e.state) {
 		t.Fatalf("restart: exit %d %q", r.Code, r.Line)
 	}
-	st := e.stateFile()
-	if len(st.Restarts) != 1 || st.Restarts[0].Source != "manual" || st.Restarts[0].Outcome != handler.RecordOK || st.Episode != nil {
-		t.Fatalf("state %+v", st)
+	rec := e.record()
+	if rec.Source != "manual" || rec.Result != "healed" || !strings.HasPrefix(rec.Fault, "manual-") {
+		t.Fatalf("record %+v", rec)
 	}
-	// The manual restart spent the budget of 1: the handler holds back.
-	e.cfg.Budget = sc.Budget
-	expect(t, e.run("CRITICAL", "HARD", 3), 1, "budget exhausted")
-	// But a human is never refused.
-	if r := handler.Send(context.Background(), sc, e.deps()); r.Code != 0 {
-		t.Fatalf("second manual restart refused: %q", r.Line)
+	r = handler.Send(context.Background(), sc, e.deps())
+	if r.Code != 0 || !strings.Contains(r.Line, "(budget 2/2 per 1h0m0s)") || !strings.Contains(r.Line, "automatic restarts are suspended until it frees up in ") {
+		t.Fatalf("second restart: exit %d %q", r.Code, r.Line)
+	}
+	if e.record().Fault == rec.Fault {
+		t.Fatal("two manual restarts with one fault id")
+	}
+	// The manual restarts spent the budget: the event handler is refused.
+	expect(t, e.run("CRITICAL", "HARD", 3, "5"), 1, "restart budget spent at the agent: 2/2 in 1h0m0s")
+	// And so is a third manual restart: one budget for every caller.
+	r = handler.Send(context.Background(), sc, e.deps())
+	if r.Code != 1 || !strings.Contains(r.Line, "restart budget spent at the agent") {
+		t.Fatalf("third restart: exit %d %q", r.Code, r.Line)
 	}
 	if l.Actions(t) != 2 {
 		t.Fatalf("%d actions, want 2", l.Actions(t))

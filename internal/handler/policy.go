@@ -48,30 +48,22 @@ func ParseEvent(state, stype string, attempt int) (Event, error) {
 // Action is what the policy wants done.
 type Action int
 
-// Policy outcomes.
+// Policy outcomes. There is no local "already handled": the agent keeps
+// one restart per fault, so the handler may ask again for the same fault
+// (a SOFT restart, then the HARD state) and the agent answers from its
+// record.
 const (
-	// Nothing: no restart and no change to the episode.
+	// Nothing: no request.
 	Nothing Action = iota
-	// Close: a recovery; the episode (if any) ends.
-	Close
-	// Restart: heal now (still subject to the budget).
+	// Restart: ask the agent to heal now (its budget decides).
 	Restart
-	// AlreadyHandled: a restart was already made in this episode; wait
-	// for the recovery instead of restarting a second time.
-	AlreadyHandled
 )
 
 func (a Action) String() string {
-	switch a {
-	case Close:
-		return "close-episode"
-	case Restart:
+	if a == Restart {
 		return "restart"
-	case AlreadyHandled:
-		return "already-handled"
-	default:
-		return "nothing"
 	}
+	return "nothing"
 }
 
 // Decision is the policy's answer with a human reason.
@@ -80,44 +72,31 @@ type Decision struct {
 	Reason string
 }
 
-// Decide maps an event to an action. It looks at the state and the type
-// first and at the attempt only for the SOFT option, because Icinga 2
-// resets the attempt to 1 at the HARD state (Nagios reports max attempts
-// there) and calls the handler with "OK HARD 1" at start-up.
+// Decide maps an event to an action: whether to ask the agent for a
+// restart. It looks at the state and the type first and at the attempt
+// only for the SOFT option, because Icinga 2 resets the attempt to 1 at
+// the HARD state (Nagios reports max attempts there) and calls the handler
+// with "OK HARD 1" at start-up.
 //
-// softAttempt > 0 acts at SOFT CRITICAL from that attempt on. restarted
-// says the current episode (the fault since the last OK) already had an
-// automatic restart: there is at most one per episode, so a restart at
-// SOFT N is not repeated at the HARD state of the same fault.
-//
-// This is the one act/no-act rule: Run asks Decide(e, softAttempt, false)
-// whether the event calls for a restart at all, and reads the episode only
-// when it does.
-func Decide(e Event, softAttempt int, restarted bool) Decision {
+// softAttempt > 0 also asks at SOFT CRITICAL from that attempt on. The
+// SOFT request and the later HARD one carry the same fault id, so the
+// agent runs the restart once and answers the second from its record.
+func Decide(e Event, softAttempt int) Decision {
 	switch e.State {
 	case nagios.OK:
-		return Decision{Close, "recovered: episode closed"}
+		return Decision{Nothing, "recovered: nothing to do"}
 	case nagios.Critical: // decided below
 	default: // WARNING, UNKNOWN, and anything out of range: never restart
 		return Decision{Nothing, "state " + e.State.String() + " never triggers a restart"}
 	}
-	var trigger string
 	switch {
 	case e.Type == Hard:
-		trigger = "HARD CRITICAL"
+		return Decision{Restart, "HARD CRITICAL"}
 	case softAttempt > 0 && e.Attempt >= softAttempt:
-		trigger = fmt.Sprintf("SOFT CRITICAL attempt %d (acting from attempt %d)", e.Attempt, softAttempt)
+		return Decision{Restart, fmt.Sprintf("SOFT CRITICAL attempt %d (acting from attempt %d)", e.Attempt, softAttempt)}
 	case softAttempt > 0:
 		return Decision{Nothing, fmt.Sprintf("SOFT CRITICAL attempt %d: waiting for attempt %d", e.Attempt, softAttempt)}
 	default:
 		return Decision{Nothing, "SOFT CRITICAL: waiting for the HARD state"}
 	}
-	if restarted {
-		return Decision{AlreadyHandled, trigger + ": already restarted in this episode, waiting for recovery"}
-	}
-	return Decision{Restart, trigger}
 }
-
-// newFault says e is the first check of a new fault: a problem at SOFT
-// attempt 1. It ends any episode still open, in case its OK was missed.
-func newFault(e Event) bool { return e.State != nagios.OK && e.Type == Soft && e.Attempt == 1 }

@@ -13,68 +13,76 @@ import (
 
 // SendConfig is one manual `handle_worker send`.
 type SendConfig struct {
-	Verb     protocol.Verb
-	Conn     Conn
+	Verb protocol.Verb
+	Conn Conn
+	// Fault is the fault id sent; "" makes a manual one for a restart
+	// (protocol.NewManualFault) and sends "-" for the other verbs.
+	Fault    string
 	Deadline time.Duration
-	// StateDir, HostName and ServiceDesc name the budget state to record
-	// a manual restart in; StateDir "" records nothing. Use the Nagios
-	// host name and service description so that the event handler sees it.
+	// StateDir, HostName and ServiceDesc name the advisory record the
+	// agent's answer to a restart or start is kept in; StateDir "" keeps
+	// none. Use the Nagios host name and service description, so that a
+	// dry run of the event handler shows it.
 	StateDir    string
 	HostName    string
 	ServiceDesc string
-	Budget      Budget // for pruning and for telling the human where the budget stands
 }
 
-// counts says whether a verb (re)starts the worker and so uses budget.
-func counts(v protocol.Verb) bool { return v == protocol.VerbRestart || v == protocol.VerbStart }
+// records says whether a verb (re)starts the worker, so that its answer is
+// worth keeping for the event handler's dry run.
+func records(v protocol.Verb) bool { return v == protocol.VerbRestart || v == protocol.VerbStart }
 
-// Send runs one manual request. It bypasses the policy and the budget (a
-// human decided) but records a restart or start in the budget state, so
-// that the event handler counts it. The episode is left alone: a manual
-// restart while the service is OK must not suppress the next fault's
-// automatic restart. Line may span several lines (the action's output).
+// Send runs one manual request. It bypasses the policy (a human decided),
+// not the agent: a manual restart has a fault id of its own and obeys the
+// agent's restart budget like any other. Line may span several lines (the
+// action's output).
 func Send(ctx context.Context, cfg SendConfig, deps Deps) Result {
 	deps.defaults()
 	ctx, cancel := context.WithTimeout(ctx, cfg.Deadline)
 	defer cancel()
-	log := deps.Log.With().Str("mode", "send").Str("verb", string(cfg.Verb)).Str("target", cfg.Conn.Target).
-		Str("addr", cfg.Conn.Addr()).Str("host", cfg.HostName).Str("service", cfg.ServiceDesc).Logger()
-	var notes []string
-	var res Result
-	id := newID()
-	store := Store{Dir: cfg.StateDir}
-	recorded := false
-	if counts(cfg.Verb) && cfg.StateDir != "" {
-		now := deps.Now()
-		var v Verdict
-		err := store.Update(ctx, cfg.HostName, cfg.ServiceDesc, func(st *StateFile) error {
-			v = cfg.Budget.Check(st.Restarts, now)
-			st.Restarts = append(cfg.Budget.prune(st.Restarts, now), Record{ID: id, At: now.UTC(), Source: "manual",
-				Verb: string(cfg.Verb), Outcome: RecordPending})
-			return nil
-		})
-		if err == nil && v.Used+1 >= cfg.Budget.Max {
-			notes = append(notes, fmt.Sprintf("note: %d of %d restarts in %s now used; automatic restarts are suspended until the window frees up",
-				v.Used+1, cfg.Budget.Max, cfg.Budget.Window))
-		}
+	fault := cfg.Fault
+	if fault == "" && cfg.Verb == protocol.VerbRestart {
+		f, err := protocol.NewManualFault(deps.Now())
 		if err != nil {
-			notes = append(notes, "warning: not recorded in the budget state: "+oneLine(err.Error()))
+			return Result{Code: ExitFailed, Err: err, Line: "cannot make a fault id: " + err.Error()}
+		}
+		fault = f
+	}
+	if fault == "" {
+		fault = "-"
+	}
+	log := deps.Log.With().Str("mode", "send").Str("verb", string(cfg.Verb)).Str("target", cfg.Conn.Target).
+		Str("addr", cfg.Conn.Addr()).Str("agent", cfg.Conn.Agent).Str("fault", fault).
+		Str("host", cfg.HostName).Str("service", cfg.ServiceDesc).Logger()
+
+	var res Result
+	a, err := request(ctx, cfg.Deadline, cfg.Verb, fault, cfg.Conn, deps)
+	if err != nil {
+		res.Code, res.Err, res.Line = ExitUsage, err, "configuration error: "+oneLine(err.Error())
+		log.Error().Int("exit", res.Code).AnErr("error", err).Msg(res.Line)
+		return res
+	}
+	res.Attempts, res.Reply, res.Verdict = a.attempts, a.reply(), a.kind
+	var notes []string
+	if fault != "-" {
+		notes = append(notes, "fault "+fault)
+	}
+	if b := a.rep.Budget; a.kind == kindHealed && b.Max > 0 && b.Used >= b.Max {
+		notes = append(notes, fmt.Sprintf("note: the agent's restart budget is now spent (%d/%d in %s): automatic restarts are suspended until it frees up in %s",
+			b.Used, b.Max, b.Window, roundDur(b.RetryAfter)))
+	}
+	recorded := false
+	if records(cfg.Verb) && cfg.StateDir != "" {
+		store := Store{Dir: cfg.StateDir}
+		if werr := writeRecord(ctx, cfg.StateDir, cfg.HostName, cfg.ServiceDesc, "manual", a, deps.Now()); werr != nil {
+			notes = append(notes, "warning: answer not recorded: "+oneLine(werr.Error()))
 		} else {
 			recorded = true
-		}
-	}
-
-	x := request(ctx, cfg.Deadline, cfg.Verb, cfg.Conn, deps)
-	res.Attempts, res.Reply = x.attempts, x.reply()
-	if recorded {
-		if uerr := store.SetOutcome(ctx, cfg.HostName, cfg.ServiceDesc, id, x.record(), x.summary); uerr != nil {
-			notes = append(notes, "warning: outcome not recorded: "+oneLine(uerr.Error()))
-		} else {
 			notes = append(notes, "recorded in "+store.Path(cfg.HostName, cfg.ServiceDesc))
 		}
 	}
 	var b strings.Builder
-	b.WriteString(x.summary)
+	b.WriteString(a.summary())
 	for _, n := range notes {
 		b.WriteString("; " + n)
 	}
@@ -84,18 +92,17 @@ func Send(ctx context.Context, cfg SendConfig, deps Deps) Result {
 		}
 	}
 	res.Line = b.String()
+	res.Code = a.code()
 	level := zerolog.InfoLevel
-	if !x.ok() {
-		res.Code, res.Err = ExitFailed, x.failure()
+	if res.Code != ExitOK {
+		res.Err = a.failure()
 		level = zerolog.ErrorLevel
 	}
-	e := log.WithLevel(level).Int("exit", res.Code).Int("attempts", res.Attempts).Bool("recorded", recorded)
-	if res.Reply != nil {
-		e = e.Str("outcome", string(res.Reply.Outcome)).Int("action_exit", res.Reply.ExitCode).Dur("action_duration", res.Reply.Duration)
-	}
+	e := log.WithLevel(level).Int("exit", res.Code).Int("attempts", res.Attempts).Str("result", a.kind).Bool("recorded", recorded)
+	e = logReply(e, res.Reply)
 	if res.Err != nil {
 		e = e.AnErr("error", res.Err)
 	}
-	e.Msg(x.summary)
+	e.Msg(a.summary())
 	return res
 }

@@ -16,59 +16,65 @@ import (
 	"time"
 
 	"github.com/selfheal/selfheal/internal/fsutil"
+	"github.com/selfheal/selfheal/internal/protocol"
 )
 
 // stateVersion tags the file format; a file with another version is
-// treated like a corrupt one (fail closed) rather than guessed at.
-const stateVersion = 1
+// reported as unreadable rather than guessed at (and replaced on the next
+// write: nothing depends on it).
+const stateVersion = 2
 
-// maxRecords bounds the file however the window is configured.
-const maxRecords = 64
-
-// maxStateBytes is far above what maxRecords records take (about 40 KiB).
+// maxStateBytes is far above what a record takes (about 1 KiB).
 const maxStateBytes = 1 << 20
 
-// Outcomes recorded for a restart. Pending is written before the request
-// goes out, so a handler killed mid-flight still leaves a counted restart.
-const (
-	RecordPending = "pending"
-	RecordOK      = "ok"
-	RecordFailed  = "failed"
-)
-
-// Record is one restart (attempted, whatever its outcome).
+// Record is the agent's last answer for one Nagios host and service, as
+// this monitoring node saw it: advisory, for --dry-run and for the on-call
+// engineer reading the state directory. Nothing decides on it: the agent
+// keeps the fault records and the budget, and its answer is the truth.
 type Record struct {
-	ID      string    `json:"id"`
-	At      time.Time `json:"at"`
+	Version int       `json:"version"`
+	Host    string    `json:"host"`
+	Service string    `json:"service"`
+	At      time.Time `json:"at"`     // when the answer came (or the handler gave up)
 	Source  string    `json:"source"` // "event" or "manual"
 	Verb    string    `json:"verb"`
-	Trigger string    `json:"trigger,omitempty"`
-	Outcome string    `json:"outcome"`
-	Detail  string    `json:"detail,omitempty"`
+	Agent   string    `json:"agent"`
+	Fault   string    `json:"fault"`
+	// Result is the handler's verdict: healed, already, spent, failed,
+	// timeout, denied, skew, busy, rate-limited, no-reply, unreachable.
+	Result  string `json:"result"`
+	Outcome string `json:"outcome,omitempty"` // the agent's, when it answered
+	Origin  string `json:"origin,omitempty"`
+	// Budget is the service's restart budget as the agent reported it.
+	Budget   *RecordBudget `json:"budget,omitempty"`
+	Attempts int           `json:"attempts"`
+	Summary  string        `json:"summary"` // the human line
 }
 
-// Episode is the fault since the last OK seen by the handler.
-type Episode struct {
-	Opened      time.Time  `json:"opened"`
-	RestartedAt *time.Time `json:"restarted_at,omitempty"`
+// RecordBudget is protocol.Budget in whole seconds.
+type RecordBudget struct {
+	Used        int   `json:"used"`
+	Max         int   `json:"max"`
+	WindowS     int64 `json:"window_s"`
+	RetryAfterS int64 `json:"retry_after_s"`
 }
 
-// StateFile is the JSON kept per host and service.
-type StateFile struct {
-	Version  int      `json:"version"`
-	Host     string   `json:"host"`
-	Service  string   `json:"service"`
-	Episode  *Episode `json:"episode,omitempty"`
-	Restarts []Record `json:"restarts"`
+func recordBudget(b protocol.Budget) *RecordBudget {
+	if b.Max <= 0 {
+		return nil
+	}
+	return &RecordBudget{Used: b.Used, Max: b.Max, WindowS: int64(b.Window / time.Second), RetryAfterS: int64(b.RetryAfter / time.Second)}
 }
 
-// ErrStateCorrupt marks a state file that exists but cannot be trusted.
-// The handler fails closed on it: a human deletes the file to re-arm.
+// ErrStateCorrupt marks a record file that exists but cannot be read as
+// one. It is only reported: the next write replaces it.
 var ErrStateCorrupt = errors.New("state file corrupt")
 
-// Store keeps StateFiles in Dir, one per host and service, each guarded by
-// an flock on a sibling .lock file. Locks are released by the kernel when
-// the process dies, so a SIGKILL never leaves a stale lock.
+// Store keeps Records in Dir, one per host and service. Writers take an
+// flock on a sibling .lock file, so that removing a killed writer's temp
+// file never races a live one; readers need no lock, because every write
+// is a rename. The kernel releases a lock when its process dies, so a
+// SIGKILL never leaves a stale one.
 type Store struct {
 	Dir string
 	// Poll is how often a busy lock is retried (default 20ms); the wait is
@@ -106,11 +112,36 @@ func fileBase(host, service string) string {
 	return base
 }
 
-// Update locks the state of host/service, reads it, calls fn and, if fn
-// returns nil, writes the result atomically. Missing state starts empty.
-// A corrupt file yields ErrStateCorrupt without calling fn. Any failure to
-// lock, read or write is returned: callers fail closed on it.
-func (s Store) Update(ctx context.Context, host, service string, fn func(st *StateFile) error) error {
+// Write stores rec as the last answer for its host and service,
+// atomically, under the lock (bounded by ctx). Missing or unusable
+// directories, locks and files are errors; callers log them and go on.
+func (s Store) Write(ctx context.Context, rec Record) error {
+	if err := s.checkDir(); err != nil {
+		return err
+	}
+	base := fileBase(rec.Host, rec.Service)
+	unlock, err := s.lock(ctx, filepath.Join(s.Dir, base+".lock"))
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	final := filepath.Join(s.Dir, base+".json")
+	// Under the lock, so no live writer owns them.
+	fsutil.RemoveTemps(final)
+	rec.Version = stateVersion
+	return writeAtomic(final, &rec)
+}
+
+// Read returns the last answer recorded for host and service, or nil
+// when there is none.
+func (s Store) Read(host, service string) (*Record, error) {
+	if err := s.checkDir(); err != nil {
+		return nil, err
+	}
+	return readState(s.Path(host, service), host, service)
+}
+
+func (s Store) checkDir() error {
 	if s.Dir == "" {
 		return errors.New("no state directory configured")
 	}
@@ -121,41 +152,8 @@ func (s Store) Update(ctx context.Context, host, service string, fn func(st *Sta
 	if !fi.IsDir() {
 		return fmt.Errorf("state directory %s is not a directory", s.Dir)
 	}
-	base := fileBase(host, service)
-	unlock, err := s.lock(ctx, filepath.Join(s.Dir, base+".lock"))
-	if err != nil {
-		return err
-	}
-	defer unlock()
-
-	final := filepath.Join(s.Dir, base+".json")
-	// Under the lock, so no live writer owns them.
-	fsutil.RemoveTemps(final)
-	st, err := readState(final, host, service)
-	if err != nil {
-		return err
-	}
-	if err := fn(st); err != nil {
-		return err
-	}
-	return writeAtomic(final, st)
+	return nil
 }
-
-// Read returns the current state without writing it (for --dry-run),
-// under the same lock so that it sees a settled read-modify-write.
-func (s Store) Read(ctx context.Context, host, service string) (*StateFile, error) {
-	var out *StateFile
-	err := s.Update(ctx, host, service, func(st *StateFile) error {
-		out = st
-		return errReadOnly
-	})
-	if errors.Is(err, errReadOnly) {
-		return out, nil
-	}
-	return nil, err
-}
-
-var errReadOnly = errors.New("read only")
 
 func (s Store) lock(ctx context.Context, path string) (func() error, error) {
 	unlock, err := fsutil.Lock(ctx, path, 0o600, s.Poll)
@@ -168,20 +166,20 @@ func (s Store) lock(ctx context.Context, path string) (func() error, error) {
 	return unlock, nil
 }
 
-func readState(path, host, service string) (*StateFile, error) {
+func readState(path, host, service string) (*Record, error) {
 	// Non-blocking open, regular files only, bounded read: a FIFO or a
 	// device in the state directory must not hang the handler past its
-	// deadline (the lock wait is bounded, this read would not be).
+	// deadline.
 	b, _, err := fsutil.ReadRegular(path, maxStateBytes)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		return &StateFile{Version: stateVersion, Host: host, Service: service}, nil
+		return nil, nil
 	case errors.Is(err, fsutil.ErrNotRegular), errors.Is(err, fsutil.ErrTooLarge):
 		return nil, fmt.Errorf("%w: %v", ErrStateCorrupt, err)
 	case err != nil:
 		return nil, fmt.Errorf("reading state: %w", err)
 	}
-	var st StateFile
+	var st Record
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&st); err != nil {
@@ -198,8 +196,8 @@ func readState(path, host, service string) (*StateFile, error) {
 
 // writeAtomic writes st with fsutil.WriteFileAtomic: a SIGKILL at any
 // point leaves either the old or the new file, never a mix; a leftover
-// temp file is removed by the next Update.
-func writeAtomic(path string, st *StateFile) error {
+// temp file is removed by the next Write.
+func writeAtomic(path string, st *Record) error {
 	b, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
 		return err
@@ -208,23 +206,4 @@ func writeAtomic(path string, st *StateFile) error {
 		return fmt.Errorf("writing state: %w", err)
 	}
 	return nil
-}
-
-// SetOutcome settles the restart record id (written as pending before the
-// request) with its outcome. A record no longer there (pruned, or the
-// file was deleted to re-arm healing) is not an error.
-func (s Store) SetOutcome(ctx context.Context, host, service, id, outcome, detail string) error {
-	err := s.Update(ctx, host, service, func(st *StateFile) error {
-		for i := range st.Restarts {
-			if st.Restarts[i].ID == id {
-				st.Restarts[i].Outcome, st.Restarts[i].Detail = outcome, detail
-				return nil
-			}
-		}
-		return errNoWrite
-	})
-	if errors.Is(err, errNoWrite) {
-		return nil
-	}
-	return err
 }

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -32,50 +31,30 @@ func helperMain(mode string, args []string) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	s := Store{Dir: dir}
+	rec := func(i int, summary string) Record {
+		return Record{Host: host, Service: svc, At: time.Now(), Source: "event", Verb: "restart", Agent: "web1",
+			Fault: strconv.Itoa(os.Getpid()), Result: kindHealed, Attempts: i, Summary: summary}
+	}
 	switch mode {
-	case "reserve":
-		b := Budget{Max: 3, Window: time.Hour}
-		allowed := false
-		err := s.Update(ctx, host, svc, func(st *StateFile) error {
-			now := time.Now()
-			if !b.Check(st.Restarts, now).Allowed {
-				return errNoWrite
-			}
-			allowed = true
-			st.Restarts = append(st.Restarts, Record{ID: strconv.Itoa(os.Getpid()), At: now, Source: "event", Outcome: RecordPending})
-			return nil
-		})
-		switch {
-		case err == nil && allowed:
-			return 0
-		case errors.Is(err, errNoWrite):
-			return 1
-		default:
-			fmt.Fprintln(os.Stderr, err)
-			return 2
-		}
-	case "churn":
-		pad := strings.Repeat("x", 3000)
-		for i := 0; i < 100000 && ctx.Err() == nil; i++ {
-			err := s.Update(ctx, host, svc, func(st *StateFile) error {
-				st.Restarts = append(st.Restarts, Record{ID: strconv.Itoa(i), At: time.Now(), Outcome: RecordOK, Detail: pad})
-				if len(st.Restarts) > 20 {
-					st.Restarts = st.Restarts[1:]
-				}
-				return nil
-			})
-			if err != nil {
+	case "race":
+		for i := 1; i <= 50; i++ {
+			if err := s.Write(ctx, rec(i, "race")); err != nil {
 				fmt.Fprintln(os.Stderr, err)
 				return 2
 			}
 		}
 		return 0
-	case "update":
-		err := s.Update(ctx, host, svc, func(st *StateFile) error {
-			st.Restarts = append(st.Restarts, Record{ID: "x", At: time.Now(), Outcome: RecordOK})
-			return nil
-		})
-		if err != nil {
+	case "churn":
+		pad := strings.Repeat("x", 3000)
+		for i := 0; i < 100000 && ctx.Err() == nil; i++ {
+			if err := s.Write(ctx, rec(i, pad)); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return 2
+			}
+		}
+		return 0
+	case "write":
+		if err := s.Write(ctx, rec(1, "x")); err != nil {
 			fmt.Println(err)
 			return 1
 		}
@@ -105,30 +84,36 @@ func TestStoreRoundTripAndFileName(t *testing.T) {
 	s := Store{Dir: dir}
 	ctx := context.Background()
 	at := time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
-	err := s.Update(ctx, "web 1", "Worker/Svc;x", func(st *StateFile) error {
-		st.Restarts = append(st.Restarts, Record{ID: "a", At: at, Source: "event", Verb: "restart", Outcome: RecordOK})
-		st.Episode = &Episode{Opened: at}
-		return nil
-	})
+	if rec, err := s.Read("web 1", "Worker/Svc;x"); rec != nil || err != nil {
+		t.Fatalf("no record yet: got %+v, %v", rec, err)
+	}
+	want := Record{Host: "web 1", Service: "Worker/Svc;x", At: at, Source: "event", Verb: "restart", Agent: "web1",
+		Fault: "42", Result: kindHealed, Outcome: "ok", Origin: "run",
+		Budget: &RecordBudget{Used: 1, Max: 3, WindowS: 3600}, Attempts: 2, Summary: "restart demo ok"}
+	if err := s.Write(ctx, want); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Read("web 1", "Worker/Svc;x")
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := s.Read(ctx, "web 1", "Worker/Svc;x")
-	if err != nil {
-		t.Fatal(err)
+	want.Version = stateVersion
+	if got == nil || !got.At.Equal(at) || got.Budget == nil || *got.Budget != *want.Budget {
+		t.Fatalf("round trip lost data: %+v", got)
 	}
-	if len(st.Restarts) != 1 || !st.Restarts[0].At.Equal(at) || st.Episode == nil || !st.Episode.Opened.Equal(at) {
-		t.Fatalf("round trip lost data: %+v", st)
+	got.At, got.Budget, want.At, want.Budget = at, nil, at, nil
+	if *got != want {
+		t.Fatalf("round trip: got %+v, want %+v", *got, want)
 	}
 	// The name stays inside dir and is what Path says.
 	p := s.Path("web 1", "Worker/Svc;x")
 	if filepath.Dir(p) != dir {
 		t.Fatalf("state path %s escapes %s", p, dir)
 	}
-	if _, err := os.Stat(p); err != nil {
+	fi, err := os.Stat(p)
+	if err != nil {
 		t.Fatal(err)
 	}
-	fi, _ := os.Stat(p)
 	if fi.Mode().Perm()&0o077 != 0 {
 		t.Errorf("state file mode %v is readable by others", fi.Mode())
 	}
@@ -153,78 +138,37 @@ func TestFileBaseDistinctAndSafe(t *testing.T) {
 	}
 }
 
-// TestStoreConcurrentGoroutines: many handlers in one process race to
-// reserve; the budget of 3 must hold exactly.
-func TestStoreConcurrentGoroutines(t *testing.T) {
-	dir := t.TempDir()
-	s := Store{Dir: dir, Poll: time.Millisecond}
-	b := Budget{Max: 3, Window: time.Hour}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	granted := 0
-	for i := 0; i < 16; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-			defer cancel()
-			err := s.Update(ctx, "h", "s", func(st *StateFile) error {
-				if !b.Check(st.Restarts, time.Now()).Allowed {
-					return errNoWrite
-				}
-				st.Restarts = append(st.Restarts, Record{ID: newID(), At: time.Now(), Outcome: RecordPending})
-				return nil
-			})
-			if err == nil {
-				mu.Lock()
-				granted++
-				mu.Unlock()
-			} else if !errors.Is(err, errNoWrite) {
-				t.Error(err)
-			}
-		}()
-	}
-	wg.Wait()
-	st, err := s.Read(context.Background(), "h", "s")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if granted != 3 || len(st.Restarts) != 3 {
-		t.Fatalf("granted %d, recorded %d; want exactly 3 of each", granted, len(st.Restarts))
-	}
-}
-
-// TestStoreConcurrentProcesses: the same race between real processes.
+// TestStoreConcurrentProcesses: handlers on one monitoring node writing
+// the same record at once always leave one whole record of one of them,
+// and no temp files once a write has ended.
 func TestStoreConcurrentProcesses(t *testing.T) {
 	dir := t.TempDir()
 	exe := testExe(t)
 	const n = 6
 	cmds := make([]*exec.Cmd, n)
+	pids := map[string]bool{}
 	for i := range cmds {
-		cmds[i] = helperCmd(t, exe, "reserve", dir, "h", "s")
+		cmds[i] = helperCmd(t, exe, "race", dir, "h", "s")
 		cmds[i].Stderr = os.Stderr
 		if err := cmds[i].Start(); err != nil {
 			t.Fatal(err)
 		}
+		pids[strconv.Itoa(cmds[i].Process.Pid)] = true
 	}
-	granted, refused := 0, 0
 	for _, c := range cmds {
-		err := c.Wait()
-		switch c.ProcessState.ExitCode() {
-		case 0:
-			granted++
-		case 1:
-			refused++
-		default:
+		if err := c.Wait(); err != nil {
 			t.Errorf("helper failed: %v", err)
 		}
 	}
-	st, err := Store{Dir: dir}.Read(context.Background(), "h", "s")
+	rec, err := Store{Dir: dir}.Read("h", "s")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if granted != 3 || refused != n-3 || len(st.Restarts) != 3 {
-		t.Fatalf("granted %d refused %d recorded %d; want 3, %d, 3", granted, refused, len(st.Restarts), n-3)
+	if rec == nil || !pids[rec.Fault] || rec.Attempts != 50 {
+		t.Fatalf("record %+v is not one writer's last", rec)
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, "*.tmp-*")); len(left) != 0 {
+		t.Fatalf("temp files left: %v", left)
 	}
 }
 
@@ -249,7 +193,7 @@ func TestStoreSIGKILL(t *testing.T) {
 		if stderr.Len() > 0 {
 			t.Fatalf("helper: %s", stderr.String())
 		}
-		_, err := readState(s.Path("h", "s"), "h", "s")
+		_, err := s.Read("h", "s")
 		if err != nil {
 			t.Fatalf("after SIGKILL #%d: %v", i, err)
 		}
@@ -260,7 +204,7 @@ func TestStoreSIGKILL(t *testing.T) {
 	if writes == 0 {
 		t.Fatal("the helper never managed a write: the test proved nothing")
 	}
-	if err := s.Update(context.Background(), "h", "s", func(*StateFile) error { return nil }); err != nil {
+	if err := s.Write(context.Background(), Record{Host: "h", Service: "s"}); err != nil {
 		t.Fatal(err)
 	}
 	left, _ := filepath.Glob(filepath.Join(dir, "*.tmp-*"))
@@ -269,14 +213,16 @@ func TestStoreSIGKILL(t *testing.T) {
 	}
 }
 
+// TestStoreCorrupt: an unreadable record is reported, never modified by
+// a read, and replaced by the next write (nothing depends on it).
 func TestStoreCorrupt(t *testing.T) {
 	tests := []struct{ name, content string }{
-		{"truncated", `{"version":1,"host":"h","service":"s","restarts":[{"id":"a"`},
+		{"truncated", `{"version":2,"host":"h","service":"s","result":"hea`},
 		{"garbage", "\x00\x01 not json"},
 		{"empty", ""},
-		{"other version", `{"version":2,"host":"h","service":"s","restarts":[]}`},
-		{"other service", `{"version":1,"host":"h","service":"t","restarts":[]}`},
-		{"unknown field", `{"version":1,"host":"h","service":"s","restarts":[],"budget_disabled":true}`},
+		{"other version", `{"version":1,"host":"h","service":"s","restarts":[]}`},
+		{"other service", `{"version":2,"host":"h","service":"t","result":"healed"}`},
+		{"unknown field", `{"version":2,"host":"h","service":"s","result":"healed","budget_disabled":true}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -285,25 +231,25 @@ func TestStoreCorrupt(t *testing.T) {
 			if err := os.WriteFile(p, []byte(tt.content), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			called := false
-			err := s.Update(context.Background(), "h", "s", func(*StateFile) error { called = true; return nil })
-			if !errors.Is(err, ErrStateCorrupt) {
+			if _, err := s.Read("h", "s"); !errors.Is(err, ErrStateCorrupt) {
 				t.Fatalf("err = %v, want ErrStateCorrupt", err)
 			}
-			if called {
-				t.Fatal("fn called on a corrupt state")
+			if b, _ := os.ReadFile(p); string(b) != tt.content {
+				t.Fatal("a read modified the file")
 			}
-			b, _ := os.ReadFile(p)
-			if string(b) != tt.content {
-				t.Fatal("a corrupt file was modified: the evidence is gone")
+			if err := s.Write(context.Background(), Record{Host: "h", Service: "s", Result: kindHealed}); err != nil {
+				t.Fatal(err)
+			}
+			if rec, err := s.Read("h", "s"); err != nil || rec.Result != kindHealed {
+				t.Fatalf("after a write: %+v, %v", rec, err)
 			}
 		})
 	}
 }
 
-// TestStoreStateNotARegularFile: a FIFO where the state file should be
-// fails closed at once instead of blocking the handler past its deadline
-// (the context bounds the lock wait, not a read).
+// TestStoreStateNotARegularFile: a FIFO where the record should be is
+// reported at once instead of blocking the handler past its deadline, and
+// a write replaces it.
 func TestStoreStateNotARegularFile(t *testing.T) {
 	s := Store{Dir: t.TempDir()}
 	if err := syscall.Mkfifo(s.Path("h", "s"), 0o600); err != nil {
@@ -311,15 +257,24 @@ func TestStoreStateNotARegularFile(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() {
-		done <- s.Update(context.Background(), "h", "s", func(*StateFile) error { return nil })
+		_, err := s.Read("h", "s")
+		if errors.Is(err, ErrStateCorrupt) {
+			err = s.Write(context.Background(), Record{Host: "h", Service: "s"})
+		} else {
+			err = fmt.Errorf("read: %v, want ErrStateCorrupt", err)
+		}
+		done <- err
 	}()
 	select {
 	case err := <-done:
-		if !errors.Is(err, ErrStateCorrupt) {
-			t.Fatalf("err = %v, want ErrStateCorrupt", err)
+		if err != nil {
+			t.Fatal(err)
 		}
 	case <-time.After(10 * time.Second):
-		t.Fatal("Update still blocked on a FIFO state file after 10s")
+		t.Fatal("still blocked on a FIFO state file after 10s")
+	}
+	if fi, err := os.Lstat(s.Path("h", "s")); err != nil || !fi.Mode().IsRegular() {
+		t.Fatalf("the FIFO was not replaced: %v %v", fi, err)
 	}
 }
 
@@ -328,15 +283,17 @@ func TestStoreUnusableDir(t *testing.T) {
 	file := filepath.Join(base, "file")
 	os.WriteFile(file, nil, 0o600)
 	for _, dir := range []string{"", filepath.Join(base, "missing"), file} {
-		err := Store{Dir: dir}.Update(context.Background(), "h", "s", func(*StateFile) error { return nil })
-		if err == nil {
-			t.Errorf("Store{%q}.Update succeeded", dir)
+		if err := (Store{Dir: dir}).Write(context.Background(), Record{Host: "h", Service: "s"}); err == nil {
+			t.Errorf("Store{%q}.Write succeeded", dir)
+		}
+		if _, err := (Store{Dir: dir}).Read("h", "s"); err == nil {
+			t.Errorf("Store{%q}.Read succeeded", dir)
 		}
 	}
 }
 
-// TestStoreReadOnlyDir: a directory the handler cannot write must fail
-// the update (the caller then fails closed). As root, permission bits do
+// TestStoreReadOnlyDir: a directory the handler cannot write fails the
+// write (the caller logs it and goes on), and leaves the record as it was. As root, permission bits do
 // not bind, so the update runs in a helper process as nobody.
 func TestStoreReadOnlyDir(t *testing.T) {
 	for _, prepared := range []bool{false, true} {
@@ -345,7 +302,7 @@ func TestStoreReadOnlyDir(t *testing.T) {
 			s := Store{Dir: dir}
 			if prepared {
 				// Lock and state usable, only the temp file cannot be made.
-				if err := s.Update(context.Background(), "h", "s", func(*StateFile) error { return nil }); err != nil {
+				if err := s.Write(context.Background(), Record{Host: "h", Service: "s"}); err != nil {
 					t.Fatal(err)
 				}
 				os.Chmod(filepath.Join(dir, fileBase("h", "s")+".lock"), 0o666)
@@ -357,12 +314,11 @@ func TestStoreReadOnlyDir(t *testing.T) {
 			}
 			defer os.Chmod(dir, 0o755)
 			if os.Geteuid() != 0 {
-				err := s.Update(context.Background(), "h", "s", func(st *StateFile) error { return nil })
-				if err == nil {
-					t.Fatal("update in a read-only directory succeeded")
+				if err := s.Write(context.Background(), Record{Host: "h", Service: "s", Result: "x"}); err == nil {
+					t.Fatal("write in a read-only directory succeeded")
 				}
 			} else {
-				out, code := runAsNobody(t, "update", dir, "h", "s")
+				out, code := runAsNobody(t, "write", dir, "h", "s")
 				if code != 1 || !strings.Contains(out, "permission denied") {
 					t.Fatalf("as nobody: exit %d, output %q; want exit 1 and permission denied", code, out)
 				}
@@ -413,7 +369,7 @@ func runAsNobody(t *testing.T, mode string, args ...string) (string, int) {
 	return string(out), cmd.ProcessState.ExitCode()
 }
 
-// TestStoreLockTimeout: a lock held elsewhere makes Update give up when
+// TestStoreLockTimeout: a lock held elsewhere makes Write give up when
 // its context ends, with a message saying so, instead of hanging.
 func TestStoreLockTimeout(t *testing.T) {
 	dir := t.TempDir()
@@ -428,7 +384,10 @@ func TestStoreLockTimeout(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
-	err = s.Update(ctx, "h", "s", func(*StateFile) error { t.Error("fn called without the lock"); return nil })
+	err = s.Write(ctx, Record{Host: "h", Service: "s"})
+	if _, serr := os.Stat(s.Path("h", "s")); serr == nil {
+		t.Error("written without the lock")
+	}
 	if err == nil || !strings.Contains(err.Error(), "held by another handler") || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("err = %v", err)
 	}

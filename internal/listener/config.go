@@ -1,6 +1,9 @@
 // Package listener is worker_listener's core: the config, the server that
-// authenticates requests, the allow-listed action registry and executor,
-// rate limits, the persistent nonce cache and the audit log.
+// authenticates requests for this agent, the allow-listed action registry
+// and executor, the per-service records that make the agent the authority
+// on restarts (one per fault, the budget), connection limits with eviction
+// of idle connections, rate limits, the persistent nonce cache and the
+// audit log.
 package listener
 
 import (
@@ -27,7 +30,10 @@ import (
 // Config is worker_listener's YAML config. docs/protocol.md and the sample
 // nagios-config/listener/worker_listener.yaml describe every field.
 type Config struct {
-	Listen        string             `yaml:"listen"`
+	Listen string `yaml:"listen"`
+	// Agent is this agent's identity: every request must name it, and
+	// every reply does.
+	Agent         string             `yaml:"agent"`
 	Keys          []string           `yaml:"keys"`
 	Allow         []string           `yaml:"allow"`
 	AuditLog      string             `yaml:"audit_log"`
@@ -36,6 +42,7 @@ type Config struct {
 	ShutdownGrace time.Duration      `yaml:"shutdown_grace"`
 	TLS           *TLSConfig         `yaml:"tls"`
 	Limits        Limits             `yaml:"limits"`
+	Budget        BudgetConfig       `yaml:"budget"`
 	Services      map[string]Service `yaml:"services"`
 
 	// Resolved by Load.
@@ -67,6 +74,64 @@ type Limits struct {
 // Service is one worker this host may heal.
 type Service struct {
 	Actions map[string]Action `yaml:"actions"`
+	// Budget overrides the top-level budget field by field.
+	Budget BudgetConfig `yaml:"budget"`
+
+	budget Budget
+}
+
+// BudgetConfig is the YAML form of a restart budget; a field left out
+// takes the default (top level) or the top-level value (per service).
+type BudgetConfig struct {
+	Max    *int           `yaml:"max"`
+	Window *time.Duration `yaml:"window"`
+	MinGap *time.Duration `yaml:"min_gap"`
+}
+
+// Budget is a service's restart budget: at most Max restarts in any
+// Window, at least MinGap apart.
+type Budget struct {
+	Max    int
+	Window time.Duration
+	MinGap time.Duration
+}
+
+// DefaultBudget is the budget of a service when the config sets none: the
+// one the handler used to keep.
+var DefaultBudget = Budget{Max: 3, Window: time.Hour, MinGap: 2 * time.Minute}
+
+// Budget bounds. A window of a week is already more than an operator
+// would wait; the restart list in the state file holds at most MaxBudget
+// times.
+const (
+	MaxBudget       = 10000
+	MaxBudgetWindow = 7 * 24 * time.Hour
+)
+
+// over returns b with the fields c sets.
+func (b Budget) over(c BudgetConfig) Budget {
+	if c.Max != nil {
+		b.Max = *c.Max
+	}
+	if c.Window != nil {
+		b.Window = *c.Window
+	}
+	if c.MinGap != nil {
+		b.MinGap = *c.MinGap
+	}
+	return b
+}
+
+func (b Budget) check() error {
+	switch {
+	case b.Max < 1 || b.Max > MaxBudget:
+		return fmt.Errorf("max %d: must be between 1 and %d restarts", b.Max, MaxBudget)
+	case b.Window < time.Second || b.Window > MaxBudgetWindow:
+		return fmt.Errorf("window %s: must be between 1s and %s", b.Window, MaxBudgetWindow)
+	case b.MinGap < 0 || b.MinGap > b.Window:
+		return fmt.Errorf("min_gap %s: must be between 0 and the window (%s)", b.MinGap, b.Window)
+	}
+	return nil
 }
 
 // Action is a fixed argv run without a shell. Nothing from the wire is
@@ -89,7 +154,9 @@ const (
 	DefaultListen        = "127.0.0.1:5690"
 	DefaultReplayWindow  = 60 * time.Second
 	DefaultShutdownGrace = 30 * time.Second
-	DefaultActionTimeout = 30 * time.Second
+	// DefaultActionTimeout plus DefaultKillGrace (15 s) stays below
+	// handle_worker's 18 s deadline, so the handler hears the true outcome.
+	DefaultActionTimeout = 10 * time.Second
 	DefaultKillGrace     = 5 * time.Second
 	DefaultPath          = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 	maxActionTimeout     = 10 * time.Minute
@@ -200,8 +267,19 @@ func (c *Config) finish() error {
 		bad("state_dir %q must be an absolute path", c.StateDir)
 	}
 
+	agentOK := protocol.ValidName(c.Agent)
+	switch {
+	case c.Agent == "":
+		bad("agent is required: this host's name as the monitoring side addresses it (handle_worker --agent; by default the Nagios host name in lower case)")
+	case !agentOK:
+		bad("agent %q: names are 1-64 of a-z 0-9 . _ - starting with a letter or digit", c.Agent)
+	}
+	name := c.Agent
+	if !agentOK {
+		name = "NAME"
+	}
 	if len(c.Keys) == 0 {
-		bad("keys: list at least one key file (worker_listener genkey --id ID --out FILE makes one)")
+		bad("keys: list at least one host key file (on a monitoring node: handle_worker issue-key --key-file FLEET --agent %s | worker_listener import-key --out FILE)", name)
 	}
 	c.keys = map[string]protocol.Key{}
 	for _, p := range c.Keys {
@@ -210,11 +288,27 @@ func (c *Config) finish() error {
 			bad("%v", err)
 			continue
 		}
+		switch {
+		case k.Kind == protocol.FleetKey:
+			bad("key file %s is fleet key %q: a fleet key belongs on the monitoring nodes only: issue this host's key with handle_worker issue-key --agent %s", p, k.ID, name)
+			continue
+		case k.Kind != protocol.HostKey:
+			bad("key file %s is not a host key", p)
+			continue
+		case agentOK && k.Agent != c.Agent:
+			bad("key file %s is the host key of agent %q, but this is agent %q: issue this host's key with handle_worker issue-key --agent %s", p, k.Agent, c.Agent, c.Agent)
+			continue
+		}
 		if _, dup := c.keys[k.ID]; dup {
 			bad("key id %q appears in more than one key file", k.ID)
 			continue
 		}
 		c.keys[k.ID] = k
+	}
+
+	budget := DefaultBudget.over(c.Budget)
+	if err := budget.check(); err != nil {
+		bad("budget: %v", err)
 	}
 
 	if len(c.Allow) == 0 {
@@ -262,6 +356,10 @@ func (c *Config) finish() error {
 		if len(svc.Actions) == 0 {
 			bad("service %s: no actions", n)
 		}
+		svc.budget = budget.over(svc.Budget)
+		if err := svc.budget.check(); err != nil {
+			bad("service %s budget: %v", n, err)
+		}
 		for vn, a := range svc.Actions {
 			v := protocol.Verb(vn)
 			if !v.Valid() || v == protocol.VerbPing {
@@ -274,6 +372,7 @@ func (c *Config) finish() error {
 			}
 			svc.Actions[vn] = a
 		}
+		c.Services[n] = svc
 	}
 	return errors.Join(errs...)
 }
@@ -474,6 +573,21 @@ func (c *Config) Allowed(a netip.Addr) bool {
 func (c *Config) Key(id string) (protocol.Key, bool) {
 	k, ok := c.keys[id]
 	return k, ok
+}
+
+// RestartBudget is the service's restart budget: its override over the
+// top-level one, over the default.
+func (s Service) RestartBudget() Budget { return s.budget }
+
+// maxHold bounds how long one action of the service can hold its lock:
+// its timeout, the kill grace, the wait for the killed group and for the
+// pipes, and a margin.
+func (s Service) maxHold() time.Duration {
+	var d time.Duration
+	for _, a := range s.Actions {
+		d = max(d, a.Timeout+a.KillGrace)
+	}
+	return d + groupKillWait + pipeWait + 5*time.Second
 }
 
 // KeyIDs lists the loaded key ids (for logs; never the secrets).

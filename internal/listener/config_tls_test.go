@@ -7,8 +7,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/selfheal/selfheal/internal/protocol"
 )
 
 // TestConfigTLSFiles: the agent's config refuses a FIFO named as its
@@ -20,10 +18,7 @@ func TestConfigTLSFiles(t *testing.T) {
 	ca, caKey := p.issue(t, "ca", nil, nil, true)
 	p.issue(t, "server", ca, caKey, false)
 	key := filepath.Join(dir, "k.key")
-	k, _ := protocol.GenerateKey("nagios1")
-	if err := protocol.WriteKeyFile(key, k); err != nil {
-		t.Fatal(err)
-	}
+	writeKeys(t, "worker1", key, "", "")
 	bin := filepath.Join(dir, "a.sh")
 	if err := os.WriteFile(bin, []byte("#!/bin/sh\n"), 0o755); err != nil {
 		t.Fatal(err)
@@ -41,7 +36,7 @@ func TestConfigTLSFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	config := func(cert, tlsKey, clientCA string) []byte {
-		return []byte("keys: [" + key + "]\nallow: [127.0.0.1]\nstate_dir: " + dir + "/s\n" +
+		return []byte("agent: worker1\nkeys: [" + key + "]\nallow: [127.0.0.1]\nstate_dir: " + dir + "/s\n" +
 			"tls: {cert: " + cert + ", key: " + tlsKey + ", client_ca: " + clientCA + "}\n" +
 			"services:\n  demo:\n    actions:\n      restart: {argv: [" + bin + "]}\n")
 	}

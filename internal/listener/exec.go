@@ -21,17 +21,37 @@ import (
 // redirecting its stdio would otherwise hold the reply forever.
 const pipeWait = 2 * time.Second
 
-// Result is what one run of an action produced.
+// Job is one verified request for a service's action.
+type Job struct {
+	Service string
+	Verb    protocol.Verb
+	Fault   string    // "-" when the request names none
+	Arrived time.Time // when it was verified, on the agent's clock
+	Action  Action
+	Budget  Budget // the service's restart budget
+	// LockWait bounds the wait for the service's lock while another
+	// process (an inetd sibling) holds it. Within one process requests
+	// queue without a bound of their own: each run ahead is bounded.
+	LockWait time.Duration
+}
+
+// Result is the agent's answer to a Job.
 type Result struct {
 	Outcome  protocol.Outcome
+	Origin   protocol.Origin
 	ExitCode int
 	Duration time.Duration
 	Output   string
-	Joined   bool // this caller shared another caller's run
+	Budget   protocol.Budget // restarts only
+	// Detail says, for the audit log, how an answer that did not run came
+	// about, or what went wrong with the records.
+	Detail string
 }
 
-// Executor runs allow-listed actions: identical concurrent requests share
-// one run, and different actions on one service run one after another.
+// Executor runs allow-listed actions under the service's records (see
+// ledger.go): one action at a time per service, in this process and
+// across processes; identical concurrent requests share one run; restarts
+// obey the fault records and the budget.
 type Executor struct {
 	mu       sync.Mutex
 	inflight map[string]*call
@@ -39,8 +59,13 @@ type Executor struct {
 	wg       sync.WaitGroup
 	runs     atomic.Int64
 	joined   atomic.Int64
+	ledger   *ledger
+	now      func() time.Time
+	// onWait, when set, hears that a service's lock is held by another
+	// process and this request waits for it.
+	onWait func(service string)
 	// hard is cancelled when a drain runs out of time: running actions are
-	// then killed like a timeout.
+	// then killed like a timeout, and queued ones do not start.
 	hard       context.Context
 	cancelHard context.CancelFunc
 }
@@ -50,56 +75,141 @@ type call struct {
 	res  Result
 }
 
-// NewExecutor returns an idle executor.
-func NewExecutor() *Executor {
+// NewExecutor returns an idle executor keeping its records under
+// stateDir. now nil is time.Now.
+func NewExecutor(stateDir string, now func() time.Time) *Executor {
+	if now == nil {
+		now = time.Now
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Executor{inflight: map[string]*call{}, locks: map[string]*sync.Mutex{}, hard: ctx, cancelHard: cancel}
+	return &Executor{inflight: map[string]*call{}, locks: map[string]*sync.Mutex{}, ledger: newLedger(stateDir), now: now,
+		hard: ctx, cancelHard: cancel}
 }
 
-// Runs counts actions actually started; Joined counts callers that shared
-// a run. Tests and the benchmark use them.
+// Runs counts actions actually started; Joined counts callers that waited
+// on another caller's call in this process. Tests and the benchmark use
+// them.
 func (e *Executor) Runs() int64   { return e.runs.Load() }
 func (e *Executor) Joined() int64 { return e.joined.Load() }
 
-// Run runs (or joins) service's verb action and waits for its result, or
-// for ctx, whichever comes first; the action itself is bounded by its own
-// timeout, not by the caller.
-func (e *Executor) Run(ctx context.Context, service string, verb protocol.Verb, a Action) Result {
-	key := service + "\x00" + string(verb)
+// Run answers j, running its action if the records say so, and waits for
+// the answer or for ctx, whichever comes first; a run, once started, is
+// bounded by its own timeout, not by the caller. A request for a service
+// and verb that already has a call in progress here waits for it, and
+// shares its run (origin joined); if that call ran nothing (an answer
+// from the records), the request is decided on its own.
+func (e *Executor) Run(ctx context.Context, j Job) Result {
+	key := j.Service + "\x00" + string(j.Verb)
 	e.mu.Lock()
-	c, joined := e.inflight[key]
-	if !joined {
-		c = &call{done: make(chan struct{})}
-		e.inflight[key] = c
-		l := e.locks[service]
-		if l == nil {
-			l = &sync.Mutex{}
-			e.locks[service] = l
+	if c := e.inflight[key]; c != nil {
+		e.joined.Add(1)
+		e.mu.Unlock()
+		select {
+		case <-c.done:
+		case <-ctx.Done():
+			return gaveUp()
 		}
-		e.wg.Add(1)
-		go func() {
-			defer e.wg.Done()
-			l.Lock()
-			res := e.runAction(a)
-			l.Unlock()
+		if c.res.Origin == protocol.OriginRun {
+			r := c.res
+			r.Origin, r.Detail = protocol.OriginJoined, "shared a run in progress"
+			return r
+		}
+		e.mu.Lock()
+	}
+	c := &call{done: make(chan struct{})}
+	registered := e.inflight[key] == nil
+	if registered {
+		e.inflight[key] = c
+	}
+	l := e.locks[j.Service]
+	if l == nil {
+		l = &sync.Mutex{}
+		e.locks[j.Service] = l
+	}
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		l.Lock()
+		res := e.execute(j)
+		l.Unlock()
+		if registered {
 			e.mu.Lock()
 			delete(e.inflight, key)
 			e.mu.Unlock()
-			c.res = res
-			close(c.done)
-		}()
-	} else {
-		e.joined.Add(1)
-	}
+		}
+		c.res = res
+		close(c.done)
+	}()
 	e.mu.Unlock()
 	select {
 	case <-c.done:
-		r := c.res
-		r.Joined = joined
-		return r
+		return c.res
 	case <-ctx.Done():
-		return Result{Outcome: protocol.OutcomeBusy, ExitCode: -1, Output: "gave up waiting for the action"}
+		return gaveUp()
 	}
+}
+
+// gaveUp answers a caller that stopped waiting. busy is retryable: the
+// retry shares the run or gets its recorded answer.
+func gaveUp() Result {
+	return Result{Outcome: protocol.OutcomeBusy, Origin: protocol.OriginNone, ExitCode: -1, Output: "gave up waiting for the action"}
+}
+
+func notRun(o protocol.Outcome, output, detail string) Result {
+	return Result{Outcome: o, Origin: protocol.OriginNone, ExitCode: -1, Output: output, Detail: detail}
+}
+
+// execute decides j under the service's lock and runs it if need be. The
+// restart's time and fault are on disk before the action starts, and the
+// lock is held until its outcome is.
+func (e *Executor) execute(j Job) Result {
+	if e.hard.Err() != nil {
+		return notRun(protocol.OutcomeBusy, "agent shutting down: not run", "shutting down")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), j.LockWait)
+	defer cancel()
+	var onWait func()
+	if e.onWait != nil {
+		onWait = func() { e.onWait(j.Service) }
+	}
+	ent, err := e.ledger.open(ctx, j.Service, e.now, onWait)
+	if errors.Is(err, errLockBusy) {
+		return notRun(protocol.OutcomeBusy, "another action of this service is still running", fmt.Sprintf("%v for %s", err, j.LockWait))
+	}
+	if err != nil {
+		return notRun(protocol.OutcomeFailed, "the agent cannot read its records for this service: not run", err.Error())
+	}
+	defer ent.close()
+	now := e.now()
+	res, run := ent.st.decide(j, now)
+	if !run {
+		if ent.dirty {
+			if err := ent.save(); err != nil {
+				res.Detail += "; " + err.Error()
+			}
+		}
+		return res
+	}
+	if e.hard.Err() != nil {
+		return notRun(protocol.OutcomeBusy, "agent shutting down: not run", "shutting down")
+	}
+	if j.Verb == protocol.VerbRestart {
+		ent.st.begin(j, now)
+		if err := ent.save(); err != nil {
+			return notRun(protocol.OutcomeFailed, "the agent cannot record the restart: not run", err.Error())
+		}
+	}
+	res = e.runAction(j.Action)
+	end := e.now()
+	res.Origin = protocol.OriginRun
+	ent.st.finish(j, now, end, res)
+	if j.Verb == protocol.VerbRestart {
+		res.Budget = ent.st.budget(j.Budget, end)
+	}
+	if err := ent.save(); err != nil {
+		res.Detail = "outcome not recorded: " + err.Error()
+	}
+	return res
 }
 
 // Inflight is the number of distinct actions running or queued.
@@ -109,7 +219,8 @@ func (e *Executor) Inflight() int {
 	return len(e.inflight)
 }
 
-// KillAll makes running actions time out now (used when a drain overruns).
+// KillAll makes running actions time out now, and queued ones not start
+// (used when a drain overruns).
 func (e *Executor) KillAll() { e.cancelHard() }
 
 // Wait waits for every started action to finish, up to ctx.

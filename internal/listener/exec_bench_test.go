@@ -18,7 +18,7 @@ import (
 // bare exec.Command(...).Run() (go test -bench . -run '^$').
 func BenchmarkRunAction(b *testing.B) {
 	a := Action{Argv: []string{"/bin/true"}, Timeout: 10 * time.Second, KillGrace: time.Second, Dir: "/", env: []string{"PATH=" + DefaultPath}}
-	e := NewExecutor()
+	e := NewExecutor(b.TempDir(), nil)
 	for b.Loop() {
 		if r := e.runAction(a); r.Outcome != "ok" {
 			b.Fatal(r)
@@ -56,13 +56,17 @@ func BenchmarkBareExecPipe(b *testing.B) {
 }
 
 // BenchmarkServerRestart: full authenticated restarts of /bin/true through
-// a real listener and client, 8 services in parallel (no coalescing).
+// a real listener and client, 8 services in parallel (no coalescing), each
+// with its own fault: the fault record and the restart time are written
+// (fsync'ed) before each run and the outcome after it.
 func BenchmarkServerRestart(b *testing.B) {
 	dir := b.TempDir()
-	k, _ := protocol.GenerateKey("bench")
+	fleet, _ := protocol.GenerateFleetKey("bench")
+	k, _ := fleet.ForAgent("bench1")
 	kp := dir + "/k.key"
 	protocol.WriteKeyFile(kp, k)
-	y := "keys: [" + kp + "]\nallow: [\"127.0.0.1/32\"]\nstate_dir: " + dir + "/state\nlimits: {rate: 1000000, burst: 1000000, max_conns_per_source: 256}\nservices:\n"
+	y := "agent: bench1\nkeys: [" + kp + "]\nallow: [\"127.0.0.1/32\"]\nstate_dir: " + dir + "/state\n" +
+		"limits: {rate: 1000000, burst: 1000000, max_conns_per_source: 256}\nbudget: {max: 10000, window: 1s, min_gap: 0s}\nservices:\n"
 	for i := range 8 {
 		y += "  svc" + strconv.Itoa(i) + ":\n    actions:\n      restart: {argv: [/bin/true]}\n"
 	}
@@ -78,14 +82,18 @@ func BenchmarkServerRestart(b *testing.B) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { srv.Serve(ctx, ln); close(done) }()
-	cl := protocol.NewClient(protocol.ClientConfig{Addr: ln.Addr().String(), Key: k})
-	var next atomic.Int64
+	cl, err := protocol.NewClient(protocol.ClientConfig{Addr: ln.Addr().String(), Key: fleet, Agent: "bench1"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var next, faults atomic.Int64
 	b.SetParallelism(4)
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		svc := "svc" + strconv.Itoa(int(next.Add(1)%8))
 		for pb.Next() {
-			rep, err := cl.Do(context.Background(), protocol.VerbRestart, svc)
+			fault := "f" + strconv.FormatInt(faults.Add(1), 10)
+			rep, err := cl.Do(context.Background(), protocol.VerbRestart, svc, fault)
 			if err != nil || rep.Outcome != protocol.OutcomeOK {
 				b.Error(rep, err)
 				return

@@ -91,10 +91,15 @@ func TestConcurrentRestartsCoalesce(t *testing.T) {
 	}
 	os.WriteFile(filepath.Join(h.dir, "release"), nil, 0o600)
 	wg.Wait()
+	origins := map[protocol.Origin]int{}
 	for i := range n {
 		if errs[i] != nil || reps[i].Outcome != protocol.OutcomeOK {
 			t.Fatalf("caller %d: %+v %v", i, reps[i], errs[i])
 		}
+		origins[reps[i].Origin]++
+	}
+	if origins[protocol.OriginRun] != 1 || origins[protocol.OriginJoined] != n-1 {
+		t.Fatalf("origins %v, want 1 run and %d joined", origins, n-1)
 	}
 	if got := h.marks("slow"); got != 1 {
 		t.Fatalf("action ran %d times, want 1", got)
@@ -198,13 +203,13 @@ func TestActionRunsAsUser(t *testing.T) {
 	}
 	dir := t.TempDir()
 	key := filepath.Join(dir, "k.key")
-	k, _ := protocol.GenerateKey("nagios1")
-	protocol.WriteKeyFile(key, k)
-	c, err := Parse([]byte("keys: [" + key + "]\nallow: [127.0.0.1]\nstate_dir: " + dir + "/s\nservices:\n  demo:\n    actions:\n      status: {argv: [/usr/bin/id, -u], user: nobody}\n"))
+	writeKeys(t, "worker1", key, "", "")
+	c, err := Parse([]byte("agent: worker1\nkeys: [" + key + "]\nallow: [127.0.0.1]\nstate_dir: " + dir + "/s\nservices:\n  demo:\n    actions:\n      status: {argv: [/usr/bin/id, -u], user: nobody}\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := NewExecutor().Run(t.Context(), "demo", protocol.VerbStatus, c.Services["demo"].Actions["status"])
+	r := NewExecutor(c.StateDir, nil).Run(t.Context(), Job{Service: "demo", Verb: protocol.VerbStatus, Fault: "-",
+		Action: c.Services["demo"].Actions["status"], Budget: DefaultBudget, LockWait: time.Second})
 	u, err := user.Lookup("nobody")
 	if err != nil {
 		t.Skip("no user nobody")

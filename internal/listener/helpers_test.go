@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/netip"
@@ -44,7 +46,10 @@ var scripts = map[string]string{
 type harness struct {
 	t       *testing.T
 	dir     string
-	key     protocol.Key
+	listen  string
+	agent   string
+	fleet   protocol.Key // what the monitoring side holds
+	key     protocol.Key // the agent's host key
 	keyPath string
 	cfgPath string
 	cfg     *Config
@@ -78,8 +83,17 @@ type opts struct {
 	limits       *rig.Limits // default: generous enough never to refuse a test
 	tls          *rig.TLS
 	replayWindow string
-	grace        string // shutdown_grace, default 20s
+	grace        string        // shutdown_grace, default 20s
+	budget       *rig.Budget   // default: never in the way (testBudget)
+	agent        string        // default worker1
+	fleet        *protocol.Key // issue the agent's host key from this fleet key (default: a new fleet)
+	listen       string        // default 127.0.0.1:0
+	services     int           // mark.sh services svc0..svcN-1; default 4
 }
+
+// testBudget keeps the restart budget out of the way of tests that are
+// not about it: many restarts an hour, no min gap.
+var testBudget = rig.Budget{Max: 10000, Window: "1h", MinGap: "0s"}
 
 func (h *harness) mark(svc string) string { return filepath.Join(h.dir, "mark-"+svc) }
 
@@ -95,6 +109,15 @@ func (h *harness) config(o opts) rig.ListenerConfig {
 	if o.grace == "" {
 		o.grace = "20s"
 	}
+	if o.budget == nil {
+		o.budget = &testBudget
+	}
+	if o.agent == "" {
+		o.agent = "worker1"
+	}
+	if o.services == 0 {
+		o.services = 4
+	}
 	svc := func(name, script, timeout string) rig.Service {
 		argv := []string{filepath.Join(h.dir, script)}
 		env := func(action string) map[string]string {
@@ -109,9 +132,9 @@ func (h *harness) config(o opts) rig.ListenerConfig {
 		}}
 	}
 	c := rig.ListenerConfig{
-		Listen: "127.0.0.1:0", Keys: []string{h.keyPath}, Allow: o.allow, AuditLog: "-",
+		Listen: "127.0.0.1:0", Agent: o.agent, Keys: []string{h.keyPath}, Allow: o.allow, AuditLog: "-",
 		StateDir: filepath.Join(h.dir, "state"), ShutdownGrace: o.grace, Limits: *o.limits, TLS: o.tls,
-		ReplayWindow: o.replayWindow,
+		ReplayWindow: o.replayWindow, Budget: o.budget,
 		Services: []rig.Service{
 			svc("demo", "mark.sh", "10s"),
 			svc("slow", "slow.sh", "60s"),
@@ -122,7 +145,7 @@ func (h *harness) config(o opts) rig.ListenerConfig {
 			svc("fail", "fail.sh", "10s"),
 		},
 	}
-	for i := 0; i < 4; i++ {
+	for i := 0; i < o.services; i++ {
 		c.Services = append(c.Services, svc(fmt.Sprintf("svc%d", i), "mark.sh", "10s"))
 	}
 	return c
@@ -134,13 +157,31 @@ func (h *harness) config(o opts) rig.ListenerConfig {
 func newHarness(t *testing.T, o opts) *harness {
 	t.Helper()
 	base := runtime.NumGoroutine()
-	h := &harness{t: t, dir: t.TempDir(), audit: &syncBuf{}}
-	h.keyPath = filepath.Join(h.dir, "nagios1.key")
-	f := rigtest.Prepare(t, rig.Kit{Dir: h.dir, KeyID: "nagios1", Scripts: scripts, Config: h.config(o)})
-	if f.KeyFile != h.keyPath {
+	h := &harness{t: t, dir: t.TempDir(), audit: &syncBuf{}, listen: o.listen}
+	if h.listen == "" {
+		h.listen = "127.0.0.1:0"
+	}
+	h.keyPath = filepath.Join(h.dir, "fleet1.key")
+	if o.fleet != nil {
+		// The agent's host key issued from a given fleet key (as issue-key
+		// does), so that several agents share one fleet.
+		host, err := o.fleet.ForAgent(o.agent)
+		h.keyPath = filepath.Join(h.dir, "issued.key")
+		if err == nil {
+			err = protocol.WriteKeyFile(h.keyPath, host)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	f := rigtest.Prepare(t, rig.Kit{Dir: h.dir, FleetID: "fleet1", Agent: o.agent, Scripts: scripts, Config: h.config(o)})
+	h.agent, h.fleet, h.key, h.cfgPath = f.Agent, f.Fleet, f.Key, f.Config
+	if o.fleet != nil {
+		h.fleet = *o.fleet
+		h.key, _ = o.fleet.ForAgent(o.agent)
+	} else if f.KeyFile != h.keyPath {
 		t.Fatalf("the rig wrote the key to %s, the config names %s", f.KeyFile, h.keyPath)
 	}
-	h.key, h.cfgPath = f.Key, f.Config
 	h.start()
 	t.Cleanup(func() {
 		h.shutdown()
@@ -162,7 +203,7 @@ func (h *harness) start() {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", h.listen)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -186,14 +227,28 @@ func (h *harness) shutdown() {
 	h.stop = nil
 }
 
-func (h *harness) client() *protocol.Client {
-	return protocol.NewClient(protocol.ClientConfig{Addr: h.addr, Key: h.key})
+// client signs with the fleet key for the harness's agent, as the
+// handler does.
+func (h *harness) client() *protocol.Client { return newClient(h.t, h.addr, h.fleet, h.agent, nil) }
+
+func newClient(t testing.TB, addr string, k protocol.Key, agent string, tc *tls.Config) *protocol.Client {
+	t.Helper()
+	c, err := protocol.NewClient(protocol.ClientConfig{Addr: addr, Key: k, Agent: agent, TLS: tc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
+// do sends verb for svc without a fault ("-").
 func (h *harness) do(verb protocol.Verb, svc string) (protocol.Reply, error) {
+	return h.doFault(verb, svc, "-")
+}
+
+func (h *harness) doFault(verb protocol.Verb, svc, fault string) (protocol.Reply, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	return h.client().Do(ctx, verb, svc)
+	return h.client().Do(ctx, verb, svc, fault)
 }
 
 // raw sends bytes on a fresh connection, half-closes, and returns the
@@ -212,19 +267,28 @@ func (h *harness) raw(b []byte) string {
 	return line
 }
 
-// signed builds a frame with arbitrary fields and a correct MAC, so that
-// a refusal is about the field, not the signature.
+// signed builds a frame with arbitrary fields (agent worker1, fault "-")
+// and a correct MAC under the host key, so that a refusal is about the
+// field, not the signature.
 func (h *harness) signed(keyID, verb, svc, ts, nonce string) []byte {
-	mac := protocol.RequestMAC(h.key, keyID, protocol.Verb(verb), svc, ts, nonce)
-	return []byte(strings.Join([]string{protocol.Version, keyID, verb, svc, ts, nonce, mac}, " ") + "\n")
+	return signedFrame(h.key, keyID, h.agent, verb, svc, "-", ts, nonce)
+}
+
+func signedFrame(k protocol.Key, keyID, agent, verb, svc, fault, ts, nonce string) []byte {
+	mac := protocol.RequestMAC(k, keyID, agent, protocol.Verb(verb), svc, fault, ts, nonce)
+	return []byte(strings.Join([]string{protocol.Version, keyID, agent, verb, svc, fault, ts, nonce, mac}, " ") + "\n")
 }
 
 func (h *harness) valid(verb protocol.Verb, svc string, at time.Time) []byte {
+	return h.validFault(verb, svc, "-", at)
+}
+
+func (h *harness) validFault(verb protocol.Verb, svc, fault string, at time.Time) []byte {
 	n, err := protocol.NewNonce()
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	return protocol.NewRequest(h.key, verb, svc, at, n).Marshal()
+	return protocol.NewRequest(h.key, verb, svc, fault, at, n).Marshal()
 }
 
 func (h *harness) marks(svc string) int {
@@ -236,6 +300,46 @@ func (h *harness) marks(svc string) int {
 		h.t.Fatal(err)
 	}
 	return strings.Count(string(b), "\n")
+}
+
+// records parses the audit log so far.
+func (h *harness) records() []rig.AuditRecord {
+	h.t.Helper()
+	var out []rig.AuditRecord
+	for _, l := range strings.Split(strings.TrimSpace(h.audit.String()), "\n") {
+		if l == "" {
+			continue
+		}
+		var r rig.AuditRecord
+		if err := json.Unmarshal([]byte(l), &r); err != nil {
+			h.t.Fatalf("audit line %q: %v", l, err)
+		}
+		r.Raw = l
+		out = append(out, r)
+	}
+	return out
+}
+
+// restartRecords waits (bounded) until the audit log holds n restart
+// lines for svc, and returns them.
+func (h *harness) restartRecords(svc string, n int) []rig.AuditRecord {
+	h.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var got []rig.AuditRecord
+		for _, r := range h.records() {
+			if r.Verb == "restart" && r.Service == svc {
+				got = append(got, r)
+			}
+		}
+		if len(got) >= n || time.Now().After(deadline) {
+			if len(got) != n {
+				h.t.Fatalf("%d restart lines for %s, want %d:\n%s", len(got), svc, n, h.audit.String())
+			}
+			return got
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // checkNoLeak waits (bounded) for the goroutine count to return to base.
@@ -281,7 +385,11 @@ func readPID(t *testing.T, path string) int {
 	}
 }
 
-const deniedLine = "SH1 denied -1 0 - -\n"
+const deniedLine = "SH2 - denied - -1 0 0 - - -\n"
+
+// okPrefix starts a signed ok reply of the harness's agent that ran its
+// action and exited 0.
+const okPrefix = "SH2 worker1 ok run 0 "
 
 // liveMembers lists the processes of group pgid that have not exited (a
 // zombie awaiting its reaper has).
@@ -310,21 +418,27 @@ func killChildren(t *testing.T, dir string) {
 	}
 }
 
-// waitAudit waits for a new audit line after line `before` mentioning reason.
+// waitAudit waits for a new denied audit line after line `before`
+// mentioning reason.
 func waitAudit(t *testing.T, h *harness, before int, reason string) {
+	t.Helper()
+	waitAuditOutcome(t, h, before, protocol.OutcomeDenied, reason)
+}
+
+func waitAuditOutcome(t *testing.T, h *harness, before int, outcome protocol.Outcome, reason string) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		lines := strings.Split(strings.TrimSpace(h.audit.String()), "\n")
 		if len(lines) > before {
 			for _, l := range lines[before:] {
-				if strings.Contains(l, `"outcome":"denied"`) && strings.Contains(l, reason) {
+				if strings.Contains(l, `"outcome":"`+string(outcome)+`"`) && strings.Contains(l, reason) {
 					return
 				}
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no denied audit line with %q; got:\n%s", reason, strings.Join(lines[min(before, len(lines)):], "\n"))
+			t.Fatalf("no %s audit line with %q; got:\n%s", outcome, reason, strings.Join(lines[min(before, len(lines)):], "\n"))
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/selfheal/selfheal/internal/protocol"
 )
 
 // TestRefusalLogBudget: 200 refusal lines at once, then 20 a second; the
@@ -48,24 +50,45 @@ func TestRefusalLogBudget(t *testing.T) {
 	}
 }
 
-// TestLimiterPrune: only idle sources with a full bucket are forgotten.
+// nopCloser stands for a connection in the limiter's tests.
+type nopCloser struct{}
+
+func (nopCloser) Close() error { return nil }
+
+// admitted admits a connection from a and, when framed, marks its request
+// as arrived (it then holds its slot until released).
+func admitted(t *testing.T, l *limiter, a netip.Addr, now time.Time, lim Limits, framed bool) *slot {
+	t.Helper()
+	s, evicted, _, why := l.admit(a, nopCloser{}, now, lim)
+	if s == nil || len(evicted) != 0 {
+		t.Fatalf("admit %s: %s (evicted %d)", a, why, len(evicted))
+	}
+	if framed && !l.framed(s) {
+		t.Fatal("framed after admit: evicted")
+	}
+	return s
+}
+
+// TestLimiterPrune: only sources without connections and with a full
+// bucket are forgotten.
 func TestLimiterPrune(t *testing.T) {
 	l := newLimiter()
-	lim := Limits{Rate: 2, Burst: 3, MaxConnsPerSource: 2}
+	lim := Limits{Rate: 2, Burst: 3, MaxConnsPerSource: 2, MaxConns: 10}
 	idle, busy, drained := mustAddr(t, "10.0.0.1"), mustAddr(t, "10.0.0.2"), mustAddr(t, "10.0.0.3")
 	now := time.Unix(1000, 0)
+	idleSlot := admitted(t, l, idle, now, lim, true)
+	admitted(t, l, busy, now, lim, true)
 	for _, a := range []netip.Addr{idle, busy} {
-		if ok, why := l.admit(a, now, lim); !ok {
-			t.Fatal(why)
+		if !l.take(a, now, lim) {
+			t.Fatal("first token refused")
 		}
 	}
-	l.release(idle)
+	l.release(idleSlot)
 	later := now.Add(time.Second) // idle's bucket is full again
 	for i := 0; i < 3; i++ {
-		if ok, why := l.admit(drained, later, lim); !ok {
-			t.Fatal(why)
+		if !l.take(drained, later, lim) {
+			t.Fatalf("token %d refused", i)
 		}
-		l.release(drained)
 	}
 	l.prune(later, lim)
 	if _, ok := l.sources[idle]; ok {
@@ -84,62 +107,114 @@ func TestLimiterFollowsReload(t *testing.T) {
 	l := newLimiter()
 	a := mustAddr(t, "10.0.0.1")
 	now := time.Unix(1000, 0)
-	slow := Limits{Rate: 0.001, Burst: 2, MaxConnsPerSource: 8}
+	slow := Limits{Rate: 0.001, Burst: 2, MaxConnsPerSource: 8, MaxConns: 64}
 	for i := 0; i < 2; i++ {
-		if ok, _ := l.admit(a, now, slow); !ok {
-			t.Fatalf("admit %d refused", i)
+		if !l.take(a, now, slow) {
+			t.Fatalf("token %d refused", i)
 		}
 	}
-	if ok, why := l.admit(a, now, slow); ok || !strings.Contains(why, "rate") {
-		t.Fatalf("empty bucket admitted: %v %s", ok, why)
+	if l.take(a, now, slow) {
+		t.Fatal("empty bucket gave a token")
 	}
-	fast := Limits{Rate: 100, Burst: 1, MaxConnsPerSource: 1}
+	fast := Limits{Rate: 100, Burst: 1, MaxConnsPerSource: 1, MaxConns: 64}
 	t1 := now.Add(time.Second)
-	l.admit(a, t1, fast) // whatever the bucket held, the new limits apply from here
-	if ok, why := l.admit(a, t1.Add(50*time.Millisecond), fast); ok || !strings.Contains(why, "concurrent") {
-		t.Fatalf("new per-source connection cap not applied: %v %s", ok, why)
+	first := admitted(t, l, a, t1, fast, true) // a request in progress holds the only slot
+	if s, _, o, why := l.admit(a, nopCloser{}, t1.Add(50*time.Millisecond), fast); s != nil || o != protocol.OutcomeRateLimited || !strings.Contains(why, "concurrent") {
+		t.Fatalf("new per-source connection cap not applied: %v %s %s", s, o, why)
 	}
-	for range 4 {
-		l.release(a)
-	}
+	l.release(first)
 	t2 := t1.Add(50 * time.Millisecond) // 5 tokens at 100/s, but the bucket holds 1
-	if ok, why := l.admit(a, t2, fast); !ok {
-		t.Fatalf("new rate not applied: %s", why)
+	if !l.take(a, t2, fast) {
+		t.Fatal("new rate not applied")
 	}
-	l.release(a)
-	if ok, why := l.admit(a, t2, fast); ok || !strings.Contains(why, "rate") {
-		t.Fatalf("new burst not applied: %v %s", ok, why)
+	if l.take(a, t2, fast) {
+		t.Fatal("new burst not applied")
 	}
 }
 
 func TestRateLimiter(t *testing.T) {
 	l := newLimiter()
-	lim := Limits{Rate: 2, Burst: 3, MaxConnsPerSource: 2}
+	lim := Limits{Rate: 2, Burst: 3, MaxConnsPerSource: 2, MaxConns: 64}
 	a, b := mustAddr(t, "10.0.0.1"), mustAddr(t, "10.0.0.2")
 	now := time.Unix(1000, 0)
+	held := []*slot{admitted(t, l, a, now, lim, true), admitted(t, l, a, now, lim, true)}
+	if s, _, o, _ := l.admit(a, nopCloser{}, now, lim); s != nil || o != protocol.OutcomeRateLimited {
+		t.Fatal("third concurrent connection with two requests in progress admitted")
+	}
+	for _, s := range held {
+		l.release(s)
+	}
+	admitted(t, l, a, now, lim, false)
 	for i := 0; i < 3; i++ {
-		ok, _ := l.admit(a, now, lim)
-		if i < 2 && !ok {
-			t.Fatalf("admit %d refused", i)
-		}
-		if i == 2 && ok {
-			t.Fatal("third concurrent connection admitted")
+		if !l.take(a, now, lim) {
+			t.Fatalf("token %d refused", i)
 		}
 	}
-	l.release(a)
-	l.release(a)
-	if ok, _ := l.admit(a, now, lim); !ok {
-		t.Fatal("third token refused")
+	if l.take(a, now, lim) {
+		t.Fatal("empty bucket gave a token")
 	}
-	l.release(a)
-	if ok, why := l.admit(a, now, lim); ok || !strings.Contains(why, "rate") {
-		t.Fatalf("empty bucket admitted: %v %s", ok, why)
-	}
-	if ok, _ := l.admit(b, now, lim); !ok {
+	if !l.take(b, now, lim) {
 		t.Fatal("another source starved by the first")
 	}
-	l.release(b)
-	if ok, _ := l.admit(a, now.Add(600*time.Millisecond), lim); !ok {
+	if !l.take(a, now.Add(600*time.Millisecond), lim) {
 		t.Fatal("bucket did not refill at 2/s")
+	}
+}
+
+// TestLimiterEvicts: a newcomer over a limit takes the slot of the oldest
+// connection that has sent no request yet (of its own source for the
+// per-source limit, of anyone for max_conns); connections with a request
+// in progress are never evicted, and when only they are left the newcomer
+// is refused.
+func TestLimiterEvicts(t *testing.T) {
+	l := newLimiter()
+	lim := Limits{Rate: 100, Burst: 100, MaxConnsPerSource: 2, MaxConns: 4}
+	a, b, c := mustAddr(t, "10.0.0.1"), mustAddr(t, "10.0.0.2"), mustAddr(t, "10.0.0.3")
+	now := time.Unix(1000, 0)
+	b1 := admitted(t, l, b, now, lim, false) // the oldest idle one, of another source
+	a1 := admitted(t, l, a, now, lim, false)
+	a2 := admitted(t, l, a, now, lim, false)
+	// Per source: a's third evicts a's oldest idle one, not b's.
+	a3, evicted, _, why := l.admit(a, nopCloser{}, now, lim)
+	if a3 == nil || len(evicted) != 1 || evicted[0] != a1 {
+		t.Fatalf("per-source eviction: %v %v %s", a3, evicted, why)
+	}
+	if l.framed(a1) || !l.wasEvicted(a1) {
+		t.Fatal("the evicted connection could still deliver its request")
+	}
+	l.release(a1) // its goroutine's release is a no-op
+	if l.total != 3 || l.sources[a].conns != 2 {
+		t.Fatalf("slots %d, a holds %d", l.total, l.sources[a].conns)
+	}
+	if !l.framed(a2) || !l.framed(a3) {
+		t.Fatal("framed refused")
+	}
+	// Per source with a's two in progress: refused, nothing evicted.
+	if s, ev, o, _ := l.admit(a, nopCloser{}, now, lim); s != nil || len(ev) != 0 || o != protocol.OutcomeRateLimited {
+		t.Fatalf("a's requests in progress were not protected: %v %v %s", s, ev, o)
+	}
+	// Global: c's connection fills max_conns; the next evicts b1, the
+	// oldest idle one, whoever's it is.
+	c1 := admitted(t, l, c, now, lim, false)
+	c2, evicted, _, _ := l.admit(c, nopCloser{}, now, lim)
+	if c2 == nil || len(evicted) != 1 || evicted[0] != b1 {
+		t.Fatalf("global eviction: %v %v", c2, evicted)
+	}
+	// Only requests in progress and c's two idle ones: a newcomer from b
+	// evicts c1 (the oldest idle); once all are in progress, busy.
+	b2, evicted, _, _ := l.admit(b, nopCloser{}, now, lim)
+	if b2 == nil || len(evicted) != 1 || evicted[0] != c1 {
+		t.Fatalf("second global eviction: %v %v", b2, evicted)
+	}
+	l.framed(c2)
+	l.framed(b2)
+	if s, ev, o, why := l.admit(b, nopCloser{}, now, lim); s != nil || len(ev) != 0 || o != protocol.OutcomeBusy || !strings.Contains(why, "max_conns") {
+		t.Fatalf("all slots in progress: %v %v %s %s", s, ev, o, why)
+	}
+	for _, s := range []*slot{a2, a3, c2, b2, b1, c1} {
+		l.release(s)
+	}
+	if l.total != 0 || l.waiting.Len() != 0 {
+		t.Fatalf("after releasing everything: %d slots, %d waiting", l.total, l.waiting.Len())
 	}
 }

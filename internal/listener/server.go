@@ -30,7 +30,8 @@ type Deps struct {
 	// (tests read it).
 	Audit io.Writer
 	// Inetd: one process per connection, so the nonce cache is opened per
-	// request under a lock shared with other processes.
+	// request under a lock shared with other processes (the service
+	// records always are), and the connection limits are inetd's.
 	Inetd bool
 }
 
@@ -87,7 +88,10 @@ func NewServer(cfg *Config, deps Deps) (*Server, error) {
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
-	s := &Server{deps: deps, lim: newLimiter(), exec: NewExecutor()}
+	s := &Server{deps: deps, lim: newLimiter(), exec: NewExecutor(cfg.StateDir, deps.Now)}
+	s.exec.onWait = func(service string) {
+		deps.Log.Info().Str("service", service).Msg("waiting for the service's lock: another agent process runs its action")
+	}
 	if err := s.setAudit(cfg); err != nil {
 		return nil, err
 	}
@@ -144,13 +148,17 @@ func (s *Server) closeAudit() {
 }
 
 // Reload swaps in a new, already validated config: keys, allow list,
-// services, limits, TLS and the audit log file (reopened, for logrotate).
-// Connections in progress finish under the config they started with. The
-// listen address and state_dir cannot change without a restart.
+// services, budgets, limits, TLS and the audit log file (reopened, for
+// logrotate). Connections in progress finish under the config they
+// started with. The listen address, state_dir and agent cannot change
+// without a restart.
 func (s *Server) Reload(cfg *Config) error {
 	old := s.cfg.Load()
 	if cfg.StateDir != old.StateDir {
 		return errors.New("state_dir cannot change on reload: restart the agent")
+	}
+	if cfg.Agent != old.Agent {
+		return fmt.Errorf("agent cannot change on reload (%s to %s): restart the agent", old.Agent, cfg.Agent)
 	}
 	if err := s.setAudit(cfg); err != nil {
 		return err
@@ -211,8 +219,15 @@ func (s *Server) drain() error {
 	return err
 }
 
-// Close releases the nonce cache and the audit log.
+// Close releases the nonce cache and the audit log. In inetd mode it
+// first waits (bounded) for an action still running: the process must not
+// exit from under it.
 func (s *Server) Close() {
+	if s.deps.Inetd {
+		ctx, cancel := context.WithTimeout(context.Background(), maxActionTimeout+maxKillGrace+pipeWait+groupKillWait)
+		s.exec.Wait(ctx)
+		cancel()
+	}
 	if s.nonces != nil {
 		s.nonces.Close()
 	}
@@ -238,23 +253,46 @@ func (s *Server) acceptLoop(ctx context.Context, ln net.Listener) {
 			continue
 		}
 		backoff = 5 * time.Millisecond
-		cfg := s.cfg.Load()
-		if s.active.Load() >= int64(cfg.Limits.MaxConns) {
-			// Refused inline: a small write to a fresh socket does not block.
-			conn.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
-			conn.Write(protocol.MarshalReply(protocol.Reply{Outcome: protocol.OutcomeBusy, ExitCode: -1}, nil, ""))
-			conn.Close()
-			s.auditRefusal(cfg, record{peer: conn.RemoteAddr().String(), outcome: protocol.OutcomeBusy, reason: "max_conns reached"})
-			continue
-		}
-		s.active.Add(1)
-		s.conns.Add(1)
-		go func() {
-			defer s.conns.Done()
-			defer s.active.Add(-1)
-			s.ServeConn(conn)
-		}()
+		s.admit(conn)
 	}
+}
+
+// admit applies the allow list and the connection limits to a new
+// connection, in the accept loop: refusals are one small write to a fresh
+// socket, which does not block. Idle connections in the way are evicted.
+func (s *Server) admit(conn net.Conn) {
+	cfg := s.cfg.Load()
+	refuse := func(o protocol.Outcome, reason string) {
+		conn.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+		conn.Write(protocol.MarshalReply(protocol.Reply{Outcome: o, ExitCode: -1}, nil, ""))
+		conn.Close()
+		s.auditRefusal(cfg, record{peer: conn.RemoteAddr().String(), outcome: o, reason: reason})
+	}
+	peer, ok := peerAddr(conn)
+	if !ok {
+		refuse(protocol.OutcomeDenied, "peer is not a TCP address")
+		return
+	}
+	if !cfg.Allowed(peer) {
+		refuse(protocol.OutcomeDenied, "source not in allow list")
+		return
+	}
+	sl, evicted, refusal, why := s.lim.admit(peer, conn, s.deps.Now(), cfg.Limits)
+	for _, v := range evicted {
+		v.conn.Close() // its goroutine audits it
+	}
+	if sl == nil {
+		refuse(refusal, why)
+		return
+	}
+	s.active.Add(1)
+	s.conns.Add(1)
+	go func() {
+		defer s.conns.Done()
+		defer s.active.Add(-1)
+		defer s.lim.release(sl)
+		s.serveConn(conn, sl)
+	}()
 }
 
 // record is one audit line.
@@ -262,13 +300,14 @@ type record struct {
 	peer    string
 	tls     bool
 	keyID   string
+	agent   string // the request's
 	verb    string
 	service string
+	fault   string
 	nonce   string
 	outcome protocol.Outcome
-	exit    int
+	res     *Result // the decision, when one was made
 	reason  string
-	joined  bool
 	start   time.Time
 	skipped int64 // refusals not logged before this one (logBudget)
 }
@@ -283,6 +322,10 @@ func (s *Server) auditRefusal(cfg *Config, r record) {
 	s.auditLine(cfg, r)
 }
 
+// auditLine writes one JSON line: who asked (peer, key id, the agent the
+// request named), what (verb, service, fault, nonce prefix), the outcome
+// and, when a decision was made, its origin, exit code and budget; the
+// reason for every refusal.
 func (s *Server) auditLine(cfg *Config, r record) {
 	l := s.audit.Load()
 	ev := l.Info()
@@ -294,16 +337,25 @@ func (s *Server) auditLine(cfg *Config, r record) {
 		ev = ev.Bool("tls", true)
 	}
 	if r.keyID != "" {
-		ev = ev.Str("key_id", r.keyID)
+		ev = ev.Str("key_id", r.keyID).Str("agent", r.agent)
 	}
 	if r.verb != "" {
-		ev = ev.Str("verb", r.verb).Str("service", r.service)
+		ev = ev.Str("verb", r.verb).Str("service", r.service).Str("fault", r.fault)
 	}
 	if r.nonce != "" {
 		ev = ev.Str("nonce", r.nonce[:8]) // a prefix identifies; never the MAC
 	}
-	if r.verb != "" && r.verb != string(protocol.VerbPing) && r.reason == "" {
-		ev = ev.Int("exit_code", r.exit).Bool("coalesced", r.joined)
+	if res := r.res; res != nil {
+		ev = ev.Str("origin", string(res.Origin))
+		if r.verb != string(protocol.VerbPing) {
+			ev = ev.Int("exit_code", res.ExitCode).Bool("coalesced", res.Origin == protocol.OriginJoined)
+		}
+		if b := res.Budget; b.Max > 0 {
+			ev = ev.Int("budget_used", b.Used).Int("budget_max", b.Max).Int64("retry_after_s", int64(b.RetryAfter.Round(time.Second)/time.Second))
+		}
+		if res.Detail != "" && r.reason == "" {
+			ev = ev.Str("detail", res.Detail)
+		}
 	}
 	if r.reason != "" {
 		ev = ev.Str("reason", r.reason)
@@ -318,18 +370,32 @@ func (s *Server) auditLine(cfg *Config, r record) {
 }
 
 // ServeConn handles one connection: the whole request-reply exchange. It
-// closes conn. inetd mode calls it directly.
-func (s *Server) ServeConn(conn net.Conn) {
+// closes conn. inetd mode calls it directly; so do tests, without the
+// connection limits of the accept loop.
+func (s *Server) ServeConn(conn net.Conn) { s.serveConn(conn, nil) }
+
+// serveConn is ServeConn for a connection that holds slot sl (nil: no
+// connection limits apply, as under inetd).
+func (s *Server) serveConn(conn net.Conn, sl *slot) {
 	defer conn.Close()
 	s.served.Add(1)
 	cfg := s.cfg.Load()
 	now := s.deps.Now()
-	rec := record{peer: conn.RemoteAddr().String(), start: now, exit: -1}
+	rec := record{peer: conn.RemoteAddr().String(), start: now}
 	deny := func(reason string) {
 		rec.outcome, rec.reason = protocol.OutcomeDenied, reason
 		conn.SetWriteDeadline(time.Now().Add(cfg.Limits.WriteTimeout))
 		conn.Write(protocol.MarshalReply(protocol.Reply{Outcome: protocol.OutcomeDenied, ExitCode: -1}, nil, ""))
 		s.auditLine(cfg, rec)
+	}
+	// evicted: the accept loop closed this idle connection for a newcomer.
+	evicted := func() bool {
+		if sl == nil || !s.lim.wasEvicted(sl) {
+			return false
+		}
+		rec.outcome, rec.reason = protocol.OutcomeBusy, "evicted: no request frame yet, and a new connection needed the slot"
+		s.auditRefusal(cfg, rec)
+		return true
 	}
 
 	peer, ok := peerAddr(conn)
@@ -337,28 +403,36 @@ func (s *Server) ServeConn(conn net.Conn) {
 		deny("peer is not a TCP address")
 		return
 	}
-	if !cfg.Allowed(peer) {
+	if sl == nil && !cfg.Allowed(peer) {
 		rec.outcome, rec.reason = protocol.OutcomeDenied, "source not in allow list"
 		conn.SetWriteDeadline(time.Now().Add(cfg.Limits.WriteTimeout))
 		conn.Write(protocol.MarshalReply(protocol.Reply{Outcome: protocol.OutcomeDenied, ExitCode: -1}, nil, ""))
 		s.auditRefusal(cfg, rec)
 		return
 	}
-	if !s.deps.Inetd {
-		ok, why := s.lim.admit(peer, now, cfg.Limits)
-		if !ok {
-			rec.outcome, rec.reason = protocol.OutcomeRateLimited, why
+	// limited takes the source's token for this request (serve mode); over
+	// the rate, it says so (reply false: the TLS handshake failed, there is
+	// no channel to say it on) and audits within the refusal budget.
+	// Every path that would write an unbudgeted audit line passes here.
+	limited := func(reply bool) bool {
+		if s.deps.Inetd || s.lim.take(peer, s.deps.Now(), cfg.Limits) {
+			return false
+		}
+		rec.outcome, rec.reason = protocol.OutcomeRateLimited, "request rate over the per-source limit"
+		if reply {
 			conn.SetWriteDeadline(time.Now().Add(cfg.Limits.WriteTimeout))
 			conn.Write(protocol.MarshalReply(protocol.Reply{Outcome: protocol.OutcomeRateLimited, ExitCode: -1}, nil, ""))
-			s.auditRefusal(cfg, rec)
-			return
 		}
-		defer s.lim.release(peer)
+		s.auditRefusal(cfg, rec)
+		return true
 	}
 	if cfg.tlsConf != nil {
 		tc := tls.Server(conn, cfg.tlsConf)
 		conn.SetDeadline(time.Now().Add(cfg.Limits.HandshakeTimeout))
 		if err := tc.Handshake(); err != nil {
+			if evicted() || limited(false) {
+				return
+			}
 			rec.outcome, rec.reason = protocol.OutcomeDenied, "TLS handshake: "+err.Error()
 			s.auditLine(cfg, rec)
 			return // no reply: the peer does not speak TLS with us
@@ -367,9 +441,18 @@ func (s *Server) ServeConn(conn net.Conn) {
 		rec.tls = true
 	}
 
+	// The token is taken once the frame is in (or the read failed), not
+	// when the connection opened: an idle socket costs a sender nothing.
 	conn.SetDeadline(time.Now().Add(cfg.Limits.ReadTimeout))
 	br := bufio.NewReaderSize(conn, 2*protocol.MaxRequestFrame)
 	line, err := protocol.ReadFrame(br, protocol.MaxRequestFrame)
+	if sl != nil && !s.lim.framed(sl) {
+		evicted()
+		return
+	}
+	if limited(true) {
+		return
+	}
 	if err != nil {
 		deny("reading request: " + err.Error())
 		return
@@ -383,61 +466,85 @@ func (s *Server) ServeConn(conn net.Conn) {
 		deny("parsing request: " + err.Error())
 		return
 	}
-	rec.keyID, rec.verb, rec.service, rec.nonce = req.KeyID, string(req.Verb), req.Service, req.Nonce
+	rec.keyID, rec.agent, rec.verb, rec.service, rec.fault, rec.nonce = req.KeyID, req.Agent, string(req.Verb), req.Service, req.Fault, req.Nonce
 	key, ok := cfg.Key(req.KeyID)
 	if !ok {
 		deny("unknown key id")
 		return
 	}
 	if !req.Verify(key) {
+		// The agent field is covered by the MAC, so a request for another
+		// agent cannot verify here; say which it named.
+		if req.Agent != cfg.Agent {
+			deny(fmt.Sprintf("request for agent %s, this is %s", req.Agent, cfg.Agent))
+			return
+		}
 		deny("MAC does not verify")
 		return
+	}
+	// From here on the peer holds this agent's key: answers are signed.
+	reply := func(res Result) {
+		rec.outcome, rec.res = res.Outcome, &res
+		if refused := res.Outcome != protocol.OutcomeOK && res.Outcome != protocol.OutcomeFailed && res.Outcome != protocol.OutcomeTimeout; refused && rec.reason == "" {
+			rec.reason = res.Detail
+			if rec.reason == "" {
+				rec.reason = res.Output
+			}
+		}
+		conn.SetWriteDeadline(time.Now().Add(cfg.Limits.WriteTimeout))
+		rep := protocol.Reply{Agent: cfg.Agent, Outcome: res.Outcome, Origin: res.Origin, ExitCode: res.ExitCode,
+			Duration: res.Duration, AgentTime: s.deps.Now(), Budget: res.Budget, Output: res.Output}
+		if _, err := conn.Write(protocol.MarshalReply(rep, &key, req.Nonce)); err != nil {
+			rec.reason = "writing reply: " + err.Error()
+		}
+		s.auditLine(cfg, rec)
 	}
 	// The clock is read again here: the handshake and the read may have
 	// taken seconds, which must not stretch the replay window.
 	now = s.deps.Now()
 	skew := now.Unix() - req.Timestamp
 	w := int64(cfg.ReplayWindow / time.Second)
-	if skew > w {
-		deny(fmt.Sprintf("timestamp %ds in the past (window %ds)", skew, w))
-		return
-	}
-	if skew < -w {
-		deny(fmt.Sprintf("timestamp %ds in the future (window %ds)", -skew, w))
+	if skew > w || skew < -w {
+		why := fmt.Sprintf("timestamp %ds in the past (window %ds)", skew, w)
+		if skew < 0 {
+			why = fmt.Sprintf("timestamp %ds in the future (window %ds)", -skew, w)
+		}
+		rec.reason = why
+		reply(notRun(protocol.OutcomeSkew, "clock skew: the request's time is outside the agent's replay window", why))
 		return
 	}
 	if err := s.useNonce(cfg, req, now); err != nil {
 		deny(err.Error())
 		return
 	}
-	var res Result
 	if req.Verb == protocol.VerbPing {
-		res = Result{Outcome: protocol.OutcomeOK, Output: version.String("worker_listener")}
-	} else {
-		svc, ok := cfg.Services[req.Service]
-		if !ok {
-			deny("unknown service")
-			return
-		}
-		act, ok := svc.Actions[string(req.Verb)]
-		if !ok {
-			deny("service has no such action")
-			return
-		}
-		// The caller waits as long as the action may take plus its kill
-		// grace; the action itself is bounded by its timeout either way.
-		conn.SetDeadline(time.Time{})
-		ctx, cancel := context.WithTimeout(context.Background(), act.Timeout+act.KillGrace+pipeWait+5*time.Second)
-		res = s.exec.Run(ctx, req.Service, req.Verb, act)
-		cancel()
+		reply(Result{Outcome: protocol.OutcomeOK, Origin: protocol.OriginNone, Output: version.String("worker_listener")})
+		return
 	}
-	rec.outcome, rec.exit, rec.joined = res.Outcome, res.ExitCode, res.Joined
-	conn.SetWriteDeadline(time.Now().Add(cfg.Limits.WriteTimeout))
-	rep := protocol.Reply{Outcome: res.Outcome, ExitCode: res.ExitCode, Duration: res.Duration, Output: res.Output}
-	if _, err := conn.Write(protocol.MarshalReply(rep, &key, req.Nonce)); err != nil {
-		rec.reason = "writing reply: " + err.Error()
+	svc, ok := cfg.Services[req.Service]
+	if !ok {
+		deny("unknown service")
+		return
 	}
-	s.auditLine(cfg, rec)
+	act, ok := svc.Actions[string(req.Verb)]
+	if !ok {
+		deny("service has no such action")
+		return
+	}
+	// The caller waits as long as the action may take plus its kill
+	// grace (and, under inetd, the wait for a sibling's run); the action
+	// itself is bounded by its timeout either way.
+	conn.SetDeadline(time.Time{})
+	j := Job{Service: req.Service, Verb: req.Verb, Fault: req.Fault, Arrived: now, Action: act,
+		Budget: svc.RestartBudget(), LockWait: svc.maxHold()}
+	wait := act.Timeout + act.KillGrace + pipeWait + 5*time.Second
+	if s.deps.Inetd {
+		wait += j.LockWait
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	res := s.exec.Run(ctx, j)
+	cancel()
+	reply(res)
 }
 
 func (s *Server) useNonce(cfg *Config, req protocol.Request, now time.Time) error {

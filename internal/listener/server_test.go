@@ -1,9 +1,12 @@
 package listener
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -22,9 +25,17 @@ func TestPingAndActions(t *testing.T) {
 	if h.marks("demo") != 0 {
 		t.Fatal("ping ran an action")
 	}
+	if rep.Agent != "worker1" || time.Since(rep.AgentTime).Abs() > 5*time.Second {
+		t.Fatalf("ping reply from %q at %s", rep.Agent, rep.AgentTime)
+	}
 	rep, err = h.do(protocol.VerbRestart, "demo")
 	if err != nil || rep.Outcome != protocol.OutcomeOK || rep.ExitCode != 0 || rep.Output != "did restart" || rep.Duration <= 0 {
 		t.Fatalf("restart: %+v %v", rep, err)
+	}
+	// Signed by this agent, dated, with the origin and the budget.
+	if rep.Agent != "worker1" || rep.Origin != protocol.OriginRun || time.Since(rep.AgentTime).Abs() > 5*time.Second ||
+		rep.Budget != (protocol.Budget{Used: 1, Max: 10000, Window: time.Hour}) {
+		t.Fatalf("restart reply: %+v", rep)
 	}
 	// A failing action: its exit code and sanitised output come back.
 	rep, err = h.do(protocol.VerbRestart, "fail")
@@ -72,7 +83,7 @@ func TestFloodDoesNotStarveOthers(t *testing.T) {
 				}
 				buf := make([]byte, 64)
 				n, _ := c.Read(buf)
-				if strings.HasPrefix(string(buf[:n]), "SH1 rate-limited") {
+				if strings.HasPrefix(string(buf[:n]), "SH2 - rate-limited") {
 					refused.Store(fmt.Sprint(w, i), true)
 				}
 				c.Close()
@@ -98,30 +109,43 @@ func TestFloodDoesNotStarveOthers(t *testing.T) {
 	}
 }
 
-// Connection limits: beyond max_conns the agent answers busy at once.
+// Connection limits: beyond max_conns the agent answers busy at once, when
+// every slot holds a request in progress (idle connections would be
+// evicted instead: server_limits_test.go).
 func TestMaxConnsBusy(t *testing.T) {
 	h := newHarness(t, opts{limits: &rig.Limits{Rate: 1000, Burst: 1000, MaxConns: 2, MaxConnsPerSource: 100, ReadTimeout: "5s"}})
-	var held []net.Conn
+	held := make(chan protocol.Reply, 2)
 	for range 2 {
-		c, err := net.Dial("tcp", h.addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		held = append(held, c)
+		go func() {
+			rep, err := h.do(protocol.VerbRestart, "slow")
+			if err != nil {
+				t.Error(err)
+			}
+			held <- rep
+		}()
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for h.srv.active.Load() < 2 && time.Now().Before(deadline) {
+	for h.srv.Executor().Joined() < 1 && time.Now().Before(deadline) { // both inside: one runs, one joined
 		time.Sleep(10 * time.Millisecond)
+	}
+	if h.srv.active.Load() != 2 {
+		t.Fatalf("%d connections held, want 2", h.srv.active.Load())
 	}
 	rep, err := h.do(protocol.VerbRestart, "demo")
 	if err != nil || rep.Outcome != protocol.OutcomeBusy {
 		t.Fatalf("third connection: %+v %v", rep, err)
 	}
-	for _, c := range held {
-		c.Close()
+	os.WriteFile(filepath.Join(h.dir, "release"), nil, 0o600)
+	for range 2 {
+		if rep := <-held; rep.Outcome != protocol.OutcomeOK {
+			t.Fatalf("a request in progress: %+v", rep)
+		}
 	}
 	if h.marks("demo") != 0 {
 		t.Fatal("action ran while busy")
+	}
+	if !auditEventually(h, "max_conns reached") {
+		t.Fatalf("no busy line in the audit log:\n%s", h.audit.String())
 	}
 }
 
@@ -169,11 +193,11 @@ func TestReplayAfterWindowWidened(t *testing.T) {
 	srv, now, advance := fakeClockServer(t, h)
 
 	first := h.valid(protocol.VerbRestart, "demo", now())
-	if got := h.raw(first); !strings.HasPrefix(got, "SH1 ok ") {
+	if got := h.raw(first); !strings.HasPrefix(got, okPrefix) {
 		t.Fatalf("first request: %q", got)
 	}
 	advance(70 * time.Second)
-	if got := h.raw(h.valid(protocol.VerbRestart, "demo", now())); !strings.HasPrefix(got, "SH1 ok ") {
+	if got := h.raw(h.valid(protocol.VerbRestart, "demo", now())); !strings.HasPrefix(got, okPrefix) {
 		t.Fatalf("second request: %q", got)
 	}
 	if err := h.config(opts{replayWindow: "10m"}).Write(h.cfgPath); err != nil {
@@ -186,7 +210,7 @@ func TestReplayAfterWindowWidened(t *testing.T) {
 	if err := srv.Reload(wide); err != nil {
 		t.Fatal(err)
 	}
-	if got := h.raw(first); got != "SH1 denied -1 0 - -\n" {
+	if got := h.raw(first); got != deniedLine {
 		t.Fatalf("replay of a 70 s old request after widening the window: %q", got)
 	}
 	if n := h.marks("demo"); n != 2 {
@@ -211,7 +235,7 @@ func TestRefusalsDoNotFloodAudit(t *testing.T) {
 		buf := make([]byte, 64)
 		n, _ := c.Read(buf)
 		c.Close()
-		if string(buf[:n]) != "SH1 denied -1 0 - -\n" {
+		if string(buf[:n]) != deniedLine {
 			t.Fatalf("connection %d from outside the allow list: %q", sent, buf[:n])
 		}
 	}
@@ -262,15 +286,61 @@ func TestTimestampCheckedOnArrival(t *testing.T) {
 	opened := now()
 	advance(40 * time.Second)
 	// 50 s old when the connection opened, 90 s old when it arrives.
-	if _, err := c.Write(h.valid(protocol.VerbRestart, "demo", opened.Add(-50*time.Second))); err != nil {
+	nonce, _ := protocol.NewNonce()
+	req := protocol.NewRequest(h.key, protocol.VerbRestart, "demo", "-", opened.Add(-50*time.Second), nonce)
+	if _, err := c.Write(req.Marshal()); err != nil {
 		t.Fatal(err)
 	}
-	buf := make([]byte, 256)
-	n, _ := c.Read(buf)
-	if got := string(buf[:n]); got != "SH1 denied -1 0 - -\n" {
-		t.Fatalf("a request 90 s old on arrival: %q", got)
+	line, _ := bufio.NewReader(c).ReadString('\n')
+	// The request is authentic: the refusal is signed, and says skew.
+	rep, err := protocol.ParseReply([]byte(strings.TrimSuffix(line, "\n")), h.key, nonce)
+	if err != nil || rep.Outcome != protocol.OutcomeSkew || !rep.AgentTime.Equal(now().Truncate(time.Millisecond)) {
+		t.Fatalf("a request 90 s old on arrival: %q %+v %v", line, rep, err)
 	}
 	if h.marks("demo") != 0 {
 		t.Fatal("the stale request ran")
+	}
+	if !auditEventually(h, `"reason":"timestamp 90s in the past (window 60s)"`) {
+		t.Fatalf("audit:\n%s", h.audit.String())
+	}
+}
+
+// TestSkewReply: an authentic request whose clock is off gets a signed
+// skew reply with the agent's time (so the handler can say "clock off by
+// N s"); nothing runs, the nonce is not spent, and the audit log says skew.
+func TestSkewReply(t *testing.T) {
+	h := newHarness(t, opts{})
+	for _, off := range []time.Duration{-2 * time.Minute, 3 * time.Minute} {
+		c, err := protocol.NewClient(protocol.ClientConfig{Addr: h.addr, Key: h.fleet, Agent: h.agent,
+			Now: func() time.Time { return time.Now().Add(off) }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rep, err := c.Do(t.Context(), protocol.VerbRestart, "demo", "f1")
+		if err != nil || rep.Outcome != protocol.OutcomeSkew || rep.Agent != "worker1" || rep.Origin != protocol.OriginNone || rep.ExitCode != -1 {
+			t.Fatalf("clock off by %s: %+v %v", off, rep, err)
+		}
+		if d := time.Since(rep.AgentTime).Abs(); d > time.Second {
+			t.Fatalf("agent time %s is %s from now", rep.AgentTime, d)
+		}
+	}
+	if h.marks("demo") != 0 {
+		t.Fatal("a skewed request ran")
+	}
+	for _, want := range []string{`"outcome":"skew"`, `timestamp 120s in the past (window 60s)`, `timestamp 180s in the future (window 60s)`} {
+		if !auditEventually(h, want) {
+			t.Fatalf("audit has no %s:\n%s", want, h.audit.String())
+		}
+	}
+	// An unauthenticated peer with a stale clock learns nothing: denied.
+	other, _ := protocol.GenerateFleetKey("fleet1")
+	ok := time.Now().Add(-2 * time.Minute)
+	wrong, _ := other.ForAgent("worker1")
+	if got := h.raw(protocol.NewRequest(wrong, protocol.VerbRestart, "demo", "-", ok, strings.Repeat("a", 32)).Marshal()); got != deniedLine {
+		t.Fatalf("stale request with the wrong key: %q", got)
+	}
+	// The same fault, with a good clock, then runs.
+	if rep, err := h.doFault(protocol.VerbRestart, "demo", "f1"); err != nil || rep.Outcome != protocol.OutcomeOK || rep.Origin != protocol.OriginRun {
+		t.Fatalf("after the skew: %+v %v", rep, err)
 	}
 }

@@ -76,8 +76,8 @@ func TestTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := protocol.NewClient(protocol.ClientConfig{Addr: h.addr, Key: h.key, TLS: good})
-	if rep, err := c.Do(t.Context(), protocol.VerbRestart, "demo"); err != nil || rep.Outcome != protocol.OutcomeOK {
+	c := newClient(t, h.addr, h.fleet, h.agent, good)
+	if rep, err := c.Do(t.Context(), protocol.VerbRestart, "demo", "-"); err != nil || rep.Outcome != protocol.OutcomeOK {
 		t.Fatalf("mTLS client: %+v %v", rep, err)
 	}
 	if h.marks("demo") != 1 {
@@ -90,8 +90,8 @@ func TestTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c = protocol.NewClient(protocol.ClientConfig{Addr: h.addr, Key: h.key, TLS: byAddr})
-	if rep, err := c.Do(t.Context(), protocol.VerbRestart, "demo"); err != nil || rep.Outcome != protocol.OutcomeOK {
+	c = newClient(t, h.addr, h.fleet, h.agent, byAddr)
+	if rep, err := c.Do(t.Context(), protocol.VerbRestart, "demo", "-"); err != nil || rep.Outcome != protocol.OutcomeOK {
 		t.Fatalf("mTLS client without a server name: %+v %v", rep, err)
 	}
 	if h.marks("demo") != 2 {
@@ -113,10 +113,10 @@ func TestTLS(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			before := strings.Count(h.audit.String(), "\n")
-			c := protocol.NewClient(protocol.ClientConfig{Addr: h.addr, Key: h.key, TLS: tt.cfg})
+			c := newClient(t, h.addr, h.fleet, h.agent, tt.cfg)
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
-			rep, err := c.Do(ctx, protocol.VerbRestart, "demo")
+			rep, err := c.Do(ctx, protocol.VerbRestart, "demo", "-")
 			if err == nil {
 				t.Fatalf("accepted: %+v", rep)
 			}
@@ -126,7 +126,7 @@ func TestTLS(t *testing.T) {
 	t.Run("plaintext to the TLS port", func(t *testing.T) {
 		before := strings.Count(h.audit.String(), "\n")
 		got := h.raw(h.valid(protocol.VerbRestart, "demo", time.Now()))
-		if strings.HasPrefix(got, "SH1 ok") {
+		if strings.HasPrefix(got, "SH2 worker1 ok") {
 			t.Fatalf("plaintext accepted: %q", got)
 		}
 		waitAudit(t, h, before, "TLS handshake")

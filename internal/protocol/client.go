@@ -16,24 +16,41 @@ import (
 // ClientConfig configures a Client.
 type ClientConfig struct {
 	Addr string // host:port
-	Key  Key
-	TLS  *tls.Config      // nil = plain TCP (HMAC still applies)
-	Now  func() time.Time // nil = time.Now
+	// Key is a fleet key (the monitoring nodes') or the agent's own host key.
+	Key Key
+	// Agent names the agent at Addr; requests are signed for it alone, and a
+	// reply from any other agent is refused.
+	Agent string
+	TLS   *tls.Config      // nil = plain TCP (HMAC still applies)
+	Now   func() time.Time // nil = time.Now
 }
 
 // Client sends authenticated requests to one worker_listener. It is safe
 // for concurrent use; each Do uses its own connection.
 type Client struct {
 	cfg    ClientConfig
+	key    Key // the host key for cfg.Agent
 	dialer net.Dialer
 }
 
-// NewClient returns a client for cfg.
-func NewClient(cfg ClientConfig) *Client {
+// The two kinds of transport failure. Which one it was decides what a
+// caller may say: ErrNotSent means the agent cannot have acted on this
+// request; ErrNoReply means it may have.
+var (
+	ErrNotSent = errors.New("request not sent")
+	ErrNoReply = errors.New("request sent, no valid reply")
+)
+
+// NewClient returns a client for cfg, deriving the agent's host key.
+func NewClient(cfg ClientConfig) (*Client, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Client{cfg: cfg}
+	k, err := cfg.Key.ForAgent(cfg.Agent)
+	if err != nil {
+		return nil, err
+	}
+	return &Client{cfg: cfg, key: k}, nil
 }
 
 // SetLocalAddr makes the client dial from a given local address (tests
@@ -41,28 +58,37 @@ func NewClient(cfg ClientConfig) *Client {
 func (c *Client) SetLocalAddr(a net.Addr) { c.dialer.LocalAddr = a }
 
 // Do sends one authenticated request and waits for the reply, bounded by
-// ctx. err != nil only for transport/protocol failures (dial refused,
-// timeout, reset, malformed or unauthenticated reply); such errors are
-// retryable. A denial, a rate limit, a busy agent or a failed action is a
-// Reply with nil error. For VerbPing the service is ignored.
-func (c *Client) Do(ctx context.Context, verb Verb, service string) (Reply, error) {
+// ctx. err != nil only for transport/protocol failures, and then wraps
+// ErrNotSent (nothing reached the agent: dial refused, TLS handshake
+// failed) or ErrNoReply (the request was written; the reply was lost,
+// reset, malformed, unauthenticated or from another agent). Both are safe
+// to retry with the same fault: the agent runs a fault's restart once. A
+// refusal or a failed action is a Reply with nil error. For VerbPing the
+// service and fault are ignored.
+func (c *Client) Do(ctx context.Context, verb Verb, service, fault string) (Reply, error) {
 	if !verb.Valid() {
 		return Reply{}, fmt.Errorf("unknown verb %q", verb)
 	}
 	if verb == VerbPing {
-		service = "-"
+		service, fault = "-", "-"
 	} else if !nameOK(service) {
 		return Reply{}, fmt.Errorf("invalid service name %q", service)
+	}
+	if fault == "" {
+		fault = "-"
+	}
+	if !ValidFault(fault) {
+		return Reply{}, fmt.Errorf("invalid fault id %q (1-64 of a-z 0-9 . _ - :)", fault)
 	}
 	nonce, err := NewNonce()
 	if err != nil {
 		return Reply{}, err
 	}
-	req := NewRequest(c.cfg.Key, verb, service, c.cfg.Now(), nonce)
+	req := NewRequest(c.key, verb, service, fault, c.cfg.Now(), nonce)
 
 	conn, err := c.dialer.DialContext(ctx, "tcp", c.cfg.Addr)
 	if err != nil {
-		return Reply{}, err
+		return Reply{}, fmt.Errorf("%w: %w", ErrNotSent, err)
 	}
 	defer conn.Close()
 	if dl, ok := ctx.Deadline(); ok {
@@ -78,27 +104,28 @@ func (c *Client) Do(ctx context.Context, verb Verb, service string) (Reply, erro
 			// the dialled host, and refuses to handshake without one.
 			host, _, err := net.SplitHostPort(c.cfg.Addr)
 			if err != nil {
-				return Reply{}, err
+				return Reply{}, fmt.Errorf("%w: %w", ErrNotSent, err)
 			}
 			tcfg = tcfg.Clone()
 			tcfg.ServerName = host
 		}
 		tc := tls.Client(conn, tcfg)
 		if err := tc.HandshakeContext(ctx); err != nil {
-			return Reply{}, ctxErr(ctx, fmt.Errorf("TLS handshake: %w", err))
+			return Reply{}, fmt.Errorf("%w: %w", ErrNotSent, ctxErr(ctx, fmt.Errorf("TLS handshake: %w", err)))
 		}
 		conn = tc
 	}
+	// From the first byte written on, the agent may have acted.
 	if _, err := conn.Write(req.Marshal()); err != nil {
-		return Reply{}, ctxErr(ctx, err)
+		return Reply{}, fmt.Errorf("%w: %w", ErrNoReply, ctxErr(ctx, err))
 	}
 	line, err := ReadFrame(bufio.NewReaderSize(conn, 1024), MaxReplyFrame)
 	if err != nil {
-		return Reply{}, ctxErr(ctx, fmt.Errorf("reading reply: %w", err))
+		return Reply{}, fmt.Errorf("%w: %w", ErrNoReply, ctxErr(ctx, fmt.Errorf("reading reply: %w", err)))
 	}
-	rep, err := ParseReply(line, c.cfg.Key, nonce)
+	rep, err := ParseReply(line, c.key, nonce)
 	if err != nil {
-		return Reply{}, fmt.Errorf("reply: %w", err)
+		return Reply{}, fmt.Errorf("%w: reply: %w", ErrNoReply, err)
 	}
 	return rep, nil
 }

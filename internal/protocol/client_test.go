@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"net"
 	"strings"
 	"sync"
@@ -53,30 +54,46 @@ func fakeAgent(t *testing.T, reply func(req Request) []byte) string {
 	return ln.Addr().String()
 }
 
+func newClient(t *testing.T, addr string) *Client {
+	t.Helper()
+	c, err := NewClient(ClientConfig{Addr: addr, Key: testFleet(t), Agent: "web1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 func doWith(t *testing.T, addr string, timeout time.Duration) (Reply, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	return NewClient(ClientConfig{Addr: addr, Key: testKey(t)}).Do(ctx, VerbRestart, "demo")
+	return newClient(t, addr).Do(ctx, VerbRestart, "demo", "4711")
 }
 
 func TestClientRefusesForgedReply(t *testing.T) {
 	k := testKey(t)
-	other := Key{ID: "nagios1", Secret: bytes.Repeat([]byte{9}, SecretBytes)}
+	other := Key{Kind: HostKey, ID: "fleet1", Agent: "web1", Secret: bytes.Repeat([]byte{9}, SecretBytes)}
+	web2, _ := testFleet(t).ForAgent("web2")
 	for _, tt := range []struct {
 		name  string
 		reply func(Request) []byte
 	}{
-		{"unsigned ok", func(Request) []byte { return []byte("SH1 ok 0 10 - -\n") }},
+		{"unsigned ok", func(Request) []byte { return []byte("SH2 - ok - -1 0 0 - - -\n") }},
 		{"ok for another request", func(Request) []byte { return MarshalReply(Reply{Outcome: OutcomeOK}, &k, strings.Repeat("a", 32)) }},
 		{"ok signed with another key", func(r Request) []byte { return MarshalReply(Reply{Outcome: OutcomeOK}, &other, r.Nonce) }},
+		{"ok from another agent of the fleet", func(r Request) []byte { return MarshalReply(Reply{Outcome: OutcomeOK}, &web2, r.Nonce) }},
 		{"garbage", func(Request) []byte { return []byte("HTTP/1.0 200 OK\n") }},
-		{"no newline", func(Request) []byte { return []byte("SH1 ok") }},
+		{"no newline", func(Request) []byte { return []byte("SH2 web1 ok") }},
 		{"closed without reply", func(Request) []byte { return []byte{} }},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			addr := fakeAgent(t, tt.reply)
-			if rep, err := doWith(t, addr, 10*time.Second); err == nil {
+			rep, err := doWith(t, addr, 10*time.Second)
+			if err == nil {
 				t.Fatalf("accepted %+v", rep)
+			}
+			// The request reached the agent: it may have acted.
+			if !errors.Is(err, ErrNoReply) || errors.Is(err, ErrNotSent) {
+				t.Fatalf("error %v is not ErrNoReply", err)
 			}
 		})
 	}
@@ -85,7 +102,10 @@ func TestClientRefusesForgedReply(t *testing.T) {
 		if !r.Verify(k) {
 			return nil
 		}
-		return MarshalReply(Reply{Outcome: OutcomeFailed, ExitCode: 3, Output: "x"}, &k, r.Nonce)
+		if r.Fault != "4711" || r.Agent != "web1" {
+			return nil
+		}
+		return MarshalReply(Reply{Outcome: OutcomeFailed, Origin: OriginRun, ExitCode: 3, Output: "x"}, &k, r.Nonce)
 	})
 	if rep, err := doWith(t, addr, 10*time.Second); err != nil || rep.Outcome != OutcomeFailed || rep.ExitCode != 3 {
 		t.Fatalf("genuine: %+v %v", rep, err)
@@ -101,28 +121,37 @@ func TestClientTransportErrors(t *testing.T) {
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	dead := ln.Addr().String()
 	ln.Close()
-	if _, err := doWith(t, dead, 10*time.Second); err == nil {
-		t.Fatal("dial to a closed port succeeded")
+	if _, err := doWith(t, dead, 10*time.Second); !errors.Is(err, ErrNotSent) {
+		t.Fatalf("dial to a closed port: %v, want ErrNotSent", err)
 	}
 	// Silent agent: Do returns when the context ends, not later.
 	addr := fakeAgent(t, func(Request) []byte { return nil })
 	start := time.Now()
 	_, err := doWith(t, addr, 300*time.Millisecond)
-	if err == nil || !strings.Contains(err.Error(), "deadline") {
+	if err == nil || !strings.Contains(err.Error(), "deadline") || !errors.Is(err, ErrNoReply) {
 		t.Fatalf("silent agent: %v", err)
 	}
 	if el := time.Since(start); el > 10*time.Second {
 		t.Fatalf("Do outlived its context by far: %s", el)
 	}
 	// Invalid input is refused before dialling.
-	c := NewClient(ClientConfig{Addr: addr, Key: testKey(t)})
+	c := newClient(t, addr)
 	for _, svc := range []string{"", "../x", "demo;id", "Demo"} {
-		if _, err := c.Do(context.Background(), VerbRestart, svc); err == nil {
+		if _, err := c.Do(context.Background(), VerbRestart, svc, "1"); err == nil {
 			t.Errorf("service %q accepted", svc)
 		}
 	}
-	if _, err := c.Do(context.Background(), Verb("reboot"), "demo"); err == nil {
+	for _, fault := range []string{"a b", "x;y", ":1", "F1"} {
+		if _, err := c.Do(context.Background(), VerbRestart, "demo", fault); err == nil {
+			t.Errorf("fault %q accepted", fault)
+		}
+	}
+	if _, err := c.Do(context.Background(), Verb("reboot"), "demo", ""); err == nil {
 		t.Error("unknown verb accepted")
+	}
+	// A host key cannot make a client for another agent.
+	if _, err := NewClient(ClientConfig{Addr: addr, Key: testKey(t), Agent: "web2"}); err == nil {
+		t.Error("web1's host key made a client for web2")
 	}
 }
 

@@ -7,12 +7,15 @@ package protocol
 import (
 	"bytes"
 	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -21,7 +24,9 @@ const DefaultPort = 5690
 
 // Version is the protocol tag that opens every frame. A new incompatible
 // format gets a new tag, so old and new peers refuse each other cleanly.
-const Version = "SH1"
+// SH2 binds every request and reply to one agent and carries a fault
+// identity and the agent's restart budget.
+const Version = "SH2"
 
 // Frame size limits, newline included. A request is at most ~250 bytes; a
 // reply carries up to MaxOutput bytes of output in base64.
@@ -60,6 +65,7 @@ type Outcome string
 
 // The outcomes. Denied, RateLimited and Busy may be sent before the request
 // is authenticated, so they are the only ones a reply may carry unsigned.
+// Skew and Spent come only after the MAC verified, and are always signed.
 const (
 	OutcomeOK          Outcome = "ok"
 	OutcomeFailed      Outcome = "failed"
@@ -67,15 +73,26 @@ const (
 	OutcomeBusy        Outcome = "busy"
 	OutcomeDenied      Outcome = "denied"
 	OutcomeRateLimited Outcome = "rate-limited"
+	// OutcomeSkew: the request is authentic but its timestamp is outside the
+	// replay window; Reply.AgentTime says what the agent's clock reads.
+	OutcomeSkew Outcome = "skew"
+	// OutcomeSpent: the service's restart budget is spent; Reply.Budget says
+	// when it frees up.
+	OutcomeSpent Outcome = "spent"
 )
 
 func (o Outcome) valid() bool {
 	switch o {
-	case OutcomeOK, OutcomeFailed, OutcomeTimeout, OutcomeBusy, OutcomeDenied, OutcomeRateLimited:
+	case OutcomeOK, OutcomeFailed, OutcomeTimeout, OutcomeBusy, OutcomeDenied, OutcomeRateLimited, OutcomeSkew, OutcomeSpent:
 		return true
 	}
 	return false
 }
+
+// Retryable reports whether the agent refused before anything ran, for a
+// reason that passes (a full connection table, a rate limit): the client
+// may send the same request again.
+func (o Outcome) Retryable() bool { return o == OutcomeBusy || o == OutcomeRateLimited }
 
 // mayBeUnsigned: outcomes the agent can send without knowing who asked.
 // A man in the middle can forge these (he could also just drop the
@@ -84,22 +101,64 @@ func (o Outcome) mayBeUnsigned() bool {
 	return o == OutcomeDenied || o == OutcomeRateLimited || o == OutcomeBusy
 }
 
+// Origin says how the agent came by a reply's outcome.
+type Origin string
+
+// The origins.
+const (
+	// OriginNone: nothing ran (ping, a refusal).
+	OriginNone Origin = "-"
+	// OriginRun: this request ran the action.
+	OriginRun Origin = "run"
+	// OriginJoined: an identical run was in progress; this request shares
+	// its result.
+	OriginJoined Origin = "joined"
+	// OriginRecorded: the agent answered from its records: this fault's
+	// restart already ran (a retry, the other HA endpoint, a duplicate), or
+	// a restart ran less than the service's min_gap ago.
+	OriginRecorded Origin = "recorded"
+)
+
+func (o Origin) valid() bool {
+	switch o {
+	case OriginNone, OriginRun, OriginJoined, OriginRecorded:
+		return true
+	}
+	return false
+}
+
+// Budget is a service's restart budget as the agent keeps it. Max 0 means
+// the reply carries none.
+type Budget struct {
+	Used, Max  int
+	Window     time.Duration
+	RetryAfter time.Duration // until the next restart is allowed; 0 = now
+}
+
 // Reply is the agent's answer. ExitCode is -1 when the action did not run
 // or did not exit by itself. Output is the sanitised tail of the action's
-// combined stdout and stderr.
+// combined stdout and stderr. Agent is the answering agent's name (empty on
+// an unsigned refusal). AgentTime is the agent's clock when it answered
+// (zero on unsigned refusals).
 type Reply struct {
-	Outcome  Outcome
-	ExitCode int
-	Duration time.Duration
-	Output   string
+	Agent     string
+	Outcome   Outcome
+	Origin    Origin
+	ExitCode  int
+	Duration  time.Duration
+	AgentTime time.Time
+	Budget    Budget
+	Output    string
 }
 
 // Request is a parsed request frame. Fields hold the exact wire text, so
 // the MAC is computed over what was received, not a re-encoding of it.
 type Request struct {
 	KeyID     string
+	Agent     string
 	Verb      Verb
 	Service   string
+	Fault     string // "-" when the request names no fault
 	Timestamp int64
 	Nonce     string // 32 lower-case hex digits
 	MAC       string // 64 lower-case hex digits
@@ -114,11 +173,17 @@ var (
 	ErrBadVersion   = errors.New("unsupported protocol version")
 )
 
-// nameOK: key ids and service names are 1-64 of [a-z0-9._-], starting with
-// a letter or digit. That keeps out shell metacharacters, path separators,
-// option-looking names, whitespace, control bytes and every non-ASCII
-// confusable, and it makes the MAC input unambiguous.
-func nameOK(s string) bool {
+// nameOK: key ids, agent and service names are 1-64 of [a-z0-9._-],
+// starting with a letter or digit. That keeps out shell metacharacters, path
+// separators, option-looking names, whitespace, control bytes and every
+// non-ASCII confusable, and it makes the MAC input unambiguous.
+func nameOK(s string) bool { return tokenOK(s, false) }
+
+// faultOK: fault ids are names that may also hold ':' (a Nagios problem id,
+// an Icinga 2 timestamp, "manual-<unix>-<hex>").
+func faultOK(s string) bool { return tokenOK(s, true) }
+
+func tokenOK(s string, colon bool) bool {
 	if len(s) == 0 || len(s) > maxName {
 		return false
 	}
@@ -127,6 +192,7 @@ func nameOK(s string) bool {
 		switch {
 		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
 		case (c == '.' || c == '_' || c == '-') && i > 0:
+		case c == ':' && colon && i > 0:
 		default:
 			return false
 		}
@@ -134,8 +200,22 @@ func nameOK(s string) bool {
 	return true
 }
 
-// ValidName reports whether s is acceptable as a key id or service name.
+// ValidName reports whether s is acceptable as a key id, agent or service name.
 func ValidName(s string) bool { return nameOK(s) }
+
+// ValidFault reports whether s is acceptable as a fault id ("-" is "none").
+func ValidFault(s string) bool { return s == "-" || faultOK(s) }
+
+// NewManualFault returns a fault id of its own for a restart a person asks
+// for: it never matches an engine's fault, so the agent's budget alone
+// decides.
+func NewManualFault(now time.Time) (string, error) {
+	b := make([]byte, 4)
+	if _, err := io.ReadFull(rand.Reader, b); err != nil {
+		return "", err
+	}
+	return "manual-" + strconv.FormatInt(now.Unix(), 10) + "-" + hex.EncodeToString(b), nil
+}
 
 func lowerHex(s string, n int) bool {
 	if len(s) != n {
@@ -185,33 +265,39 @@ func splitFields(line []byte, n int) ([]string, error) {
 
 // ParseRequest parses one request frame without its newline:
 //
-//	SH1 <key-id> <verb> <service> <unix-seconds> <nonce> <mac>
+//	SH2 <key-id> <agent> <verb> <service> <fault> <unix-seconds> <nonce> <mac>
 //
 // It checks syntax only; Verify checks the MAC.
 func ParseRequest(line []byte) (Request, error) {
 	if len(line) > MaxRequestFrame-1 {
 		return Request{}, ErrFrameTooLong
 	}
-	f, err := splitFields(line, 7)
+	f, err := splitFields(line, 9)
 	if err != nil {
 		return Request{}, err
 	}
 	if f[0] != Version {
 		return Request{}, ErrBadVersion
 	}
-	r := Request{KeyID: f[1], Verb: Verb(f[2]), Service: f[3], ts: f[4], Nonce: f[5], MAC: f[6]}
+	r := Request{KeyID: f[1], Agent: f[2], Verb: Verb(f[3]), Service: f[4], Fault: f[5], ts: f[6], Nonce: f[7], MAC: f[8]}
 	if !nameOK(r.KeyID) {
 		return Request{}, fmt.Errorf("%w: key id", ErrMalformed)
+	}
+	if !nameOK(r.Agent) {
+		return Request{}, fmt.Errorf("%w: agent", ErrMalformed)
 	}
 	if !r.Verb.Valid() {
 		return Request{}, fmt.Errorf("%w: verb", ErrMalformed)
 	}
 	if r.Verb == VerbPing {
-		if r.Service != "-" {
-			return Request{}, fmt.Errorf("%w: ping takes service -", ErrMalformed)
+		if r.Service != "-" || r.Fault != "-" {
+			return Request{}, fmt.Errorf("%w: ping takes service - and fault -", ErrMalformed)
 		}
 	} else if !nameOK(r.Service) {
 		return Request{}, fmt.Errorf("%w: service", ErrMalformed)
+	}
+	if !ValidFault(r.Fault) {
+		return Request{}, fmt.Errorf("%w: fault", ErrMalformed)
 	}
 	ts, ok := parseUint(r.ts)
 	if !ok {
@@ -227,40 +313,49 @@ func ParseRequest(line []byte) (Request, error) {
 	return r, nil
 }
 
-// requestMAC is HMAC-SHA256 over the newline-joined fields. No field can
-// contain a newline, so the encoding is unambiguous.
-func requestMAC(k Key, keyID string, verb Verb, service, ts, nonce string) []byte {
-	m := hmac.New(sha256.New, k.Secret)
-	for _, s := range []string{Version, keyID, string(verb), service, ts, nonce} {
+// mac is HMAC-SHA256 over newline-terminated fields. No field can contain a
+// newline, so the encoding is unambiguous.
+func mac(secret []byte, fields ...string) []byte {
+	m := hmac.New(sha256.New, secret)
+	for _, s := range fields {
 		m.Write([]byte(s))
 		m.Write([]byte{'\n'})
 	}
 	return m.Sum(nil)
 }
 
-// Verify reports whether the request's MAC is valid under k, in constant
-// time. The key id must match too: a key only signs for its own id.
+func requestMAC(k Key, keyID, agent string, verb Verb, service, fault, ts, nonce string) []byte {
+	return mac(k.Secret, Version, keyID, agent, string(verb), service, fault, ts, nonce)
+}
+
+// Verify reports whether the request's MAC is valid under the host key k,
+// in constant time. The key id and the agent must be k's too: a host key
+// signs only for its own fleet id and agent.
 func (r Request) Verify(k Key) bool {
-	if !lowerHex(r.MAC, macHexLen) {
+	if k.Kind != HostKey || !lowerHex(r.MAC, macHexLen) {
 		return false
 	}
-	want := requestMAC(k, r.KeyID, r.Verb, r.Service, r.ts, r.Nonce)
+	want := requestMAC(k, r.KeyID, r.Agent, r.Verb, r.Service, r.Fault, r.ts, r.Nonce)
 	got := make([]byte, sha256.Size)
 	if _, err := hex.Decode(got, []byte(r.MAC)); err != nil {
 		return false
 	}
 	ok := hmac.Equal(want, got)
-	return ok && r.KeyID == k.ID
+	return ok && r.KeyID == k.ID && r.Agent == k.Agent
 }
 
-// NewRequest builds a signed request. service "" is sent as "-" for ping.
-func NewRequest(k Key, verb Verb, service string, now time.Time, nonce string) Request {
+// NewRequest builds a request signed with the host key k, for k's agent.
+// service "" is sent as "-" for ping; fault "" as "-".
+func NewRequest(k Key, verb Verb, service, fault string, now time.Time, nonce string) Request {
 	if verb == VerbPing || service == "" {
 		service = "-"
 	}
+	if verb == VerbPing || fault == "" {
+		fault = "-"
+	}
 	ts := strconv.FormatInt(now.Unix(), 10)
-	mac := requestMAC(k, k.ID, verb, service, ts, nonce)
-	return Request{KeyID: k.ID, Verb: verb, Service: service, Timestamp: now.Unix(), ts: ts, Nonce: nonce, MAC: hex.EncodeToString(mac)}
+	m := requestMAC(k, k.ID, k.Agent, verb, service, fault, ts, nonce)
+	return Request{KeyID: k.ID, Agent: k.Agent, Verb: verb, Service: service, Fault: fault, Timestamp: now.Unix(), ts: ts, Nonce: nonce, MAC: hex.EncodeToString(m)}
 }
 
 // Marshal renders the request frame, newline included.
@@ -269,27 +364,68 @@ func (r Request) Marshal() []byte {
 	if ts == "" {
 		ts = strconv.FormatInt(r.Timestamp, 10)
 	}
-	return []byte(Version + " " + r.KeyID + " " + string(r.Verb) + " " + r.Service + " " + ts + " " + r.Nonce + " " + r.MAC + "\n")
+	return []byte(Version + " " + r.KeyID + " " + r.Agent + " " + string(r.Verb) + " " + r.Service + " " + r.Fault + " " + ts + " " + r.Nonce + " " + r.MAC + "\n")
 }
 
-// replyMAC binds the reply to the request's key id and nonce, so a reply
-// cannot be forged or replayed onto another request.
-func replyMAC(k Key, nonce string, o Outcome, exit, dur, out string) []byte {
-	m := hmac.New(sha256.New, k.Secret)
-	for _, s := range []string{Version + "-reply", k.ID, nonce, string(o), exit, dur, out} {
-		m.Write([]byte(s))
-		m.Write([]byte{'\n'})
+// replyMAC binds the reply to the host key's fleet id and agent and to the
+// request's nonce, so a reply cannot be forged, come from another agent, or
+// be replayed onto another request.
+func replyMAC(k Key, nonce string, f []string) []byte {
+	return mac(k.Secret, append([]string{Version + "-reply", k.ID, k.Agent, nonce}, f...)...)
+}
+
+func formatBudget(b Budget) string {
+	if b.Max <= 0 {
+		return "-"
 	}
-	return m.Sum(nil)
+	secs := func(d time.Duration) string {
+		if d < 0 {
+			d = 0
+		}
+		return strconv.FormatInt(int64((d+time.Second-1)/time.Second), 10)
+	}
+	return strconv.Itoa(max(b.Used, 0)) + "/" + strconv.Itoa(b.Max) + "/" + secs(b.Window) + "/" + secs(b.RetryAfter)
+}
+
+func parseBudget(s string) (Budget, bool) {
+	if s == "-" {
+		return Budget{}, true
+	}
+	p := strings.Split(s, "/")
+	if len(p) != 4 {
+		return Budget{}, false
+	}
+	var v [4]int64
+	for i, x := range p {
+		n, ok := parseUint(x)
+		if !ok || n > 1<<31 {
+			return Budget{}, false
+		}
+		v[i] = n
+	}
+	if v[1] == 0 {
+		return Budget{}, false
+	}
+	return Budget{Used: int(v[0]), Max: int(v[1]), Window: time.Duration(v[2]) * time.Second, RetryAfter: time.Duration(v[3]) * time.Second}, true
+}
+
+// unsignedFrame is the one unsigned refusal the agent sends whatever the
+// reason, so that a peer without the key learns nothing.
+func unsignedFrame(o Outcome) []byte {
+	return []byte(Version + " - " + string(o) + " - -1 0 0 - - -\n")
 }
 
 // MarshalReply renders a reply frame:
 //
-//	SH1 <outcome> <exit-code> <duration-µs> <base64-output|-> <mac|->
+//	SH2 <agent> <outcome> <origin> <exit-code> <duration-µs> <agent-unix-ms> <budget> <base64-output|-> <mac|->
 //
-// With k nil the reply is unsigned, which only Denied, RateLimited and
-// Busy may be; nonce is the request's nonce.
+// k is the host key the request verified under, and nonce the request's
+// nonce. With k nil the reply is unsigned, which only Denied, RateLimited
+// and Busy may be, and then carries nothing but its outcome.
 func MarshalReply(rep Reply, k *Key, nonce string) []byte {
+	if k == nil {
+		return unsignedFrame(rep.Outcome)
+	}
 	out := rep.Output
 	if len(out) > MaxOutput {
 		out = out[len(out)-MaxOutput:]
@@ -298,38 +434,55 @@ func MarshalReply(rep Reply, k *Key, nonce string) []byte {
 	if out != "" {
 		b64 = base64.StdEncoding.EncodeToString([]byte(out))
 	}
-	exit := strconv.Itoa(rep.ExitCode)
-	us := rep.Duration.Microseconds()
-	if us < 0 {
-		us = 0
+	origin := rep.Origin
+	if origin == "" {
+		origin = OriginNone
 	}
-	dur := strconv.FormatInt(us, 10)
-	mac := "-"
-	if k != nil {
-		mac = hex.EncodeToString(replyMAC(*k, nonce, rep.Outcome, exit, dur, b64))
-	}
-	return []byte(Version + " " + string(rep.Outcome) + " " + exit + " " + dur + " " + b64 + " " + mac + "\n")
+	us := max(rep.Duration.Microseconds(), 0)
+	ms := max(rep.AgentTime.UnixMilli(), 0)
+	f := []string{k.Agent, string(rep.Outcome), string(origin), strconv.Itoa(rep.ExitCode),
+		strconv.FormatInt(us, 10), strconv.FormatInt(ms, 10), formatBudget(rep.Budget), b64}
+	m := hex.EncodeToString(replyMAC(*k, nonce, f))
+	return []byte(Version + " " + strings.Join(f, " ") + " " + m + "\n")
 }
 
 // ParseReply parses and authenticates a reply frame (without newline) to a
-// request signed with k and carrying nonce.
+// request signed with the host key k and carrying nonce. A signed reply
+// must come from k's agent; an unsigned one may only refuse.
 func ParseReply(line []byte, k Key, nonce string) (Reply, error) {
 	if len(line) > MaxReplyFrame-1 {
 		return Reply{}, ErrFrameTooLong
 	}
-	f, err := splitFields(line, 6)
+	f, err := splitFields(line, 10)
 	if err != nil {
 		return Reply{}, err
 	}
 	if f[0] != Version {
 		return Reply{}, ErrBadVersion
 	}
-	o := Outcome(f[1])
+	o := Outcome(f[2])
 	if !o.valid() {
 		return Reply{}, fmt.Errorf("%w: outcome", ErrMalformed)
 	}
-	exitS := f[2]
-	exit, ok := int64(0), true
+	if f[9] == "-" {
+		if !o.mayBeUnsigned() {
+			return Reply{}, fmt.Errorf("%w: unsigned %q reply", ErrMalformed, o)
+		}
+		if string(line) != strings.TrimSuffix(string(unsignedFrame(o)), "\n") {
+			return Reply{}, fmt.Errorf("%w: unsigned reply carries fields", ErrMalformed)
+		}
+		return Reply{Outcome: o, Origin: OriginNone, ExitCode: -1}, nil
+	}
+	if f[1] != k.Agent {
+		return Reply{}, fmt.Errorf("reply from agent %q, but the request was for %q: refusing it", f[1], k.Agent)
+	}
+	origin := Origin(f[3])
+	if !origin.valid() {
+		return Reply{}, fmt.Errorf("%w: origin", ErrMalformed)
+	}
+	exitS := f[4]
+	var exit int64
+	ok := true
 	if len(exitS) > 1 && exitS[0] == '-' {
 		exit, ok = parseUint(exitS[1:])
 		exit = -exit
@@ -339,35 +492,38 @@ func ParseReply(line []byte, k Key, nonce string) (Reply, error) {
 	if !ok || exit < -1 || exit > 255 {
 		return Reply{}, fmt.Errorf("%w: exit code", ErrMalformed)
 	}
-	us, ok := parseUint(f[3])
+	us, ok := parseUint(f[5])
 	if !ok || us > int64(24*time.Hour/time.Microsecond) {
 		return Reply{}, fmt.Errorf("%w: duration", ErrMalformed)
 	}
+	ms, ok := parseUint(f[6])
+	if !ok {
+		return Reply{}, fmt.Errorf("%w: agent time", ErrMalformed)
+	}
+	budget, ok := parseBudget(f[7])
+	if !ok {
+		return Reply{}, fmt.Errorf("%w: budget", ErrMalformed)
+	}
 	var output []byte
-	if f[4] != "-" {
-		output, err = base64.StdEncoding.Strict().DecodeString(f[4])
+	if f[8] != "-" {
+		output, err = base64.StdEncoding.Strict().DecodeString(f[8])
 		if err != nil || len(output) > MaxOutput {
 			return Reply{}, fmt.Errorf("%w: output", ErrMalformed)
 		}
 	}
-	if f[5] == "-" {
-		if !o.mayBeUnsigned() {
-			return Reply{}, fmt.Errorf("%w: unsigned %q reply", ErrMalformed, o)
-		}
-	} else {
-		if !lowerHex(f[5], macHexLen) {
-			return Reply{}, fmt.Errorf("%w: reply mac", ErrMalformed)
-		}
-		got, _ := hex.DecodeString(f[5])
-		if !hmac.Equal(got, replyMAC(k, nonce, o, exitS, f[3], f[4])) {
-			return Reply{}, errors.New("reply MAC does not verify: not from an agent holding this key")
-		}
+	if !lowerHex(f[9], macHexLen) {
+		return Reply{}, fmt.Errorf("%w: reply mac", ErrMalformed)
 	}
-	return Reply{Outcome: o, ExitCode: int(exit), Duration: time.Duration(us) * time.Microsecond, Output: string(output)}, nil
+	got, _ := hex.DecodeString(f[9])
+	if !hmac.Equal(got, replyMAC(k, nonce, f[1:9])) {
+		return Reply{}, errors.New("reply MAC does not verify: not from the agent holding this host key")
+	}
+	return Reply{Agent: f[1], Outcome: o, Origin: origin, ExitCode: int(exit), Duration: time.Duration(us) * time.Microsecond,
+		AgentTime: time.UnixMilli(ms), Budget: budget, Output: string(output)}, nil
 }
 
 // RequestMAC returns the hex MAC of arbitrary field strings under k. Tests
 // use it to build correctly signed frames with hostile fields.
-func RequestMAC(k Key, keyID string, verb Verb, service, ts, nonce string) string {
-	return hex.EncodeToString(requestMAC(k, keyID, verb, service, ts, nonce))
+func RequestMAC(k Key, keyID, agent string, verb Verb, service, fault, ts, nonce string) string {
+	return hex.EncodeToString(requestMAC(k, keyID, agent, verb, service, fault, ts, nonce))
 }

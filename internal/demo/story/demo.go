@@ -42,8 +42,9 @@ const (
 	ExitInterrupted = 130 // Ctrl-C
 )
 
-// The demo's restart budget: small, so the story ends in seconds. The
-// handler's own defaults are 3 restarts an hour, at least 2 minutes apart.
+// The demo's restart budget, kept by the agent (its config's budget:):
+// small, so the story ends in seconds. The agent's defaults are 3 restarts
+// an hour, at least 2 minutes apart.
 const (
 	maxRestarts = 3
 	window      = "10m"
@@ -52,6 +53,8 @@ const (
 	checkTimeout = 2
 	maxAge       = "5,10"
 	maxRounds    = 6 // flapping rounds, bounded whatever the handler does
+	// The fleet key's id, as the docs make it.
+	fleetID = "fleet1"
 )
 
 // story is one run of the demo and everything it started.
@@ -62,11 +65,17 @@ type story struct {
 	t0  time.Time
 	r   *runner
 
-	dir                               string            // the temp dir ($DEMO in the narration)
-	bin                               map[string]string // binary name -> path
-	w                                 rig.Worker        // the worker, behind its pid file
-	listenPort                        string
-	keyFile                           string
+	dir        string            // the temp dir ($DEMO in the narration)
+	bin        map[string]string // binary name -> path
+	w          rig.Worker        // the worker, behind its pid file
+	listenPort string
+	// agent is the agent's name: the host name Nagios knows it by,
+	// lower-cased (handle_worker's default for --agent).
+	agent string
+	// fleetFile is the monitoring node's fleet key; keyFile the worker
+	// host's own host key, issued from it.
+	fleetFile, keyFile                string
+	problem                           int // the last $SERVICEPROBLEMID$ the demo handed out
 	listenerConf, listenerLog, audit  string
 	handlerLog, handlerState, cmdFile string
 	listener                          *rig.Listener
@@ -110,7 +119,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) int {
 }
 
 func newStory(cfg Config, deps Deps) (*story, error) {
-	s := &story{cfg: cfg, out: deps.Out, now: deps.Now, t0: deps.Now(), bin: map[string]string{}}
+	s := &story{cfg: cfg, out: deps.Out, now: deps.Now, t0: deps.Now(), bin: map[string]string{}, agent: demoHost}
 	for _, b := range rig.Binaries {
 		p, err := filepath.Abs(filepath.Join(cfg.BinDir, b))
 		if err != nil {
@@ -128,15 +137,17 @@ func newStory(cfg Config, deps Deps) (*story, error) {
 		return nil, err
 	}
 	s.dir = dir
-	s.keyFile = filepath.Join(dir, "keys", "demo.key")
+	s.fleetFile = filepath.Join(dir, "monitoring", fleetID+".key")
+	s.keyFile = filepath.Join(dir, "keys", fleetID+".key")
+	// Stop (4 s) plus start (5 s) fit the restart action's 10 s timeout.
 	s.w = rig.Worker{Bin: s.bin["demo_worker"], PIDFile: filepath.Join(dir, "worker.pid"), LogFile: filepath.Join(dir, "worker.log"),
-		StartTimeout: "5s", StopTimeout: "5s"}
+		StartTimeout: "5s", StopTimeout: "4s"}
 	s.listenerConf = filepath.Join(dir, "worker_listener.yaml")
 	s.listenerLog = filepath.Join(dir, "listener.log")
 	s.audit = filepath.Join(dir, "audit.log")
 	s.handlerLog = filepath.Join(dir, "handler.log")
 	s.handlerState = filepath.Join(dir, "handler")
-	for _, d := range []string{filepath.Join(dir, "keys"), s.handlerState, filepath.Join(dir, "listener-state")} {
+	for _, d := range []string{filepath.Join(dir, "monitoring"), filepath.Join(dir, "keys"), s.handlerState, filepath.Join(dir, "listener-state")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, err
 		}
@@ -189,18 +200,24 @@ func (s *story) exec(ctx context.Context, timeout time.Duration, name string, ar
 // execShown is exec showing only the first shownArgs arguments (the rest
 // were shown before) and at most maxLines lines of output.
 func (s *story) execShown(ctx context.Context, timeout time.Duration, shownArgs, maxLines int, name string, args ...string) result {
-	parts := []string{name}
-	for i, a := range args {
-		if i == shownArgs {
-			parts = append(parts, "[same flags as above]")
-			break
-		}
-		parts = append(parts, s.shown(a))
+	shownArgs = min(shownArgs, len(args))
+	line := s.shownArgs(name, args[:shownArgs])
+	if shownArgs < len(args) {
+		line += " [same flags as above]"
 	}
-	fmt.Fprintf(s.out, "%s $ %s\n", s.stamp(), strings.Join(parts, " "))
+	fmt.Fprintf(s.out, "%s $ %s\n", s.stamp(), line)
 	res := s.r.run(ctx, timeout, s.bin[name], args...)
 	s.printOutput(name, res, maxLines)
 	return res
+}
+
+// shownArgs is a command line as the narration shows it.
+func (s *story) shownArgs(name string, args []string) string {
+	parts := []string{name}
+	for _, a := range args {
+		parts = append(parts, s.shown(a))
+	}
+	return strings.Join(parts, " ")
 }
 
 func (s *story) printOutput(name string, res result, maxLines int) {
@@ -268,22 +285,49 @@ func firstLine(out string) string {
 
 // ---- set-up shared by both stories ----
 
-// writeListenerConfig writes the listener's config: one service, demo,
-// whose actions run demo_worker's daemon mode (no shell, fixed argv).
+// writeListenerConfig writes the listener's config: its name, its host
+// key, the restart budget, and one service, demo, whose actions run
+// demo_worker's daemon mode (no shell, fixed argv). 10 s plus 5 s of kill
+// grace stays inside the handler's 18 s deadline, so even a restart that
+// times out is reported.
 func (s *story) writeListenerConfig() error {
 	actions := map[string]rig.Action{}
 	for _, verb := range []string{"restart", "start", "stop", "status"} {
-		actions[verb] = rig.Action{Argv: s.w.Argv(verb), Timeout: "20s"}
+		actions[verb] = rig.Action{Argv: s.w.Argv(verb), Timeout: "10s", KillGrace: "5s"}
 	}
 	return rig.ListenerConfig{
 		Comment:  "Written by `demo_worker demo`: the listener may run exactly these actions.",
 		Listen:   "127.0.0.1:" + s.listenPort,
+		Agent:    s.agent,
 		Keys:     []string{s.keyFile},
 		Allow:    rig.Loopback,
 		AuditLog: s.audit,
 		StateDir: filepath.Join(s.dir, "listener-state"),
+		Budget:   &rig.Budget{Max: maxRestarts, Window: window, MinGap: minGap},
 		Services: []rig.Service{{Name: "demo", Actions: actions}},
 	}.Write(s.listenerConf)
+}
+
+// keys makes the keys the documented way: the fleet key once on the
+// monitoring node, then the worker host's own key, issued from it and
+// imported on the host in one line (over ssh in real life).
+func (s *story) keys(ctx context.Context) error {
+	s.say("On the monitoring node ($DEMO/monitoring), once: the fleet key. It never leaves that node.")
+	if res := s.exec(ctx, 10*time.Second, "handle_worker", rig.FleetKeyArgs(fleetID, s.fleetFile)...); res.Code != 0 {
+		return fmt.Errorf("genkey failed: %v", orCode(res))
+	}
+	s.say("For the worker host: its own key, for agent %q (the host's name in Nagios, lower-cased),", s.agent)
+	s.say("issued on the monitoring node and imported on the host (in real life: | ssh root@HOST worker_listener ...):")
+	issue := append([]string{s.bin["handle_worker"]}, "issue-key", "--key-file", s.fleetFile, "--agent", s.agent)
+	imp := []string{s.bin["worker_listener"], "import-key", "--out", s.keyFile}
+	fmt.Fprintf(s.out, "%s $ %s | %s\n", s.stamp(), s.shownArgs("handle_worker", issue[1:]), s.shownArgs("worker_listener", imp[1:]))
+	res := s.r.pipe(ctx, 10*time.Second, issue, imp)
+	s.printOutput("worker_listener", res, 4)
+	if res.Err != nil || res.Code != 0 {
+		return fmt.Errorf("issuing the host key failed: %v", orCode(res))
+	}
+	s.say("The worker host holds only that key: it signs for agent %q and nothing else.", s.agent)
+	return nil
 }
 
 // setUp generates the key, writes the config, starts the worker and the
@@ -299,16 +343,18 @@ func (s *story) setUp(ctx context.Context) error {
 	}
 	s.listenPort = strconv.Itoa(lport)
 
-	s.step("1. Set up: a key, the listener and the worker")
+	s.step("1. Set up: the keys, the listener and the worker")
 	s.say("Everything lives in $DEMO = %s; nothing is written elsewhere.", s.dir)
-	if res := s.exec(ctx, 10*time.Second, "worker_listener", rig.GenKeyArgs("demo", s.keyFile)...); res.Code != 0 {
-		return fmt.Errorf("genkey failed: %v", orCode(res))
+	if err := s.keys(ctx); err != nil {
+		return err
 	}
 	if err := s.writeListenerConfig(); err != nil {
 		return err
 	}
-	s.say("Wrote $DEMO/worker_listener.yaml: service \"demo\" with start/stop/restart/status actions,")
-	s.say("each a fixed argv running `demo_worker daemon ACTION`; requests from 127.0.0.1 with the key only.")
+	s.say("Wrote $DEMO/worker_listener.yaml: agent: %s, keys: [$DEMO/keys/%s.key], and service \"demo\" with", s.agent, fleetID)
+	s.say("start/stop/restart/status actions, each a fixed argv running `demo_worker daemon ACTION`;")
+	s.say("requests from 127.0.0.1, signed for agent %s, only. The agent keeps the restart budget:", s.agent)
+	s.say("budget: {max: %d, window: %s, min_gap: %s}, one budget for every node that asks.", maxRestarts, window, minGap)
 	if res := s.exec(ctx, 10*time.Second, "worker_listener", "check-config", "--config", s.listenerConf); res.Code != 0 {
 		return fmt.Errorf("the listener refused the demo's config: %v", orCode(res))
 	}

@@ -62,11 +62,13 @@ func TestSampleScriptsUnderListener(t *testing.T) {
 	for _, a := range []string{"start", "stop", "restart", "status"} {
 		actions[a] = rig.Action{Argv: []string{filepath.Join(scripts, a+".sh")}, Timeout: "20s", Env: env}
 	}
-	// The key the documented way, with the real binary.
-	f := rigtest.Prepare(t, rig.Kit{Dir: dir, KeyID: "demo", Genkey: filepath.Join(bins, "worker_listener"),
+	// The keys the documented way, with the real binary; a budget the
+	// test never reaches (the agent keeps it).
+	f := rigtest.Prepare(t, rig.Kit{Dir: dir, Agent: "worker1", Issue: filepath.Join(bins, "handle_worker"),
 		Config: rig.ListenerConfig{
 			Listen: "127.0.0.1:" + lport, Allow: []string{"127.0.0.1/32"},
 			AuditLog: filepath.Join(dir, "audit.log"), StateDir: dir,
+			Budget:   &rig.Budget{Max: 10, MinGap: "0s"},
 			Services: []rig.Service{{Name: "demo", Actions: actions}},
 		}})
 	r := &runner{dir: dir, env: []string{"PATH=/usr/bin:/bin"}, now: time.Now}
@@ -79,8 +81,7 @@ func TestSampleScriptsUnderListener(t *testing.T) {
 	}
 	send := func(verb string) result {
 		return r.run(ctx, 30*time.Second, filepath.Join(bins, "handle_worker"), "send", verb, "--host", "127.0.0.1",
-			"--port", lport, "--target", "demo", "--key-file", f.KeyFile, "--state-dir", stateDir,
-			"--max-restarts", "10", "--min-gap", "0s")
+			"--port", lport, "--agent", "worker1", "--target", "demo", "--key-file", f.FleetFile, "--state-dir", stateDir)
 	}
 	if res := send("start"); res.Code != 0 {
 		t.Fatalf("start through the listener: %+v", res)

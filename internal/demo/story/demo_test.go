@@ -140,8 +140,12 @@ func runDemo(t *testing.T, timeout time.Duration, extra ...string) string {
 		t.Errorf("during the hang: %q", v)
 	}
 	if v := summaryLine(t, text, "flapping"); !strings.Contains(v, "3 restarts in the budget, then healing stopped") ||
-		!strings.Contains(v, "budget exhausted") {
-		t.Errorf("flapping: %q, want the budget exhausted", v)
+		!strings.Contains(v, "budget spent") {
+		t.Errorf("flapping: %q, want the budget spent", v)
+	}
+	// The agent said so: its last audit line is the refusal.
+	if !regexp.MustCompile(`"outcome":"spent"`).MatchString(text[strings.LastIndex(text, "audit log"):]) {
+		t.Errorf("the story does not end with the agent's spent:\n%s", text)
 	}
 	if v := summaryLine(t, text, "left behind"); !strings.HasPrefix(v, "nothing") {
 		t.Errorf("left behind: %q", v)

@@ -39,12 +39,15 @@ func sampleDir(binDir string) (string, error) {
 func (s *story) tellNagios(ctx context.Context) error {
 	fmt.Fprintln(s.out, "selfheal demo under a real Nagios Core 4: a worker breaks and Nagios heals it.")
 	fmt.Fprintf(s.out, "Nagios runs check_worker every second (interval_length=1, max_check_attempts=3) and\n"+
-		"handle_worker at HARD CRITICAL. Restart budget for the demo: %d restarts per %s, min gap %s.\n"+
-		"Times in [brackets] are since the start.\n", maxRestarts, window, minGap)
+		"handle_worker at HARD CRITICAL. Restart budget for the demo, kept by the agent: %d restarts per %s,\n"+
+		"min gap %s. Times in [brackets] are since the start.\n", maxRestarts, window, minGap)
 	samples, err := sampleDir(s.cfg.BinDir)
 	if err != nil {
 		return err
 	}
+	// The agent is named after the Nagios host, as the sample's handler
+	// command names it ($HOSTNAME$ lower-cased).
+	s.agent = strings.ToLower(nagiosHost)
 	if err := s.setUp(ctx); err != nil {
 		return err
 	}
@@ -56,13 +59,12 @@ func (s *story) tellNagios(ctx context.Context) error {
 		return err
 	}
 	defer engineOut.Close()
-	// The demo's host and service on the sample's templates and commands,
-	// with the demo's small budget.
+	// The demo's host and service on the sample's templates and commands;
+	// $USER3$ is the fleet key. The small budget is in the agent's config.
 	site := rig.Site{Kind: engine.Nagios4, Dir: ndir, Stderr: engineOut,
 		ConfigDir: filepath.Dir(samples), BinDir: s.binDirAbs(),
-		KeyFile: s.keyFile, StateDir: s.handlerState, HandlerLog: s.handlerLog,
-		CheckTimeout: checkTimeout, MaxAge: maxAge,
-		MaxRestarts: maxRestarts, Window: window, MinGap: minGap, Recheck: "1s"}
+		KeyFile: s.fleetFile, StateDir: s.handlerState, HandlerLog: s.handlerLog,
+		CheckTimeout: checkTimeout, MaxAge: maxAge, Recheck: "1s"}
 	_, wport, _ := strings.Cut(s.w.Addr, ":")
 	site.WorkerPort, _ = strconv.Atoi(wport)
 	site.ListenerPort, _ = strconv.Atoi(s.listenPort)
@@ -144,7 +146,7 @@ func (s *story) flapNagios(ctx context.Context) error {
 			continue
 		}
 		c := s.lastComment("auto-healing suspended")
-		s.say("The handler refused and told Nagios, in a comment on %s/%s:", nagiosHost, nagiosService)
+		s.say("The agent said the budget is spent; the handler told Nagios, in a comment on %s/%s:", nagiosHost, nagiosService)
 		fmt.Fprintf(s.out, "           %s\n", c)
 		svc, _ := s.service()
 		s.say("Nagios shows %s and the worker stays down: on-call takes over.", svc.State)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -59,6 +60,49 @@ func (r *runner) run(ctx context.Context, timeout time.Duration, bin string, arg
 		res.Err = fmt.Errorf("%s: cut off after %s: %w", baseName(bin), timeout, ctx.Err())
 	default:
 		res.Err = fmt.Errorf("%s: %w", baseName(bin), err)
+	}
+	return res
+}
+
+// pipe runs `a | b` without a shell, as /bin/sh would: b's stdin is a's
+// stdout, both bounded by one timeout. The result is b's, with a's stderr
+// first, and a's failure when b succeeded.
+func (r *runner) pipe(ctx context.Context, timeout time.Duration, a, b []string) result {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	ca, cb := r.command(ctx, a[0], a[1:]...), r.command(ctx, b[0], b[1:]...)
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return result{Code: -1, Err: err}
+	}
+	var out, errb bytes.Buffer
+	ca.Stdout, ca.Stderr = pw, &errb
+	cb.Stdin, cb.Stdout, cb.Stderr = pr, &out, &errb
+	start := r.now()
+	if err := ca.Start(); err != nil {
+		pr.Close()
+		pw.Close()
+		return result{Code: -1, Err: fmt.Errorf("%s: %w", baseName(a[0]), err)}
+	}
+	pw.Close() // a holds its own copy: b sees EOF when a exits
+	errB := cb.Start()
+	pr.Close()
+	errA := ca.Wait()
+	if errB == nil {
+		errB = cb.Wait()
+	}
+	res := result{Stdout: out.String(), Stderr: errb.String(), Took: r.now().Sub(start), Code: -1}
+	if cb.ProcessState != nil && cb.ProcessState.Exited() {
+		res.Code = cb.ProcessState.ExitCode()
+	}
+	var ee *exec.ExitError
+	switch {
+	case ctx.Err() != nil:
+		res.Err = fmt.Errorf("%s | %s: cut off after %s: %w", baseName(a[0]), baseName(b[0]), timeout, ctx.Err())
+	case errB != nil && !(errors.As(errB, &ee) && res.Code >= 0):
+		res.Err = fmt.Errorf("%s: %w", baseName(b[0]), errB)
+	case errA != nil && res.Code == 0:
+		res.Err = fmt.Errorf("%s: %w", baseName(a[0]), errA)
 	}
 	return res
 }

@@ -15,19 +15,31 @@ func (s *story) checkArgs() []string {
 	return []string{"-H", host, "-p", port, "-t", strconv.Itoa(checkTimeout), "--max-age", maxAge}
 }
 
+// demoHost is the host name the demo passes as Nagios' $HOSTNAME$; the
+// agent is named after it.
+const demoHost = "localhost"
+
 // handlerArgs is handle_worker's command line for one event, with the macros
 // Nagios passes: $SERVICESTATE$ $SERVICESTATETYPE$ $SERVICEATTEMPT$
-// $HOSTADDRESS$ $HOSTNAME$ $SERVICEDESC$.
+// $HOSTADDRESS$ $HOSTNAME$ $SERVICEDESC$, and $SERVICEPROBLEMID$ as the
+// fault (0 when OK, as in Nagios). No --agent: it defaults to $HOSTNAME$
+// lower-cased, as in the sample commands.cfg. The budget is the agent's.
 func (s *story) handlerArgs(state, stype string, attempt int) []string {
-	args := []string{"event", state, stype, fmt.Sprint(attempt), "127.0.0.1", "localhost", "demo",
-		"--key-file", s.keyFile, "--target", "demo", "--port", s.listenPort,
-		"--state-dir", s.handlerState, "--max-restarts", fmt.Sprint(maxRestarts),
-		"--window", window, "--min-gap", minGap, "--deadline", "20s", "--log-file", s.handlerLog}
+	fault := "0"
+	if state != "OK" {
+		fault = fmt.Sprint(s.problem)
+	}
+	args := []string{"event", state, stype, fmt.Sprint(attempt), "127.0.0.1", demoHost, "demo", "--fault", fault,
+		"--key-file", s.fleetFile, "--target", "demo", "--port", s.listenPort,
+		"--state-dir", s.handlerState, "--deadline", "18s", "--log-file", s.handlerLog}
 	if s.cmdFile != "" {
 		args = append(args, "--command-file", s.cmdFile)
 	}
 	return args
 }
+
+// newProblem is Nagios giving the next problem its own id.
+func (s *story) newProblem() { s.problem++ }
 
 func (s *story) check(ctx context.Context) result {
 	return s.exec(ctx, 15*time.Second, "check_worker", s.checkArgs()...)
@@ -43,7 +55,7 @@ func (s *story) checkBrief(ctx context.Context) result {
 // only.
 func (s *story) handle(ctx context.Context, state, stype string, attempt int) result {
 	args := s.handlerArgs(state, stype, attempt)
-	shown := 7 // event and the six macros
+	shown := 9 // event, the six macros and the fault
 	if !s.handlerShown {
 		shown, s.handlerShown = len(args), true
 	}
@@ -66,8 +78,8 @@ func expect(res result, code int, what string) error {
 func (s *story) tell(ctx context.Context) error {
 	fmt.Fprintln(s.out, "selfheal demo: a worker breaks and heals itself, with the real binaries and no Nagios.")
 	fmt.Fprintf(s.out, "The demo plays Nagios' part: it runs check_worker, and at HARD CRITICAL runs handle_worker\n"+
-		"with the macros Nagios would pass. Restart budget for the demo: %d restarts per %s, min gap %s\n"+
-		"(handle_worker's defaults are 3 per 1h, 2m apart). Times in [brackets] are since the start.\n",
+		"with the macros Nagios would pass. Restart budget for the demo, kept by the agent: %d restarts per %s,\n"+
+		"min gap %s (the agent's defaults are 3 per 1h, 2m apart). Times in [brackets] are since the start.\n",
 		maxRestarts, window, minGap)
 	if err := s.setUp(ctx); err != nil {
 		return err
@@ -82,6 +94,7 @@ func (s *story) tell(ctx context.Context) error {
 	firstPID := s.recordPID()
 
 	s.step("3. A degraded worker is a WARNING, and a WARNING restarts nothing")
+	s.newProblem()
 	if res := s.exec(ctx, 10*time.Second, "demo_worker", s.w.FaultArgs("degrade")...); res.Code != 0 {
 		return fmt.Errorf("injecting the degradation: %v", orCode(res))
 	}
@@ -101,6 +114,7 @@ func (s *story) tell(ctx context.Context) error {
 	}
 
 	s.step("4. Inject a hang: work stops, /status stops answering")
+	s.newProblem()
 	if res := s.exec(ctx, 10*time.Second, "demo_worker", s.w.FaultArgs("hang")...); res.Code != 0 {
 		return fmt.Errorf("injecting the hang: %v", orCode(res))
 	}
@@ -112,8 +126,9 @@ func (s *story) tell(ctx context.Context) error {
 	s.add("during the hang", firstLine(res.Stdout)+" (exit 2)")
 
 	s.step("5. Nagios retries, then calls the event handler at HARD CRITICAL")
-	s.say("With max_check_attempts=3, Nagios calls the handler at SOFT 1, SOFT 2 and HARD 3.")
-	s.say("The handler waits on the SOFT states, so one fault makes one restart:")
+	s.say("With max_check_attempts=3, Nagios calls the handler at SOFT 1, SOFT 2 and HARD 3, each time with")
+	s.say("the problem's id ($SERVICEPROBLEMID$ = %d) as --fault. The handler waits on the SOFT states, and", s.problem)
+	s.say("the agent runs at most one restart per fault, so one fault makes one restart:")
 	for attempt := 1; attempt <= 2; attempt++ {
 		if err := expect(s.handle(ctx, "CRITICAL", "SOFT", attempt), 0, "the SOFT handler call"); err != nil {
 			return err
@@ -145,9 +160,9 @@ func (s *story) tell(ctx context.Context) error {
 	return s.flap(ctx)
 }
 
-// flap crashes the worker again and again until the restart budget is spent
-// and the handler refuses, which is the point: a worker that keeps dying
-// needs a person, not a restart loop.
+// flap crashes the worker again and again until the agent's restart budget
+// is spent and it refuses ("spent"), which is the point: a worker that
+// keeps dying needs a person, not a restart loop.
 func (s *story) flap(ctx context.Context) error {
 	s.step(fmt.Sprintf("7. Flapping: crash the worker until the budget (%d per %s) is spent", maxRestarts, window))
 	restarts := 1 // the heal above
@@ -156,7 +171,8 @@ func (s *story) flap(ctx context.Context) error {
 			return ctx.Err()
 		}
 		pid := s.currentPID()
-		s.say("-- round %d: crash pid %d", round, pid)
+		s.newProblem()
+		s.say("-- round %d: crash pid %d (a new problem: id %d)", round, pid, s.problem)
 		if res := s.exec(ctx, 10*time.Second, "demo_worker", s.w.FaultArgs("crash")...); res.Code != 0 {
 			return fmt.Errorf("injecting the crash: %v", orCode(res))
 		}
@@ -179,15 +195,17 @@ func (s *story) flap(ctx context.Context) error {
 			}
 			continue
 		}
-		// The handler refused: healing stopped, and it said why.
-		s.say("handle_worker refused (exit %d): healing stopped and said so. The worker stays down:", res.Code)
+		// The agent refused: healing stopped, and the handler said why.
+		s.say("The agent said the budget is spent; handle_worker exits %d: healing stopped and said so.", res.Code)
+		s.say("The worker stays down:")
 		final := s.checkBrief(ctx)
 		if err := expect(final, 2, "the check after healing stopped"); err != nil {
 			return err
 		}
 		s.say("Nagios keeps showing CRITICAL; with --command-file the handler also adds a comment there.")
-		s.say("On-call fixes the cause, then restarts by hand (this counts against the budget too):")
-		s.say("  handle_worker send restart --host 127.0.0.1 --port %s --target demo --key-file $DEMO/keys/demo.key ...", s.listenPort)
+		s.say("On-call fixes the cause, then restarts by hand (the agent counts it against the same budget):")
+		s.say("  handle_worker send restart --host 127.0.0.1 --port %s --agent %s --target demo --key-file $DEMO/monitoring/%s.key",
+			s.listenPort, s.agent, fleetID)
 		s.add("flapping", fmt.Sprintf("%d restarts in the budget, then healing stopped: %s (exit %d)",
 			restarts, strings.TrimPrefix(firstLine(res.Stdout), "handle_worker: "), res.Code))
 		s.showAudit()
@@ -203,7 +221,7 @@ func (s *story) showAudit() {
 		return
 	}
 	lines := outputLines(string(b), false)
-	s.say("The listener's audit log ($DEMO/audit.log) has %d entries; the last:", len(lines))
+	s.say("The agent's audit log ($DEMO/audit.log) has %d entries; the last:", len(lines))
 	if len(lines) > 0 {
 		fmt.Fprintf(s.out, "           %s\n", s.shown(lines[len(lines)-1]))
 	}

@@ -3,7 +3,8 @@
 # TLS): the per-process round trip of one authenticated restart whose
 # action is /bin/true, all five paired in one hyperfine run per round (5
 # rounds; ratios are the median of the per-round ratios), plus a sustained
-# throughput figure for worker_listener counted from its audit log.
+# throughput figure for worker_listener counted from its audit log, and what
+# the agent's fault records cost (restarts with a new fault id each vs none).
 #
 #   BIN=bin bash internal/lab/bench/listener.sh     (make bench sets BIN)
 #   RUNS=500 ROUNDS=5 STRICT=1 ...   STRICT=1 exits 1 when a target is missed
@@ -17,9 +18,10 @@ BIN=${BIN:-bin}
 RUNS=${RUNS:-300}
 TPUT_N=${TPUT_N:-1000}   # requests per throughput client and round
 TPUT_ROUNDS=${TPUT_ROUNDS:-3}
-TPUT_C=${TPUT_C:-8}      # concurrent throughput clients, one service each
+TPUT_C=${TPUT_C:-8}      # concurrent throughput clients, one service each (at most 16)
 CHECK_NRPE=${CHECK_NRPE:-/usr/lib/nagios/plugins/check_nrpe}
 wl="$BIN/worker_listener"
+hw="$BIN/handle_worker"
 
 missing() {
   echo "listener bench: $1 not found; skipped" >&2
@@ -27,6 +29,7 @@ missing() {
   exit 0
 }
 [ -x "$wl" ] || missing "$wl (run make build)"
+[ -x "$hw" ] || missing "$hw (run make build)"
 command -v hyperfine >/dev/null || missing hyperfine
 command -v xinetd >/dev/null || missing xinetd
 command -v socat >/dev/null || missing socat
@@ -45,26 +48,34 @@ trap cleanup EXIT
 
 CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$tmp/wlclient" ./internal/lab/bench/wlclient
 cl="$tmp/wlclient"
-"$wl" genkey --id bench --out "$tmp/bench.key" >/dev/null
+# The keys the documented way: the fleet key (the client's), the agent's
+# host key issued from it.
+"$hw" genkey --id bench --out "$tmp/fleet.key" >/dev/null
+"$hw" issue-key --key-file "$tmp/fleet.key" --agent bench1 | "$wl" import-key --out "$tmp/bench.key" >/dev/null
 "$cl" -gen-pki "$tmp"
 ports=($("$cl" -free-ports 3))
 p_xinetd=${ports[0]} p_nrpe=${ports[1]} p_nrpe_tls=${ports[2]}
 
 # Two listeners (plain, TLS 1.3 + client certificates), rate limits
-# raised: every request comes from 127.0.0.1.
+# raised: every request comes from 127.0.0.1; the restart budget at its
+# largest, with no min gap, so every restart runs.
 listener_config() { # name tls-block
   cat >"$tmp/$1.yaml" <<YAML
 listen: 127.0.0.1:0
+agent: bench1
 keys: [$tmp/bench.key]
 allow: ["127.0.0.1/32"]
 audit_log: $tmp/$1-audit.log
 state_dir: $tmp/$1-state
 limits: {max_conns: 256, max_conns_per_source: 256, rate: 1000000, burst: 1000000}
+budget: {max: 10000, window: 1h, min_gap: 0s}
 $2
 services:
 YAML
-  for s in demo svc0 svc1 svc2 svc3 svc4 svc5 svc6 svc7 svc8 svc9 svc10 svc11 svc12 svc13 svc14 svc15; do
-    printf '  %s:\n    actions:\n      restart: {argv: [/bin/true]}\n' "$s" >>"$tmp/$1.yaml"
+  # demo for the round trips; f0..f15, n0..n15 and s0..s15 for the
+  # throughput with and without the agent's records (TPUT_C <= 16).
+  for s in demo $(printf 'f%d ' $(seq 0 15)) $(printf 'n%d ' $(seq 0 15)) $(printf 's%d ' $(seq 0 15)); do
+    printf '  %s:\n    actions:\n      restart: {argv: [/bin/true]}\n      start: {argv: [/bin/true]}\n' "$s" >>"$tmp/$1.yaml"
   done
 }
 listener_config plain ""
@@ -138,8 +149,8 @@ nrpe -c "$tmp/nrpe.cfg" -n -f & pids+=($!)
 wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; echo "nothing listens on $1" >&2; exit 1; }
 wait_port "$p_xinetd"; wait_port "$p_nrpe"; wait_port "$p_nrpe_tls"
 
-ours="$cl -addr $addr_plain -key $tmp/bench.key -service demo"
-ours_tls="$cl -addr $addr_tls -key $tmp/bench.key -service demo -tls-ca $tmp/ca.crt -tls-cert $tmp/client.crt -tls-key $tmp/client.key"
+ours="$cl -addr $addr_plain -key $tmp/fleet.key -agent bench1 -service demo"
+ours_tls="$cl -addr $addr_tls -key $tmp/fleet.key -agent bench1 -service demo -tls-ca $tmp/ca.crt -tls-cert $tmp/client.crt -tls-key $tmp/client.key"
 # socat without a shell in front, so the peer is not charged for sh: read
 # the request from a file, print the reply, return when the script exits.
 xin="socat OPEN:$tmp/req.txt,rdonly!!STDOUT TCP:127.0.0.1:$p_xinetd"
@@ -196,29 +207,54 @@ min_xin=$(awk '{ print $7 }' "$tmp/rounds" | sort -n | head -1)
 r_min=$(awk -v a="$min_ours" -v b="$min_xin" 'BEGIN { printf "%.2f", a / b }')
 
 # Sustained throughput: TPUT_C clients in one process, each sending
-# TPUT_N restarts one after another to its own service, so no request can
+# TPUT_N requests one after another to its own service, so no request can
 # coalesce with another; every one runs /bin/true. Counted from the
-# agent's audit log: restarts with exit code 0 that did not join a run.
-# TPUT_ROUNDS rounds; the median round is the figure (the machine is shared).
-rates=()
-for round in $(seq 1 "$TPUT_ROUNDS"); do
-  before=$(grep -c '"verb":"restart".*"exit_code":0,"coalesced":false' "$tmp/plain-audit.log" || true)
-  tput=$("$cl" -addr "$addr_plain" -key "$tmp/bench.key" -service svc -services "$TPUT_C" -c "$TPUT_C" -n "$TPUT_N")
-  after=$(grep -c '"verb":"restart".*"exit_code":0,"coalesced":false' "$tmp/plain-audit.log" || true)
+# agent's audit log: requests whose action ran (origin run) and exited 0.
+# Each round in three modes, each on services of its own (f*, n*, s*), so
+# the records each request rewrites grow alike:
+#   restart, a new fault id per request: what handle_worker's requests
+#     cost; the agent writes the fault record and the restart time
+#     (fsync'ed) before the run, and the outcome after;
+#   restart, no fault id ("-"): the restart time (the budget) only;
+#   start: no budget, no fault record (the last run's record only).
+# TPUT_ROUNDS rounds; the median round is each figure (the machine is shared).
+ran_count() { grep -c '"origin":"run","exit_code":0,' "$tmp/plain-audit.log" || true; }
+tput_round() { # verb fault-mode service-prefix -> prints "rate ran secs tput-line"
+  local before after ran secs tput
+  before=$(ran_count)
+  tput=$("$cl" -addr "$addr_plain" -key "$tmp/fleet.key" -agent bench1 -verb "$1" -fault "$2" -service "$3" -services "$TPUT_C" -c "$TPUT_C" -n "$TPUT_N")
+  after=$(ran_count)
   ran=$((after - before))
   secs=$(echo "$tput" | sed -n 's/.*elapsed \([0-9.]*\)s.*/\1/p')
-  r=$(awk -v r="$ran" -v s="$secs" 'BEGIN { printf "%.0f", r / s }')
-  echo "throughput round $round: $ran restarts ran (audit log: exit 0, not coalesced) in ${secs}s = $r/s   (client: $tput)"
-  rates+=("$r")
+  echo "$(awk -v r="$ran" -v s="$secs" 'BEGIN { printf "%.0f", r / s }') $ran ${secs}s ($tput)"
+}
+rates=() rates_none=() rates_start=()
+for round in $(seq 1 "$TPUT_ROUNDS"); do
+  set -- $(tput_round restart unique f)
+  echo "throughput round $round, restart with a new fault each: $2 ran (audit log: origin run, exit 0) in $3 = $1/s   (client: ${*:4})"
+  rates+=("$1")
+  set -- $(tput_round restart - n)
+  echo "throughput round $round, restart without a fault id:    $2 ran in $3 = $1/s"
+  rates_none+=("$1")
+  set -- $(tput_round start - s)
+  echo "throughput round $round, start (no budget, no fault):   $2 ran in $3 = $1/s"
+  rates_start+=("$1")
 done
 rate=$(printf '%s\n' "${rates[@]}" | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')
+rate_none=$(printf '%s\n' "${rates_none[@]}" | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')
+rate_start=$(printf '%s\n' "${rates_start[@]}" | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')
+# The records' cost: the difference of the time per request at each rate
+# (all TPUT_C clients together), in microseconds.
+per() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0 && b > 0) printf "%.0f", 1e6 / a - 1e6 / b; else printf "?" }'; }
 echo
 printf '%-20s median of round medians %8s ms\n' worker_listener "$m_ours" xinetd+sh "$m_xin" nrpe "$m_nrpe" worker_listener_tls "$m_tls" nrpe_tls "$m_nrpe_tls"
 echo "ratio worker_listener/xinetd+sh: ${r_xin}x (median of per-round ratios; fastest runs: $min_ours vs $min_xin ms = ${r_min}x)   target <= 0.8x"
 echo "ratio worker_listener_tls/nrpe_tls: ${r_tls}x (median of per-round ratios)   target <= 0.2x"
 rss=$(awk '/VmHWM/ { print $2 }' "/proc/$pid_plain/status" 2>/dev/null || echo "?")
 echo "worker_listener peak RSS (VmHWM) after all runs: $rss kB"
-echo "throughput: median of $TPUT_ROUNDS rounds ${rates[*]}: $rate restarts/s with $TPUT_C clients   target >= 1000/s"
+echo "throughput: median of $TPUT_ROUNDS rounds ${rates[*]}: $rate restarts/s with $TPUT_C clients, a fault record each   target >= 1000/s"
+echo "throughput, restart without a fault id: median of ${rates_none[*]}: $rate_none/s; start: median of ${rates_start[*]}: $rate_start/s"
+echo "cost per request at the agent: fault record $(per "$rate" "$rate_none") us, budget record $(per "$rate_none" "$rate_start") us (time per request at each rate, $TPUT_C clients)"
 
 ok=1
 awk -v r="$r_xin" 'BEGIN { exit !(r <= 0.8) }' || { echo "TARGET MISSED: round trip ratio $r_xin > 0.8"; ok=0; }

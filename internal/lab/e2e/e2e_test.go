@@ -46,9 +46,13 @@ func TestCrashIsHealed(t *testing.T) {
 			if err != nil {
 				fail(t, l, "%v", err)
 			}
-			// One fault, one restart: the handler ran once at HARD.
+			// One fault, one restart: the handler ran once at HARD, and the
+			// agent ran one restart.
 			if n := rig.Count(h.Entries[mark:], hardHandler); n != 1 {
 				t.Errorf("handler ran %d times at HARD CRITICAL, want 1", n)
+			}
+			if c := restarts(t, l); c.Run != 1 {
+				t.Errorf("the agent's audit log: %s; want exactly 1 run", c)
 			}
 			if _, err := l.Inst.WaitComment(ctx, hostName, svcName, "auto-restart ok"); err != nil {
 				fail(t, l, "%v", err)
@@ -109,8 +113,9 @@ func testHang(t *testing.T, staleHang bool, want string) {
 	}
 }
 
-// Case 3: the worker keeps failing. Restarts stop at the budget (2 here),
-// the engine gets a comment saying so, and the service stays CRITICAL.
+// Case 3: the worker keeps failing. Restarts stop at the agent's budget (2
+// here): the agent answers "spent", the engine gets a comment saying so, and
+// the service stays CRITICAL.
 func TestFlappingStopsAtBudget(t *testing.T) {
 	for _, kind := range engines {
 		t.Run(string(kind), func(t *testing.T) {
@@ -136,7 +141,7 @@ func TestFlappingStopsAtBudget(t *testing.T) {
 			if err := l.Fault(ctx, "crash"); err != nil {
 				t.Fatal(err)
 			}
-			c, err := l.Inst.WaitComment(ctx, hostName, svcName, "budget exhausted")
+			c, err := l.Inst.WaitComment(ctx, hostName, svcName, "budget spent")
 			if err != nil {
 				fail(t, l, "%v", err)
 			}
@@ -157,11 +162,15 @@ func TestFlappingStopsAtBudget(t *testing.T) {
 			if n := rig.Count(entries[mark:], engine.Alert(hostName, svcName, "OK", "")); n != 0 {
 				t.Errorf("%d recoveries recorded after the budget was spent, want 0", n)
 			}
+			// The agent's account: budget runs, then it said "spent".
+			if c := restarts(t, l); c.Run != budget || c.Spent == 0 {
+				t.Errorf("the agent's audit log: %s; want %d runs, then spent", c, budget)
+			}
 		})
 	}
 }
 
-// Case 4: the listener is down. The handler gives up within its 20 s
+// Case 4: the listener is down. The handler gives up within its 18 s
 // deadline (inside Nagios' 30 s event_handler_timeout), Nagios keeps
 // running and checking, and a comment records the failure.
 func TestListenerDownIsRecorded(t *testing.T) {
@@ -184,8 +193,8 @@ func TestListenerDownIsRecorded(t *testing.T) {
 		t.Errorf("comment %q does not say the listener was unreachable", c.Text)
 	}
 	// Both timestamps are whole seconds: allow 2 s of rounding.
-	if took := c.EntryTime.Sub(h.Time); took > 22*time.Second {
-		t.Errorf("handler gave up %s after it started, beyond its 20s deadline", took)
+	if took := c.EntryTime.Sub(h.Time); took > sampleDeadline+2*time.Second {
+		t.Errorf("handler gave up %s after it started, beyond its %s deadline", took, sampleDeadline)
 	}
 	// Nagios is alive and still checking after the handler gave up.
 	after := c.EntryTime.Add(time.Second)
@@ -218,8 +227,8 @@ func TestListenerDownIsRecorded(t *testing.T) {
 		if rec.Exit != 2 {
 			t.Errorf("handler exit %d with the listener down, want 2: %s", rec.Exit, line)
 		}
-		if rec.Elapsed > 20000 {
-			t.Errorf("handler took %.0f ms, beyond its 20 s deadline", rec.Elapsed)
+		if rec.Elapsed > float64(sampleDeadline.Milliseconds()) {
+			t.Errorf("handler took %.0f ms, beyond its %s deadline", rec.Elapsed, sampleDeadline)
 		}
 	}
 	if !failed {
@@ -230,8 +239,9 @@ func TestListenerDownIsRecorded(t *testing.T) {
 	}
 }
 
-// Case 5: the handler holds the wrong key. Nothing is restarted, the
-// listener's audit log records the denial, Nagios gets a comment.
+// Case 5: the handler holds the wrong key (another fleet's, under the same
+// id). Nothing is restarted, the listener's audit log records the denial,
+// Nagios gets a comment.
 func TestWrongKeyIsDenied(t *testing.T) {
 	t.Parallel()
 	l := newLoop(t, rig.LoopOptions{Kind: engine.Nagios4, WrongKey: true})
@@ -247,19 +257,26 @@ func TestWrongKeyIsDenied(t *testing.T) {
 	if !strings.Contains(c.Text, "denied") {
 		t.Errorf("comment %q does not say the request was denied", c.Text)
 	}
-	audit, err := os.ReadFile(l.AuditLog)
+	audit, err := l.Audit()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var denials int
-	for _, line := range strings.Split(string(audit), "\n") {
+	var denials, pings int
+	for _, r := range audit {
 		// Only the handler's requests count, by their verb: a denial
 		// without one is a peer that connected and said nothing.
-		if strings.Contains(line, `"outcome":"denied"`) && strings.Contains(line, `"verb":"restart"`) {
+		if r.Outcome == "denied" && r.Verb == "restart" {
 			denials++
 		}
-		if strings.Contains(line, `"outcome":"ok"`) {
-			t.Errorf("audit log records a request that succeeded: %s", line)
+		// The rig's one start-up ping, signed with the right key, is the
+		// one request that may succeed.
+		if r.Outcome == "ok" && r.Verb == "ping" && pings == 0 {
+			pings++
+		} else if r.Outcome == "ok" {
+			t.Errorf("audit log records a request that succeeded: %s", r.Raw)
+		}
+		if r.Origin == "run" {
+			t.Errorf("audit log records a run: %s", r.Raw)
 		}
 	}
 	if denials == 0 {

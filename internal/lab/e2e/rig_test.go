@@ -58,3 +58,16 @@ func scenarioCtx(t *testing.T) context.Context {
 }
 
 func hardHandler(e engine.LogEntry) bool { return rig.HardHandler(e) }
+
+// sampleDeadline is the samples' handle_worker --deadline.
+const sampleDeadline = 18 * time.Second
+
+// restarts tallies the restart requests in the loop's audit log.
+func restarts(t *testing.T, l *rig.Loop) rig.AuditCounts {
+	t.Helper()
+	a, err := l.Audit()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rig.CountRestarts(a)
+}

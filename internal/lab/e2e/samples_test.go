@@ -2,10 +2,14 @@ package e2e
 
 import (
 	"context"
+	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"gopkg.in/yaml.v3"
 
 	"github.com/selfheal/selfheal/internal/lab/engine"
 	"github.com/selfheal/selfheal/internal/lab/testutil"
@@ -73,4 +77,86 @@ func TestIcingaSampleValidates(t *testing.T) {
 			t.Errorf("icinga2 daemon -C output lacks %q:\n%s", want, out)
 		}
 	}
+}
+
+// TestSampleTimeoutsNest: the shipped timeouts nest, so that a slow restart
+// ends, and is reported, before the handler gives up, and the handler ends
+// before the engine kills it: every restart action's timeout plus its kill
+// grace < handle_worker --deadline < the engine's event handler timeout.
+func TestSampleTimeoutsNest(t *testing.T) {
+	root := filepath.Join(testutil.ModuleRoot(t), "nagios-config")
+	read := func(rel string) string {
+		t.Helper()
+		b, err := os.ReadFile(filepath.Join(root, rel))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	find := func(rel, pattern string) time.Duration {
+		t.Helper()
+		m := regexp.MustCompile(pattern).FindStringSubmatch(read(rel))
+		if m == nil {
+			t.Fatalf("%s: no match for %s", rel, pattern)
+		}
+		v := m[1]
+		if !strings.HasSuffix(v, "s") {
+			v += "s" // nagios.cfg counts seconds
+		}
+		return parseDur(t, v)
+	}
+	nagiosDeadline := find("nagios4/commands.cfg", `handle_worker event .*--deadline (\d+s)`)
+	nagiosKill := find("nagios4/nagios.cfg", `(?m)^event_handler_timeout=(\d+)$`)
+	icingaDeadline := find("icinga2/selfheal.conf", `"--deadline" = "(\d+s)"`)
+	icingaKill := find("icinga2/selfheal.conf", `(?m)^\s*timeout = (\d+s)$`)
+	if nagiosDeadline != sampleDeadline || icingaDeadline != sampleDeadline {
+		t.Errorf("handler deadlines %s (Nagios), %s (Icinga 2); the tests assume %s", nagiosDeadline, icingaDeadline, sampleDeadline)
+	}
+	if nagiosDeadline >= nagiosKill || icingaDeadline >= icingaKill {
+		t.Errorf("handler deadline %s / %s not inside the engine's kill %s / %s", nagiosDeadline, icingaDeadline, nagiosKill, icingaKill)
+	}
+	for _, rel := range []string{"listener/worker_listener.yaml", "demo/worker_listener.yaml"} {
+		var cfg struct {
+			Services map[string]struct {
+				Actions map[string]struct {
+					Timeout   string `yaml:"timeout"`
+					KillGrace string `yaml:"kill_grace"`
+				} `yaml:"actions"`
+			} `yaml:"services"`
+		}
+		if err := yaml.Unmarshal([]byte(read(rel)), &cfg); err != nil {
+			t.Fatalf("%s: %v", rel, err)
+		}
+		n := 0
+		for name, svc := range cfg.Services {
+			a, ok := svc.Actions["restart"]
+			if !ok {
+				continue
+			}
+			n++
+			timeout, grace := 30*time.Second, 5*time.Second // the agent's defaults
+			if a.Timeout != "" {
+				timeout = parseDur(t, a.Timeout)
+			}
+			if a.KillGrace != "" {
+				grace = parseDur(t, a.KillGrace)
+			}
+			if timeout+grace >= sampleDeadline {
+				t.Errorf("%s: %s's restart may take %s + %s kill grace, not inside the handler's %s deadline",
+					rel, name, timeout, grace, sampleDeadline)
+			}
+		}
+		if n == 0 {
+			t.Errorf("%s: no restart action found", rel)
+		}
+	}
+}
+
+func parseDur(t *testing.T, s string) time.Duration {
+	t.Helper()
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
 }

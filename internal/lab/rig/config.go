@@ -16,7 +16,9 @@ import (
 // written (an empty list is what a test of the config check wants to see
 // refused).
 type ListenerConfig struct {
-	Listen        string
+	Listen string
+	// Agent is the agent's identity; Prepare sets it from the kit.
+	Agent         string
 	Keys          []string
 	Allow         []string
 	AuditLog      string
@@ -25,7 +27,10 @@ type ListenerConfig struct {
 	ShutdownGrace string
 	Limits        Limits
 	TLS           *TLS
-	Services      []Service
+	// Budget is the default restart budget of every service (nil: the
+	// listener's default).
+	Budget   *Budget
+	Services []Service
 	// Extra is raw YAML appended at the top level: a knob the rig does
 	// not model, or a deliberate mistake for a test of the config check.
 	Extra string
@@ -54,6 +59,15 @@ type TLS struct {
 type Service struct {
 	Name    string
 	Actions map[string]Action
+	Budget  *Budget // nil: the config's default
+}
+
+// Budget is a restart budget: at most Max restarts per Window, at least
+// MinGap apart. Empty fields are left out.
+type Budget struct {
+	Max    int    `yaml:"max,omitempty"`
+	Window string `yaml:"window,omitempty"`
+	MinGap string `yaml:"min_gap,omitempty"`
 }
 
 // Action is a fixed argv, run without a shell.
@@ -67,6 +81,7 @@ type Action struct {
 // file is the YAML document, in the order the sample config uses.
 type file struct {
 	Listen        string     `yaml:"listen,omitempty"`
+	Agent         string     `yaml:"agent,omitempty"`
 	Keys          []string   `yaml:"keys"`
 	Allow         []string   `yaml:"allow"`
 	AuditLog      string     `yaml:"audit_log,omitempty"`
@@ -75,6 +90,7 @@ type file struct {
 	ShutdownGrace string     `yaml:"shutdown_grace,omitempty"`
 	TLS           *TLS       `yaml:"tls,omitempty"`
 	Limits        Limits     `yaml:"limits,omitempty"`
+	Budget        *Budget    `yaml:"budget,omitempty"`
 	Services      *yaml.Node `yaml:"services"`
 }
 
@@ -87,7 +103,8 @@ func (c ListenerConfig) YAML() ([]byte, error) {
 		var v yaml.Node
 		if err := v.Encode(struct {
 			Actions map[string]Action `yaml:"actions"`
-		}{s.Actions}); err != nil {
+			Budget  *Budget           `yaml:"budget,omitempty"`
+		}{s.Actions, s.Budget}); err != nil {
 			return nil, fmt.Errorf("service %s: %w", s.Name, err)
 		}
 		services.Content = append(services.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: s.Name}, &v)
@@ -101,9 +118,9 @@ func (c ListenerConfig) YAML() ([]byte, error) {
 	enc := yaml.NewEncoder(&b)
 	enc.SetIndent(2)
 	err := enc.Encode(file{
-		Listen: c.Listen, Keys: c.Keys, Allow: c.Allow, AuditLog: c.AuditLog, StateDir: c.StateDir,
+		Listen: c.Listen, Agent: c.Agent, Keys: c.Keys, Allow: c.Allow, AuditLog: c.AuditLog, StateDir: c.StateDir,
 		ReplayWindow: c.ReplayWindow, ShutdownGrace: c.ShutdownGrace, TLS: c.TLS, Limits: c.Limits,
-		Services: services,
+		Budget: c.Budget, Services: services,
 	})
 	if err == nil {
 		err = enc.Close()

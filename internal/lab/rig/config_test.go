@@ -18,7 +18,7 @@ import (
 func TestListenerConfigParses(t *testing.T) {
 	dir := t.TempDir()
 	key := filepath.Join(dir, "k.key")
-	if _, err := NewKey("nagios1", key); err != nil {
+	if _, _, err := NewKeys("fleet1", "worker1", filepath.Join(dir, "fleet1.key"), key); err != nil {
 		t.Fatal(err)
 	}
 	script := filepath.Join(dir, "a.sh")
@@ -26,12 +26,13 @@ func TestListenerConfigParses(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := ListenerConfig{
-		Listen: "127.0.0.1:0", Keys: []string{key}, Allow: Loopback, AuditLog: "-", StateDir: filepath.Join(dir, "state"),
+		Listen: "127.0.0.1:0", Agent: "worker1", Keys: []string{key}, Allow: Loopback, AuditLog: "-", StateDir: filepath.Join(dir, "state"),
 		ReplayWindow: "10m", ShutdownGrace: "2s",
 		Limits: Limits{Rate: 2.5, Burst: 7, MaxConns: 9, MaxConnsPerSource: 3, ReadTimeout: "1m"},
+		Budget: &Budget{Max: 5, Window: "30m", MinGap: "1m"},
 		Services: []Service{
 			{Name: "zeta", Actions: map[string]Action{"restart": {Argv: []string{script, "a b", "it's"}, Timeout: "10s", KillGrace: "1s",
-				Env: map[string]string{"MARK": dir + "/mark", "EMPTY": ""}}}},
+				Env: map[string]string{"MARK": dir + "/mark", "EMPTY": ""}}}, Budget: &Budget{Max: 2}},
 			{Name: "alpha", Actions: map[string]Action{"stop": {Argv: []string{script}}, "start": {Argv: []string{script}}}},
 		},
 		Comment: "Written by a test.\nTwo lines.",
@@ -44,7 +45,7 @@ func TestListenerConfigParses(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, b)
 	}
-	if got.Listen != c.Listen || !reflect.DeepEqual(got.Keys, c.Keys) || !reflect.DeepEqual(got.Allow, c.Allow) ||
+	if got.Listen != c.Listen || got.Agent != "worker1" || !reflect.DeepEqual(got.Keys, c.Keys) || !reflect.DeepEqual(got.Allow, c.Allow) ||
 		got.AuditLog != "-" || got.StateDir != c.StateDir || got.ReplayWindow != 10*time.Minute || got.ShutdownGrace != 2*time.Second {
 		t.Errorf("top level: %+v\n%s", got, b)
 	}
@@ -58,6 +59,13 @@ func TestListenerConfigParses(t *testing.T) {
 	}
 	if len(got.Services) != 2 || len(got.Services["alpha"].Actions) != 2 {
 		t.Errorf("services %+v", got.Services)
+	}
+	// The budget: the top level for alpha, zeta's override field by field.
+	if b := got.Services["alpha"].RestartBudget(); b != (listener.Budget{Max: 5, Window: 30 * time.Minute, MinGap: time.Minute}) {
+		t.Errorf("alpha's budget %+v", b)
+	}
+	if b := got.Services["zeta"].RestartBudget(); b != (listener.Budget{Max: 2, Window: 30 * time.Minute, MinGap: time.Minute}) {
+		t.Errorf("zeta's budget %+v", b)
 	}
 	text := string(b)
 	if !strings.HasPrefix(text, "# Written by a test.\n# Two lines.\n") {

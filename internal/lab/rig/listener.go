@@ -22,11 +22,17 @@ import (
 
 // Kit is what Prepare writes for a listener, all in Dir.
 type Kit struct {
-	Dir   string // required; created if need be, removed by the caller
-	KeyID string // default "nagios1"
-	// Genkey, when set, is the worker_listener binary, and the key is made
-	// the documented way (worker_listener genkey); otherwise NewKey.
-	Genkey string
+	Dir     string // required; created if need be, removed by the caller
+	FleetID string // the fleet key's id; default "fleet1"
+	Agent   string // the agent's identity; default "worker1"
+	// Issue, when set, is the handle_worker binary, and the keys are made
+	// the documented way (handle_worker genkey, issue-key); otherwise
+	// NewKeys.
+	Issue string
+	// Fleet, when set, is an existing fleet key file: the agent's host key
+	// is issued from it (a second agent of the same fleet), and no fleet
+	// key is made.
+	Fleet string
 	// Scripts are action scripts, file name -> body, written executable
 	// into Dir.
 	Scripts map[string]string
@@ -40,10 +46,13 @@ type Kit struct {
 // internal/listener's tests loads Config itself; StartListener runs the
 // binary on it.
 type Files struct {
-	Dir     string
-	KeyFile string // Dir/KEYID.key
-	Key     protocol.Key
-	Config  string // Dir/listener.yaml
+	Dir       string
+	Agent     string
+	FleetFile string       // Dir/FLEETID.fleet.key: what the monitoring side holds
+	Fleet     protocol.Key // the fleet key, for clients
+	KeyFile   string       // Dir/FLEETID.key: the agent's host key, listed in the config
+	Key       protocol.Key // the host key
+	Config    string       // Dir/listener.yaml
 }
 
 // Prepare writes a listener's key, scripts and config.
@@ -51,18 +60,26 @@ func Prepare(ctx context.Context, k Kit) (Files, error) {
 	if k.Dir == "" {
 		return Files{}, errors.New("rig: Kit.Dir is required")
 	}
-	if k.KeyID == "" {
-		k.KeyID = "nagios1"
+	if k.FleetID == "" {
+		k.FleetID = "fleet1"
+	}
+	if k.Agent == "" {
+		k.Agent = "worker1"
 	}
 	if err := os.MkdirAll(k.Dir, 0o700); err != nil {
 		return Files{}, err
 	}
-	f := Files{Dir: k.Dir, KeyFile: filepath.Join(k.Dir, k.KeyID+".key"), Config: filepath.Join(k.Dir, "listener.yaml")}
+	f := Files{Dir: k.Dir, Agent: k.Agent, FleetFile: filepath.Join(k.Dir, k.FleetID+".fleet.key"),
+		KeyFile: filepath.Join(k.Dir, k.FleetID+".key"), Config: filepath.Join(k.Dir, "listener.yaml")}
 	var err error
-	if k.Genkey != "" {
-		f.Key, err = GenKey(ctx, k.Genkey, k.KeyID, f.KeyFile)
-	} else {
-		f.Key, err = NewKey(k.KeyID, f.KeyFile)
+	switch {
+	case k.Fleet != "":
+		f.FleetFile = k.Fleet
+		f.Fleet, f.Key, err = IssueHostKey(ctx, k.Issue, k.Fleet, k.Agent, f.KeyFile)
+	case k.Issue != "":
+		f.Fleet, f.Key, err = IssueKeys(ctx, k.Issue, k.FleetID, k.Agent, f.FleetFile, f.KeyFile)
+	default:
+		f.Fleet, f.Key, err = NewKeys(k.FleetID, k.Agent, f.FleetFile, f.KeyFile)
 	}
 	if err != nil {
 		return f, err
@@ -73,6 +90,9 @@ func Prepare(ctx context.Context, k Kit) (Files, error) {
 		}
 	}
 	c := k.Config
+	if c.Agent == "" {
+		c.Agent = k.Agent
+	}
 	if len(c.Keys) == 0 {
 		c.Keys = []string{f.KeyFile}
 	}
@@ -98,9 +118,11 @@ type Serve struct {
 	// socket activation does (LISTEN_FDS=1): no port to race for, and the
 	// config's listen address is not used.
 	Activate bool
-	// Ping, when set, must be answered before StartListener returns: proof
-	// that the agent serves with this key.
-	Ping *protocol.Key
+	// Ping, when set (the agent's host key, or a fleet key with PingAgent),
+	// must be answered before StartListener returns: proof that the agent
+	// serves with this key.
+	Ping      *protocol.Key
+	PingAgent string // default: the Ping key's own agent
 	// Timeout bounds the start-up; default 15s.
 	Timeout time.Duration
 }
@@ -192,7 +214,15 @@ func (l *Listener) waitServing(ctx context.Context, o Serve) error {
 	if o.Ping == nil {
 		return nil
 	}
-	rep, err := protocol.NewClient(protocol.ClientConfig{Addr: l.Addr, Key: *o.Ping}).Do(ctx, protocol.VerbPing, "")
+	agent := o.PingAgent
+	if agent == "" {
+		agent = o.Ping.Agent
+	}
+	c, err := protocol.NewClient(protocol.ClientConfig{Addr: l.Addr, Key: *o.Ping, Agent: agent})
+	if err != nil {
+		return err
+	}
+	rep, err := c.Do(ctx, protocol.VerbPing, "", "")
 	if err != nil || rep.Outcome != protocol.OutcomeOK {
 		return fmt.Errorf("worker_listener does not answer a ping with our key: %v %+v\n%s", err, rep, l.Logs())
 	}

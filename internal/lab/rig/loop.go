@@ -30,9 +30,10 @@ type LoopOptions struct {
 	// Bin maps each name in Binaries to its executable.
 	Bin map[string]string
 
-	// MaxRestarts is the restart budget (default 3, per hour).
+	// MaxRestarts is the agent's restart budget (default 3, per hour:
+	// the budget's window is always 1h here).
 	MaxRestarts int
-	// MinGap is the least time between restarts (default 1s).
+	// MinGap is the agent's least time between restarts (default 1s).
 	MinGap string
 	// Recheck is how long after a restart the handler forces a re-check
 	// (default 1s).
@@ -48,8 +49,9 @@ type LoopOptions struct {
 	StaleHang bool
 	// NoListener leaves the listener port closed (the listener is down).
 	NoListener bool
-	// WrongKey gives the handler a different secret under the listener's
-	// key id, so that every request fails authentication.
+	// WrongKey gives the handler another fleet's key under the same fleet
+	// id: the host key it derives is not the agent's, so every request
+	// fails authentication.
 	WrongKey bool
 }
 
@@ -81,6 +83,8 @@ func (o *LoopOptions) defaults() {
 // then the listener, then the worker through its pid file).
 type Loop struct {
 	Opts         LoopOptions
+	Agent        string // the agent's identity: HostName lower-cased
+	Keys         Files  // the fleet key (the handler's), the host key, the listener's config
 	Worker       Worker
 	WorkerAddr   string // the worker's status address (127.0.0.1:port)
 	ListenerPort int
@@ -113,21 +117,8 @@ func StartLoop(ctx context.Context, opts LoopOptions) (l *Loop, err error) {
 	}()
 	// One directory with all four binaries: $USER1$ / SelfhealPluginDir.
 	l.binDir = filepath.Join(opts.Dir, "bin")
-	if err := os.MkdirAll(l.binDir, 0o755); err != nil {
+	if err := LinkBinaries(l.binDir, opts.Bin); err != nil {
 		return l, err
-	}
-	for _, name := range Binaries {
-		src, ok := opts.Bin[name]
-		if !ok {
-			return l, fmt.Errorf("rig: no path for %s", name)
-		}
-		abs, err := filepath.Abs(src)
-		if err != nil {
-			return l, err
-		}
-		if err := os.Symlink(abs, filepath.Join(l.binDir, name)); err != nil && !os.IsExist(err) {
-			return l, err
-		}
 	}
 	wport, err := FreePort()
 	if err != nil {
@@ -145,20 +136,27 @@ func StartLoop(ctx context.Context, opts LoopOptions) (l *Loop, err error) {
 	l.EngineOut = l.path("engine.out")
 	l.Worker = Worker{Bin: l.Bin("demo_worker"), Addr: l.WorkerAddr, PIDFile: l.PIDFile, LogFile: l.WorkerLog}
 
-	// The listener's files, its key made the documented way.
-	files, err := Prepare(ctx, Kit{Dir: l.path("listener"), KeyID: "selfheal-lab", Genkey: l.Bin("worker_listener"),
+	// The keys made the documented way (handle_worker genkey on the
+	// monitoring node, issue-key for the worker host); the agent is named
+	// as the samples name it, after the Nagios host. The budget is the
+	// agent's; the action's timeouts are the sample's (10 s + 5 s grace,
+	// inside the handler's 18 s deadline).
+	l.Agent = strings.ToLower(HostName)
+	files, err := Prepare(ctx, Kit{Dir: l.path("listener"), Agent: l.Agent, Issue: l.Bin("handle_worker"),
 		Config: ListenerConfig{
 			Listen: fmt.Sprintf("127.0.0.1:%d", l.ListenerPort), Allow: Loopback, AuditLog: l.AuditLog,
+			Budget: &Budget{Max: opts.MaxRestarts, Window: "1h", MinGap: opts.MinGap},
 			Services: []Service{{Name: Target, Actions: map[string]Action{
-				"restart": {Argv: l.Worker.Argv("restart"), Timeout: "30s"}}}},
+				"restart": {Argv: l.Worker.Argv("restart"), Timeout: "10s", KillGrace: "5s"}}}},
 		}})
 	if err != nil {
 		return l, err
 	}
-	handlerKey := files.KeyFile
+	l.Keys = files
+	handlerKey := files.FleetFile
 	if opts.WrongKey {
-		handlerKey = l.path("handler.key")
-		if _, err := GenKey(ctx, l.Bin("worker_listener"), "selfheal-lab", handlerKey); err != nil {
+		handlerKey = l.path("other-fleet.key")
+		if _, err := Run(ctx, l.Bin("handle_worker"), FleetKeyArgs(files.Fleet.ID, handlerKey)...); err != nil {
 			return l, err
 		}
 	}
@@ -169,7 +167,10 @@ func StartLoop(ctx context.Context, opts LoopOptions) (l *Loop, err error) {
 		if _, err := Run(ctx, l.Bin("worker_listener"), "check-config", "--config", files.Config); err != nil {
 			return l, err
 		}
-		ln, err := StartListener(ctx, Serve{Bin: l.Bin("worker_listener"), Config: files.Config, Log: l.ListenerLog})
+		// The ping signs with the fleet key, as the handler will: proof
+		// that the agent serves the host key issued from it.
+		ln, err := StartListener(ctx, Serve{Bin: l.Bin("worker_listener"), Config: files.Config, Log: l.ListenerLog,
+			Ping: &files.Fleet, PingAgent: l.Agent})
 		if err != nil {
 			return l, err
 		}
@@ -179,6 +180,28 @@ func StartLoop(ctx context.Context, opts LoopOptions) (l *Loop, err error) {
 		return l, err
 	}
 	return l, nil
+}
+
+// LinkBinaries makes dir hold the suite's four binaries, as symlinks to
+// the paths in bin: the one plugin directory an engine is given.
+func LinkBinaries(dir string, bin map[string]string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for _, name := range Binaries {
+		src, ok := bin[name]
+		if !ok {
+			return fmt.Errorf("rig: no path for %s", name)
+		}
+		abs, err := filepath.Abs(src)
+		if err != nil {
+			return err
+		}
+		if err := os.Symlink(abs, filepath.Join(dir, name)); err != nil && !os.IsExist(err) {
+			return err
+		}
+	}
+	return nil
 }
 
 func (l *Loop) path(name string) string { return filepath.Join(l.Opts.Dir, name) }
@@ -258,7 +281,7 @@ func (l *Loop) startEngine(ctx context.Context, workerPort int, keyFile string) 
 	site := Site{Kind: o.Kind, Binary: o.Engine, Stderr: out, ConfigDir: o.ConfigDir, BinDir: l.binDir,
 		KeyFile: keyFile, StateDir: stateDir, HandlerLog: l.HandlerLog,
 		ListenerPort: l.ListenerPort, WorkerPort: workerPort, CheckTimeout: o.CheckTimeout, MaxAge: o.MaxAge,
-		MaxRestarts: o.MaxRestarts, MinGap: o.MinGap, Recheck: o.Recheck}
+		Recheck: o.Recheck}
 	cfg, err := site.Config()
 	if err != nil {
 		out.Close()
@@ -295,6 +318,9 @@ func (l *Loop) Close() error {
 	l.closers = nil
 	return first
 }
+
+// Audit reads the agent's audit log.
+func (l *Loop) Audit() ([]AuditRecord, error) { return ReadAudit(l.AuditLog) }
 
 // Log returns the engine's Nagios-format log now (nil if unreadable).
 func (l *Loop) Log() []engine.LogEntry {
@@ -348,11 +374,17 @@ type Healed struct {
 // records it: HARD CRITICAL, then the handler at HARD, then OK HARD, in
 // that order; and then for status.dat to say OK HARD.
 func (l *Loop) WaitHealed(ctx context.Context, mark int) (Healed, error) {
+	return WaitHealed(ctx, l.Inst, mark)
+}
+
+// WaitHealed is Loop.WaitHealed for any engine instance running the rig's
+// host and service (one endpoint of a zone, say).
+func WaitHealed(ctx context.Context, inst *engine.Instance, mark int) (Healed, error) {
 	crit := engine.Alert(HostName, ServiceName, "CRITICAL", "HARD")
 	okHard := engine.Alert(HostName, ServiceName, "OK", "HARD")
 	var h Healed
 	for {
-		h.Entries = l.Log()
+		h.Entries, _ = inst.Log()
 		h.ICrit = Index(h.Entries, mark, crit)
 		h.IHandler = Index(h.Entries, h.ICrit, HardHandler)
 		h.IOK = Index(h.Entries, h.IHandler, okHard)
@@ -367,7 +399,7 @@ func (l *Loop) WaitHealed(ctx context.Context, mark int) (Healed, error) {
 		}
 	}
 	h.Critical, h.Handler, h.OK = h.Entries[h.ICrit], h.Entries[h.IHandler], h.Entries[h.IOK]
-	if _, err := l.Inst.WaitService(ctx, HostName, ServiceName, engine.StateIs(nagios.OK, true)); err != nil {
+	if _, err := inst.WaitService(ctx, HostName, ServiceName, engine.StateIs(nagios.OK, true)); err != nil {
 		return h, err
 	}
 	return h, nil

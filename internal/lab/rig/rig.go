@@ -1,6 +1,7 @@
 // Package rig wires the self-healing loop on one machine, once, for every
-// test, benchmark and demo that needs it: a key (GenKey, NewKey), the
-// listener's config (ListenerConfig), a real worker_listener on loopback
+// test, benchmark and demo that needs it: a fleet key and an agent's host
+// key (IssueKeys, NewKeys), the agent's config (ListenerConfig, its
+// restart budget included), a real worker_listener on loopback
 // (StartListener), the demo worker behind its pid file (Worker), and a real
 // Nagios Core 4 or Icinga 2 running the sample definitions in nagios-config/
 // (Site, StartLoop).

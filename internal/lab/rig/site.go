@@ -19,7 +19,9 @@ const (
 
 // Site is what the sample definitions in nagios-config/ leave to a site,
 // for one host (HostName) with one worker service (ServiceName): the
-// paths, the ports and the budget. Config turns it into an engine config
+// paths and the ports. The restart budget is not here: the agent keeps it
+// (ListenerConfig.Budget). The handler names the agent after the host
+// (HostName lower-cased, the samples' default). Config turns it into an engine config
 // that loads the samples as they are; intervals and attempts come from
 // the samples (3 attempts, check and retry interval 1, which the engine's
 // interval_length=1 makes seconds; for Icinga 2, site constants).
@@ -31,16 +33,15 @@ type Site struct {
 
 	ConfigDir string // the repository's nagios-config directory
 	BinDir    string // holds the four binaries ($USER1$, SelfhealPluginDir)
-	// handle_worker's --key-file, --state-dir and --log-file.
+	// handle_worker's --key-file (the fleet key), --state-dir and
+	// --log-file. For Icinga 2, "${dir}" in them is the engine's own
+	// directory (one per endpoint of a zone).
 	KeyFile, StateDir, HandlerLog string
 
 	ListenerPort, WorkerPort int
 	CheckTimeout             int    // check_worker -t, seconds
 	MaxAge                   string // check_worker --max-age
-	MaxRestarts              int    // handle_worker --max-restarts
-	Window                   string // --window; "" keeps the sample's
-	MinGap                   string // --min-gap
-	Recheck                  string // --recheck-delay
+	Recheck                  string // handle_worker --recheck-delay
 }
 
 // Config is the engine config for the site.
@@ -86,11 +87,6 @@ func (s Site) nagiosObjects() string {
 	line("_WORKER_TARGET", Target)
 	line("_WORKER_TIMEOUT", strconv.Itoa(s.CheckTimeout))
 	line("_WORKER_CHECK_ARGS", "--max-age "+s.MaxAge)
-	line("_HEAL_MAX_RESTARTS", strconv.Itoa(s.MaxRestarts))
-	if s.Window != "" {
-		line("_HEAL_WINDOW", s.Window)
-	}
-	line("_HEAL_MIN_GAP", s.MinGap)
 	line("_HEAL_RECHECK", s.Recheck)
 	b.WriteString("}\n")
 	return b.String()
@@ -104,10 +100,6 @@ func (s Site) icingaObjects() string {
 	fmt.Fprintf(&b, "  vars.listener_port = %d\n  vars.selfheal_workers[%q] = {\n", s.ListenerPort, ServiceName)
 	fmt.Fprintf(&b, "    worker_port = %d\n    worker_target = %q\n    worker_timeout = %d\n    worker_max_age = %q\n",
 		s.WorkerPort, Target, s.CheckTimeout, s.MaxAge)
-	fmt.Fprintf(&b, "    heal_max_restarts = %d\n", s.MaxRestarts)
-	if s.Window != "" {
-		fmt.Fprintf(&b, "    heal_window = %q\n", s.Window)
-	}
-	fmt.Fprintf(&b, "    heal_min_gap = %q\n    heal_recheck = %q\n  }\n}\n", s.MinGap, s.Recheck)
+	fmt.Fprintf(&b, "    heal_recheck = %q\n  }\n}\n", s.Recheck)
 	return b.String()
 }

@@ -10,7 +10,8 @@ import (
 )
 
 // The object definitions the loop and the Nagios demo each wrote before
-// the rig wrote them once; the rig's must say the same.
+// the rig wrote them once; the rig's must say the same, less the restart
+// budget, which moved to the agent's config (SH2).
 const (
 	loopNagios = `define host {
   use                    selfheal-host
@@ -26,11 +27,9 @@ define service {
   service_description  %[2]s
   _WORKER_PORT         %[4]d
   _WORKER_TARGET       %[5]s
-  _WORKER_TIMEOUT      %[7]d
-  _WORKER_CHECK_ARGS   --max-age %[8]s
-  _HEAL_MAX_RESTARTS   %[6]d
-  _HEAL_MIN_GAP        %[9]s
-  _HEAL_RECHECK        %[10]s
+  _WORKER_TIMEOUT      %[6]d
+  _WORKER_CHECK_ARGS   --max-age %[7]s
+  _HEAL_RECHECK        %[8]s
 }
 `
 	loopIcinga = `object Host %[1]q {
@@ -41,11 +40,9 @@ define service {
   vars.selfheal_workers[%[2]q] = {
     worker_port = %[4]d
     worker_target = %[5]q
-    worker_timeout = %[7]d
-    worker_max_age = %[8]q
-    heal_max_restarts = %[6]d
-    heal_min_gap = %[9]q
-    heal_recheck = %[10]q
+    worker_timeout = %[6]d
+    worker_max_age = %[7]q
+    heal_recheck = %[8]q
   }
 }
 `
@@ -66,9 +63,6 @@ define service {
   _WORKER_TARGET       demo
   _WORKER_TIMEOUT      %[5]s
   _WORKER_CHECK_ARGS   --max-age %[6]s
-  _HEAL_MAX_RESTARTS   %[7]d
-  _HEAL_WINDOW         %[8]s
-  _HEAL_MIN_GAP        %[9]s
   _HEAL_RECHECK        1s
 }
 `
@@ -90,21 +84,27 @@ func definitions(text string) []string {
 }
 
 func TestSiteObjectsAreTheLoopsAndTheDemos(t *testing.T) {
-	loop := Site{ListenerPort: 5690, WorkerPort: 8080, CheckTimeout: 2, MaxAge: "2s,3s", MaxRestarts: 3, MinGap: "1s", Recheck: "1s"}
-	args := []any{HostName, ServiceName, 5690, 8080, Target, 3, 2, "2s,3s", "1s", "1s"}
+	loop := Site{ListenerPort: 5690, WorkerPort: 8080, CheckTimeout: 2, MaxAge: "2s,3s", Recheck: "1s"}
+	args := []any{HostName, ServiceName, 5690, 8080, Target, 2, "2s,3s", "1s"}
 	if got, want := definitions(loop.nagiosObjects()), definitions(fmt.Sprintf(loopNagios, args...)); !reflect.DeepEqual(got, want) {
 		t.Errorf("Nagios objects\n got %q\nwant %q", got, want)
 	}
 	if got, want := definitions(loop.icingaObjects()), definitions(fmt.Sprintf(loopIcinga, args...)); !reflect.DeepEqual(got, want) {
 		t.Errorf("Icinga objects\n got %q\nwant %q", got, want)
 	}
-	demo := Site{ListenerPort: 5690, WorkerPort: 8080, CheckTimeout: 2, MaxAge: "5,10", MaxRestarts: 3, Window: "10m", MinGap: "0s", Recheck: "1s"}
-	want := definitions(fmt.Sprintf(demoNagios, HostName, ServiceName, "5690", "8080", "2", "5,10", 3, "10m", "0s"))
+	demo := Site{ListenerPort: 5690, WorkerPort: 8080, CheckTimeout: 2, MaxAge: "5,10", Recheck: "1s"}
+	want := definitions(fmt.Sprintf(demoNagios, HostName, ServiceName, "5690", "8080", "2", "5,10"))
 	if got := definitions(demo.nagiosObjects()); !reflect.DeepEqual(got, want) {
 		t.Errorf("the demo's Nagios objects\n got %q\nwant %q", got, want)
 	}
-	if !strings.Contains(demo.icingaObjects(), `heal_window = "10m"`) {
-		t.Errorf("Icinga objects lack the window:\n%s", demo.icingaObjects())
+	// No budget and no agent name in the engine's objects: the agent keeps
+	// the budget, and the handler names the agent after the host.
+	for _, text := range []string{loop.nagiosObjects(), loop.icingaObjects(), demo.nagiosObjects(), demo.icingaObjects()} {
+		for _, gone := range []string{"MAX_RESTARTS", "max_restarts", "WINDOW", "window", "MIN_GAP", "min_gap", "agent", "AGENT"} {
+			if strings.Contains(text, gone) {
+				t.Errorf("objects still set %s:\n%s", gone, text)
+			}
+		}
 	}
 }
 

@@ -1,6 +1,8 @@
 // Command wlclient is the benchmark's client for worker_listener: one
-// authenticated request per process (for hyperfine's per-process round
-// trip), or a sustained-throughput run with several concurrent clients.
+// authenticated SH2 request per process (for hyperfine's per-process round
+// trip), or a sustained-throughput run with several concurrent clients. It
+// signs as handle_worker does: with the fleet key (or the agent's own host
+// key), for the agent named by -agent.
 // It also writes a throwaway PKI for the TLS runs and finds free ports.
 // It is a benchmark helper, not an installed tool: on-call engineers use
 // `handle_worker send`.
@@ -29,7 +31,9 @@ import (
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:5690", "listener host:port")
-	keyFile := flag.String("key", "", "key file")
+	keyFile := flag.String("key", "", "key file: the fleet key, or the agent's host key")
+	agent := flag.String("agent", "worker1", "the agent's name (agent: in its config)")
+	fault := flag.String("fault", "-", `fault id of each request: "-" (none), "unique" (a new one per request: the agent records each), or an id`)
 	verb := flag.String("verb", "restart", "verb")
 	service := flag.String("service", "demo", "service (with -services N: the prefix; worker i uses <prefix><i mod N>)")
 	services := flag.Int("services", 0, "spread workers over this many services (no coalescing between them)")
@@ -68,13 +72,19 @@ func main() {
 	if err != nil {
 		fail(err)
 	}
-	cfg := protocol.ClientConfig{Addr: *addr, Key: k}
+	cfg := protocol.ClientConfig{Addr: *addr, Key: k, Agent: *agent}
 	if *ca != "" {
 		if cfg.TLS, err = protocol.ClientTLS(*ca, *cert, *key, "localhost"); err != nil {
 			fail(err)
 		}
 	}
-	cl := protocol.NewClient(cfg)
+	cl, err := protocol.NewClient(cfg)
+	if err != nil {
+		fail(err)
+	}
+	// Unique faults: this process's pid and start, the worker and a
+	// counter, so no two requests (or runs) share one.
+	run := fmt.Sprintf("b%d-%d", os.Getpid(), time.Now().UnixNano()%1e9)
 	var ok, bad atomic.Int64
 	var firstErr atomic.Value
 	start := time.Now()
@@ -87,9 +97,13 @@ func main() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for range *n {
+			for i := range *n {
+				f := *fault
+				if f == "unique" {
+					f = fmt.Sprintf("%s-%d-%d", run, w, i)
+				}
 				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-				rep, err := cl.Do(ctx, protocol.Verb(*verb), svc)
+				rep, err := cl.Do(ctx, protocol.Verb(*verb), svc, f)
 				cancel()
 				if err == nil && rep.Outcome == protocol.OutcomeOK {
 					ok.Add(1)

@@ -46,34 +46,65 @@ func Serve(t testing.TB, o rig.Serve) *rig.Listener {
 }
 
 // HandlerListener is a real worker_listener on loopback for handle_worker's
-// tests, with a fresh key. Its services, each with a restart (and start
-// and status for demo):
+// tests, with keys issued the documented way (handle_worker genkey and
+// issue-key): the handler holds the fleet key, the agent its host key.
+// Its services, each with a restart (and start and status for demo):
 //
 //	demo    restart appends a line to a counter file and prints "restarted"
 //	failing restart prints "boom" and exits 7
 //	slow    restart sleeps 30s under a 1s timeout
-//	hang    restart sleeps 30s under a 5s timeout (for killing the client mid-request)
+//	hang    restart appends a line to the counter file, then sleeps 30s
+//	        under a 5s timeout (for killing the client mid-request)
 type HandlerListener struct {
-	Host    string // 127.0.0.1
-	Port    int
+	Host  string // 127.0.0.1
+	Port  int
+	Agent string // the agent's identity
+	// KeyFile and Key are the fleet key: what handle_worker holds.
 	KeyFile string
 	Key     protocol.Key
-	Dir     string
-	count   string
+	// HostKeyFile and HostKey are the agent's host key, in its config.
+	HostKeyFile string
+	HostKey     protocol.Key
+	Dir         string
+	AuditLog    string
+	count       string
 }
+
+// HandlerOptions change StartHandlerListener's agent.
+type HandlerOptions struct {
+	// Agent is the agent's identity; default "worker1".
+	Agent string
+	// Budget is every service's restart budget. The default, 3 per hour
+	// with no min gap, lets a test restart several faults in a row; a
+	// test of the agent's budget sets its own.
+	Budget *rig.Budget
+}
+
+// DefaultTestBudget is StartHandlerListener's budget unless told.
+var DefaultTestBudget = rig.Budget{Max: 3, Window: "1h", MinGap: "0s"}
 
 // StartHandlerListener runs `worker_listener serve` on a loopback socket it
 // is handed as systemd would (LISTEN_FDS), so there is no port to race for,
-// and stops it (the whole process group) when the test ends.
-func StartHandlerListener(t testing.TB) *HandlerListener {
+// and stops it (the whole process group) when the test ends. At most one
+// HandlerOptions is used.
+func StartHandlerListener(t testing.TB, opts ...HandlerOptions) *HandlerListener {
 	t.Helper()
+	var o HandlerOptions
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	if o.Budget == nil {
+		b := DefaultTestBudget
+		o.Budget = &b
+	}
 	bin := testutil.Binary(t, "worker_listener")
 	dir := t.TempDir()
 	count := filepath.Join(dir, "count")
+	audit := filepath.Join(dir, "audit.log")
 	sh := func(script string) []string { return []string{"/bin/sh", "-c", script} }
-	f := Prepare(t, rig.Kit{Dir: dir, Genkey: bin, Config: rig.ListenerConfig{
+	f := Prepare(t, rig.Kit{Dir: dir, Agent: o.Agent, Issue: testutil.Binary(t, "handle_worker"), Config: rig.ListenerConfig{
 		Listen: "127.0.0.1:1", // unused: the socket is handed over
-		Allow:  rig.Loopback, AuditLog: filepath.Join(dir, "audit.log"),
+		Allow:  rig.Loopback, AuditLog: audit, Budget: o.Budget,
 		ReplayWindow: "10m", ShutdownGrace: "2s", Limits: rig.Limits{Rate: 1000, Burst: 1000},
 		Services: []rig.Service{
 			{Name: "demo", Actions: map[string]rig.Action{
@@ -86,7 +117,7 @@ func StartHandlerListener(t testing.TB) *HandlerListener {
 			{Name: "slow", Actions: map[string]rig.Action{
 				"restart": {Argv: []string{"/bin/sleep", "30"}, Timeout: "1s", KillGrace: "1s"}}},
 			{Name: "hang", Actions: map[string]rig.Action{
-				"restart": {Argv: []string{"/bin/sleep", "30"}, Timeout: "5s", KillGrace: "1s"}}},
+				"restart": {Argv: sh("echo hang >> " + count + "; exec /bin/sleep 30"), Timeout: "5s", KillGrace: "1s"}}},
 		},
 	}})
 	// The socket accepts connections at once; the ping proves the agent
@@ -97,7 +128,8 @@ func StartHandlerListener(t testing.TB) *HandlerListener {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &HandlerListener{Host: host, KeyFile: f.KeyFile, Key: f.Key, Dir: dir, count: count}
+	h := &HandlerListener{Host: host, Agent: f.Agent, KeyFile: f.FleetFile, Key: f.Fleet, HostKeyFile: f.KeyFile, HostKey: f.Key,
+		Dir: dir, AuditLog: audit, count: count}
 	if h.Port, err = strconv.Atoi(port); err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +139,7 @@ func StartHandlerListener(t testing.TB) *HandlerListener {
 // Addr is host:port.
 func (l *HandlerListener) Addr() string { return net.JoinHostPort(l.Host, strconv.Itoa(l.Port)) }
 
-// Actions counts the demo service's restart/start actions that ran.
+// Actions counts the restart/start actions of demo (and hang) that ran.
 func (l *HandlerListener) Actions(t testing.TB) int {
 	t.Helper()
 	b, err := os.ReadFile(l.count)
@@ -120,12 +152,16 @@ func (l *HandlerListener) Actions(t testing.TB) int {
 	return strings.Count(string(b), "\n")
 }
 
-// OtherKeyFile writes a key with the listener's id (nagios1) but another
-// secret, 0600.
+// OtherKeyFile writes a fleet key with the listener's fleet id (fleet1)
+// but another secret, 0600: every host key it derives is wrong.
 func OtherKeyFile(t testing.TB) string {
 	t.Helper()
-	p := filepath.Join(t.TempDir(), "wrong.key")
-	if _, err := rig.NewKey("nagios1", p); err != nil {
+	p := filepath.Join(t.TempDir(), "wrong.fleet.key")
+	k, err := protocol.GenerateFleetKey("fleet1")
+	if err == nil {
+		err = protocol.WriteKeyFile(p, k)
+	}
+	if err != nil {
 		t.Fatal(err)
 	}
 	return p

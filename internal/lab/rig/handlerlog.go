@@ -1,0 +1,64 @@
+package rig
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"os"
+	"strings"
+)
+
+// HandlerRecord is one line of handle_worker's own log (JSON lines, one per
+// run), the fields the tests assert on. Raw keeps the line itself.
+type HandlerRecord struct {
+	State    string  `json:"state"`
+	Type     string  `json:"state_type"`
+	Agent    string  `json:"agent"`
+	Fault    string  `json:"fault"`
+	Exit     int     `json:"exit"`
+	Decision string  `json:"decision"`
+	Result   string  `json:"result"`
+	Outcome  string  `json:"outcome"`
+	Origin   string  `json:"origin"`
+	Elapsed  float64 `json:"elapsed"` // ms
+	Message  string  `json:"message"`
+	Raw      string  `json:"-"`
+}
+
+// ReadHandlerLog reads handle_worker's log. A missing file is an empty log;
+// lines that are not JSON (none are expected) are skipped.
+func ReadHandlerLog(path string) ([]HandlerRecord, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []HandlerRecord
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64*1024), 1<<20)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		var r HandlerRecord
+		if line == "" || json.Unmarshal([]byte(line), &r) != nil {
+			continue
+		}
+		r.Raw = line
+		out = append(out, r)
+	}
+	return out, sc.Err()
+}
+
+// Restarts are the records of runs that decided to restart (and so asked
+// the agent), in order.
+func Restarts(records []HandlerRecord) []HandlerRecord {
+	var out []HandlerRecord
+	for _, r := range records {
+		if r.Decision == "restart" {
+			out = append(out, r)
+		}
+	}
+	return out
+}
