@@ -24,6 +24,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/selfheal/selfheal/internal/protocol"
+	"github.com/selfheal/selfheal/internal/textsafe"
 )
 
 // Exit codes. 0-2 say whether healing happened; 3 is a usage error.
@@ -170,7 +171,7 @@ func (r *run) dryRun() (zerolog.Level, string) {
 		rec, err := Store{Dir: cfg.StateDir}.Read(cfg.HostName, cfg.ServiceDesc)
 		switch {
 		case err != nil:
-			last = "the record of earlier answers is unreadable: " + oneLine(err.Error())
+			last = "the record of earlier answers is unreadable: " + textsafe.OneLine(err.Error())
 		case rec != nil:
 			last = "the agent's last answer here, " + roundDur(r.deps.Now().Sub(rec.At)).String() + " ago: " + rec.Result
 			if rec.Outcome != "" {
@@ -193,7 +194,7 @@ func (r *run) act(ctx context.Context) (zerolog.Level, string) {
 		// Only a key that cannot sign for this agent gets here (main
 		// checks it first): a configuration error, fail closed.
 		r.res.Code, r.res.Err = ExitUsage, err
-		msg := "auto-healing impossible: handle_worker configuration error: " + oneLine(err.Error())
+		msg := "auto-healing impossible: handle_worker configuration error: " + textsafe.OneLine(err.Error())
 		r.res.Commands = []Command{r.comment(true, msg+"; a human must look")}
 		return zerolog.ErrorLevel, msg + r.feedback()
 	}
@@ -300,7 +301,7 @@ func (r *run) feedback() string {
 		return ""
 	}
 	if err := (CommandFile{Path: r.cfg.CommandFile}).Write(r.deps.Now(), r.res.Commands...); err != nil {
-		return "; Nagios not told: " + oneLine(err.Error())
+		return "; Nagios not told: " + textsafe.OneLine(err.Error())
 	}
 	return ""
 }
@@ -459,7 +460,7 @@ func (a answer) summary() string {
 			s += fmt.Sprintf(" after %d attempts", a.attempts)
 		}
 	} else {
-		s += fmt.Sprintf(" (%d attempt(s), last: %s)", a.attempts, oneLine(a.err.Error()))
+		s += fmt.Sprintf(" (%d attempt(s), last: %s)", a.attempts, textsafe.OneLine(a.err.Error()))
 	}
 	// The action's own words, when it failed; the agent's refusals say
 	// nothing the sentence above does not.
@@ -509,13 +510,7 @@ func firstLine(s string) string {
 	if len(s) > 200 {
 		s = s[:200]
 	}
-	return oneLine(s)
-}
-
-// oneLine keeps the human line a single Nagios-safe line.
-func oneLine(s string) string {
-	s = strings.NewReplacer("\r", " ", "\n", " ", "|", "/").Replace(s)
-	return strings.TrimSpace(s)
+	return textsafe.OneLine(s)
 }
 
 func roundDur(d time.Duration) time.Duration {

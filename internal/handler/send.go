@@ -9,6 +9,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/selfheal/selfheal/internal/protocol"
+	"github.com/selfheal/selfheal/internal/textsafe"
 )
 
 // SendConfig is one manual `handle_worker send`.
@@ -58,7 +59,7 @@ func Send(ctx context.Context, cfg SendConfig, deps Deps) Result {
 	var res Result
 	a, err := request(ctx, cfg.Deadline, cfg.Verb, fault, cfg.Conn, deps)
 	if err != nil {
-		res.Code, res.Err, res.Line = ExitUsage, err, "configuration error: "+oneLine(err.Error())
+		res.Code, res.Err, res.Line = ExitUsage, err, "configuration error: "+textsafe.OneLine(err.Error())
 		log.Error().Int("exit", res.Code).AnErr("error", err).Msg(res.Line)
 		return res
 	}
@@ -75,7 +76,7 @@ func Send(ctx context.Context, cfg SendConfig, deps Deps) Result {
 	if records(cfg.Verb) && cfg.StateDir != "" {
 		store := Store{Dir: cfg.StateDir}
 		if werr := writeRecord(ctx, cfg.StateDir, cfg.HostName, cfg.ServiceDesc, "manual", a, deps.Now()); werr != nil {
-			notes = append(notes, "warning: answer not recorded: "+oneLine(werr.Error()))
+			notes = append(notes, "warning: answer not recorded: "+textsafe.OneLine(werr.Error()))
 		} else {
 			recorded = true
 			notes = append(notes, "recorded in "+store.Path(cfg.HostName, cfg.ServiceDesc))

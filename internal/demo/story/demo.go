@@ -19,6 +19,7 @@ import (
 
 	"github.com/selfheal/selfheal/internal/lab/engine"
 	"github.com/selfheal/selfheal/internal/lab/rig"
+	"github.com/selfheal/selfheal/internal/nagios"
 	"github.com/selfheal/selfheal/internal/proc"
 )
 
@@ -262,17 +263,10 @@ func outputLines(out string, plugin bool) []string {
 }
 
 func stateName(code int) string {
-	switch code {
-	case 0:
-		return "OK"
-	case 1:
-		return "WARNING"
-	case 2:
-		return "CRITICAL"
-	case 3:
-		return "UNKNOWN"
+	if code < 0 || code > 3 {
+		return "not a plugin state"
 	}
-	return "not a plugin state"
+	return nagios.State(code).String()
 }
 
 // firstLine is the plugin's status line without perfdata.

@@ -37,6 +37,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/selfheal/selfheal/internal/proc"
 )
 
 // Kind selects the monitoring engine.
@@ -346,7 +348,7 @@ func (in *Instance) Stop() error {
 				left++
 			}
 		}
-		if err := syscall.Kill(-pgid, 0); errors.Is(err, syscall.ESRCH) && left == 0 {
+		if left == 0 && !proc.GroupAlive(pgid) {
 			return nil
 		}
 		time.Sleep(20 * time.Millisecond)
