@@ -151,3 +151,30 @@ func checkSampleTimeouts(t *testing.T, cfgPath string) {
 		}
 	}
 }
+
+// TestInetdSocketSurvivesFloods: with Accept=yes every connection is an
+// activation, and systemd's default trigger limit (200 in 2 s) would fail
+// the socket, so that anyone who can connect could stop healing. The
+// sample must turn that limit off and bound the load by connection counts.
+func TestInetdSocketSurvivesFloods(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(testutil.ModuleRoot(t), "nagios-config", "listener", "worker_listener-inetd.socket"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	settings := map[string]string{}
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(line), "="); ok && !strings.HasPrefix(line, "#") {
+			settings[k] = v
+		}
+	}
+	for k, want := range map[string]string{"Accept": "yes", "TriggerLimitIntervalSec": "0"} {
+		if settings[k] != want {
+			t.Errorf("%s=%q, want %q", k, settings[k], want)
+		}
+	}
+	for _, k := range []string{"MaxConnections", "MaxConnectionsPerSource"} {
+		if n, err := strconv.Atoi(settings[k]); err != nil || n < 1 || n > 256 {
+			t.Errorf("%s=%q: want a bound between 1 and 256", k, settings[k])
+		}
+	}
+}
