@@ -4,7 +4,8 @@
 // named fault, and tells Nagios what the agent answered. The agent is the
 // authority: it runs at most one restart per fault and keeps the restart
 // budget for every caller. handle_worker also makes the keys: the fleet key
-// of the monitoring nodes and each worker host's key derived from it.
+// of the monitoring nodes and each worker host's key derived from it; and
+// it checks the files it trusts.
 //
 // Usage:
 //
@@ -12,6 +13,7 @@
 //	handle_worker send  VERB --host ADDR --target NAME --key-file FILE [flags]
 //	handle_worker genkey --id ID --out FILE
 //	handle_worker issue-key --key-file FLEET --agent NAME [--out FILE]
+//	handle_worker check --key-file FILE [--state-dir DIR] [--log-file FILE] [--command-file FIFO]
 //
 // Nagios command definition (pass these macros only, never $SERVICEOUTPUT$):
 //
@@ -53,6 +55,17 @@
 // DESC (the Nagios names the record is kept under, and --hostname
 // lower-cased is the default --agent; default --host and --target). A manual
 // restart gets a fault id of its own and obeys the agent's budget.
+//
+// The files it trusts are judged as the user it runs as (nagios) by the
+// trust rule (sshd's StrictModes): the key file (owned by root or that
+// user, mode 0600/0400, every directory up to / not writable by others;
+// else exit 3, and on a CRITICAL the "auto-healing impossible" comment),
+// the state dir (that user's own, mode 0700; else no record), the log file
+// (else stderr). What it writes is opened O_NOFOLLOW relative to a checked
+// directory; the command file must be a FIFO and is opened O_NOFOLLOW (it
+// is group-writable by design, so the ownership rule does not apply).
+// check lists every problem of these files at once, each with its fix,
+// and exits 0 when there is none, 3 otherwise.
 //
 // There is no local restart budget: the agent keeps it. Transport failures,
 // busy and rate-limited are retried with jittered backoff inside --deadline,

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/selfheal/selfheal/internal/cli"
+	"github.com/selfheal/selfheal/internal/fsutil"
 	"github.com/selfheal/selfheal/internal/handler"
 	"github.com/selfheal/selfheal/internal/nagios"
 	"github.com/selfheal/selfheal/internal/protocol"
@@ -33,7 +35,7 @@ type conn struct {
 	TLSCert       string        `name:"tls-cert" placeholder:"FILE" help:"Client certificate for mTLS (with --tls-key)."`
 	TLSKey        string        `name:"tls-key" placeholder:"FILE" help:"Client certificate's private key."`
 	TLSServerName string        `name:"tls-server-name" placeholder:"NAME" help:"Name expected in the listener's certificate (default: the address)."`
-	StateDir      string        `default:"/var/lib/selfheal/handler" placeholder:"DIR" help:"Directory of the advisory records of the agent's last answer per service (must exist, writable by the nagios user; never decides anything)."`
+	StateDir      string        `default:"/var/lib/selfheal/handler" placeholder:"DIR" help:"Directory of the advisory records of the agent's last answer per service (must exist, mode 0700, owned by the user handle_worker runs as; never decides anything)."`
 	Deadline      time.Duration `default:"20s" help:"Total time limit, retries included (keep it under Nagios' event_handler_timeout of 30s and above the agent's action timeout plus kill grace)."`
 	LogFile       string        `placeholder:"FILE" help:"Append JSON log lines here (default: stderr)."`
 }
@@ -65,6 +67,14 @@ type sendCmd struct {
 	Service  string `placeholder:"DESC" help:"Nagios service description the record is kept under (default: --target)."`
 }
 
+// checkCmd takes the flags of event that name files, with event's defaults.
+type checkCmd struct {
+	KeyFile     string `required:"" placeholder:"FILE" help:"The --key-file of event and send."`
+	StateDir    string `default:"/var/lib/selfheal/handler" placeholder:"DIR" help:"The --state-dir (default: event's; \"\" for none)."`
+	LogFile     string `placeholder:"FILE" help:"The --log-file, if any."`
+	CommandFile string `placeholder:"FIFO" help:"The --command-file, if any."`
+}
+
 type genkeyCmd struct {
 	ID  string `required:"" placeholder:"ID" help:"Fleet key id (a-z 0-9 . _ -), e.g. fleet1."`
 	Out string `required:"" placeholder:"FILE" help:"File to create with mode 0600 (never overwritten)."`
@@ -80,6 +90,7 @@ type grammar struct {
 	Version  kong.VersionFlag `short:"V" help:"Print the version and exit."`
 	Event    eventCmd         `cmd:"" help:"Handle one Nagios/Icinga state change (what the event_handler runs)."`
 	Send     sendCmd          `cmd:"" help:"Send one request by hand (on-call use); a restart has its own fault id and obeys the agent's budget."`
+	Check    checkCmd         `cmd:"" help:"Report every problem of the files the handler trusts (key, state dir, log file, command file) with its fix; run it as the nagios user."`
 	Genkey   genkeyCmd        `cmd:"" help:"Generate the fleet key (mode 0600) for the monitoring nodes."`
 	IssueKey issueKeyCmd      `cmd:"" name:"issue-key" help:"Issue an agent's host key from the fleet key (to stdout, for worker_listener import-key)."`
 }
@@ -112,15 +123,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			}
 			return usage(stdout, err)
 		}
+		// The user Nagios runs the handler as (nagios): its files must be
+		// its own or root's.
+		trust := fsutil.User(os.Getuid())
 		switch kctx.Command() {
 		case "send <verb>":
-			return g.Send.run(ctx, stdout, stderr)
+			return g.Send.run(ctx, trust, stdout, stderr)
+		case "check":
+			return g.Check.run(trust, stdout)
 		case "genkey":
 			return g.Genkey.run(stdout, stderr)
 		case "issue-key":
-			return g.IssueKey.run(stdout, stderr)
+			return g.IssueKey.run(trust, stdout, stderr)
 		default:
-			return g.Event.run(ctx, stdout, stderr)
+			return g.Event.run(ctx, trust, stdout, stderr)
 		}
 	})
 }
@@ -130,9 +146,10 @@ func usage(stdout io.Writer, err error) int {
 	return handler.ExitUsage
 }
 
-// setup validates the shared flags and loads the key and TLS config for
-// agent: a key that cannot sign for it is a configuration error.
-func (c conn) setup(address, agent string) (handler.Conn, error) {
+// setup validates the shared flags and loads the key (once the trust rule
+// passes it) and TLS config for agent: a key that cannot sign for it is a
+// configuration error.
+func (c conn) setup(trust fsutil.Trust, address, agent string) (handler.Conn, error) {
 	if c.Deadline <= 0 || c.Deadline > 10*time.Minute {
 		return handler.Conn{}, fmt.Errorf("--deadline %s: want more than 0 and at most 10m", c.Deadline)
 	}
@@ -146,7 +163,7 @@ func (c conn) setup(address, agent string) (handler.Conn, error) {
 	if address == "" {
 		return handler.Conn{}, errors.New("no address: HOSTADDRESS is empty and --address is not set")
 	}
-	key, err := protocol.LoadKeyFile(c.KeyFile)
+	key, err := handler.LoadKey(trust, c.KeyFile)
 	if err != nil {
 		return handler.Conn{}, err
 	}
@@ -163,13 +180,15 @@ func (c conn) setup(address, agent string) (handler.Conn, error) {
 }
 
 // logger writes JSON lines to --log-file, or stderr when unset or when the
-// file cannot be opened (the reason is then logged too).
-func (c conn) logger(stderr io.Writer) (zerolog.Logger, func()) {
+// file cannot be opened or is refused by the trust rule (the reason is
+// then logged too).
+func (c conn) logger(trust fsutil.Trust, stderr io.Writer) (zerolog.Logger, func()) {
 	w, closer, note := stderr, func() {}, ""
 	if c.LogFile != "" {
-		// O_NONBLOCK: a FIFO without a reader is an error (then stderr),
-		// not an open that blocks past --deadline until Nagios' SIGKILL.
-		f, err := os.OpenFile(c.LogFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NONBLOCK, 0o640)
+		// Never through a symlink, regular files only, opened without
+		// blocking: a FIFO is an error (then stderr), not an open that
+		// blocks past --deadline until Nagios' SIGKILL.
+		f, err := handler.OpenLog(trust, c.LogFile)
 		if err == nil {
 			w, closer = f, func() { f.Close() }
 		} else {
@@ -183,7 +202,7 @@ func (c conn) logger(stderr io.Writer) (zerolog.Logger, func()) {
 	return l, closer
 }
 
-func (e *eventCmd) run(ctx context.Context, stdout, stderr io.Writer) int {
+func (e *eventCmd) run(ctx context.Context, trust fsutil.Trust, stdout, stderr io.Writer) int {
 	ev, err := handler.ParseEvent(e.State, e.StateType, e.Attempt)
 	if err != nil {
 		return usage(stdout, err)
@@ -203,13 +222,14 @@ func (e *eventCmd) run(ctx context.Context, stdout, stderr io.Writer) int {
 	if err == nil {
 		var agent string
 		if agent, err = handler.AgentName(e.Agent, e.HostName, "HOSTNAME"); err == nil {
-			cn, err = e.setup(addr, agent)
+			cn, err = e.setup(trust, addr, agent)
 		}
 	}
 	if err != nil {
 		// Nagios only logs a failing handler's output: when a fault needs
 		// healing and our own configuration (key, agent, fault macro, TLS
-		// files) stops it, say so where on-call looks, on the service.
+		// files, a key the trust rule refuses) stops it, say so where
+		// on-call looks, on the service.
 		if ev.State == nagios.Critical && e.CommandFile != "" && !e.DryRun {
 			msg := "auto-healing impossible: handle_worker configuration error: " + cli.OneLine(err.Error()) + "; a human must look"
 			if werr := (handler.CommandFile{Path: e.CommandFile}).Write(time.Now(),
@@ -219,11 +239,11 @@ func (e *eventCmd) run(ctx context.Context, stdout, stderr io.Writer) int {
 		}
 		return usage(stdout, err)
 	}
-	log, closeLog := e.logger(stderr)
+	log, closeLog := e.logger(trust, stderr)
 	defer closeLog()
 	res := handler.Run(ctx, handler.Config{
 		Event: ev, Fault: fault, HostName: e.HostName, ServiceDesc: e.ServiceDesc, Conn: cn,
-		Action: protocol.Verb(e.Action), StateDir: e.StateDir, SoftAttempt: e.SoftAttempt,
+		Action: protocol.Verb(e.Action), StateDir: e.StateDir, Trust: trust, SoftAttempt: e.SoftAttempt,
 		Deadline: e.Deadline, CommandFile: e.CommandFile, Recheck: e.RecheckDelay, DryRun: e.DryRun,
 	}, handler.Deps{Log: log})
 	fmt.Fprintln(stdout, "handle_worker: "+res.Line)
@@ -242,7 +262,7 @@ func orNone(s string) string {
 	return s
 }
 
-func (s *sendCmd) run(ctx context.Context, stdout, stderr io.Writer) int {
+func (s *sendCmd) run(ctx context.Context, trust fsutil.Trust, stdout, stderr io.Writer) int {
 	host, svc := s.HostName, s.Service
 	if host == "" {
 		host = s.Host
@@ -254,18 +274,39 @@ func (s *sendCmd) run(ctx context.Context, stdout, stderr io.Writer) int {
 	if err != nil {
 		return usage(stdout, err)
 	}
-	cn, err := s.setup(s.Host, agent)
+	cn, err := s.setup(trust, s.Host, agent)
 	if err != nil {
 		return usage(stdout, err)
 	}
-	log, closeLog := s.logger(stderr)
+	log, closeLog := s.logger(trust, stderr)
 	defer closeLog()
 	res := handler.Send(ctx, handler.SendConfig{
 		Verb: protocol.Verb(s.Verb), Conn: cn, Deadline: s.Deadline,
-		StateDir: s.StateDir, HostName: host, ServiceDesc: svc,
+		StateDir: s.StateDir, Trust: trust, HostName: host, ServiceDesc: svc,
 	}, handler.Deps{Log: log})
 	fmt.Fprintln(stdout, res.Line)
 	return res.Code
+}
+
+// run reports every problem of the files at once, each with its fix, one
+// a line: exit 0 when there is none, 3 otherwise (a configuration error,
+// as event would exit).
+func (c *checkCmd) run(trust fsutil.Trust, stdout io.Writer) int {
+	files := handler.Files{KeyFile: c.KeyFile, StateDir: c.StateDir, LogFile: c.LogFile, CommandFile: c.CommandFile}
+	found := handler.CheckFiles(trust, files)
+	as := trust.Name
+	if as == "" {
+		as = "uid " + strconv.Itoa(trust.UID)
+	}
+	if len(found) == 0 {
+		fmt.Fprintf(stdout, "handle_worker check: ok: the files pass as %s\n", as)
+		return 0
+	}
+	fmt.Fprintf(stdout, "handle_worker check: %d problem(s) as %s; fix them all, then run it again:\n", len(found), as)
+	for _, f := range found {
+		fmt.Fprintf(stdout, "%s: %s\n", f.What, cli.OneLine(f.Problem.Error()))
+	}
+	return handler.ExitUsage
 }
 
 // run makes the fleet key. It never overwrites a file: a fleet key lost
@@ -286,12 +327,14 @@ func (g *genkeyCmd) run(stdout, stderr io.Writer) int {
 
 // run issues one agent's host key. On stdout it prints the key line and
 // nothing else, for `| ssh root@HOST worker_listener import-key`.
-func (c *issueKeyCmd) run(stdout, stderr io.Writer) int {
+func (c *issueKeyCmd) run(trust fsutil.Trust, stdout, stderr io.Writer) int {
 	fail := func(err error) int {
 		fmt.Fprintf(stderr, "handle_worker issue-key: %v\n", err)
 		return 1
 	}
-	fleet, err := protocol.LoadKeyFile(c.KeyFile)
+	// Trusted like event's key: host keys issued from a fleet key another
+	// user planted would be his to know.
+	fleet, err := handler.LoadKey(trust, c.KeyFile)
 	if err != nil {
 		return fail(err)
 	}

@@ -350,40 +350,71 @@ func TestEventKilledMidRequest(t *testing.T) {
 
 // TestEventReadOnlyStateDir runs the binary as a user that cannot write
 // the state dir (nobody, when the tests run as root). The record is
-// advisory: the restart happens, and the failure to record is logged.
+// advisory: the restart happens, and the failure to record is logged. A
+// state dir that is not the user's own 0700 one is refused by the trust
+// rule, with the fix; in its own, a lock it cannot open is "permission
+// denied".
 func TestEventReadOnlyStateDir(t *testing.T) {
 	s := newSetup(t)
-	shared, err := os.MkdirTemp("", "hw-ro-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(shared)
-	os.Chmod(shared, 0o755)
-	state := filepath.Join(shared, "state")
-	os.Mkdir(state, 0o755)
-	bin, key := s.bin, s.l.KeyFile
-	var cred *syscall.Credential
-	if os.Geteuid() == 0 {
-		cred = &syscall.Credential{Uid: 65534, Gid: 65534}
-		bin, key = filepath.Join(shared, "handle_worker"), filepath.Join(shared, "k.key")
-		copyFile(t, s.bin, bin, 0o755)
-		copyFile(t, s.l.KeyFile, key, 0o600)
-		os.Chown(key, 65534, 65534)
-	} else {
-		os.Chmod(state, 0o555)
-		defer os.Chmod(state, 0o755)
-	}
-	o := runBin(t, cred, bin, "event", "--key-file", key, "--target", "demo", "--port", itoa(s.l.Port), "--state-dir", state,
-		"--fault", "7", "CRITICAL", "HARD", "3", "127.0.0.1", "web1", "w")
-	if o.code != 0 || !strings.Contains(oneLine(t, o), "ok in") {
-		t.Fatalf("exit %d %q %q", o.code, o.stdout, o.stderr)
-	}
-	var m map[string]any
-	if err := json.Unmarshal([]byte(strings.TrimSpace(o.stderr)), &m); err != nil || !strings.Contains(fmt.Sprint(m["record_error"]), "permission denied") {
-		t.Fatalf("stderr %q: %v", o.stderr, err)
-	}
-	if s.l.Actions(t) != 1 {
-		t.Fatalf("%d actions, want 1", s.l.Actions(t))
+	for i, tt := range []struct {
+		name string
+		own  bool
+		want []string
+	}{
+		{"not its own", false, []string{"state directory ", " refused: ", "not 0700: run ch"}},
+		{"its own, lock not writable", true, []string{"permission denied"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			shared, err := os.MkdirTemp("", "hw-ro-")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer os.RemoveAll(shared)
+			os.Chmod(shared, 0o755)
+			state := filepath.Join(shared, "state")
+			os.Mkdir(state, 0o755)
+			bin, key := s.bin, s.l.KeyFile
+			var cred *syscall.Credential
+			uid := os.Getuid()
+			if os.Geteuid() == 0 {
+				uid = 65534
+				cred = &syscall.Credential{Uid: 65534, Gid: 65534}
+				bin, key = filepath.Join(shared, "handle_worker"), filepath.Join(shared, "k.key")
+				copyFile(t, s.bin, bin, 0o755)
+				copyFile(t, s.l.KeyFile, key, 0o600)
+				os.Chown(key, 65534, 65534)
+			} else if !tt.own {
+				os.Chmod(state, 0o555)
+				defer os.Chmod(state, 0o755)
+			}
+			if tt.own {
+				os.Chmod(state, 0o700)
+				os.Chown(state, uid, uid)
+				lock := filepath.Join(state, "web1,w.lock")
+				os.WriteFile(lock, nil, 0o400)
+				os.Chown(lock, uid, uid) // its owner cannot open it for writing
+			}
+			o := runBin(t, cred, bin, "event", "--key-file", key, "--target", "demo", "--port", itoa(s.l.Port), "--state-dir", state,
+				"--fault", itoa(7+i), "CRITICAL", "HARD", "3", "127.0.0.1", "web1", "w")
+			if o.code != 0 || !strings.Contains(oneLine(t, o), "ok in") {
+				t.Fatalf("exit %d %q %q", o.code, o.stdout, o.stderr)
+			}
+			var m map[string]any
+			if err := json.Unmarshal([]byte(strings.TrimSpace(o.stderr)), &m); err != nil {
+				t.Fatalf("stderr %q: %v", o.stderr, err)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(fmt.Sprint(m["record_error"]), w) {
+					t.Fatalf("record_error %q does not say %q", m["record_error"], w)
+				}
+			}
+			if s.l.Actions(t) != i+1 {
+				t.Fatalf("%d actions, want %d", s.l.Actions(t), i+1)
+			}
+			if _, err := os.Lstat(filepath.Join(state, "web1,w.json")); err == nil {
+				t.Fatal("recorded")
+			}
+		})
 	}
 }
 

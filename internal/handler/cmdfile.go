@@ -8,6 +8,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/selfheal/selfheal/internal/fsutil"
 	"github.com/selfheal/selfheal/internal/textsafe"
 )
 
@@ -58,8 +59,18 @@ func field(s string) string { return strings.ReplaceAll(clean(s), ";", "_") }
 
 // Write sends the commands, stamped with now, in one write(2). It refuses
 // anything but a FIFO (writing to a missing path would create a regular
-// file nobody reads) and opens it non-blocking, so a FIFO without a reader
-// is an immediate ErrNoReader instead of a hang.
+// file nobody reads), and a symlink: opened O_NOFOLLOW, so a link planted
+// as the command file cannot turn this write into one to a file the
+// nagios user can write (its nagios.cfg, its retention file). It opens
+// non-blocking, so a FIFO without a reader is an immediate ErrNoReader
+// instead of a hang.
+//
+// The trust rule of the key and the state directory (fsutil.Trust.Check)
+// is not applied: the command file is group-writable by design (the web
+// interface's group submits commands through it, and Nagios' own install
+// makes its rw/ directory group-writable too), so it would always be
+// refused. Nothing is read from it, and anyone who can replace it can
+// write commands to Nagios already.
 func (c CommandFile) Write(now time.Time, cmds ...Command) error {
 	if len(cmds) == 0 {
 		return nil
@@ -71,16 +82,22 @@ func (c CommandFile) Write(now time.Time, cmds ...Command) error {
 	if b.Len() > pipeBuf {
 		return fmt.Errorf("command file: %d bytes would not be written atomically (max %d)", b.Len(), pipeBuf)
 	}
-	fi, err := os.Stat(c.Path)
+	fi, err := os.Lstat(c.Path)
 	if err != nil {
 		return fmt.Errorf("command file: %w", err)
+	}
+	if fi.Mode()&os.ModeSymlink != 0 {
+		return c.symlink()
 	}
 	if fi.Mode()&os.ModeNamedPipe == 0 {
 		return fmt.Errorf("command file %s is not a FIFO (mode %s)", c.Path, fi.Mode())
 	}
-	fd, err := syscall.Open(c.Path, syscall.O_WRONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC|syscall.O_NOCTTY, 0)
+	fd, err := syscall.Open(c.Path, syscall.O_WRONLY|syscall.O_NONBLOCK|syscall.O_NOFOLLOW|syscall.O_CLOEXEC|syscall.O_NOCTTY, 0)
 	if errors.Is(err, syscall.ENXIO) {
 		return fmt.Errorf("command file %s: %w", c.Path, ErrNoReader)
+	}
+	if errors.Is(err, syscall.ELOOP) {
+		return c.symlink() // swapped in since the Lstat
 	}
 	if err != nil {
 		return fmt.Errorf("command file %s: %w", c.Path, err)
@@ -103,4 +120,9 @@ func (c CommandFile) Write(now time.Time, cmds ...Command) error {
 		return fmt.Errorf("command file %s: short write %d of %d bytes", c.Path, n, len(data))
 	}
 	return nil
+}
+
+// symlink is the refusal of a command file that is a symlink.
+func (c CommandFile) symlink() error {
+	return fmt.Errorf("command file %s %w: refusing to follow it (pass Nagios' command_file itself)", c.Path, fsutil.ErrSymlink)
 }

@@ -23,6 +23,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/selfheal/selfheal/internal/fsutil"
 	"github.com/selfheal/selfheal/internal/protocol"
 	"github.com/selfheal/selfheal/internal/textsafe"
 )
@@ -102,6 +103,9 @@ type Config struct {
 	Conn        Conn
 	Action      protocol.Verb
 	StateDir    string // the advisory records; "" keeps none
+	// Trust is whose StateDir must be (the user the handler runs as, see
+	// Store); the zero value is root's.
+	Trust       fsutil.Trust
 	SoftAttempt int
 	Deadline    time.Duration
 	CommandFile string // "" = no feedback to Nagios
@@ -168,7 +172,7 @@ func (r *run) dryRun() (zerolog.Level, string) {
 	r.res.Commands = r.okCommands(answer{kind: kindHealed, verb: cfg.Action, conn: cfg.Conn})
 	last := "no earlier answer recorded here"
 	if cfg.StateDir != "" {
-		rec, err := Store{Dir: cfg.StateDir}.Read(cfg.HostName, cfg.ServiceDesc)
+		rec, err := Store{Dir: cfg.StateDir, Trust: cfg.Trust}.Read(cfg.HostName, cfg.ServiceDesc)
 		switch {
 		case err != nil:
 			last = "the record of earlier answers is unreadable: " + textsafe.OneLine(err.Error())
@@ -199,7 +203,7 @@ func (r *run) act(ctx context.Context) (zerolog.Level, string) {
 		return zerolog.ErrorLevel, msg + r.feedback()
 	}
 	r.res.Attempts, r.res.Reply, r.res.Verdict = a.attempts, a.reply(), a.kind
-	r.recordErr = writeRecord(ctx, cfg.StateDir, cfg.HostName, cfg.ServiceDesc, "event", a, r.deps.Now())
+	r.recordErr = writeRecord(ctx, Store{Dir: cfg.StateDir, Trust: cfg.Trust}, cfg.HostName, cfg.ServiceDesc, "event", a, r.deps.Now())
 	summary := a.summary()
 	switch a.code() {
 	case ExitOK:
@@ -221,8 +225,8 @@ func (r *run) act(ctx context.Context) (zerolog.Level, string) {
 
 // writeRecord keeps the agent's answer in the state directory. It is
 // advisory: an error is returned to be logged, and changes nothing else.
-func writeRecord(ctx context.Context, dir, host, service, source string, a answer, now time.Time) error {
-	if dir == "" {
+func writeRecord(ctx context.Context, store Store, host, service, source string, a answer, now time.Time) error {
+	if store.Dir == "" {
 		return nil
 	}
 	rec := Record{Host: host, Service: service, At: now.UTC(), Source: source, Verb: string(a.verb),
@@ -230,7 +234,7 @@ func writeRecord(ctx context.Context, dir, host, service, source string, a answe
 	if a.final {
 		rec.Outcome, rec.Origin, rec.Budget = string(a.rep.Outcome), string(a.rep.Origin), recordBudget(a.rep.Budget)
 	}
-	return Store{Dir: dir}.Write(ctx, rec)
+	return store.Write(ctx, rec)
 }
 
 // report logs the one JSON line of the run and returns the Result, its

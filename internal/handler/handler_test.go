@@ -534,6 +534,9 @@ func TestRunDryRun(t *testing.T) {
 	if _, err := os.Stat(handler.Store{Dir: e.state}.Path("web1", "Worker")); err == nil {
 		t.Fatal("dry-run wrote the state")
 	}
+	if left, _ := os.ReadDir(e.state); len(left) != 0 {
+		t.Fatalf("dry-run wrote in the state directory: %v", left)
+	}
 	// After a real restart, a dry run shows the agent's last answer.
 	e.cfg.DryRun = false
 	expect(t, e.run("CRITICAL", "HARD", 3, "7"), 0, "ok in")

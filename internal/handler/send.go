@@ -8,6 +8,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/selfheal/selfheal/internal/fsutil"
 	"github.com/selfheal/selfheal/internal/protocol"
 	"github.com/selfheal/selfheal/internal/textsafe"
 )
@@ -27,6 +28,8 @@ type SendConfig struct {
 	StateDir    string
 	HostName    string
 	ServiceDesc string
+	// Trust is whose StateDir must be (see Store); the zero value is root's.
+	Trust fsutil.Trust
 }
 
 // records says whether a verb (re)starts the worker, so that its answer is
@@ -74,8 +77,8 @@ func Send(ctx context.Context, cfg SendConfig, deps Deps) Result {
 	}
 	recorded := false
 	if records(cfg.Verb) && cfg.StateDir != "" {
-		store := Store{Dir: cfg.StateDir}
-		if werr := writeRecord(ctx, cfg.StateDir, cfg.HostName, cfg.ServiceDesc, "manual", a, deps.Now()); werr != nil {
+		store := Store{Dir: cfg.StateDir, Trust: cfg.Trust}
+		if werr := writeRecord(ctx, store, cfg.HostName, cfg.ServiceDesc, "manual", a, deps.Now()); werr != nil {
 			notes = append(notes, "warning: answer not recorded: "+textsafe.OneLine(werr.Error()))
 		} else {
 			recorded = true

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -75,11 +74,20 @@ var ErrStateCorrupt = errors.New("state file corrupt")
 // file never races a live one; readers need no lock, because every write
 // is a rename. The kernel releases a lock when its process dies, so a
 // SIGKILL never leaves a stale one.
+//
+// Dir must pass the trust rule as a private directory of Trust's user
+// (mode 0700, its own): whoever else could write in it could plant the
+// records the dry run shows. Every file in it is reached from the opened
+// directory without following a symlink (fsutil.Dir): a symlink planted
+// as a record, a lock or a temp file is refused or replaced, never
+// written through.
 type Store struct {
 	Dir string
 	// Poll is how often a busy lock is retried (default 20ms); the wait is
 	// bounded by the context.
 	Poll time.Duration
+	// Trust is whose directory Dir must be; the zero value is root's.
+	Trust fsutil.Trust
 }
 
 // Path returns the state file path for host and service.
@@ -113,69 +121,86 @@ func fileBase(host, service string) string {
 }
 
 // Write stores rec as the last answer for its host and service,
-// atomically, under the lock (bounded by ctx). Missing or unusable
-// directories, locks and files are errors; callers log them and go on.
+// atomically, under the lock (bounded by ctx). Missing, untrusted or
+// unusable directories, locks and files are errors; callers log them and
+// go on.
 func (s Store) Write(ctx context.Context, rec Record) error {
-	if err := s.checkDir(); err != nil {
+	d, err := s.open()
+	if err != nil {
 		return err
 	}
+	defer d.Close()
 	base := fileBase(rec.Host, rec.Service)
-	unlock, err := s.lock(ctx, filepath.Join(s.Dir, base+".lock"))
+	unlock, err := s.lock(ctx, d, base+".lock")
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	final := filepath.Join(s.Dir, base+".json")
 	// Under the lock, so no live writer owns them.
-	fsutil.RemoveTemps(final)
+	d.RemoveTemps(base + ".json")
 	rec.Version = stateVersion
-	return writeAtomic(final, &rec)
-}
-
-// Read returns the last answer recorded for host and service, or nil
-// when there is none.
-func (s Store) Read(host, service string) (*Record, error) {
-	if err := s.checkDir(); err != nil {
-		return nil, err
-	}
-	return readState(s.Path(host, service), host, service)
-}
-
-func (s Store) checkDir() error {
-	if s.Dir == "" {
-		return errors.New("no state directory configured")
-	}
-	fi, err := os.Stat(s.Dir)
+	b, err := json.MarshalIndent(&rec, "", "  ")
 	if err != nil {
-		return fmt.Errorf("state directory: %w", err)
+		return err
 	}
-	if !fi.IsDir() {
-		return fmt.Errorf("state directory %s is not a directory", s.Dir)
+	// A SIGKILL at any point leaves either the old or the new file, never
+	// a mix; a leftover temp file is removed by the next Write.
+	if err := d.WriteFileAtomic(base+".json", append(b, '\n'), 0o600); err != nil {
+		return fmt.Errorf("writing state: %w", err)
 	}
 	return nil
 }
 
-func (s Store) lock(ctx context.Context, path string) (func() error, error) {
-	unlock, err := fsutil.Lock(ctx, path, 0o600, s.Poll)
+// Read returns the last answer recorded for host and service, or nil
+// when there is none. It writes nothing, not even a lock.
+func (s Store) Read(host, service string) (*Record, error) {
+	d, err := s.open()
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	return readState(d, fileBase(host, service)+".json", host, service)
+}
+
+// open opens Dir once the trust rule passes it.
+func (s Store) open() (*fsutil.Dir, error) {
+	if s.Dir == "" {
+		return nil, errors.New("no state directory configured")
+	}
+	d, err := s.Trust.OpenDir(s.Dir, fsutil.PrivateDir)
+	var ps fsutil.Problems
+	switch {
+	case errors.As(err, &ps):
+		return nil, &TrustError{What: "state directory", Path: s.Dir, Problems: ps}
+	case err != nil:
+		return nil, fmt.Errorf("state directory: %w", err)
+	}
+	return d, nil
+}
+
+func (s Store) lock(ctx context.Context, d *fsutil.Dir, name string) (func() error, error) {
+	unlock, err := d.Lock(ctx, name, 0o600, s.Poll)
 	switch {
 	case errors.Is(err, syscall.EWOULDBLOCK):
-		return nil, fmt.Errorf("state lock %s: still held by another handler: %w", path, ctx.Err())
+		return nil, fmt.Errorf("state lock %s: still held by another handler: %w", filepath.Join(s.Dir, name), ctx.Err())
 	case err != nil:
 		return nil, fmt.Errorf("state lock: %w", err)
 	}
 	return unlock, nil
 }
 
-func readState(path, host, service string) (*Record, error) {
-	// Non-blocking open, regular files only, bounded read: a FIFO or a
-	// device in the state directory must not hang the handler past its
-	// deadline.
-	b, _, err := fsutil.ReadRegular(path, maxStateBytes)
+func readState(d *fsutil.Dir, name, host, service string) (*Record, error) {
+	path := filepath.Join(d.Path(), name)
+	// Non-blocking open, regular files only, never through a symlink,
+	// bounded read: a FIFO or a device in the state directory must not
+	// hang the handler past its deadline, and a planted symlink must not
+	// show another file as the record.
+	b, _, err := d.ReadRegular(name, maxStateBytes)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return nil, nil
-	case errors.Is(err, fsutil.ErrNotRegular), errors.Is(err, fsutil.ErrTooLarge):
-		return nil, fmt.Errorf("%w: %v", ErrStateCorrupt, err)
+	case errors.Is(err, fsutil.ErrNotRegular), errors.Is(err, fsutil.ErrTooLarge), errors.Is(err, fsutil.ErrSymlink):
+		return nil, fmt.Errorf("%w: %w", ErrStateCorrupt, err)
 	case err != nil:
 		return nil, fmt.Errorf("reading state: %w", err)
 	}
@@ -192,18 +217,4 @@ func readState(path, host, service string) (*Record, error) {
 		return nil, fmt.Errorf("%w: %s belongs to %q/%q", ErrStateCorrupt, path, st.Host, st.Service)
 	}
 	return &st, nil
-}
-
-// writeAtomic writes st with fsutil.WriteFileAtomic: a SIGKILL at any
-// point leaves either the old or the new file, never a mix; a leftover
-// temp file is removed by the next Write.
-func writeAtomic(path string, st *Record) error {
-	b, err := json.MarshalIndent(st, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := fsutil.WriteFileAtomic(path, append(b, '\n'), 0o600); err != nil {
-		return fmt.Errorf("writing state: %w", err)
-	}
-	return nil
 }

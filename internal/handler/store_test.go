@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/selfheal/selfheal/internal/fsutil"
 )
 
 // Helper processes: the test binary re-executed with HANDLER_TEST_HELPER
@@ -30,7 +32,7 @@ func helperMain(mode string, args []string) int {
 	dir, host, svc := args[0], args[1], args[2]
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	s := Store{Dir: dir}
+	s := Store{Dir: dir, Trust: fsutil.User(os.Getuid())}
 	rec := func(i int, summary string) Record {
 		return Record{Host: host, Service: svc, At: time.Now(), Source: "event", Verb: "restart", Agent: "web1",
 			Fault: strconv.Itoa(os.Getpid()), Result: kindHealed, Attempts: i, Summary: summary}
@@ -71,6 +73,17 @@ func helperCmd(t *testing.T, exe, mode string, args ...string) *exec.Cmd {
 	return cmd
 }
 
+// stateDir is a temp dir the trust rule accepts as root's state dir:
+// t.TempDir's own is 0755.
+func stateDir(t *testing.T) string {
+	t.Helper()
+	d := t.TempDir()
+	if err := os.Chmod(d, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
 func testExe(t *testing.T) string {
 	exe, err := os.Executable()
 	if err != nil {
@@ -80,7 +93,7 @@ func testExe(t *testing.T) string {
 }
 
 func TestStoreRoundTripAndFileName(t *testing.T) {
-	dir := t.TempDir()
+	dir := stateDir(t)
 	s := Store{Dir: dir}
 	ctx := context.Background()
 	at := time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
@@ -142,7 +155,7 @@ func TestFileBaseDistinctAndSafe(t *testing.T) {
 // the same record at once always leave one whole record of one of them,
 // and no temp files once a write has ended.
 func TestStoreConcurrentProcesses(t *testing.T) {
-	dir := t.TempDir()
+	dir := stateDir(t)
 	exe := testExe(t)
 	const n = 6
 	cmds := make([]*exec.Cmd, n)
@@ -176,7 +189,7 @@ func TestStoreConcurrentProcesses(t *testing.T) {
 // can, at random moments: the file must always parse, and the temp files
 // a kill leaves behind are removed by the next update.
 func TestStoreSIGKILL(t *testing.T) {
-	dir := t.TempDir()
+	dir := stateDir(t)
 	exe := testExe(t)
 	s := Store{Dir: dir}
 	writes := 0
@@ -226,7 +239,7 @@ func TestStoreCorrupt(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := Store{Dir: t.TempDir()}
+			s := Store{Dir: stateDir(t)}
 			p := s.Path("h", "s")
 			if err := os.WriteFile(p, []byte(tt.content), 0o600); err != nil {
 				t.Fatal(err)
@@ -251,7 +264,7 @@ func TestStoreCorrupt(t *testing.T) {
 // reported at once instead of blocking the handler past its deadline, and
 // a write replaces it.
 func TestStoreStateNotARegularFile(t *testing.T) {
-	s := Store{Dir: t.TempDir()}
+	s := Store{Dir: stateDir(t)}
 	if err := syscall.Mkfifo(s.Path("h", "s"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -292,16 +305,21 @@ func TestStoreUnusableDir(t *testing.T) {
 	}
 }
 
-// TestStoreReadOnlyDir: a directory the handler cannot write fails the
-// write (the caller logs it and goes on), and leaves the record as it was. As root, permission bits do
-// not bind, so the update runs in a helper process as nobody.
+// TestStoreReadOnlyDir: a state the handler cannot write fails the write
+// (the caller logs it and goes on), and leaves the record as it was. As
+// root, permission bits do not bind, so the update runs in a helper
+// process as nobody. A directory that is not the handler's own 0700 one
+// is refused by the trust rule before anything is tried, with the fix; in
+// its own directory, a lock it cannot open is "permission denied".
 func TestStoreReadOnlyDir(t *testing.T) {
+	self := fsutil.User(os.Getuid())
 	for _, prepared := range []bool{false, true} {
-		t.Run(fmt.Sprintf("existing_state_%v", prepared), func(t *testing.T) {
+		t.Run(fmt.Sprintf("not_its_own/existing_state_%v", prepared), func(t *testing.T) {
 			dir := sharedTempDir(t)
-			s := Store{Dir: dir}
+			s := Store{Dir: dir, Trust: self}
 			if prepared {
-				// Lock and state usable, only the temp file cannot be made.
+				// Lock and state usable, only the directory is not.
+				os.Chmod(dir, 0o700)
 				if err := s.Write(context.Background(), Record{Host: "h", Service: "s"}); err != nil {
 					t.Fatal(err)
 				}
@@ -313,15 +331,23 @@ func TestStoreReadOnlyDir(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer os.Chmod(dir, 0o755)
+			var out string
 			if os.Geteuid() != 0 {
-				if err := s.Write(context.Background(), Record{Host: "h", Service: "s", Result: "x"}); err == nil {
+				err := s.Write(context.Background(), Record{Host: "h", Service: "s", Result: "x"})
+				if err == nil {
 					t.Fatal("write in a read-only directory succeeded")
 				}
+				out = err.Error()
 			} else {
-				out, code := runAsNobody(t, "write", dir, "h", "s")
-				if code != 1 || !strings.Contains(out, "permission denied") {
-					t.Fatalf("as nobody: exit %d, output %q; want exit 1 and permission denied", code, out)
+				var code int
+				out, code = runAsNobody(t, "write", dir, "h", "s")
+				if code != 1 || !strings.Contains(out, "owned by uid 0 (root), not by nobody (uid 65534)") ||
+					!strings.Contains(out, "run chown nobody "+dir+" && chmod 700 "+dir) {
+					t.Fatalf("as nobody: exit %d, output %q; want exit 1 and the owner refused with the fix", code, out)
 				}
+			}
+			if !strings.Contains(out, "state directory "+dir+" refused: ") || !strings.Contains(out, "has mode 0555, not 0700") {
+				t.Fatalf("refusal %q does not name the directory and its mode", out)
 			}
 			after, _ := os.ReadFile(s.Path("h", "s"))
 			if string(before) != string(after) {
@@ -329,6 +355,39 @@ func TestStoreReadOnlyDir(t *testing.T) {
 			}
 		})
 	}
+	t.Run("its_own/lock_not_writable", func(t *testing.T) {
+		dir := sharedTempDir(t)
+		os.Chmod(dir, 0o700)
+		owner := os.Getuid()
+		if owner == 0 {
+			owner = 65534 // the helper's user
+			if err := os.Chown(dir, owner, owner); err != nil {
+				t.Fatal(err)
+			}
+		}
+		s := Store{Dir: dir, Trust: fsutil.Trust{UID: owner}}
+		if err := s.Write(context.Background(), Record{Host: "h", Service: "s"}); err != nil {
+			t.Fatal(err)
+		}
+		lock := filepath.Join(dir, fileBase("h", "s")+".lock")
+		os.Chown(lock, owner, owner)
+		os.Chmod(lock, 0o400) // its owner cannot open it for writing
+		before, _ := os.ReadFile(s.Path("h", "s"))
+		if os.Geteuid() != 0 {
+			if err := s.Write(context.Background(), Record{Host: "h", Service: "s", Result: "x"}); err == nil || !strings.Contains(err.Error(), "permission denied") {
+				t.Fatalf("write with a lock it cannot open: %v, want permission denied", err)
+			}
+		} else {
+			out, code := runAsNobody(t, "write", dir, "h", "s")
+			if code != 1 || !strings.Contains(out, "permission denied") {
+				t.Fatalf("as nobody: exit %d, output %q; want exit 1 and permission denied", code, out)
+			}
+		}
+		after, _ := os.ReadFile(s.Path("h", "s"))
+		if string(before) != string(after) {
+			t.Fatal("state changed")
+		}
+	})
 }
 
 // sharedTempDir is a temp dir that other users can traverse (t.TempDir's
@@ -372,7 +431,7 @@ func runAsNobody(t *testing.T, mode string, args ...string) (string, int) {
 // TestStoreLockTimeout: a lock held elsewhere makes Write give up when
 // its context ends, with a message saying so, instead of hanging.
 func TestStoreLockTimeout(t *testing.T) {
-	dir := t.TempDir()
+	dir := stateDir(t)
 	s := Store{Dir: dir}
 	f, err := os.OpenFile(filepath.Join(dir, fileBase("h", "s")+".lock"), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
