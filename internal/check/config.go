@@ -9,7 +9,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"net/http"
+	"net/textproto"
 	"strconv"
 	"strings"
 	"time"
@@ -31,10 +31,10 @@ type Config struct {
 	Metrics      []MetricRule
 	MaxAgeWarn   time.Duration // 0 = unset
 	MaxAgeCrit   time.Duration
-	MinUptime    time.Duration // 0 = unset
-	Plain        bool          // not JSON: 2xx is OK, the first body line is the message
-	Header       http.Header
-	MaxBody      int64 // 0 = status.MaxBody
+	MinUptime    time.Duration        // 0 = unset
+	Plain        bool                 // not JSON: 2xx is OK, the first body line is the message
+	Header       textproto.MIMEHeader // --header values (net/http's Header type, without net/http)
+	MaxBody      int64                // 0 = status.MaxBody
 	UserAgent    string
 }
 
@@ -179,7 +179,7 @@ func ParseMetricRule(s string) (MetricRule, error) {
 
 // ParseHeader reads --header 'Name: value'. CR and LF are refused so a
 // header can never smuggle a second one.
-func ParseHeader(h http.Header, s string) error {
+func ParseHeader(h textproto.MIMEHeader, s string) error {
 	k, v, ok := strings.Cut(s, ":")
 	k, v = strings.TrimSpace(k), strings.TrimSpace(v)
 	if !ok || k == "" {

@@ -1,7 +1,7 @@
 package check
 
 import (
-	"net/http"
+	"net/textproto"
 	"testing"
 	"time"
 
@@ -83,12 +83,12 @@ func TestParseMetricRule(t *testing.T) {
 }
 
 func TestParseHeader(t *testing.T) {
-	h := http.Header{}
+	h := textproto.MIMEHeader{}
 	if err := ParseHeader(h, "Authorization:  Bearer abc:def "); err != nil || h.Get("Authorization") != "Bearer abc:def" {
 		t.Fatalf("%v %v", h, err)
 	}
 	for _, bad := range []string{"nocolon", ": v", "Bad Name: v", "X-A: a\r\nX-B: b", "X(y): z"} {
-		if err := ParseHeader(http.Header{}, bad); err == nil {
+		if err := ParseHeader(textproto.MIMEHeader{}, bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
 	}

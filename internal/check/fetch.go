@@ -10,7 +10,6 @@ import (
 	"io"
 	"mime"
 	"net"
-	"net/http"
 	"net/url"
 	"strings"
 	"time"
@@ -23,7 +22,8 @@ import (
 // One request on one connection, in the calling goroutine: no
 // http.Transport, no pool, no background goroutines. check_worker makes
 // exactly one request per process, and the transport's machinery cost
-// more than the request itself (docs/benchmarks.md).
+// more than the request itself (docs/benchmarks.md). The response is
+// read by httpget.go, not net/http, for the same reason.
 
 // maxHeader is the allowance for the response head on top of the body
 // cap: together they bound what is read, whatever the worker sends.
@@ -132,25 +132,24 @@ func (f *fetcher) get(ctx context.Context, u *url.URL) (body []byte, loc string,
 		limit = status.MaxBody
 	}
 	cr := &capReader{r: conn, n: limit + maxHeader + 1, now: f.now, first: &f.tm.firstByte}
-	resp, err := http.ReadResponse(bufio.NewReaderSize(cr, 4096), nil)
+	resp, err := readResponse(bufio.NewReaderSize(cr, 4096))
 	if err != nil {
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF // closed before a full head
 		}
 		return nil, "", err
 	}
-	defer resp.Body.Close()
-	f.log.Debug().Int("code", resp.StatusCode).Str("content_type", resp.Header.Get("Content-Type")).
-		Int64("content_length", resp.ContentLength).Msg("response")
+	f.log.Debug().Int("code", resp.code).Str("content_type", resp.get("Content-Type")).
+		Int64("content_length", resp.length).Msg("response")
 
-	if resp.StatusCode >= 300 && resp.StatusCode <= 399 && resp.Header.Get("Location") != "" {
-		return nil, resp.Header.Get("Location"), nil
+	if resp.code >= 300 && resp.code <= 399 && resp.get("Location") != "" {
+		return nil, resp.get("Location"), nil
 	}
 	// The status code comes first: a 405 whose JSON says "ok" is not ok.
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		b, _ := status.ReadBody(resp.Body, min(limit, 64<<10))
+	if resp.code < 200 || resp.code > 299 {
+		b, _ := status.ReadBody(resp.body, min(limit, 64<<10))
 		f.tm.size = len(b)
-		he := &HTTPStatusError{Code: resp.StatusCode, Line: firstLine(b), plain: f.cfg.Plain}
+		he := &HTTPStatusError{Code: resp.code, Line: firstLine(b), plain: f.cfg.Plain}
 		if !f.cfg.Plain {
 			if d, err := status.Parse(b); err == nil {
 				he.Doc, he.Line = &d, clean(d.Message, 120)
@@ -159,11 +158,11 @@ func (f *fetcher) get(ctx context.Context, u *url.URL) (body []byte, loc string,
 		return nil, "", he
 	}
 	if !f.cfg.Plain {
-		if err := jsonType(resp.Header.Get("Content-Type")); err != nil {
+		if err := jsonType(resp.get("Content-Type")); err != nil {
 			return nil, "", err
 		}
 	}
-	b, err := status.ReadBody(resp.Body, limit)
+	b, err := status.ReadBody(resp.body, limit)
 	f.tm.size = len(b)
 	f.log.Trace().Str("body", clean(string(b[:min(len(b), 512)]), 512)).Msg("first 512 bytes of the body")
 	if errors.Is(err, io.EOF) {

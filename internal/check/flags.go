@@ -4,7 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
+	"net/textproto"
 	"net/url"
 	"strconv"
 	"strings"
@@ -44,7 +44,7 @@ type Flags struct {
 // Config validates the flags and turns them into the core's Config; every
 // error is a usage error (UNKNOWN).
 func (g Flags) Config(userAgent string) (Config, TLSOptions, error) {
-	cfg := Config{Header: http.Header{}, UserAgent: userAgent}
+	cfg := Config{Header: textproto.MIMEHeader{}, UserAgent: userAgent}
 	var err error
 	if cfg.Timeout, cfg.TimeoutState, err = ParseTimeout(g.Timeout); err != nil {
 		return cfg, TLSOptions{}, err

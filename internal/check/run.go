@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -37,7 +36,7 @@ type HTTPStatusError struct {
 }
 
 func (e *HTTPStatusError) Error() string {
-	s := fmt.Sprintf("HTTP %d %s", e.Code, http.StatusText(e.Code))
+	s := fmt.Sprintf("HTTP %d %s", e.Code, statusText(e.Code))
 	if e.Line != "" {
 		s += ": " + e.Line
 	}

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/textproto"
 	"os"
 	"path/filepath"
 	"strings"
@@ -214,7 +215,7 @@ func TestRequest(t *testing.T) {
 		jsonHandler(200, `{"status":"ok"}`)(w, r)
 	}))
 	defer srv.Close()
-	h := http.Header{}
+	h := textproto.MIMEHeader{}
 	for _, s := range []string{"Authorization: Bearer s3cret", "X-Env: prod", "Host: worker.example"} {
 		if err := ParseHeader(h, s); err != nil {
 			t.Fatal(err)
