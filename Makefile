@@ -27,7 +27,8 @@ FUZZ_TARGETS := \
 	./internal/thresholds:FuzzParse \
 	./internal/status:FuzzParse \
 	./internal/protocol:FuzzReadFrame \
-	./internal/protocol:FuzzVerify
+	./internal/protocol:FuzzVerify \
+	./internal/check:FuzzReadResponse
 
 .DEFAULT_GOAL := help
 
