@@ -161,7 +161,7 @@ func notRun(o protocol.Outcome, output, detail string) Result {
 
 // execute decides j under the service's lock and runs it if need be. The
 // restart's time and fault are on disk before the action starts, and the
-// lock is held until its outcome is.
+// lock is held until its outcome is written.
 func (e *Executor) execute(j Job) Result {
 	if e.hard.Err() != nil {
 		return notRun(protocol.OutcomeBusy, "agent shutting down: not run", "shutting down")
@@ -194,19 +194,18 @@ func (e *Executor) execute(j Job) Result {
 		return notRun(protocol.OutcomeBusy, "agent shutting down: not run", "shutting down")
 	}
 	if j.Verb == protocol.VerbRestart {
-		ent.st.begin(j, now)
-		if err := ent.save(); err != nil {
+		if err := ent.begin(j, now); err != nil {
 			return notRun(protocol.OutcomeFailed, "the agent cannot record the restart: not run", err.Error())
 		}
 	}
 	res = e.runAction(j.Action)
 	end := e.now()
 	res.Origin = protocol.OriginRun
-	ent.st.finish(j, now, end, res)
+	err = ent.finish(j, now, end, res)
 	if j.Verb == protocol.VerbRestart {
 		res.Budget = ent.st.budget(j.Budget, end)
 	}
-	if err := ent.save(); err != nil {
+	if err != nil {
 		res.Detail = "outcome not recorded: " + err.Error()
 	}
 	return res

@@ -1,6 +1,7 @@
 package listener
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -19,24 +21,54 @@ import (
 
 // The ledger is what makes the agent the authority on restarts: per
 // service, the faults it restarted for, the restart times inside the
-// budget window and the last run of each verb, in
+// budget window and the last run of each verb, in the journal
 // state_dir/services/<service>.json. Every reader and writer holds the
 // flock state_dir/services/<service>.lock, and holds it while the
 // service's action runs, so the records and the runs are one sequence
-// across goroutines and processes (inetd included). A record is written
-// (fsync'ed, renamed) before the restart it protects runs.
+// across goroutines and processes (inetd included).
+//
+// The journal is JSON lines, replayed in order on open:
+//
+//	{"op":"state","faults":[…],"restarts":[…],"last":{…}}
+//	    the whole state (serviceState); a line without "op" is one too
+//	    (the single-object file of the version before the journal)
+//	{"op":"begin","verb":"restart","fault":F,"at":T}
+//	    a restart starts: T counts against the budget, F is pending
+//	{"op":"end","verb":V,"run":{"fault":F,"start":…,"end":…,"state":"done","outcome":…,"exit":…,"dur_us":…,"output":…}}
+//	    a run's outcome: the last run of V and, for a restart, F's record
+//
+// A begin line is appended with one write and made durable (fdatasync)
+// before the restart runs: that is the guarantee. An end line is appended
+// without a sync: a crashed agent loses nothing (the page cache has it); a
+// power loss can lose it, and a begin without its end reads as a restart
+// its agent did not survive (failed, not run again), the safe direction.
+//
+// The journal is created, and rewritten as one state line once more than
+// compactLines lines or compactBytes (or the state line's size, if
+// larger) follow the state line, by temp file, fsync, rename and fsync of
+// the directory. So its first line is always whole, and a later line cut
+// short (no newline) or holding a NUL is a write a crash lost: it and what
+// follows are dropped, and the next write rewrites the journal. Any other
+// line that cannot be read refuses the service rather than forget.
 //
 // Times are the agent's wall clock. One dated after now (the clock went
 // back) is read as now and written back so, so that it ages from then on
 // instead of blocking restarts for as long as the clock was off.
+//
+// A process keeps each service's state between opens while the journal is
+// the file it left (same device, inode, size and ctime), so a serve agent
+// does not parse it per request; a write by anyone else (an inetd
+// sibling, an operator) makes the next open read it.
 
 const (
 	ledgerDir       = "services"
 	maxFaultRecords = 64
-	// maxStateFile bounds the read: 64 faults and the last run of each
-	// verb with 4 KiB of output each, and MaxBudget restart times, are
-	// well under it.
+	// maxStateFile bounds the read: a state line (64 faults and the last
+	// run of each verb with 4 KiB of output each, MaxBudget restart
+	// times) and at most as much again of appended lines are well under it.
 	maxStateFile = 4 << 20
+	compactLines = 256
+	compactBytes = 64 << 10
 	// crashedOutput answers a restart whose record is still pending when
 	// the lock is free: the agent that ran it died (the kernel drops a dead
 	// process's flock). It is not run again for that fault.
@@ -46,6 +78,13 @@ const (
 const (
 	statePending = "pending"
 	stateDone    = "done"
+)
+
+// The journal's line kinds.
+const (
+	opState = "state"
+	opBegin = "begin"
+	opEnd   = "end"
 )
 
 // outcomeRecord is a recorded answer.
@@ -89,26 +128,156 @@ type runRecord struct {
 	outcomeRecord
 }
 
-// serviceState is one service's state file.
+// serviceState is one service's records.
 type serviceState struct {
 	Faults   []faultRecord                `json:"faults"`
 	Restarts []time.Time                  `json:"restarts"`
 	Last     map[protocol.Verb]*runRecord `json:"last"`
 }
 
-// ledger is the state_dir/services directory.
-type ledger struct{ dir string }
+// journalLine is one line of the journal; Op says which fields it has.
+type journalLine struct {
+	Op       string                       `json:"op,omitempty"`
+	Faults   []faultRecord                `json:"faults,omitempty"`   // state
+	Restarts []time.Time                  `json:"restarts,omitempty"` // state
+	Last     map[protocol.Verb]*runRecord `json:"last,omitempty"`     // state
+	Verb     protocol.Verb                `json:"verb,omitempty"`     // begin, end
+	Fault    string                       `json:"fault,omitempty"`    // begin
+	At       time.Time                    `json:"at,omitzero"`        // begin
+	Run      *runRecord                   `json:"run,omitempty"`      // end
+}
 
-func newLedger(stateDir string) *ledger { return &ledger{dir: filepath.Join(stateDir, ledgerDir)} }
+// apply replays one line.
+func (s *serviceState) apply(l *journalLine) error {
+	switch l.Op {
+	case "", opState:
+		*s = serviceState{Faults: l.Faults, Restarts: l.Restarts, Last: map[protocol.Verb]*runRecord{}}
+		for v, r := range l.Last {
+			if r != nil {
+				s.Last[v] = r
+			}
+		}
+	case opBegin:
+		if l.Verb != protocol.VerbRestart || l.Fault == "" || l.At.IsZero() {
+			return errors.New("a begin line needs verb restart, a fault and a time")
+		}
+		s.begin(Job{Verb: l.Verb, Fault: l.Fault}, l.At)
+	case opEnd:
+		if l.Verb == "" || l.Run == nil {
+			return errors.New("an end line needs a verb and a run")
+		}
+		s.ended(l.Verb, l.Run)
+	default:
+		return fmt.Errorf("unknown op %q", l.Op)
+	}
+	return nil
+}
+
+// ledger is the state_dir/services directory, and the states this
+// process left there.
+type ledger struct {
+	dir   string
+	mu    sync.Mutex
+	cache map[string]*snapshot
+	swept map[string]dirStamp // the directory when each service's temp files were last looked for
+	reads int                 // journals read and parsed (tests)
+}
+
+// dirStamp changes when a file is created in or removed from the
+// directory.
+type dirStamp struct {
+	ino   uint64
+	mtime syscall.Timespec
+}
+
+// snapshot is a service's state as this process last left its journal.
+type snapshot struct {
+	key               fileKey
+	st                serviceState
+	size, head, lines int64
+	compact           bool
+}
+
+// fileKey tells whether a journal is still the one a snapshot was taken
+// of: every write appends (a new size and ctime) or rewrites (a new
+// inode; one that reused the number would also need the same size and
+// ctime).
+type fileKey struct {
+	dev, ino uint64
+	size     int64
+	ctime    syscall.Timespec
+}
+
+func keyOf(fi os.FileInfo) (fileKey, bool) {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return fileKey{}, false
+	}
+	return fileKey{dev: uint64(st.Dev), ino: st.Ino, size: st.Size, ctime: st.Ctim}, true
+}
+
+func newLedger(stateDir string) *ledger {
+	return &ledger{dir: filepath.Join(stateDir, ledgerDir), cache: map[string]*snapshot{}, swept: map[string]dirStamp{}}
+}
 
 func (l *ledger) path(service string) string { return filepath.Join(l.dir, service+".json") }
+
+// take hands over service's snapshot if the journal is still k.
+func (l *ledger) take(service string, k fileKey) *snapshot {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s := l.cache[service]
+	delete(l.cache, service)
+	if s == nil || s.key != k {
+		l.reads++
+		return nil
+	}
+	return s
+}
+
+func (l *ledger) put(service string, s *snapshot) {
+	l.mu.Lock()
+	l.cache[service] = s
+	l.mu.Unlock()
+}
+
+// sweep deletes the temp files a killed writer left for service's journal
+// if the directory changed since it last looked: reading the directory on
+// every request would cost more than the rest of the records (42 µs with
+// 50 services). A stamp less than racyStamp old is not trusted (a file
+// system's timestamps may be that coarse), so the next open looks again.
+func (l *ledger) sweep(service string) {
+	var st syscall.Stat_t
+	if syscall.Stat(l.dir, &st) != nil {
+		return
+	}
+	stamp := dirStamp{ino: st.Ino, mtime: st.Mtim}
+	if time.Since(time.Unix(st.Mtim.Unix())) < racyStamp {
+		stamp = dirStamp{}
+	}
+	l.mu.Lock()
+	seen := stamp != dirStamp{} && l.swept[service] == stamp
+	l.swept[service] = stamp
+	l.mu.Unlock()
+	if !seen {
+		removeTemps(l.path(service))
+	}
+}
+
+const racyStamp = 100 * time.Millisecond
 
 // entry is one service's state, read under its lock.
 type entry struct {
 	l       *ledger
 	service string
 	st      serviceState
-	dirty   bool // changed by the load (a crash, a clock step): save it
+	f       *os.File // the journal, open for appending; nil until it exists
+	size    int64    // where the next line goes: the end of the last whole line
+	head    int64    // the bytes up to the end of the state line
+	lines   int64    // lines after it
+	dirty   bool     // changed by the load (a crash, a clock step): save it
+	compact bool     // the next write rewrites the journal (missing, a lost write at its end, long, dirty)
+	broken  bool     // a write failed: the file may not say what st says
 	unlock  func() error
 }
 
@@ -123,6 +292,13 @@ var errLockBusy = errors.New("the service's lock is held by another process")
 func (l *ledger) open(ctx context.Context, service string, now func() time.Time, waiting func()) (*entry, error) {
 	if err := os.MkdirAll(l.dir, 0o700); err != nil {
 		return nil, fmt.Errorf("state_dir: %w", err)
+	}
+	// state_dir itself is checked and only the agent can write it, but the
+	// services folder is never trusted through a symlink either: the files
+	// in it are opened O_NOFOLLOW or created O_EXCL, and this covers the
+	// folder.
+	if fi, err := os.Lstat(l.dir); err != nil || !fi.IsDir() {
+		return nil, fmt.Errorf("state_dir: %s is not a directory (a symlink is refused)", l.dir)
 	}
 	lockPath := filepath.Join(l.dir, service+".lock")
 	try, cancel := context.WithTimeout(ctx, 0)
@@ -140,7 +316,8 @@ func (l *ledger) open(ctx context.Context, service string, now func() time.Time,
 	}
 	e := &entry{l: l, service: service, unlock: unlock}
 	if err := e.load(now()); err != nil {
-		unlock()
+		e.broken = true
+		e.close()
 		return nil, err
 	}
 	return e, nil
@@ -148,24 +325,110 @@ func (l *ledger) open(ctx context.Context, service string, now func() time.Time,
 
 func isBusy(err error) bool { return errors.Is(err, syscall.EWOULDBLOCK) }
 
+// openJournal opens the journal for reading and appending, never through
+// a symlink and never blocking (a FIFO is refused once open).
+func openJournal(p string) (*os.File, os.FileInfo, error) {
+	f, err := os.OpenFile(p, os.O_RDWR|os.O_APPEND|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if errors.Is(err, syscall.ELOOP) {
+		return nil, nil, fmt.Errorf("%s is a symlink: refusing to follow it", p)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	fi, err := f.Stat()
+	if err == nil && !fi.Mode().IsRegular() {
+		err = fmt.Errorf("%s is not a regular file", p)
+	}
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return f, fi, nil
+}
+
 func (e *entry) load(now time.Time) error {
 	p := e.l.path(e.service)
-	removeTemps(p) // left by a writer killed mid-write; we hold the lock
-	b, _, err := fsutil.ReadRegular(p, maxStateFile)
+	e.l.sweep(e.service) // we hold the lock: no live writer owns them
+	f, fi, err := openJournal(p)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
-		b = nil
+		e.compact = true // created whole by the first write
 	case err != nil:
 		return fmt.Errorf("state file: %w", err)
-	}
-	if len(b) > 0 {
-		if err := json.Unmarshal(b, &e.st); err != nil {
-			return fmt.Errorf("state file %s is not valid (%v): fix or remove it", p, err)
+	default:
+		e.f = f
+		k, ok := keyOf(fi)
+		if s := e.l.take(e.service, k); ok && s != nil {
+			e.st, e.size, e.head, e.lines, e.compact = s.st, s.size, s.head, s.lines, s.compact
+			break
 		}
+		b, err := io.ReadAll(io.LimitReader(f, maxStateFile+1))
+		if err != nil {
+			return fmt.Errorf("state file: %w", err)
+		}
+		if len(b) > maxStateFile {
+			return fmt.Errorf("state file %s is larger than %d bytes: fix or remove it", p, maxStateFile)
+		}
+		if err := e.replay(b, p); err != nil {
+			return err
+		}
+		slices.SortFunc(e.st.Restarts, func(a, b time.Time) int { return a.Compare(b) })
 	}
 	if e.st.Last == nil {
 		e.st.Last = map[protocol.Verb]*runRecord{}
 	}
+	e.normalize(now)
+	if e.dirty || e.size == 0 || e.long() { // an empty file is rewritten whole too
+		e.compact = true
+	}
+	return nil
+}
+
+// replay rebuilds the state from the journal b.
+func (e *entry) replay(b []byte, path string) error {
+	for n, off := 1, 0; off < len(b); n++ {
+		line := b[off:]
+		i := bytes.IndexByte(line, '\n')
+		whole := i >= 0
+		if whole {
+			line = line[:i]
+		}
+		// The first line is whole (written by rename); a later one cut
+		// short or holding a NUL is a write a crash lost.
+		lost := off > 0 && (!whole || bytes.IndexByte(line, 0) >= 0)
+		var jl journalLine
+		var err error
+		blank := len(bytes.TrimSpace(line)) == 0
+		if !blank {
+			if err = json.Unmarshal(line, &jl); err == nil {
+				err = e.st.apply(&jl)
+			}
+		}
+		switch {
+		case err != nil && lost:
+			e.compact = true
+			return nil
+		case err != nil:
+			return fmt.Errorf("state file %s line %d is not valid (%v): fix or remove it", path, n, err)
+		case !whole:
+			e.compact = true // read, but nothing may be appended to it
+			return nil
+		}
+		off += i + 1
+		e.size = int64(off)
+		switch {
+		case blank:
+		case jl.Op == "" || jl.Op == opState:
+			e.head, e.lines = e.size, 0
+		default:
+			e.lines++
+		}
+	}
+	return nil
+}
+
+// normalize reads pending records as crashed and times after now as now.
+func (e *entry) normalize(now time.Time) {
 	clamp := func(t *time.Time) {
 		if t.After(now) {
 			*t, e.dirty = now, true
@@ -185,11 +448,15 @@ func (e *entry) load(now time.Time) error {
 			e.dirty = true
 		}
 	}
-	for i := range e.st.Restarts {
+	// Sorted: only a suffix can be in the future.
+	for i := len(e.st.Restarts) - 1; i >= 0 && e.st.Restarts[i].After(now); i-- {
 		clamp(&e.st.Restarts[i])
 	}
-	slices.SortFunc(e.st.Restarts, func(a, b time.Time) int { return a.Compare(b) })
-	return nil
+}
+
+// long: enough was appended after the state line to rewrite the journal.
+func (e *entry) long() bool {
+	return e.lines > compactLines || e.size-e.head > max(compactBytes, e.head)
 }
 
 // removeTemps deletes the temp files fsutil.WriteAtomic leaves for path
@@ -204,20 +471,106 @@ func removeTemps(path string) {
 	}
 }
 
-// save writes the state durably: temp file, fsync, rename, fsync of the
-// directory.
+// marshalLine is l as one line, its newline included. Not HTML-escaped:
+// the file is read by the agent and by jq, and <>& would cost 6 bytes.
+func marshalLine(l *journalLine) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(l); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+// save rewrites the journal as one state line, durably: temp file, fsync,
+// rename, fsync of the directory. Later lines are appended to the new
+// file.
 func (e *entry) save() error {
-	err := fsutil.WriteAtomic(e.l.path(e.service), 0o600, func(w io.Writer) error {
-		return json.NewEncoder(w).Encode(&e.st)
-	})
+	line, err := marshalLine(&journalLine{Op: opState, Faults: e.st.Faults, Restarts: e.st.Restarts, Last: e.st.Last})
+	if err == nil {
+		err = fsutil.WriteFileAtomic(e.l.path(e.service), line, 0o600)
+	}
 	if err != nil {
+		e.broken = true
 		return fmt.Errorf("state file: %w", err)
 	}
-	e.dirty = false
+	if e.f != nil {
+		e.f.Close()
+	}
+	e.f, e.size, e.head, e.lines, e.dirty = nil, int64(len(line)), int64(len(line)), 0, false
+	f, _, err := openJournal(e.l.path(e.service))
+	if err != nil {
+		// The state is on disk; the next write rewrites it again.
+		e.broken = true
+		return nil
+	}
+	e.f, e.compact = f, false
 	return nil
 }
 
-func (e *entry) close() { e.unlock() }
+// append adds l at the journal's end with one write and, if durable, an
+// fdatasync: then l and every line before it are on disk (the journal's
+// name has been since it was created, by a rename and an fsync of the
+// directory). Where the journal is due for a rewrite, the rewrite, which
+// holds l's effect, takes l's place. A line that failed is cut off again,
+// so that a retry finds nothing recorded, as nothing ran; if even that
+// fails, the next reader drops the torn line or, if it got to the disk
+// whole, reads the restart as one its agent did not survive: never twice.
+func (e *entry) append(l *journalLine, durable bool) error {
+	if e.compact || e.f == nil {
+		return e.save()
+	}
+	line, err := marshalLine(l)
+	if err != nil {
+		e.broken = true
+		return fmt.Errorf("state file: %w", err)
+	}
+	n, err := e.f.Write(line)
+	if err == nil && durable {
+		err = syscall.Fdatasync(int(e.f.Fd()))
+	}
+	if err != nil {
+		e.broken = true
+		if n > 0 && e.f.Truncate(e.size) != nil {
+			e.compact = true
+		}
+		return fmt.Errorf("state file: %w", err)
+	}
+	e.size += int64(n)
+	e.lines++
+	if e.long() {
+		e.compact = true
+	}
+	return nil
+}
+
+// begin records, durably and before j's restart runs, its time and its
+// fault, pending.
+func (e *entry) begin(j Job, now time.Time) error {
+	e.st.begin(j, now)
+	return e.append(&journalLine{Op: opBegin, Verb: j.Verb, Fault: j.Fault, At: now}, true)
+}
+
+// finish records a run's outcome (not synced: see the doc comment).
+func (e *entry) finish(j Job, start, end time.Time, r Result) error {
+	e.st.finish(j, start, end, r)
+	return e.append(&journalLine{Op: opEnd, Verb: j.Verb, Run: e.st.Last[j.Verb]}, false)
+}
+
+// close releases the lock, keeping the state for the next open unless a
+// write failed.
+func (e *entry) close() {
+	if e.f != nil {
+		if fi, err := e.f.Stat(); err == nil && !e.broken && !e.dirty {
+			if k, ok := keyOf(fi); ok {
+				e.l.put(e.service, &snapshot{key: k, st: e.st, size: e.size, head: e.head, lines: e.lines, compact: e.compact})
+			}
+		}
+		e.f.Close()
+	}
+	e.unlock()
+}
 
 // prune forgets restarts outside b's window and beyond MaxBudget.
 func (s *serviceState) prune(b Budget, now time.Time) {
@@ -292,6 +645,9 @@ func (s *serviceState) decide(j Job, now time.Time) (Result, bool) {
 // begin records, before a restart runs, its time and its fault, pending.
 func (s *serviceState) begin(j Job, now time.Time) {
 	s.Restarts = append(s.Restarts, now)
+	if n := len(s.Restarts); n > 1 && s.Restarts[n-2].After(now) { // the clock went back
+		slices.SortFunc(s.Restarts, func(a, b time.Time) int { return a.Compare(b) })
+	}
 	s.Last[protocol.VerbRestart] = &runRecord{Fault: j.Fault, Start: now, outcomeRecord: outcomeRecord{State: statePending, Exit: -1}}
 	if j.Fault == "-" {
 		return
@@ -304,12 +660,17 @@ func (s *serviceState) begin(j Job, now time.Time) {
 
 // finish records a run's outcome.
 func (s *serviceState) finish(j Job, start, end time.Time, r Result) {
-	rec := recordOf(r)
-	s.Last[j.Verb] = &runRecord{Fault: j.Fault, Start: start, End: end, outcomeRecord: rec}
-	if j.Verb != protocol.VerbRestart || j.Fault == "-" {
+	s.ended(j.Verb, &runRecord{Fault: j.Fault, Start: start, End: end, outcomeRecord: recordOf(r)})
+}
+
+// ended records run as the last of verb and, for a restart, as its
+// fault's outcome.
+func (s *serviceState) ended(verb protocol.Verb, run *runRecord) {
+	s.Last[verb] = run
+	if verb != protocol.VerbRestart || run.Fault == "-" {
 		return
 	}
-	if f := s.fault(j.Fault); f != nil {
-		f.outcomeRecord = rec
+	if f := s.fault(run.Fault); f != nil {
+		f.outcomeRecord = run.outcomeRecord
 	}
 }
