@@ -14,7 +14,7 @@
 //	worker_listener serve --config FILE          # TCP daemon (default port 5690)
 //	worker_listener inetd --config FILE [--log-file FILE]
 //	worker_listener import-key --out FILE        # this host's key from stdin, mode 0600
-//	worker_listener check-config --config FILE    # validate and exit
+//	worker_listener check-config --config FILE    # validate, list every problem, exit
 //	worker_listener -V | --version
 //
 // serve listens on the config's listen address, or on the sockets systemd
@@ -22,6 +22,14 @@
 // waits up to shutdown_grace for running actions, then kills them. SIGHUP
 // reloads the config, keys, TLS files and audit log; a config that fails
 // validation is refused and the running one stays.
+//
+// The agent runs as root, so it trusts no file another user could write:
+// the config, its keys and TLS files, state_dir, the audit log, every
+// action's binary and every existing file among its arguments, and each
+// directory on the way to them, must be owned by root or the agent's user
+// and writable by no one else (state_dir: its own, 0700), or it refuses to
+// start or reload. check-config lists every such problem with the command
+// that fixes it (docs/security.md, "A local attacker").
 //
 // inetd serves one connection on stdin/stdout, as xinetd (or a systemd
 // socket with Accept=yes) starts it; stdin, stdout and stderr are the

@@ -206,7 +206,9 @@ func listeners(addr string) ([]net.Listener, error) {
 func inetd(c inetdCmd) int {
 	log := zerolog.Nop()
 	if c.LogFile != "" {
-		if f, err := os.OpenFile(c.LogFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640); err == nil {
+		// As the audit log: through its checked directory, never a symlink;
+		// refused, there is nowhere to say so (stderr is the socket).
+		if f, err := listener.OpenLog(c.LogFile); err == nil {
 			defer f.Close()
 			log = zerolog.New(f).With().Timestamp().Str("component", "worker_listener").Int("pid", os.Getpid()).Logger()
 		}

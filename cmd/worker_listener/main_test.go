@@ -221,8 +221,8 @@ func TestImportKeyAndCheckConfig(t *testing.T) {
 		spoil func(*rig.ListenerConfig)
 		want  string
 	}{
-		{"missing binary", argv(e.dir + "/nosuch.sh"), "no such file"},
-		{"world-writable binary", argv(worldWritable), "group/world-writable"},
+		{"missing binary", argv(e.dir + "/nosuch.sh"), "argv[0] " + e.dir + "/nosuch.sh: does not exist"},
+		{"world-writable binary", argv(worldWritable), "argv[0] " + worldWritable + ": writable by group and others (mode 0777): run chmod go-w " + worldWritable},
 		{"relative binary", argv("mark.sh"), "absolute path"},
 		{"unknown field", func(c *rig.ListenerConfig) { c.ShutdownGrace, c.Extra = "", "shutdown_grace_typo: 30s" }, "not found in type"},
 		{"shell-like service name", func(c *rig.ListenerConfig) { c.Services[0].Name = "demo;x" }, "demo;x"},
@@ -253,7 +253,7 @@ func TestImportKeyAndCheckConfig(t *testing.T) {
 	}
 	os.Chmod(e.keyPath, 0o644)
 	out, err := exec.Command(bin, "serve", "--config", e.cfg).CombinedOutput()
-	if err == nil || !strings.Contains(string(out), "must not be accessible by group or others") {
+	if err == nil || !strings.Contains(string(out), "key file "+e.keyPath+": is open to group or others (mode 0644, want 0600 or 0400): run chmod 600 "+e.keyPath) {
 		t.Fatalf("serve with a 0644 key: %v %s", err, out)
 	}
 }

@@ -165,28 +165,9 @@ func Lock(ctx context.Context, path string, perm os.FileMode, poll time.Duration
 	if err != nil {
 		return nil, err
 	}
-	if poll <= 0 {
-		poll = DefaultLockPoll
-	}
-	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
-			f.Close()
-			return nil, &os.PathError{Op: "flock", Path: path, Err: err}
-		}
-		if ctx.Err() != nil {
-			f.Close()
-			return nil, &busy{ctx.Err()}
-		}
-		t := time.NewTimer(poll)
-		select {
-		case <-ctx.Done():
-		case <-t.C:
-		}
-		t.Stop()
+	if err := flockWait(ctx, f, poll); err != nil {
+		f.Close()
+		return nil, err
 	}
 	return func() error {
 		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)

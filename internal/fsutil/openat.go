@@ -403,8 +403,8 @@ func (d *Dir) Lock(ctx context.Context, name string, perm os.FileMode, poll time
 }
 
 // flockWait takes LOCK_EX on f as Lock documents: LOCK_NB retried every
-// poll until ctx ends, tried once more after. It is the loop of the
-// package's Lock, which can call it in its place.
+// poll until ctx ends, tried once more after. Both Locks use it (one
+// loop).
 func flockWait(ctx context.Context, f *os.File, poll time.Duration) error {
 	if poll <= 0 {
 		poll = DefaultLockPoll

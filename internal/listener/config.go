@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -183,13 +184,19 @@ var DefaultLimits = Limits{
 }
 
 // Load reads, defaults and validates a config file, loading its keys and
-// TLS material. Every problem is reported, each with what to fix.
+// TLS material, and judges every file it names, itself included, by the
+// trust rule (trust.go). Every problem is reported, each with what to fix.
 func Load(path string) (*Config, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	c, err := Parse(b)
+	// Judged after the read (a FIFO still holds the agent in open, as it
+	// always did), which is as safe: the rule refuses whoever could have
+	// changed the file, and he cannot take that power back.
+	tc := &trustCheck{t: fsutil.Self()}
+	tc.check("config file", path, fsutil.ConfigFile)
+	c, err := parse(b, tc)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -197,21 +204,25 @@ func Load(path string) (*Config, error) {
 	return c, nil
 }
 
-// Parse is Load without the file read.
-func Parse(b []byte) (*Config, error) {
+// Parse is Load without the file read (and so without judging it).
+func Parse(b []byte) (*Config, error) { return parse(b, &trustCheck{t: fsutil.Self()}) }
+
+func parse(b []byte, tc *trustCheck) (*Config, error) {
 	var c Config
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true) // a typo in a security config must not pass silently
 	if err := dec.Decode(&c); err != nil {
-		return nil, fmt.Errorf("parsing YAML: %w", err)
+		return nil, errors.Join(fmt.Errorf("parsing YAML: %w", err), tc.err())
 	}
-	if err := c.finish(); err != nil {
+	if err := c.finish(tc); err != nil {
 		return nil, err
 	}
 	return &c, nil
 }
 
-func (c *Config) finish() error {
+// finish defaults and validates c; the trust rule's findings (tc, with
+// the config file's own) come last, all of them, after every other error.
+func (c *Config) finish(tc *trustCheck) error {
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 
@@ -265,6 +276,12 @@ func (c *Config) finish() error {
 		bad("state_dir is required: the nonce cache lives there so that a replay after a restart is refused")
 	} else if !filepath.IsAbs(c.StateDir) {
 		bad("state_dir %q must be an absolute path", c.StateDir)
+	} else if tc.noSymlink("state_dir", c.StateDir, "opens state_dir") {
+		// Missing is fine: the agent creates it 0700 at start.
+		tc.check("state_dir", c.StateDir, fsutil.PrivateDir|fsutil.Optional)
+	}
+	if c.AuditLog != "" && c.AuditLog != "-" && tc.noSymlink("audit_log", c.AuditLog, "appends to audit_log") {
+		tc.check("audit_log", c.AuditLog, fsutil.DataFile|fsutil.Optional)
 	}
 
 	agentOK := protocol.ValidName(c.Agent)
@@ -283,6 +300,10 @@ func (c *Config) finish() error {
 	}
 	c.keys = map[string]protocol.Key{}
 	for _, p := range c.Keys {
+		// Missing: LoadKeyFile says so, as it always did.
+		if !tc.check("key file", p, fsutil.SecretFile|fsutil.Optional) {
+			continue
+		}
 		k, err := protocol.LoadKeyFile(p)
 		if err != nil {
 			bad("%v", err)
@@ -331,12 +352,23 @@ func (c *Config) finish() error {
 		c.allow = append(c.allow, p.Masked())
 	}
 
-	if c.TLS != nil {
-		tc, err := serverTLS(c.TLS)
-		if err != nil {
-			bad("tls: %v", err)
+	if t := c.TLS; t != nil {
+		ok := true
+		for _, f := range []struct {
+			what, path string
+			kind       fsutil.Kind
+		}{{"tls cert", t.Cert, fsutil.ConfigFile}, {"tls key", t.Key, fsutil.SecretFile}, {"tls client_ca", t.ClientCA, fsutil.ConfigFile}} {
+			if f.path != "" {
+				ok = tc.check(f.what, f.path, f.kind|fsutil.Optional) && ok
+			}
 		}
-		c.tlsConf = tc
+		if ok {
+			conf, err := serverTLS(t)
+			if err != nil {
+				bad("tls: %v", err)
+			}
+			c.tlsConf = conf
+		}
 	}
 
 	if len(c.Services) == 0 {
@@ -366,6 +398,11 @@ func (c *Config) finish() error {
 				bad("service %s: unknown action %q (want start, stop, restart or status)", n, vn)
 				continue
 			}
+			// What it runs is judged even when another field is wrong: all
+			// of the repair at once.
+			if len(a.Argv) > 0 && filepath.IsAbs(a.Argv[0]) && !slices.ContainsFunc(a.Argv, hasNUL) {
+				tc.checkAction("service "+n+" action "+vn, a.Argv)
+			}
 			if err := a.finish(); err != nil {
 				bad("service %s action %s: %v", n, vn, err)
 				continue
@@ -374,8 +411,10 @@ func (c *Config) finish() error {
 		}
 		c.Services[n] = svc
 	}
-	return errors.Join(errs...)
+	return errors.Join(append(errs, tc.err())...)
 }
+
+func hasNUL(s string) bool { return strings.IndexByte(s, 0) >= 0 }
 
 func (a *Action) finish() error {
 	if len(a.Argv) == 0 {
@@ -385,11 +424,8 @@ func (a *Action) finish() error {
 	if !filepath.IsAbs(bin) {
 		return fmt.Errorf("argv[0] %q must be an absolute path (there is no PATH search)", bin)
 	}
-	if err := checkExecutable(bin); err != nil {
-		return err
-	}
 	for i, s := range a.Argv {
-		if strings.IndexByte(s, 0) >= 0 {
+		if hasNUL(s) {
 			return fmt.Errorf("argv[%d] holds a NUL byte", i)
 		}
 	}
@@ -442,73 +478,6 @@ func (a *Action) finish() error {
 	return nil
 }
 
-// checkExecutable refuses a missing, non-regular, non-executable or
-// group/world-writable action binary, one owned by a user other than root
-// or the agent's own, and one that anyone else could replace: through a
-// directory on its real path (after symlinks) or on the path of the
-// symlink itself that others can write to (without the sticky bit) or
-// that another user owns.
-func checkExecutable(bin string) error {
-	real, err := filepath.EvalSymlinks(bin)
-	if err != nil {
-		return fmt.Errorf("action binary %s: %w", bin, err)
-	}
-	name := bin
-	if real != bin {
-		name = bin + " (-> " + real + ")"
-	}
-	fi, err := os.Stat(real)
-	if err != nil {
-		return fmt.Errorf("action binary %s: %w", name, err)
-	}
-	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("action binary %s is not a regular file", name)
-	}
-	if fi.Mode().Perm()&0o111 == 0 {
-		return fmt.Errorf("action binary %s is not executable (chmod 755 %s)", name, real)
-	}
-	if fi.Mode().Perm()&0o022 != 0 {
-		return fmt.Errorf("action binary %s has mode %04o: group/world-writable binaries are refused (chmod go-w %s)", name, fi.Mode().Perm(), real)
-	}
-	if uid, ok := foreignOwner(fi); ok {
-		return fmt.Errorf("action binary %s is owned by uid %d, who could rewrite it: it must belong to root or to the agent's user (chown root %s)", name, uid, real)
-	}
-	dirs := []string{filepath.Dir(real)}
-	if linkDir, err := filepath.EvalSymlinks(filepath.Dir(bin)); err == nil && real != bin {
-		dirs = append(dirs, linkDir) // whoever can write here can re-point the link
-	}
-	for _, d := range dirs {
-		for {
-			di, err := os.Stat(d)
-			if err != nil {
-				return fmt.Errorf("action binary directory %s: %w", d, err)
-			}
-			if di.Mode().Perm()&0o022 != 0 && di.Mode()&os.ModeSticky == 0 {
-				return fmt.Errorf("action binary %s is under %s, which has mode %04o: others could replace it (chmod go-w %s)", name, d, di.Mode().Perm(), d)
-			}
-			if uid, ok := foreignOwner(di); ok {
-				return fmt.Errorf("action binary %s is under %s, owned by uid %d, who could replace it (chown root %s)", name, d, uid, d)
-			}
-			parent := filepath.Dir(d)
-			if parent == d {
-				break
-			}
-			d = parent
-		}
-	}
-	return nil
-}
-
-// foreignOwner reports the owner of fi when it is neither root nor the
-// agent's own user.
-func foreignOwner(fi os.FileInfo) (uint32, bool) {
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
-		return 0, false
-	}
-	return st.Uid, st.Uid != 0 && int(st.Uid) != os.Geteuid()
-}
-
 func credentialFor(name string) (*syscall.Credential, error) {
 	u, err := user.Lookup(name)
 	if err != nil {
@@ -538,12 +507,10 @@ func serverTLS(t *TLSConfig) (*tls.Config, error) {
 		return nil, errors.New("cert and key are both required")
 	}
 	// fsutil's loaders: a FIFO named here must not hang the agent's start.
-	cert, keyMode, err := fsutil.LoadKeyPair(t.Cert, t.Key)
+	// The key's mode is the trust rule's (finish), with its other checks.
+	cert, _, err := fsutil.LoadKeyPair(t.Cert, t.Key)
 	if err != nil {
 		return nil, err
-	}
-	if keyMode.Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("TLS key %s has mode %04o: want 0600 or 0400", t.Key, keyMode.Perm())
 	}
 	tc := &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert}}
 	if t.ClientCA != "" {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/selfheal/selfheal/internal/fsutil"
 	"github.com/selfheal/selfheal/internal/protocol"
 )
 
@@ -124,6 +125,12 @@ func TestCheckExecutableReplaceable(t *testing.T) {
 	goodLink := filepath.Join(dir, "safe", "good-link.sh")
 	if err := os.Symlink(good, goodLink); err != nil {
 		t.Fatal(err)
+	}
+	// The trust rule, as Parse judges an action's binary.
+	checkExecutable := func(bin string) error {
+		c := trustCheck{t: fsutil.Self()}
+		c.checkAction("service demo action restart", []string{bin})
+		return c.err()
 	}
 	if err := checkExecutable(good); err != nil {
 		t.Fatalf("safe binary refused: %v", err)

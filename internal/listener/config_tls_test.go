@@ -49,10 +49,11 @@ func TestConfigTLSFiles(t *testing.T) {
 		cert, key, ca string
 		want          string
 	}{
-		{"cert is a FIFO", fifo, skey, cacert, "tls: certificate: " + fifo + " is not a regular file"},
-		{"key is a FIFO", cert, fifo, cacert, "tls: key: " + fifo + " is not a regular file"},
-		{"client CA is a FIFO", cert, skey, fifo, "tls: CA file: " + fifo + " is not a regular file"},
-		{"key readable by others", cert, openKey, cacert, "TLS key " + openKey + " has mode 0644"},
+		// The trust rule refuses them first, naming the file and why.
+		{"cert is a FIFO", fifo, skey, cacert, "tls cert " + fifo + ": is not a regular file (a FIFO)"},
+		{"key is a FIFO", cert, fifo, cacert, "tls key " + fifo + ": is not a regular file (a FIFO)"},
+		{"client CA is a FIFO", cert, skey, fifo, "tls client_ca " + fifo + ": is not a regular file (a FIFO)"},
+		{"key readable by others", cert, openKey, cacert, "tls key " + openKey + ": is open to group or others (mode 0644, want 0600 or 0400): run chmod 600 " + openKey},
 	} {
 		done := make(chan error, 1)
 		go func() { _, err := Parse(config(tc.cert, tc.key, tc.ca)); done <- err }()

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,33 +29,32 @@ const maxNonces = 1 << 20
 // their timestamps are inside the replay window. It persists them in
 // state_dir/nonces (append-only, compacted now and then) so that a replay
 // after a restart of the agent is refused too. A lock file keeps two
-// agents from sharing one state_dir.
+// agents from sharing one state_dir. Both are reached through the checked
+// state_dir (fsutil.Dir): never through a symlink planted there.
 type NonceCache struct {
 	mu     sync.Mutex
 	seen   map[string]int64 // nonce -> request timestamp
 	window int64            // seconds
-	dir    string
+	dir    *fsutil.Dir
 	f      *os.File
 	unlock func() error
 	lines  int
 	purged int64 // when expired entries were last dropped (unix seconds)
 }
 
-// OpenNonceCache loads the cache from dir (created 0700 if missing). wait
-// bounds how long to wait for the lock: serve mode passes 0 (fail at once
-// if another agent holds it), inetd mode a few seconds.
-func OpenNonceCache(dir string, window time.Duration, now time.Time, wait time.Duration) (*NonceCache, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("state_dir: %w", err)
-	}
+// OpenNonceCache loads the cache from the state_dir dir (openStateDir),
+// which it does not close. wait bounds how long to wait for the lock:
+// serve mode passes 0 (fail at once if another agent holds it), inetd
+// mode a few seconds.
+func OpenNonceCache(dir *fsutil.Dir, window time.Duration, now time.Time, wait time.Duration) (*NonceCache, error) {
 	// An expired context still tries once: serve mode's wait of 0 means
 	// "fail at once if another agent holds it".
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	unlock, err := fsutil.Lock(ctx, filepath.Join(dir, "lock"), 0o600, 5*time.Millisecond)
+	unlock, err := dir.Lock(ctx, "lock", 0o600, 5*time.Millisecond)
 	switch {
 	case errors.Is(err, syscall.EWOULDBLOCK):
-		return nil, fmt.Errorf("state_dir %s is locked by another worker_listener: %w", dir, err)
+		return nil, fmt.Errorf("state_dir %s is locked by another worker_listener: %w", dir.Path(), err)
 	case err != nil:
 		return nil, fmt.Errorf("state_dir lock: %w", err)
 	}
@@ -68,10 +66,11 @@ func OpenNonceCache(dir string, window time.Duration, now time.Time, wait time.D
 	return c, nil
 }
 
-func (c *NonceCache) path() string { return filepath.Join(c.dir, "nonces") }
+// nonceFile is the cache's name in state_dir.
+const nonceFile = "nonces"
 
 func (c *NonceCache) load(now int64) error {
-	f, err := os.Open(c.path())
+	f, err := c.dir.OpenFile(nonceFile, os.O_RDONLY, 0)
 	if err != nil && !os.IsNotExist(err) {
 		return fmt.Errorf("nonce cache: %w", err)
 	}
@@ -89,14 +88,14 @@ func (c *NonceCache) load(now int64) error {
 		}
 		f.Close()
 	}
-	fsutil.RemoveTemps(c.path()) // left by an agent killed mid-compact; we hold the lock
+	c.dir.RemoveTemps(nonceFile) // left by an agent killed mid-compact; we hold the lock
 	return c.compact()
 }
 
 // compact rewrites the file with the live entries only (atomically: a
 // crash leaves the old file or the new one).
 func (c *NonceCache) compact() error {
-	err := fsutil.WriteAtomic(c.path(), 0o600, func(w io.Writer) error {
+	err := c.dir.WriteAtomic(nonceFile, 0o600, func(w io.Writer) error {
 		for n, t := range c.seen {
 			if _, err := fmt.Fprintf(w, "%d %s\n", t, n); err != nil {
 				return err
@@ -110,7 +109,7 @@ func (c *NonceCache) compact() error {
 	if c.f != nil {
 		c.f.Close()
 	}
-	c.f, err = os.OpenFile(c.path(), os.O_WRONLY|os.O_APPEND, 0o600)
+	c.f, err = c.dir.OpenFile(nonceFile, os.O_WRONLY|os.O_APPEND, 0o600)
 	c.lines = len(c.seen)
 	return err
 }

@@ -7,18 +7,21 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/selfheal/selfheal/internal/fsutil"
 )
 
 // TestNonceCache: persistence, expiry of old entries on load, a torn last
 // line, compaction, and the lock between two caches on one directory.
 func TestNonceCache(t *testing.T) {
-	dir := t.TempDir()
+	dir := filepath.Join(t.TempDir(), "state") // created 0700: t.TempDir's own is 0755
+	sd := stateDir(t, dir)
 	now := time.Unix(1_700_000_000, 0)
-	c, err := OpenNonceCache(dir, time.Minute, now, 0)
+	c, err := OpenNonceCache(sd, time.Minute, now, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := OpenNonceCache(dir, time.Minute, now, 0); err == nil {
+	if _, err := OpenNonceCache(sd, time.Minute, now, 0); err == nil {
 		t.Fatal("two caches on one state_dir")
 	}
 	old, fresh := strings.Repeat("a", 32), strings.Repeat("b", 32)
@@ -37,7 +40,7 @@ func TestNonceCache(t *testing.T) {
 	f.Close()
 	// 20 s later "old" (ts now-50) has left the 60 s window; "fresh" has not.
 	later := now.Add(20 * time.Second)
-	c, err = OpenNonceCache(dir, time.Minute, later, 0)
+	c, err = OpenNonceCache(sd, time.Minute, later, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +64,7 @@ func TestNonceCache(t *testing.T) {
 // window, not only when the cache reaches maxNonces.
 func TestNonceCacheForgetsExpired(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
-	c, err := OpenNonceCache(t.TempDir(), time.Minute, now, 0)
+	c, err := OpenNonceCache(stateDir(t, filepath.Join(t.TempDir(), "state")), time.Minute, now, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,4 +81,15 @@ func TestNonceCacheForgetsExpired(t *testing.T) {
 	if n := len(c.seen); n != 1 {
 		t.Fatalf("%d nonces in memory two windows later, want 1", n)
 	}
+}
+
+// stateDir opens dir as the server does state_dir.
+func stateDir(t *testing.T, dir string) *fsutil.Dir {
+	t.Helper()
+	d, err := openStateDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d
 }

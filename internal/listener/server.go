@@ -17,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/time/rate"
 
+	"github.com/selfheal/selfheal/internal/fsutil"
 	"github.com/selfheal/selfheal/internal/protocol"
 	"github.com/selfheal/selfheal/internal/version"
 )
@@ -42,6 +43,7 @@ type Server struct {
 	audit   atomic.Pointer[zerolog.Logger]
 	auditMu sync.Mutex
 	auditF  *os.File
+	state   *fsutil.Dir // state_dir, checked and opened once at start
 	nonces  *NonceCache // serve mode only
 	lim     *limiter
 	exec    *Executor
@@ -88,17 +90,23 @@ func NewServer(cfg *Config, deps Deps) (*Server, error) {
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
-	s := &Server{deps: deps, lim: newLimiter(), exec: NewExecutor(cfg.StateDir, deps.Now)}
+	state, err := openStateDir(cfg.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{deps: deps, lim: newLimiter(), state: state, exec: NewExecutor(cfg.StateDir, deps.Now)}
 	s.exec.onWait = func(service string) {
 		deps.Log.Info().Str("service", service).Msg("waiting for the service's lock: another agent process runs its action")
 	}
 	if err := s.setAudit(cfg); err != nil {
+		state.Close()
 		return nil, err
 	}
 	if !deps.Inetd {
-		nc, err := OpenNonceCache(cfg.StateDir, MaxReplayWindow, deps.Now(), 0)
+		nc, err := OpenNonceCache(state, MaxReplayWindow, deps.Now(), 0)
 		if err != nil {
 			s.closeAudit()
+			state.Close()
 			return nil, err
 		}
 		s.nonces = nc
@@ -118,7 +126,7 @@ func (s *Server) setAudit(cfg *Config) error {
 		w = s.deps.Audit
 	case cfg.AuditLog != "" && cfg.AuditLog != "-":
 		var err error
-		f, err = os.OpenFile(cfg.AuditLog, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+		f, err = openAppend("audit_log", cfg.AuditLog) // never through a symlink, reload included
 		if err != nil {
 			return fmt.Errorf("audit_log: %w", err)
 		}
@@ -232,6 +240,7 @@ func (s *Server) Close() {
 		s.nonces.Close()
 	}
 	s.closeAudit()
+	s.state.Close()
 }
 
 func (s *Server) acceptLoop(ctx context.Context, ln net.Listener) {
@@ -551,7 +560,7 @@ func (s *Server) useNonce(cfg *Config, req protocol.Request, now time.Time) erro
 	nc := s.nonces
 	if nc == nil {
 		var err error
-		nc, err = OpenNonceCache(cfg.StateDir, MaxReplayWindow, now, 3*time.Second)
+		nc, err = OpenNonceCache(s.state, MaxReplayWindow, now, 3*time.Second)
 		if err != nil {
 			return err
 		}

@@ -67,7 +67,7 @@ func TestSampleScriptsUnderListener(t *testing.T) {
 	f := rigtest.Prepare(t, rig.Kit{Dir: dir, Agent: "worker1", Issue: filepath.Join(bins, "handle_worker"),
 		Config: rig.ListenerConfig{
 			Listen: "127.0.0.1:" + lport, Allow: []string{"127.0.0.1/32"},
-			AuditLog: filepath.Join(dir, "audit.log"), StateDir: dir,
+			AuditLog: filepath.Join(dir, "audit.log"), StateDir: filepath.Join(dir, "state"), // the agent's own, 0700
 			Budget:   &rig.Budget{Max: 10, MinGap: "0s"},
 			Services: []rig.Service{{Name: "demo", Actions: actions}},
 		}})
