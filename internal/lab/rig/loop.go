@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -169,10 +170,21 @@ func StartLoop(ctx context.Context, opts LoopOptions) (l *Loop, err error) {
 		}
 		// The ping signs with the fleet key, as the handler will: proof
 		// that the agent serves the host key issued from it.
+		// Activate: the agent is handed a socket the rig already holds, so
+		// no other test can take its port between choosing and binding it
+		// (the config's listen address is then unused).
 		ln, err := StartListener(ctx, Serve{Bin: l.Bin("worker_listener"), Config: files.Config, Log: l.ListenerLog,
-			Ping: &files.Fleet, PingAgent: l.Agent})
+			Ping: &files.Fleet, PingAgent: l.Agent, Activate: true})
 		if err != nil {
 			return l, err
+		}
+		_, port, err := net.SplitHostPort(ln.Socket)
+		if err == nil {
+			l.ListenerPort, err = strconv.Atoi(port)
+		}
+		if err != nil {
+			ln.Stop(10 * time.Second)
+			return l, fmt.Errorf("rig: listener socket %q: %w", ln.Socket, err)
 		}
 		l.closers = append(l.closers, func() error { return ln.Stop(10 * time.Second) })
 	}
