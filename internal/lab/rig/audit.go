@@ -34,6 +34,13 @@ func (r AuditRecord) Ran() bool { return r.Verb == "restart" && r.Origin == "run
 // ReadAudit reads an audit log. A missing file is an empty log; a line that
 // is not JSON is an error (the agent writes nothing else there).
 func ReadAudit(path string) ([]AuditRecord, error) {
+	return readJSONLines(path, true, func(r *AuditRecord, line string) { r.Raw = line })
+}
+
+// readJSONLines reads a JSON-lines log into T, one value a line, calling
+// raw with each line. A missing file is an empty log. With strict, a line
+// that is not JSON is an error; otherwise it is skipped.
+func readJSONLines[T any](path string, strict bool, raw func(*T, string)) ([]T, error) {
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
@@ -42,7 +49,7 @@ func ReadAudit(path string) ([]AuditRecord, error) {
 		return nil, err
 	}
 	defer f.Close()
-	var out []AuditRecord
+	var out []T
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 64*1024), 1<<20)
 	for sc.Scan() {
@@ -50,11 +57,14 @@ func ReadAudit(path string) ([]AuditRecord, error) {
 		if line == "" {
 			continue
 		}
-		var r AuditRecord
+		var r T
 		if err := json.Unmarshal([]byte(line), &r); err != nil {
-			return out, fmt.Errorf("audit log %s: %w: %q", path, err, line)
+			if strict {
+				return out, fmt.Errorf("%s: %w: %q", path, err, line)
+			}
+			continue
 		}
-		r.Raw = line
+		raw(&r, line)
 		out = append(out, r)
 	}
 	return out, sc.Err()

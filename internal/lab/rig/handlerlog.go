@@ -1,13 +1,5 @@
 package rig
 
-import (
-	"bufio"
-	"encoding/json"
-	"errors"
-	"os"
-	"strings"
-)
-
 // HandlerRecord is one line of handle_worker's own log (JSON lines, one per
 // run), the fields the tests assert on. Raw keeps the line itself.
 type HandlerRecord struct {
@@ -28,27 +20,7 @@ type HandlerRecord struct {
 // ReadHandlerLog reads handle_worker's log. A missing file is an empty log;
 // lines that are not JSON (none are expected) are skipped.
 func ReadHandlerLog(path string) ([]HandlerRecord, error) {
-	f, err := os.Open(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	var out []HandlerRecord
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64*1024), 1<<20)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		var r HandlerRecord
-		if line == "" || json.Unmarshal([]byte(line), &r) != nil {
-			continue
-		}
-		r.Raw = line
-		out = append(out, r)
-	}
-	return out, sc.Err()
+	return readJSONLines(path, false, func(r *HandlerRecord, line string) { r.Raw = line })
 }
 
 // Restarts are the records of runs that decided to restart (and so asked
