@@ -392,7 +392,14 @@ func (c *Config) finish(tc *trustCheck) error {
 		if err := svc.budget.check(); err != nil {
 			bad("service %s budget: %v", n, err)
 		}
-		for vn, a := range svc.Actions {
+		// In a fixed order: problems are reported (and joined) in it.
+		verbs := make([]string, 0, len(svc.Actions))
+		for vn := range svc.Actions {
+			verbs = append(verbs, vn)
+		}
+		sort.Strings(verbs)
+		for _, vn := range verbs {
+			a := svc.Actions[vn]
 			v := protocol.Verb(vn)
 			if !v.Valid() || v == protocol.VerbPing {
 				bad("service %s: unknown action %q (want start, stop, restart or status)", n, vn)

@@ -71,8 +71,9 @@ type Executor struct {
 }
 
 type call struct {
-	done chan struct{}
-	res  Result
+	done  chan struct{}
+	res   Result
+	fault string // the fault of the request that made the call
 }
 
 // NewExecutor returns an idle executor keeping its records under
@@ -101,7 +102,10 @@ func (e *Executor) Joined() int64 { return e.joined.Load() }
 func (e *Executor) Run(ctx context.Context, j Job) Result {
 	key := j.Service + "\x00" + string(j.Verb)
 	e.mu.Lock()
-	if c := e.inflight[key]; c != nil {
+	// A restart for another fault is not shared in memory: it waits, then
+	// the records answer it (joined) and remember its fault, so that its
+	// own retry is answered the same way.
+	if c := e.inflight[key]; c != nil && (j.Verb != protocol.VerbRestart || j.Fault == "-" || j.Fault == c.fault) {
 		e.joined.Add(1)
 		e.mu.Unlock()
 		select {
@@ -116,7 +120,7 @@ func (e *Executor) Run(ctx context.Context, j Job) Result {
 		}
 		e.mu.Lock()
 	}
-	c := &call{done: make(chan struct{})}
+	c := &call{done: make(chan struct{}), fault: j.Fault}
 	registered := e.inflight[key] == nil
 	if registered {
 		e.inflight[key] = c
@@ -183,7 +187,8 @@ func (e *Executor) execute(j Job) Result {
 	now := e.now()
 	res, run := ent.st.decide(j, now)
 	if !run {
-		if ent.dirty {
+		if ent.dirty || ent.st.noted {
+			ent.st.noted = false
 			if err := ent.save(); err != nil {
 				res.Detail += "; " + err.Error()
 			}

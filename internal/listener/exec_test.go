@@ -218,3 +218,54 @@ func TestActionRunsAsUser(t *testing.T) {
 		t.Fatalf("id -u as nobody: %+v", r)
 	}
 }
+
+// TestJoinedFaultIsRecorded: a restart for fault B that arrives while
+// fault A's restart runs shares it (joined), and B is remembered: B's
+// retry after a lost reply gets the answer again instead of a second
+// restart, with min_gap 0 so that only the fault record can say so.
+func TestJoinedFaultIsRecorded(t *testing.T) {
+	dir := t.TempDir()
+	key := filepath.Join(dir, "k.key")
+	writeKeys(t, "worker1", key, "", "")
+	mark := filepath.Join(dir, "mark")
+	c, err := Parse([]byte("agent: worker1\nkeys: [" + key + "]\nallow: [127.0.0.1]\nstate_dir: " + dir + "/s\n" +
+		"budget: {max: 10, window: 1h, min_gap: 0s}\nservices:\n  demo:\n    actions:\n" +
+		"      restart: {argv: [/bin/sh, -c, 'echo ran >> " + mark + "; sleep 0.5']}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := NewExecutor(c.StateDir, nil)
+	job := func(fault string) Job {
+		return Job{Service: "demo", Verb: protocol.VerbRestart, Fault: fault, Arrived: time.Now(),
+			Action: c.Services["demo"].Actions["restart"], Budget: c.Services["demo"].RestartBudget(), LockWait: 5 * time.Second}
+	}
+	runs := func() int {
+		b, _ := os.ReadFile(mark)
+		return strings.Count(string(b), "ran")
+	}
+	a := make(chan Result, 1)
+	go func() { a <- e.Run(t.Context(), job("a")) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for runs() == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	b1 := e.Run(t.Context(), job("b"))
+	if ra := <-a; ra.Origin != protocol.OriginRun || ra.Outcome != protocol.OutcomeOK {
+		t.Fatalf("fault a: %+v", ra)
+	}
+	if b1.Origin != protocol.OriginJoined || b1.Outcome != protocol.OutcomeOK {
+		t.Fatalf("fault b during a's restart: %+v, want ok joined", b1)
+	}
+	b2 := e.Run(t.Context(), job("b"))
+	if b2.Origin != protocol.OriginRecorded || b2.Outcome != protocol.OutcomeOK {
+		t.Fatalf("fault b's retry: %+v, want ok recorded", b2)
+	}
+	// The same rig restarts for a new fault: the records are not simply
+	// refusing everything.
+	if c3 := e.Run(t.Context(), job("c")); c3.Origin != protocol.OriginRun {
+		t.Fatalf("fault c: %+v, want a run", c3)
+	}
+	if n := runs(); n != 2 {
+		t.Fatalf("%d runs for faults a, b, b, c; want 2", n)
+	}
+}

@@ -133,6 +133,9 @@ type serviceState struct {
 	Faults   []faultRecord                `json:"faults"`
 	Restarts []time.Time                  `json:"restarts"`
 	Last     map[protocol.Verb]*runRecord `json:"last"`
+	// noted: decide recorded a fault without a run (a restart joined by
+	// another fault's request); the caller saves the state.
+	noted bool
 }
 
 // journalLine is one line of the journal; Op says which fields it has.
@@ -624,6 +627,13 @@ func (s *serviceState) decide(j Job, now time.Time) (Result, bool) {
 	if last := s.Last[j.Verb]; last != nil && last.State == stateDone && last.End.After(j.Arrived) {
 		r := last.result(protocol.OriginJoined)
 		r.Budget, r.Detail = b, fmt.Sprintf("shared the %s that started at %s", j.Verb, last.Start.Format(time.RFC3339Nano))
+		if restart && j.Fault != "-" && j.Fault != last.Fault {
+			// This fault was answered by another fault's restart: record
+			// it, so that its retry gets the same answer rather than a
+			// restart of its own.
+			s.addFault(faultRecord{Fault: j.Fault, Verb: j.Verb, At: last.Start, outcomeRecord: last.outcomeRecord})
+			s.noted = true
+		}
 		return r, false
 	}
 	if !restart {
@@ -652,10 +662,15 @@ func (s *serviceState) begin(j Job, now time.Time) {
 	if j.Fault == "-" {
 		return
 	}
+	s.addFault(faultRecord{Fault: j.Fault, Verb: j.Verb, At: now, outcomeRecord: outcomeRecord{State: statePending, Exit: -1}})
+}
+
+// addFault keeps f as the newest of the last maxFaultRecords fault records.
+func (s *serviceState) addFault(f faultRecord) {
 	if len(s.Faults) >= maxFaultRecords {
 		s.Faults = slices.Delete(s.Faults, 0, len(s.Faults)-maxFaultRecords+1)
 	}
-	s.Faults = append(s.Faults, faultRecord{Fault: j.Fault, Verb: j.Verb, At: now, outcomeRecord: outcomeRecord{State: statePending, Exit: -1}})
+	s.Faults = append(s.Faults, f)
 }
 
 // finish records a run's outcome.
