@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/selfheal/selfheal/internal/lab/testutil"
+
 	"encoding/json"
 	"fmt"
 	"os"
@@ -59,22 +61,6 @@ func put(t *testing.T, p string, perm os.FileMode, uid int, from string) string 
 		t.Fatal(err)
 	}
 	return p
-}
-
-func victimFile(t *testing.T, dir string) string {
-	t.Helper()
-	p := filepath.Join(dir, "victim")
-	if err := os.WriteFile(p, []byte("victim\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
-func assertVictim(t *testing.T, p string) {
-	t.Helper()
-	if b, err := os.ReadFile(p); err != nil || string(b) != "victim\n" {
-		t.Fatalf("the symlink's target was written: %q %v", b, err)
-	}
 }
 
 // TestEventKeyTrust: a key file another user owns or could replace is
@@ -180,7 +166,7 @@ func TestEventStateDirTrust(t *testing.T) {
 // stay as they were, and the handler still heals.
 func TestEventPlantedSymlinks(t *testing.T) {
 	s := newSetup(t, rig.Budget{Max: 10, Window: "1h", MinGap: "0s"})
-	victim := victimFile(t, t.TempDir())
+	victim := testutil.Victim(t, t.TempDir())
 	record, lock := filepath.Join(s.state, "web1,Worker.json"), filepath.Join(s.state, "web1,Worker.lock")
 	event := func(fault string, extra ...string) out {
 		t.Helper()
@@ -229,7 +215,7 @@ func TestEventPlantedSymlinks(t *testing.T) {
 	if o := event("1"); o.code != 0 || recordError(o) != "" || s.l.Actions(t) != 1 {
 		t.Fatalf("run: exit %d %q %q", o.code, o.stdout, o.stderr)
 	}
-	assertVictim(t, victim)
+	testutil.AssertVictim(t, victim)
 	assertRecord("1")
 
 	// Between two runs.
@@ -237,7 +223,7 @@ func TestEventPlantedSymlinks(t *testing.T) {
 	if o := event("2"); o.code != 0 || recordError(o) != "" || s.l.Actions(t) != 2 {
 		t.Fatalf("run: exit %d %q %q", o.code, o.stdout, o.stderr)
 	}
-	assertVictim(t, victim)
+	testutil.AssertVictim(t, victim)
 	assertRecord("2")
 
 	// As the lock: refused, so no record; the restart still happens.
@@ -246,7 +232,7 @@ func TestEventPlantedSymlinks(t *testing.T) {
 	if e := recordError(o); o.code != 0 || e != "state lock: "+lock+" is a symlink: refusing to follow it" || s.l.Actions(t) != 3 {
 		t.Fatalf("run: exit %d %q %q", o.code, o.stdout, e)
 	}
-	assertVictim(t, victim)
+	testutil.AssertVictim(t, victim)
 	assertRecord("2")
 	os.Remove(lock)
 
@@ -258,7 +244,7 @@ func TestEventPlantedSymlinks(t *testing.T) {
 		!strings.Contains(o.stderr, "cannot open --log-file, logging to stderr") || s.l.Actions(t) != 4 {
 		t.Fatalf("log file symlink: exit %d %q %q", o.code, o.stdout, o.stderr)
 	}
-	assertVictim(t, victim)
+	testutil.AssertVictim(t, victim)
 
 	// As the command file, to Nagios' FIFO itself: Nagios is not told
 	// through it, and the line says so.

@@ -59,25 +59,11 @@ func std(raw []byte) outcome {
 // closes: a worker that sends exactly these bytes.
 func serveRaw(t *testing.T, raw string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	t.Cleanup(func() { ln.Close(); <-done })
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.SetWriteDeadline(time.Now().Add(10 * time.Second))
-			io.WriteString(c, raw)
-			c.Close()
-		}
-	}()
-	return ln.Addr().String()
+	return rawListener(t, func(c net.Conn) {
+		c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		io.WriteString(c, raw)
+		c.Close()
+	})
 }
 
 // parseOverLoopback reads raw as a worker sends it on a real socket.

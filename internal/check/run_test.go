@@ -286,6 +286,13 @@ func TestTransportFailures(t *testing.T) {
 
 func rawServer(t *testing.T, serve func(net.Conn)) string {
 	t.Helper()
+	return "http://" + rawListener(t, serve) + "/status"
+}
+
+// rawListener accepts connections on loopback and hands each to serve;
+// it returns the address. The test's end closes it.
+func rawListener(t *testing.T, serve func(net.Conn)) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -302,7 +309,7 @@ func rawServer(t *testing.T, serve func(net.Conn)) string {
 			go serve(c)
 		}
 	}()
-	return "http://" + ln.Addr().String() + "/status"
+	return ln.Addr().String()
 }
 
 func readRequest(c net.Conn) {

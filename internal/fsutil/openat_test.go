@@ -1,6 +1,8 @@
 package fsutil
 
 import (
+	"github.com/selfheal/selfheal/internal/lab/testutil"
+
 	"context"
 	"errors"
 	"io"
@@ -21,23 +23,13 @@ func setup(t *testing.T) (d *Dir, dirPath, victim string) {
 	if err := os.Mkdir(dirPath, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	victim = filepath.Join(root, "victim")
-	if err := os.WriteFile(victim, []byte("victim\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	victim = testutil.Victim(t, root)
 	d, err := OpenDir(dirPath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { d.Close() })
 	return d, dirPath, victim
-}
-
-func assertVictim(t *testing.T, victim string) {
-	t.Helper()
-	if b, err := os.ReadFile(victim); err != nil || string(b) != "victim\n" {
-		t.Fatalf("the symlink's target was written: %q %v", b, err)
-	}
 }
 
 func assertSymlinkRefused(t *testing.T, err error, path string) {
@@ -97,7 +89,7 @@ func TestDirRefusesPlantedSymlinks(t *testing.T) {
 				t.Fatal(err)
 			}
 			assertSymlinkRefused(t, do(d, "to-victim"), filepath.Join(dirPath, "to-victim"))
-			assertVictim(t, victim)
+			testutil.AssertVictim(t, victim)
 			assertSymlinkRefused(t, do(d, "dangling"), filepath.Join(dirPath, "dangling"))
 			if _, err := os.Lstat(missing); !errors.Is(err, os.ErrNotExist) {
 				t.Fatalf("the dangling symlink's target was created: %v", err)
@@ -123,7 +115,7 @@ func TestWriteAtomicReplacesPlantedSymlink(t *testing.T) {
 		if err := d.WriteFileAtomic("state.json", data, 0o600); err != nil {
 			t.Fatalf("write %d: %v", i, err)
 		}
-		assertVictim(t, victim)
+		testutil.AssertVictim(t, victim)
 		fi, err := os.Lstat(path)
 		if err != nil || !fi.Mode().IsRegular() || fi.Mode().Perm() != 0o600 {
 			t.Fatalf("write %d: %s is %v %v, want a regular 0600 file", i, path, fi.Mode(), err)
@@ -350,7 +342,7 @@ func TestDirRemove(t *testing.T) {
 	if _, err := os.Lstat(filepath.Join(dirPath, "l")); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("link still there: %v", err)
 	}
-	assertVictim(t, victim)
+	testutil.AssertVictim(t, victim)
 	if err := d.Remove("l"); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("err = %v, want ErrNotExist", err)
 	}

@@ -1,6 +1,8 @@
 package handler
 
 import (
+	"github.com/selfheal/selfheal/internal/lab/testutil"
+
 	"context"
 	"errors"
 	"os"
@@ -77,23 +79,6 @@ func fleetKey(t *testing.T, p string, perm os.FileMode, uid int) string {
 		t.Fatal(err)
 	}
 	return p
-}
-
-// victim is what a planted symlink points at: it must stay as it is.
-func victim(t *testing.T, dir string) string {
-	t.Helper()
-	p := filepath.Join(dir, "victim")
-	if err := os.WriteFile(p, []byte("victim\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
-func assertVictim(t *testing.T, p string) {
-	t.Helper()
-	if b, err := os.ReadFile(p); err != nil || string(b) != "victim\n" {
-		t.Fatalf("the symlink's target was written: %q %v", b, err)
-	}
 }
 
 func assertRefused(t *testing.T, err error, what, path string, want ...string) {
@@ -206,7 +191,7 @@ func TestStorePlantedSymlinks(t *testing.T) {
 		t.Helper()
 		r := tree(t)
 		self := fsutil.User(os.Geteuid())
-		return Store{Dir: mkdir(t, filepath.Join(r, "state"), 0o700, self.UID), Trust: self}, victim(t, r)
+		return Store{Dir: mkdir(t, filepath.Join(r, "state"), 0o700, self.UID), Trust: self}, testutil.Victim(t, r)
 	}
 	assertRecord := func(t *testing.T, s Store, want string) {
 		t.Helper()
@@ -229,7 +214,7 @@ func TestStorePlantedSymlinks(t *testing.T) {
 		if err := s.Write(ctx, rec("healed")); err != nil {
 			t.Fatal(err)
 		}
-		assertVictim(t, v)
+		testutil.AssertVictim(t, v)
 		assertRecord(t, s, "healed")
 	})
 	t.Run("record, between two writes", func(t *testing.T) {
@@ -242,7 +227,7 @@ func TestStorePlantedSymlinks(t *testing.T) {
 		if err := s.Write(ctx, rec("already")); err != nil {
 			t.Fatal(err)
 		}
-		assertVictim(t, v)
+		testutil.AssertVictim(t, v)
 		assertRecord(t, s, "already")
 	})
 	for _, target := range []string{"existing", "missing"} {
@@ -261,7 +246,7 @@ func TestStorePlantedSymlinks(t *testing.T) {
 					t.Fatal("the lock created the symlink's target")
 				}
 			} else {
-				assertVictim(t, v)
+				testutil.AssertVictim(t, v)
 			}
 			if _, err := os.Lstat(s.Path("web1", "w")); err == nil {
 				t.Fatal("written without the lock")
@@ -275,7 +260,7 @@ func TestStorePlantedSymlinks(t *testing.T) {
 		if err := s.Write(ctx, rec("healed")); err != nil {
 			t.Fatal(err)
 		}
-		assertVictim(t, v)
+		testutil.AssertVictim(t, v)
 		if _, err := os.Lstat(tmp); err == nil {
 			t.Fatal("the planted temp file was left")
 		}
@@ -306,7 +291,7 @@ func TestOpenLogTrust(t *testing.T) {
 
 	// A symlink planted as the log file is not followed, whatever it
 	// points at: the log goes elsewhere (stderr), its target is untouched.
-	v := victim(t, logDir)
+	v := testutil.Victim(t, logDir)
 	link := filepath.Join(logDir, "link.log")
 	os.Symlink(v, link)
 	if f, err := OpenLog(asNagios, link); !errors.Is(err, fsutil.ErrSymlink) {
@@ -315,7 +300,7 @@ func TestOpenLogTrust(t *testing.T) {
 		}
 		t.Fatalf("log through a planted symlink: %v", err)
 	}
-	assertVictim(t, v)
+	testutil.AssertVictim(t, v)
 
 	theirs := mkdir(t, filepath.Join(r, "theirs"), 0o755, attacker)
 	_, err := OpenLog(asNagios, filepath.Join(theirs, "hw.log"))
@@ -411,7 +396,7 @@ func TestCommandFileSymlink(t *testing.T) {
 		t.Fatal(err)
 	}
 	readAvailable(t, r)
-	v := victim(t, dir)
+	v := testutil.Victim(t, dir)
 	for _, target := range []string{fifo, v} {
 		link := filepath.Join(dir, "link-"+filepath.Base(target))
 		os.Symlink(target, link)
@@ -420,7 +405,7 @@ func TestCommandFileSymlink(t *testing.T) {
 			t.Fatalf("command file through a symlink to %s: %v", target, err)
 		}
 	}
-	assertVictim(t, v)
+	testutil.AssertVictim(t, v)
 	buf := make([]byte, 10)
 	if n, _ := syscall.Read(int(r.Fd()), buf); n > 0 {
 		t.Fatal("written to the FIFO through a symlink")

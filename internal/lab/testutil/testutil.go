@@ -105,3 +105,24 @@ func LookTool(t testing.TB, name string, alternatives ...string) string {
 	t.Skipf("%s not installed; skipping (CI=true makes this a failure)", name)
 	return ""
 }
+
+// Victim writes dir/victim, the file a test plants a symlink to: whatever
+// follows the link would change it. AssertVictim checks it did not.
+func Victim(t testing.TB, dir string) string {
+	t.Helper()
+	p := filepath.Join(dir, "victim")
+	if err := os.WriteFile(p, []byte(victimText), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+const victimText = "victim\n"
+
+// AssertVictim fails the test if the file Victim wrote was changed.
+func AssertVictim(t testing.TB, p string) {
+	t.Helper()
+	if b, err := os.ReadFile(p); err != nil || string(b) != victimText {
+		t.Fatalf("the symlink's target was written: %q %v", b, err)
+	}
+}
