@@ -61,9 +61,16 @@
 //	WORKER OK - processed 120 jobs in the last minute | 'heartbeat_age'=1.000000s;60;300;0; ...
 //
 // Output is one summary line, then sub-checks as long output, then perfdata
-// (time, time_connect, time_tls, time_firstbyte, size, heartbeat_age, uptime
-// and every worker metric). Worker text is sanitised and the whole output
-// stays under Nagios' 8192 bytes. Diagnostics (-v) go to stderr only.
+// (critical_self, critical_dependency, time, time_connect, time_tls,
+// time_firstbyte, size, heartbeat_age, uptime and every worker metric). Worker
+// text is sanitised and the whole output stays under Nagios' 8192 bytes.
+// Diagnostics (-v) go to stderr only.
+//
+// critical_self and critical_dependency count the CRITICAL findings, in every
+// answer: those of checks the worker scoped "dependency", and all others
+// (check_worker's own included). handle_worker reads them from the perfdata
+// and does not restart a worker whose every CRITICAL finding is a
+// dependency's.
 //
 // docs/check_worker.md explains each flag in full and has the state table
 // (which failure gives which state, and why).

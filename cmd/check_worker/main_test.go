@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/selfheal/selfheal/internal/lab/testutil"
+	"github.com/selfheal/selfheal/internal/status"
 )
 
 func TestMain(m *testing.M) {
@@ -41,6 +42,7 @@ func TestBinary(t *testing.T) {
 	ok := serve(t, `{"status":"ok","message":"all fine"}`)
 	warn := serve(t, `{"status":"ok","metrics":[{"name":"queue_depth","value":150}]}`)
 	crit := serve(t, `{"status":"critical","message":"db down"}`)
+	dep := serve(t, `{"status":"critical","message":"db down","checks":[{"name":"database","status":"critical","scope":"dependency","message":"refused"}]}`)
 	okHost, okPort, _ := net.SplitHostPort(ok)
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -85,6 +87,7 @@ func TestBinary(t *testing.T) {
 		{"ok via -u URL", []string{"-u", "http://" + ok + "/status"}, 0, "WORKER OK - all fine", true, 0},
 		{"warning", []string{"-u", "http://" + warn + "/status", "--metric", "queue_depth,warn=100,crit=500"}, 1, "WORKER WARNING - metric queue_depth=150 breaks warning range 100", false, 0},
 		{"critical", []string{"-u", "http://" + crit + "/status"}, 2, "WORKER CRITICAL - worker reports CRITICAL: db down", true, 0},
+		{"dependency", []string{"-u", "http://" + dep + "/status"}, 2, "WORKER CRITICAL - dependency failure (not the worker's own fault): check database (dependency) CRITICAL: refused", false, 0},
 		{"connection refused", []string{"-u", "http://" + refused + "/status"}, 2, "WORKER CRITICAL - connection refused", true, 0},
 		{"timeout", []string{"-u", "http://" + silent.Addr().String() + "/status", "-t", "1"}, 2, "WORKER CRITICAL - no answer within the timeout", true, 3 * time.Second},
 		{"timeout state", []string{"-u", "http://" + silent.Addr().String() + "/status", "-t", "1:unknown"}, 3, "WORKER UNKNOWN - no answer within the timeout", true, 3 * time.Second},
@@ -136,6 +139,15 @@ func TestBinary(t *testing.T) {
 			}
 			if strings.HasPrefix(tt.prefix, "WORKER") && stderr.Len() != 0 {
 				t.Errorf("stderr not empty without -v: %q", stderr.String())
+			}
+			// Every check answer carries the counters handle_worker reads.
+			if strings.HasPrefix(tt.prefix, "WORKER") {
+				line1, _, _ := strings.Cut(out, "\n")
+				_, perf, _ := strings.Cut(line1, "|")
+				self, dep, ok := status.ScopeFromPerfdata(perf)
+				if !ok || (code == 2) != (self+dep > 0) || status.DependencyOnly(perf) != (tt.name == "dependency") {
+					t.Errorf("critical counters %d, %d (ok %v) in %q", self, dep, ok, out)
+				}
 			}
 		})
 	}

@@ -11,7 +11,7 @@ Usage:
 	demo_worker daemon start|stop|restart|status --pid-file F [--listen ADDR]
 	        [--log-file F] [--jobs-per-sec N] [--start-timeout 10s] [--stop-timeout 10s]
 	        [--hang-status-delay 60s] [--ignore-sigterm]
-	demo_worker fault crash|hang|degrade|fail|clear --listen ADDR [--timeout 5s]
+	demo_worker fault crash|hang|degrade|fail|depfail|clear --listen ADDR [--timeout 5s]
 	demo_worker demo --bin-dir DIR [--nagios] [--keep]
 
 # run
@@ -24,7 +24,8 @@ quiet worker is not taken for a stale one.
 
 GET /status serves the status document: status, a message naming the pid,
 heartbeat, started_at, version, the sub-checks queue (warning at 80 % full,
-critical when full), latency (warning above 50 ms a job) and store, and the
+critical when full), latency (warning above 50 ms a job), store and database
+(scope "dependency": a service the worker needs but does not own), and the
 metrics queue_depth, jobs_done, jobs_failed, jobs_dropped and job_duration
 (ms). SIGTERM or SIGINT stops it cleanly and removes the pid file.
 
@@ -40,7 +41,10 @@ listens on a wildcard address.
 	         with the stale heartbeat
 	degrade  jobs take 80 ms; the latency sub-check and the status go to warning
 	fail     jobs fail; the store sub-check and the status go to critical
-	clear    removes every fault (a hung worker resumes)
+	depfail  the database sub-check (scope dependency) and the status go to
+	         critical: the worker is down for its users but not at fault, so
+	         check_worker says CRITICAL and handle_worker does not restart it
+	clear    removes every fault (a hung worker resumes); a restart does too
 
 # daemon
 

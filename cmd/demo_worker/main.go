@@ -49,7 +49,7 @@ type daemonCmd struct {
 }
 
 type faultCmd struct {
-	Name    string        `arg:"" enum:"crash,hang,degrade,fail,clear" help:"crash, hang, degrade, fail or clear."`
+	Name    string        `arg:"" enum:"crash,hang,degrade,fail,depfail,clear" help:"crash, hang, degrade, fail, depfail or clear."`
 	Listen  string        `required:"" help:"host:port of the worker."`
 	Timeout time.Duration `default:"5s" help:"How long to wait for the worker's answer."`
 }

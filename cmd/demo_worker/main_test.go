@@ -226,7 +226,7 @@ func TestFaultsThroughTheCLI(t *testing.T) {
 		t.Fatalf("start: %+v", r)
 	}
 	defer runBin(t, bin, nil, "daemon", "stop", "--pid-file", pidFile)
-	for _, f := range []string{"degrade", "fail", "hang"} {
+	for _, f := range []string{"degrade", "fail", "depfail", "hang"} {
 		if r := runBin(t, bin, nil, "fault", f, "--listen", addr); r.code != 0 {
 			t.Fatalf("fault %s: %+v", f, r)
 		}
@@ -240,7 +240,8 @@ func TestFaultsThroughTheCLI(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if !strings.Contains(string(body), "hung (injected fault)") || !strings.Contains(string(body), `"status": "critical"`) {
+	if !strings.Contains(string(body), "hung (injected fault)") || !strings.Contains(string(body), `"status": "critical"`) ||
+		!strings.Contains(string(body), "injected fault: depfail") {
 		t.Fatalf("hung worker's status: %s", body)
 	}
 	if r := runBin(t, bin, nil, "fault", "clear", "--listen", addr); r.code != 0 {

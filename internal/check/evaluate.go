@@ -19,7 +19,18 @@ type item struct {
 	state   nagios.State
 	summary string // shown on line 1 when state is not OK
 	long    bool   // also listed as a long-output line "[STATE] summary"
+	scope   scope  // whose fault a CRITICAL is, for the critical_* counters
 }
+
+// scope sorts a finding for the counters handle_worker reads. The zero
+// value is the worker's own: whatever nobody scoped may be healed.
+type scope uint8
+
+const (
+	scopeSelf       scope = iota // the worker's own, or check_worker's (timeout, 5xx, thresholds...)
+	scopeDependency              // a check the worker scoped "dependency"
+	scopeEcho                    // the document's status repeating its dependency checks: counted in neither
+)
 
 // evaluation is everything judged from a status document.
 type evaluation struct {
@@ -45,13 +56,30 @@ func evaluate(cfg Config, d *status.Document, now time.Time) evaluation {
 		}
 		ev.items = append(ev.items, item{state: st, summary: s})
 	}
+	var selfCrit, depCrit bool
 	for _, c := range d.Checks {
 		cs, _ := status.ParseState(c.Status)
-		s := "check " + clean(c.Name, 60) + " " + cs.String()
+		it := item{state: cs, long: true}
+		s := "check " + clean(c.Name, 60)
+		if sc, _ := status.ParseScope(c.Scope); sc == status.ScopeDependency {
+			s += " (dependency)"
+			it.scope = scopeDependency
+		}
+		s += " " + cs.String()
 		if m := clean(c.Message, 160); m != "" {
 			s += ": " + m
 		}
-		ev.items = append(ev.items, item{state: cs, summary: s, long: true})
+		it.summary = s
+		if cs == nagios.Critical {
+			selfCrit = selfCrit || it.scope == scopeSelf
+			depCrit = depCrit || it.scope == scopeDependency
+		}
+		ev.items = append(ev.items, it)
+	}
+	if st == nagios.Critical && depCrit && !selfCrit {
+		// A worker that is critical because its database is: the status
+		// says no more than its checks do, and is not a fault of its own.
+		ev.items[0].scope = scopeEcho
 	}
 
 	var info []string

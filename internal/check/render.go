@@ -13,6 +13,7 @@ import (
 	gonagios "github.com/atc0005/go-nagios"
 
 	"github.com/selfheal/selfheal/internal/nagios"
+	"github.com/selfheal/selfheal/internal/status"
 	"github.com/selfheal/selfheal/internal/textsafe"
 )
 
@@ -41,16 +42,24 @@ func render(cfg Config, ev evaluation, tm timings, answered bool) Result {
 
 	state := nagios.OK
 	var problems []item
+	var crit counts
 	for _, it := range ev.items {
 		state = nagios.Worst(state, it.state)
 		if it.state != nagios.OK {
 			problems = append(problems, it)
 		}
+		if it.state == nagios.Critical {
+			crit.add(it.scope)
+		}
 	}
-	// Most severe first, so the cause that drives the state leads line 1.
+	// Most severe first, so the cause that drives the state leads line 1;
+	// an echo of the dependency checks after them.
 	sort.SliceStable(problems, func(i, j int) bool {
-		return nagios.Worst(problems[i].state, problems[j].state) == problems[i].state &&
-			problems[i].state != problems[j].state
+		a, b := problems[i], problems[j]
+		if a.state != b.state {
+			return nagios.Worst(a.state, b.state) == a.state
+		}
+		return a.scope != scopeEcho && b.scope == scopeEcho
 	})
 	var summary string
 	switch {
@@ -60,6 +69,9 @@ func render(cfg Config, ev evaluation, tm timings, answered bool) Result {
 			parts[i] = p.summary
 		}
 		summary = strings.Join(parts, "; ")
+		if crit.self == 0 && crit.dependency > 0 {
+			summary = "dependency failure (not the worker's own fault): " + summary
+		}
 	case ev.msg != "":
 		summary = ev.msg
 	default:
@@ -67,7 +79,7 @@ func render(cfg Config, ev evaluation, tm timings, answered bool) Result {
 	}
 	line1 := clean("WORKER "+state.String()+" - "+summary, maxLine1)
 
-	perf, omitted := perfdata(cfg, ev.own, ev.perf, tm, answered)
+	perf, omitted := perfdata(cfg, crit, ev.own, ev.perf, tm, answered)
 	perfLen := 0
 	for _, pd := range perf {
 		perfLen += len(pd.String())
@@ -128,11 +140,32 @@ func fitLines(lines []string, budget int) string {
 	return b.String()
 }
 
-// reserved labels are check_worker's own; a worker metric of the same name
-// is renamed with a numeric suffix.
-var reserved = []string{"time", "time_connect", "time_tls", "time_firstbyte", "size", "heartbeat_age", "uptime"}
+// counts are the CRITICAL findings by scope, printed in every answer as the
+// critical_self and critical_dependency perfdata that handle_worker reads
+// (status.ScopeFromPerfdata).
+type counts struct{ self, dependency int }
 
-func perfdata(cfg Config, own, worker []gonagios.PerformanceData, tm timings, answered bool) (out []gonagios.PerformanceData, omitted int) {
+func (c *counts) add(s scope) {
+	switch s {
+	case scopeSelf:
+		c.self++
+	case scopeDependency:
+		c.dependency++
+	}
+}
+
+// reserved labels are check_worker's own; a worker metric of the same name
+// (in any case: go-nagios keys perfdata by the lower-cased label) is renamed
+// with a numeric suffix. The counters matter most: a worker must not be able
+// to replace them.
+var reserved = []string{"time", "time_connect", "time_tls", "time_firstbyte", "size", "heartbeat_age", "uptime",
+	status.PerfCriticalSelf, status.PerfCriticalDependency}
+
+func perfdata(cfg Config, crit counts, own, worker []gonagios.PerformanceData, tm timings, answered bool) (out []gonagios.PerformanceData, omitted int) {
+	// First, so that the perfdata cap never leaves them out.
+	out = append(out,
+		gonagios.PerformanceData{Label: status.PerfCriticalSelf, Value: strconv.Itoa(crit.self), Min: "0"},
+		gonagios.PerformanceData{Label: status.PerfCriticalDependency, Value: strconv.Itoa(crit.dependency), Min: "0"})
 	sec := func(label string, from, to time.Time) {
 		if from.IsZero() || to.IsZero() {
 			return

@@ -26,6 +26,18 @@ func TestGolden(t *testing.T) {
 	stale := `{"status":"ok","message":"processed 0 jobs","heartbeat":"2026-11-24T09:50:00Z",` +
 		`"checks":[{"name":"database","status":"ok"},{"name":"disk","status":"warning","message":"91% full"}],` +
 		`"metrics":[{"name":"queue_depth","value":750,"min":0,"max":1000},{"name":"latency","value":0.25,"uom":"s"}]}`
+	// A worker whose database is down: critical, yet not its own fault.
+	depOnly := `{"status":"critical","message":"cannot reach the database","version":"1.4.2",` +
+		`"checks":[{"name":"database","status":"critical","scope":"dependency","message":"connection refused"},` +
+		`{"name":"store","status":"ok","message":"results written"}]}`
+	// ... and its own store is broken too.
+	depAndSelf := `{"status":"critical","message":"two problems",` +
+		`"checks":[{"name":"database","status":"critical","scope":"dependency","message":"connection refused"},` +
+		`{"name":"store","status":"critical","scope":"self","message":"disk full"}]}`
+	// ... and it has stopped making progress: check_worker's own finding.
+	depStale := `{"status":"critical","message":"cannot reach the database","heartbeat":"2026-11-24T09:50:00Z",` +
+		`"checks":[{"name":"database","status":"critical","scope":"dependency","message":"connection refused"}],` +
+		`"metrics":[{"name":"queue_depth","value":12,"min":0,"max":1000}]}`
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -54,6 +66,10 @@ func TestGolden(t *testing.T) {
 		}, nil, nagios.Unknown},
 		{"critical_refused", nil, nil, nagios.Critical},
 		{"plain_ok", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("OK all good\n")) }, func(c *Config) { c.Plain = true }, nagios.OK},
+		{"critical_dependency_only", jsonHandler(200, depOnly), nil, nagios.Critical},
+		{"critical_dependency_and_self", jsonHandler(200, depAndSelf), nil, nagios.Critical},
+		{"critical_dependency_stale_heartbeat", jsonHandler(200, depStale), base, nagios.Critical},
+		{"unknown_bad_scope", jsonHandler(200, `{"status":"critical","checks":[{"name":"database","status":"critical","scope":"upstream"}]}`), nil, nagios.Unknown},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -86,6 +86,12 @@ func checkShape(t *testing.T, out string) {
 	if !strings.HasSuffix(out, "\n") {
 		t.Errorf("output must end in a newline: %q", out)
 	}
+	// Every answer carries the counters handle_worker reads, and they
+	// agree with the state: some CRITICAL finding exactly when CRITICAL.
+	self, dep, ok := status.ScopeFromPerfdata(nagiosPerfdata(out))
+	if crit := strings.HasPrefix(out, "WORKER CRITICAL - "); !ok || crit != (self+dep > 0) {
+		t.Errorf("critical counters %d, %d (ok %v) in %q", self, dep, ok, out)
+	}
 }
 
 func mustRule(t *testing.T, s string) MetricRule {

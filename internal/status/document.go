@@ -21,11 +21,14 @@ type Document struct {
 	Metrics   []Metric   `json:"metrics,omitempty"`
 }
 
-// Check is one sub-check the worker ran on itself (database, disk, ...).
+// Check is one sub-check the worker ran (database, disk, ...). Scope says
+// whose fault a failure is: "self" (the default) or "dependency", a shared
+// service the worker needs, which restarting the worker does not repair.
 type Check struct {
 	Name    string `json:"name"`
 	Status  string `json:"status"`
 	Message string `json:"message,omitempty"`
+	Scope   string `json:"scope,omitempty"` // self (default) | dependency (any case)
 }
 
 // Metric is one number the worker reports; it becomes perfdata and can be

@@ -35,6 +35,29 @@ func ParseState(word string) (nagios.State, bool) {
 	return nagios.Unknown, false
 }
 
+// Scope is whose fault a check's finding is.
+type Scope uint8
+
+// The scopes of the contract. The zero Scope is ScopeSelf, so that a
+// finding nobody scoped counts as the worker's own and may be healed.
+const (
+	ScopeSelf       Scope = iota // the worker's own (the default)
+	ScopeDependency              // a service the worker depends on
+)
+
+// ParseScope reads a check's "scope": absent (""), "self" or
+// "dependency", in any case and trimmed like a status word. ok is false for
+// anything else, which Validate refuses.
+func ParseScope(word string) (Scope, bool) {
+	switch strings.ToLower(strings.TrimSpace(word)) {
+	case "", "self":
+		return ScopeSelf, true
+	case "dependency":
+		return ScopeDependency, true
+	}
+	return ScopeSelf, false
+}
+
 // MaxBody is the default cap on a status body. A status document is a few
 // hundred bytes; anything near a megabyte is a runaway worker.
 const MaxBody = 1 << 20
@@ -103,6 +126,9 @@ func (d *Document) Validate() error {
 		}
 		if _, ok := ParseState(c.Status); !ok {
 			return fmt.Errorf("%w %q in check %q", ErrUnknownStatus, clip(c.Status), clip(c.Name))
+		}
+		if _, ok := ParseScope(c.Scope); !ok {
+			return fmt.Errorf("%w: check %q has scope %q (want self or dependency)", ErrInvalid, clip(c.Name), clip(c.Scope))
 		}
 	}
 	for i, m := range d.Metrics {

@@ -71,6 +71,11 @@ func TestParseErrors(t *testing.T) {
 		{"metric value zero", `{"status":"ok","metrics":[{"name":"workers","value":0,"min":0}]}`, nil},
 		{"nameless metric", `{"status":"ok","metrics":[{"value":1}]}`, ErrInvalid},
 		{"long name", `{"status":"ok","metrics":[{"name":"` + strings.Repeat("n", 200) + `","value":1}]}`, ErrInvalid},
+		{"scope self", `{"status":"ok","checks":[{"name":"db","status":"ok","scope":"self"}]}`, nil},
+		{"scope dependency any case", `{"status":"critical","checks":[{"name":"db","status":"critical","scope":" Dependency "}]}`, nil},
+		{"scope empty is self", `{"status":"ok","checks":[{"name":"db","status":"ok","scope":""}]}`, nil},
+		{"unknown scope", `{"status":"ok","checks":[{"name":"db","status":"ok","scope":"upstream"}]}`, ErrInvalid},
+		{"scope of the wrong type", `{"status":"ok","checks":[{"name":"db","status":"ok","scope":1}]}`, ErrMalformed},
 		{"too many checks", `{"status":"ok","checks":[` + strings.TrimSuffix(strings.Repeat(`{"name":"a","status":"ok"},`, MaxChecks+1), ",") + `]}`, ErrInvalid},
 	}
 	for _, tt := range tests {
@@ -86,6 +91,24 @@ func TestParseErrors(t *testing.T) {
 				t.Fatalf("error %v, want %v", err, tt.want)
 			}
 		})
+	}
+}
+
+func TestParseScope(t *testing.T) {
+	for w, want := range map[string]Scope{"": ScopeSelf, "self": ScopeSelf, " SELF ": ScopeSelf,
+		"dependency": ScopeDependency, "Dependency": ScopeDependency} {
+		if got, ok := ParseScope(w); !ok || got != want {
+			t.Errorf("ParseScope(%q) = %v %v", w, got, ok)
+		}
+	}
+	for _, w := range []string{"dep", "dependencies", "other", "self,dependency"} {
+		if got, ok := ParseScope(w); ok || got != ScopeSelf {
+			t.Errorf("ParseScope(%q) = %v %v, want self false", w, got, ok)
+		}
+	}
+	d, err := Parse([]byte(`{"status":"critical","checks":[{"name":"db","status":"critical","scope":"dependency"}]}`))
+	if err != nil || d.Checks[0].Scope != "dependency" {
+		t.Fatalf("scope not kept: %+v %v", d, err)
 	}
 }
 
@@ -161,6 +184,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(`{"status":"CRITICAL","checks":[{"name":"x","status":"warning"}]}`))
 	f.Add([]byte(`{"status":"ok","metrics":[{"name":"q","value":-1.5,"min":0}]}`))
 	f.Add([]byte(`[]`))
+	f.Add([]byte(`{"status":"critical","checks":[{"name":"db","status":"critical","scope":"dependency"}]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		d, err := Parse(data)
 		if err != nil {
@@ -173,6 +197,9 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("accepted status %q", d.Status)
 		}
 		for _, c := range d.Checks {
+			if _, ok := ParseScope(c.Scope); !ok {
+				t.Fatalf("accepted scope %q", c.Scope)
+			}
 			if _, ok := ParseState(c.Status); !ok || c.Name == "" {
 				t.Fatalf("accepted check %+v", c)
 			}

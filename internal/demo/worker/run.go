@@ -178,7 +178,7 @@ func (w *Worker) handler(stop <-chan struct{}, crash chan<- struct{}, log zerolo
 		fmt.Fprintf(rw, "fault %s injected into pid %d\n", f, w.pid)
 	})
 	mux.HandleFunc("/", func(rw http.ResponseWriter, r *http.Request) {
-		http.Error(rw, "demo_worker: GET /status, POST /fault/{crash|hang|degrade|fail|clear} (loopback only)", http.StatusNotFound)
+		http.Error(rw, "demo_worker: GET /status, POST /fault/{crash|hang|degrade|fail|depfail|clear} (loopback only)", http.StatusNotFound)
 	})
 	return mux
 }

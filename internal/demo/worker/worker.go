@@ -25,11 +25,12 @@ const (
 	FaultHang    Fault = "hang"    // work stops and /status stalls
 	FaultDegrade Fault = "degrade" // jobs slow down, the latency sub-check warns
 	FaultFail    Fault = "fail"    // jobs fail, the store sub-check is critical
+	FaultDepFail Fault = "depfail" // the database the worker needs is down: a dependency-scoped critical
 	FaultClear   Fault = "clear"
 )
 
 // Faults lists the valid fault names in the order the usage page shows them.
-var Faults = []Fault{FaultCrash, FaultHang, FaultDegrade, FaultFail, FaultClear}
+var Faults = []Fault{FaultCrash, FaultHang, FaultDegrade, FaultFail, FaultDepFail, FaultClear}
 
 // ParseFault validates a fault name.
 func ParseFault(s string) (Fault, error) {
@@ -38,7 +39,7 @@ func ParseFault(s string) (Fault, error) {
 			return f, nil
 		}
 	}
-	return "", fmt.Errorf("unknown fault %q (want crash, hang, degrade, fail or clear)", s)
+	return "", fmt.Errorf("unknown fault %q (want crash, hang, degrade, fail, depfail or clear)", s)
 }
 
 // Defaults for Config fields left zero.
@@ -266,6 +267,16 @@ func (w *Worker) Document() status.Document {
 		store.Message = "cannot write results: injected fault: fail"
 	}
 	checks = append(checks, store)
+
+	// The database stands for a service the worker needs but does not own:
+	// when it is down the worker is critical for its users, and a restart
+	// of the worker would not bring it back.
+	db := status.Check{Name: "database", Status: "ok", Scope: "dependency", Message: "reachable (simulated)"}
+	if faults[FaultDepFail] {
+		db.Status = "critical"
+		db.Message = "cannot reach the database: injected fault: depfail"
+	}
+	checks = append(checks, db)
 
 	overall := "ok"
 	for _, c := range checks {

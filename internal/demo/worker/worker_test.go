@@ -44,6 +44,9 @@ func TestDocumentReflectsFaults(t *testing.T) {
 		{[]Fault{FaultDegrade, FaultFail}, "critical", "latency", "warning"},
 		{[]Fault{FaultFail, FaultClear}, "ok", "store", "ok"},
 		{[]Fault{FaultHang, FaultClear}, "ok", "latency", "ok"},
+		{[]Fault{FaultDepFail}, "critical", "database", "critical"},
+		{[]Fault{FaultDepFail}, "critical", "store", "ok"},
+		{[]Fault{FaultDepFail, FaultClear}, "ok", "database", "ok"},
 	}
 	for _, tt := range tests {
 		w := newWorker(Config{QueueCap: 10}.withDefaults(), time.Now, 4242)
