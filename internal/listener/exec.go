@@ -1,6 +1,7 @@
 package listener
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/selfheal/selfheal/internal/breaker"
 	"github.com/selfheal/selfheal/internal/proc"
 	"github.com/selfheal/selfheal/internal/protocol"
 	"github.com/selfheal/selfheal/internal/textsafe"
@@ -29,6 +31,9 @@ type Job struct {
 	Arrived time.Time // when it was verified, on the agent's clock
 	Action  Action
 	Budget  Budget // the service's restart budget
+	Backoff Backoff
+	// Breaker is the host's mass-failure breaker; nil: off.
+	Breaker *HostBreaker
 	// LockWait bounds the wait for the service's lock while another
 	// process (an inetd sibling) holds it. Within one process requests
 	// queue without a bound of their own: each run ahead is bounded.
@@ -46,6 +51,62 @@ type Result struct {
 	// Detail says, for the audit log, how an answer that did not run came
 	// about, or what went wrong with the records.
 	Detail string
+	// Breaker is the breaker's verdict when it held this restart back or
+	// admitted it as its trial (for the audit log).
+	Breaker *breaker.Verdict
+	// LastRestart is, in a status answer, the service's last restart (nil:
+	// none recorded); the reply adds it as the output's last line.
+	LastRestart *protocol.LastRestart
+}
+
+// HostBreaker is the agent's breaker: its state file in state_dir, and
+// the number of services it was sized by (for the message).
+type HostBreaker struct {
+	Store    breaker.Store
+	Services int
+}
+
+// breakerWait bounds the wait for the breaker's lock: its holders only
+// read and write one small file.
+const breakerWait = 5 * time.Second
+
+// admit asks the breaker whether j's restart may run. A breaker that
+// cannot answer (its file unreadable, its lock stuck) fails open: a
+// broken breaker must not stop healing; the error is logged and audited.
+func (e *Executor) admit(j Job, now time.Time, note func(string)) gate {
+	return func(b protocol.Budget) (Result, bool) {
+		ctx, cancel := context.WithTimeout(context.Background(), breakerWait)
+		defer cancel()
+		v, err := j.Breaker.Store.Admit(ctx, now, j.Service, j.Fault)
+		if err != nil {
+			if e.onBreakerError != nil {
+				e.onBreakerError(j.Service, err)
+			}
+			note("breaker failed open (restart allowed): " + err.Error())
+			return Result{}, true
+		}
+		if v.Allow {
+			if v.State != breaker.Closed {
+				note("breaker trial: the one restart allowed while it is open")
+			}
+			return Result{Breaker: &v}, true
+		}
+		cfg := j.Breaker.Store.Config
+		window, quiet := shortDur(cmp.Or(cfg.Window, breaker.DefaultWindow)), shortDur(cmp.Or(cfg.Quiet, breaker.DefaultQuiet))
+		msg := fmt.Sprintf("%d of %d services needed a restart within %s: the cause is likely shared; ", v.Count, j.Breaker.Services, window)
+		if v.State == breaker.Trial {
+			msg += fmt.Sprintf("held back while a trial restart shows whether it is over (the breaker closes %s after it if no new failure arrives)", quiet)
+		} else {
+			msg += fmt.Sprintf("held back, the breaker closes %s after the last new failure", quiet)
+		}
+		if v.ClockMoved >= time.Second {
+			msg += fmt.Sprintf("; a breaker time is dated %s in the future: the clock moved back; counted as now", shortDur(v.ClockMoved))
+		}
+		b.RetryAfter = v.RetryAfter
+		r := notRun(protocol.OutcomeBreaker, msg, msg+"; held: "+strings.Join(v.Keys, " "))
+		r.Budget, r.Breaker = b, &v
+		return r, false
+	}
 }
 
 // Executor runs allow-listed actions under the service's records (see
@@ -64,6 +125,8 @@ type Executor struct {
 	// onWait, when set, hears that a service's lock is held by another
 	// process and this request waits for it.
 	onWait func(service string)
+	// onBreakerError, when set, hears that the breaker failed open.
+	onBreakerError func(service string, err error)
 	// hard is cancelled when a drain runs out of time: running actions are
 	// then killed like a timeout, and queued ones do not start.
 	hard       context.Context
@@ -185,7 +248,34 @@ func (e *Executor) execute(j Job) Result {
 	}
 	defer ent.close()
 	now := e.now()
-	res, run := ent.st.decide(j, now)
+	var notes []string
+	note := func(s string) { notes = append(notes, s) }
+	if n := ent.clockNote(); n != "" {
+		note(n)
+	}
+	var admit gate
+	var verdict *breaker.Verdict
+	if j.Verb == protocol.VerbRestart && j.Breaker != nil {
+		ask := e.admit(j, now, note)
+		admit = func(b protocol.Budget) (Result, bool) {
+			r, ok := ask(b)
+			verdict = r.Breaker
+			return r, ok
+		}
+	}
+	res, run := ent.st.decideWith(j, now, admit)
+	// What the clock or the breaker did is said in the audit line, and in
+	// the reply of an answer that ran nothing for a reason of time.
+	addNotes := func(res *Result) {
+		if len(notes) == 0 {
+			return
+		}
+		all := strings.Join(notes, "; ")
+		res.Detail = strings.TrimPrefix(res.Detail+"; "+all, "; ")
+		if !run && res.Origin != protocol.OriginJoined && ent.future >= time.Second {
+			res.Output = strings.TrimPrefix(res.Output+"\n"+ent.clockNote(), "\n")
+		}
+	}
 	if !run {
 		if ent.dirty || ent.st.noted {
 			ent.st.noted = false
@@ -193,6 +283,7 @@ func (e *Executor) execute(j Job) Result {
 				res.Detail += "; " + err.Error()
 			}
 		}
+		addNotes(&res)
 		return res
 	}
 	if e.hard.Err() != nil {
@@ -208,11 +299,21 @@ func (e *Executor) execute(j Job) Result {
 	res.Origin = protocol.OriginRun
 	err = ent.finish(j, now, end, res)
 	if j.Verb == protocol.VerbRestart {
-		res.Budget = ent.st.budget(j.Budget, end)
+		res.Budget = ent.st.budget(j.Budget, j.Backoff, end)
+	}
+	if j.Verb == protocol.VerbStatus && j.Budget.Max > 0 {
+		// A status answer says how the service stands for healing too
+		// (check_selfheal reads it): its budget and its last restart.
+		ent.st.prune(j.Budget, end)
+		res.Budget, res.LastRestart = ent.st.budget(j.Budget, j.Backoff, end), ent.st.lastRestart(end)
 	}
 	if err != nil {
 		res.Detail = "outcome not recorded: " + err.Error()
 	}
+	if verdict != nil && verdict.State != breaker.Closed {
+		res.Breaker = verdict
+	}
+	addNotes(&res)
 	return res
 }
 

@@ -89,7 +89,12 @@ type opts struct {
 	fleet        *protocol.Key // issue the agent's host key from this fleet key (default: a new fleet)
 	listen       string        // default 127.0.0.1:0
 	services     int           // mark.sh services svc0..svcN-1; default 4
+	extra        string        // raw top-level YAML, e.g. a breaker block (default: none, the breaker as shipped)
 }
+
+// noBreaker switches the breaker off for a test of something else that
+// restarts more than half of the harness's services at once.
+const noBreaker = "breaker:\n  enabled: false\n"
 
 // testBudget keeps the restart budget out of the way of tests that are
 // not about it: many restarts an hour, no min gap.
@@ -134,7 +139,7 @@ func (h *harness) config(o opts) rig.ListenerConfig {
 	c := rig.ListenerConfig{
 		Listen: "127.0.0.1:0", Agent: o.agent, Keys: []string{h.keyPath}, Allow: o.allow, AuditLog: "-",
 		StateDir: filepath.Join(h.dir, "state"), ShutdownGrace: o.grace, Limits: *o.limits, TLS: o.tls,
-		ReplayWindow: o.replayWindow, Budget: o.budget,
+		ReplayWindow: o.replayWindow, Budget: o.budget, Extra: o.extra,
 		Services: []rig.Service{
 			svc("demo", "mark.sh", "10s"),
 			svc("slow", "slow.sh", "60s"),

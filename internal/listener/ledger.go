@@ -2,6 +2,7 @@ package listener
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -53,7 +54,9 @@ import (
 //
 // Times are the agent's wall clock. One dated after now (the clock went
 // back) is read as now and written back so, so that it ages from then on
-// instead of blocking restarts for as long as the clock was off.
+// instead of blocking restarts for as long as the clock was off; the
+// answer that found it says the clock moved. A run whose end was so read
+// is never joined by a later request (it was over when that arrived).
 //
 // A process keeps each service's state between opens while the journal is
 // the file it left (same device, inode, size and ctime), so a serve agent
@@ -63,6 +66,10 @@ import (
 const (
 	ledgerDir       = "services"
 	maxFaultRecords = 64
+	// maxChain bounds the restart times kept for the back-off: beyond
+	// log2(max_gap/min_gap)+1 restarts the spacing is capped anyway, and
+	// 32 covers 1 s doubling to a week.
+	maxChain = 32
 	// maxStateFile bounds the read: a state line (64 faults and the last
 	// run of each verb with 4 KiB of output each, MaxBudget restart
 	// times) and at most as much again of appended lines are well under it.
@@ -125,14 +132,19 @@ type runRecord struct {
 	Fault string    `json:"fault,omitempty"`
 	Start time.Time `json:"start"`
 	End   time.Time `json:"end,omitzero"`
+	// Clamped: End was in the future (the clock went back) and was read
+	// as the time of that read, so it says nothing about later arrivals.
+	Clamped bool `json:"clamped,omitempty"`
 	outcomeRecord
 }
 
 // serviceState is one service's records.
 type serviceState struct {
-	Faults   []faultRecord                `json:"faults"`
-	Restarts []time.Time                  `json:"restarts"`
-	Last     map[protocol.Verb]*runRecord `json:"last"`
+	Faults   []faultRecord `json:"faults"`
+	Restarts []time.Time   `json:"restarts"`
+	// Chain: the last restart times whatever the window, for the back-off.
+	Chain []time.Time                  `json:"chain,omitempty"`
+	Last  map[protocol.Verb]*runRecord `json:"last"`
 	// noted: decide recorded a fault without a run (a restart joined by
 	// another fault's request); the caller saves the state.
 	noted bool
@@ -143,6 +155,7 @@ type journalLine struct {
 	Op       string                       `json:"op,omitempty"`
 	Faults   []faultRecord                `json:"faults,omitempty"`   // state
 	Restarts []time.Time                  `json:"restarts,omitempty"` // state
+	Chain    []time.Time                  `json:"chain,omitempty"`    // state
 	Last     map[protocol.Verb]*runRecord `json:"last,omitempty"`     // state
 	Verb     protocol.Verb                `json:"verb,omitempty"`     // begin, end
 	Fault    string                       `json:"fault,omitempty"`    // begin
@@ -154,7 +167,10 @@ type journalLine struct {
 func (s *serviceState) apply(l *journalLine) error {
 	switch l.Op {
 	case "", opState:
-		*s = serviceState{Faults: l.Faults, Restarts: l.Restarts, Last: map[protocol.Verb]*runRecord{}}
+		*s = serviceState{Faults: l.Faults, Restarts: l.Restarts, Chain: l.Chain, Last: map[protocol.Verb]*runRecord{}}
+		if s.Chain == nil { // written before the back-off: its restarts are the chain's best guess
+			s.Chain = slices.Clone(l.Restarts[max(0, len(l.Restarts)-maxChain):])
+		}
 		for v, r := range l.Last {
 			if r != nil {
 				s.Last[v] = r
@@ -274,13 +290,14 @@ type entry struct {
 	l       *ledger
 	service string
 	st      serviceState
-	f       *os.File // the journal, open for appending; nil until it exists
-	size    int64    // where the next line goes: the end of the last whole line
-	head    int64    // the bytes up to the end of the state line
-	lines   int64    // lines after it
-	dirty   bool     // changed by the load (a crash, a clock step): save it
-	compact bool     // the next write rewrites the journal (missing, a lost write at its end, long, dirty)
-	broken  bool     // a write failed: the file may not say what st says
+	f       *os.File      // the journal, open for appending; nil until it exists
+	size    int64         // where the next line goes: the end of the last whole line
+	head    int64         // the bytes up to the end of the state line
+	lines   int64         // lines after it
+	dirty   bool          // changed by the load (a crash, a clock step): save it
+	future  time.Duration // how far in the future the latest restart time was (the clock went back)
+	compact bool          // the next write rewrites the journal (missing, a lost write at its end, long, dirty)
+	broken  bool          // a write failed: the file may not say what st says
 	unlock  func() error
 }
 
@@ -376,6 +393,7 @@ func (e *entry) load(now time.Time) error {
 			return err
 		}
 		slices.SortFunc(e.st.Restarts, func(a, b time.Time) int { return a.Compare(b) })
+		slices.SortFunc(e.st.Chain, func(a, b time.Time) int { return a.Compare(b) })
 	}
 	if e.st.Last == nil {
 		e.st.Last = map[protocol.Verb]*runRecord{}
@@ -432,10 +450,13 @@ func (e *entry) replay(b []byte, path string) error {
 
 // normalize reads pending records as crashed and times after now as now.
 func (e *entry) normalize(now time.Time) {
-	clamp := func(t *time.Time) {
-		if t.After(now) {
-			*t, e.dirty = now, true
+	e.future = 0
+	clamp := func(t *time.Time) bool {
+		if !t.After(now) {
+			return false
 		}
+		*t, e.dirty = now, true
+		return true
 	}
 	for i := range e.st.Faults {
 		f := &e.st.Faults[i]
@@ -446,15 +467,40 @@ func (e *entry) normalize(now time.Time) {
 	}
 	for _, r := range e.st.Last {
 		clamp(&r.Start)
-		clamp(&r.End)
+		if clamp(&r.End) {
+			r.Clamped = true
+		}
 		if r.crashed() {
 			e.dirty = true
 		}
 	}
 	// Sorted: only a suffix can be in the future.
-	for i := len(e.st.Restarts) - 1; i >= 0 && e.st.Restarts[i].After(now); i-- {
-		clamp(&e.st.Restarts[i])
+	for _, ts := range [][]time.Time{e.st.Restarts, e.st.Chain} {
+		for i := len(ts) - 1; i >= 0 && ts[i].After(now); i-- {
+			e.future = max(e.future, ts[i].Sub(now)) // the message's: when restarts were
+			clamp(&ts[i])
+		}
 	}
+}
+
+// clockNote says, for an answer, that a record was dated in the future.
+func (e *entry) clockNote() string {
+	if e.future < time.Second {
+		return ""
+	}
+	return fmt.Sprintf("the last restart is dated %s in the future: the clock moved back; counted as now", shortDur(e.future))
+}
+
+// shortDur is d to the second without zero tails: 2h, 5m12s, 8m.
+func shortDur(d time.Duration) string {
+	s := d.Round(time.Second).String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }
 
 // long: enough was appended after the state line to rewrite the journal.
@@ -490,7 +536,7 @@ func marshalLine(l *journalLine) ([]byte, error) {
 // rename, fsync of the directory. Later lines are appended to the new
 // file.
 func (e *entry) save() error {
-	line, err := marshalLine(&journalLine{Op: opState, Faults: e.st.Faults, Restarts: e.st.Restarts, Last: e.st.Last})
+	line, err := marshalLine(&journalLine{Op: opState, Faults: e.st.Faults, Restarts: e.st.Restarts, Chain: e.st.Chain, Last: e.st.Last})
 	if err == nil {
 		err = fsutil.WriteFileAtomic(e.l.path(e.service), line, 0o600)
 	}
@@ -585,12 +631,17 @@ func (s *serviceState) prune(b Budget, now time.Time) {
 	s.Restarts = s.Restarts[i:]
 }
 
-// budget is b as spent so far (restarts already pruned to b's window).
-func (s *serviceState) budget(b Budget, now time.Time) protocol.Budget {
+// budget is b as spent so far (restarts already pruned to b's window);
+// RetryAfter is when the next restart may run: min_gap, the back-off
+// spacing, the window.
+func (s *serviceState) budget(b Budget, bo Backoff, now time.Time) protocol.Budget {
 	used := len(s.Restarts)
 	var retry time.Duration
 	if used > 0 && b.MinGap > 0 {
 		retry = s.Restarts[used-1].Add(b.MinGap).Sub(now)
+	}
+	if _, gap, last := s.backoff(b, bo, now); gap > 0 {
+		retry = max(retry, last.Add(gap).Sub(now))
 	}
 	if used >= b.Max {
 		retry = max(retry, s.Restarts[used-b.Max].Add(b.Window).Sub(now))
@@ -607,24 +658,56 @@ func (s *serviceState) fault(id string) *faultRecord {
 	return nil
 }
 
+// backoff is the service's current chain: its length k (0: none, reset
+// after reset_after without a restart), the spacing its next restart must
+// keep after the last one, min(min_gap × 2^(k-1), max_gap), and that
+// last one. Without back-off (bo zero, or max_gap at most min_gap) the
+// spacing is 0: min_gap alone applies.
+func (s *serviceState) backoff(b Budget, bo Backoff, now time.Time) (k int, gap time.Duration, last time.Time) {
+	n := len(s.Chain)
+	if n == 0 || b.MinGap <= 0 || bo.MaxGap <= b.MinGap || now.Sub(s.Chain[n-1]) >= bo.ResetAfter {
+		return 0, 0, time.Time{}
+	}
+	k = 1
+	for i := n - 1; i > 0 && s.Chain[i].Sub(s.Chain[i-1]) < bo.ResetAfter; i-- {
+		k++
+	}
+	gap = b.MinGap
+	for range k - 1 {
+		if gap >= bo.MaxGap {
+			break
+		}
+		gap *= 2
+	}
+	return k, min(gap, bo.MaxGap), s.Chain[n-1]
+}
+
 // decide answers j from the records, or reports that it must run. In
 // order: this fault's restart already ran; a run of the same verb had not
 // finished when j arrived (j shares it); a restart ran less than min_gap
-// ago (any fault: a split brain gives one real fault two ids); the budget
-// is spent.
-func (s *serviceState) decide(j Job, now time.Time) (Result, bool) {
+// ago (any fault: a split brain gives one real fault two ids); then, for
+// a restart that would run, gate (the host's breaker; nil: none) may hold
+// it; the back-off spacing has not passed, or the budget is spent
+// (whichever frees up later; spent on a tie).
+func (s *serviceState) decide(j Job, now time.Time) (Result, bool) { return s.decideWith(j, now, nil) }
+
+// gate holds a restart back (false) with its answer; b is the budget
+// as it stands, for the reply.
+type gate func(b protocol.Budget) (Result, bool)
+
+func (s *serviceState) decideWith(j Job, now time.Time, admit gate) (Result, bool) {
 	restart := j.Verb == protocol.VerbRestart
 	var b protocol.Budget
 	if restart {
 		s.prune(j.Budget, now)
-		b = s.budget(j.Budget, now)
+		b = s.budget(j.Budget, j.Backoff, now)
 		if f := s.fault(j.Fault); f != nil && j.Fault != "-" {
 			r := f.result(protocol.OriginRecorded)
 			r.Budget, r.Detail = b, fmt.Sprintf("fault %s: restarted at %s", f.Fault, f.At.Format(time.RFC3339))
 			return r, false
 		}
 	}
-	if last := s.Last[j.Verb]; last != nil && last.State == stateDone && last.End.After(j.Arrived) {
+	if last := s.Last[j.Verb]; last != nil && last.State == stateDone && last.End.After(j.Arrived) && !last.Clamped {
 		r := last.result(protocol.OriginJoined)
 		r.Budget, r.Detail = b, fmt.Sprintf("shared the %s that started at %s", j.Verb, last.Start.Format(time.RFC3339Nano))
 		if restart && j.Fault != "-" && j.Fault != last.Fault {
@@ -645,6 +728,22 @@ func (s *serviceState) decide(j Job, now time.Time) (Result, bool) {
 		r.Budget, r.Detail = b, fmt.Sprintf("a restart ran %s ago (min_gap %s): its answer, not counted", ago, j.Budget.MinGap)
 		return r, false
 	}
+	if admit != nil {
+		if r, ok := admit(b); !ok {
+			return r, false
+		}
+	}
+	var spentUntil time.Duration
+	if b.Used >= b.Max {
+		spentUntil = s.Restarts[b.Used-b.Max].Add(j.Budget.Window).Sub(now)
+	}
+	k, gap, last := s.backoff(j.Budget, j.Backoff, now)
+	if wait := last.Add(gap).Sub(now); gap > 0 && wait > 0 && (b.Used < b.Max || wait > spentUntil) {
+		msg := fmt.Sprintf("back-off: after %d restarts in a row (less than %s apart) the next waits %s; allowed in %s",
+			k, shortDur(j.Backoff.ResetAfter), shortDur(gap), shortDur(wait))
+		b.RetryAfter = max(b.RetryAfter, wait)
+		return Result{Outcome: protocol.OutcomeBackoff, Origin: protocol.OriginNone, ExitCode: -1, Budget: b, Output: msg, Detail: msg}, false
+	}
 	if b.Used >= b.Max {
 		msg := fmt.Sprintf("restart budget spent: %d restarts in %s; the next is allowed in %s", b.Used, j.Budget.Window, b.RetryAfter.Round(time.Second))
 		return Result{Outcome: protocol.OutcomeSpent, Origin: protocol.OriginNone, ExitCode: -1, Budget: b, Output: msg, Detail: msg}, false
@@ -658,6 +757,11 @@ func (s *serviceState) begin(j Job, now time.Time) {
 	if n := len(s.Restarts); n > 1 && s.Restarts[n-2].After(now) { // the clock went back
 		slices.SortFunc(s.Restarts, func(a, b time.Time) int { return a.Compare(b) })
 	}
+	s.Chain = append(s.Chain, now)
+	if n := len(s.Chain); n > 1 && s.Chain[n-2].After(now) {
+		slices.SortFunc(s.Chain, func(a, b time.Time) int { return a.Compare(b) })
+	}
+	s.Chain = s.Chain[max(0, len(s.Chain)-maxChain):]
 	s.Last[protocol.VerbRestart] = &runRecord{Fault: j.Fault, Start: now, outcomeRecord: outcomeRecord{State: statePending, Exit: -1}}
 	if j.Fault == "-" {
 		return
@@ -671,6 +775,26 @@ func (s *serviceState) addFault(f faultRecord) {
 		s.Faults = slices.Delete(s.Faults, 0, len(s.Faults)-maxFaultRecords+1)
 	}
 	s.Faults = append(s.Faults, f)
+}
+
+// lastRestart is the last restart and the restarts within the hour
+// before now (from the back-off's chain, which keeps them whatever the
+// budget window); nil when there is none.
+func (s *serviceState) lastRestart(now time.Time) *protocol.LastRestart {
+	last := s.Last[protocol.VerbRestart]
+	if last == nil {
+		return nil
+	}
+	r := &protocol.LastRestart{Outcome: last.Outcome, At: last.Start, Fault: cmp.Or(last.Fault, "-")}
+	if last.State != stateDone {
+		r.Outcome = "pending"
+	}
+	for _, t := range s.Chain {
+		if now.Sub(t) < time.Hour {
+			r.LastHour++
+		}
+	}
+	return r
 }
 
 // finish records a run's outcome.

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/time/rate"
 
+	"github.com/selfheal/selfheal/internal/breaker"
 	"github.com/selfheal/selfheal/internal/fsutil"
 	"github.com/selfheal/selfheal/internal/protocol"
 	"github.com/selfheal/selfheal/internal/version"
@@ -97,6 +99,9 @@ func NewServer(cfg *Config, deps Deps) (*Server, error) {
 	s := &Server{deps: deps, lim: newLimiter(), state: state, exec: NewExecutor(cfg.StateDir, deps.Now)}
 	s.exec.onWait = func(service string) {
 		deps.Log.Info().Str("service", service).Msg("waiting for the service's lock: another agent process runs its action")
+	}
+	s.exec.onBreakerError = func(service string, err error) {
+		deps.Log.Error().Err(err).Str("service", service).Msg("the breaker cannot answer: failing open, the restart is allowed")
 	}
 	if err := s.setAudit(cfg); err != nil {
 		state.Close()
@@ -365,6 +370,9 @@ func (s *Server) auditLine(cfg *Config, r record) {
 		if res.Detail != "" && r.reason == "" {
 			ev = ev.Str("detail", res.Detail)
 		}
+		if v := res.Breaker; v != nil {
+			ev = ev.Str("breaker", string(v.State)).Int("breaker_count", v.Count).Strs("breaker_keys", v.Keys)
+		}
 	}
 	if r.reason != "" {
 		ev = ev.Str("reason", r.reason)
@@ -501,8 +509,12 @@ func (s *Server) serveConn(conn net.Conn, sl *slot) {
 			}
 		}
 		conn.SetWriteDeadline(time.Now().Add(cfg.Limits.WriteTimeout))
+		out := res.Output
+		if res.LastRestart != nil {
+			out = strings.TrimPrefix(out+"\n"+protocol.FormatLastRestart(req.Nonce, *res.LastRestart), "\n")
+		}
 		rep := protocol.Reply{Agent: cfg.Agent, Outcome: res.Outcome, Origin: res.Origin, ExitCode: res.ExitCode,
-			Duration: res.Duration, AgentTime: s.deps.Now(), Budget: res.Budget, Output: res.Output}
+			Duration: res.Duration, AgentTime: s.deps.Now(), Budget: res.Budget, Output: out}
 		if _, err := conn.Write(protocol.MarshalReply(rep, &key, req.Nonce)); err != nil {
 			rec.reason = "writing reply: " + err.Error()
 		}
@@ -527,7 +539,7 @@ func (s *Server) serveConn(conn net.Conn, sl *slot) {
 		return
 	}
 	if req.Verb == protocol.VerbPing {
-		reply(Result{Outcome: protocol.OutcomeOK, Origin: protocol.OriginNone, Output: version.String("worker_listener")})
+		reply(Result{Outcome: protocol.OutcomeOK, Origin: protocol.OriginNone, Output: protocol.FormatPing(version.String("worker_listener"), cfg.StatusServices())})
 		return
 	}
 	svc, ok := cfg.Services[req.Service]
@@ -545,7 +557,7 @@ func (s *Server) serveConn(conn net.Conn, sl *slot) {
 	// itself is bounded by its timeout either way.
 	conn.SetDeadline(time.Time{})
 	j := Job{Service: req.Service, Verb: req.Verb, Fault: req.Fault, Arrived: now, Action: act,
-		Budget: svc.RestartBudget(), LockWait: svc.maxHold()}
+		Budget: svc.RestartBudget(), Backoff: svc.RestartBackoff(), Breaker: s.breaker(cfg), LockWait: svc.maxHold()}
 	wait := act.Timeout + act.KillGrace + pipeWait + 5*time.Second
 	if s.deps.Inetd {
 		wait += j.LockWait
@@ -555,6 +567,19 @@ func (s *Server) serveConn(conn net.Conn, sl *slot) {
 	cancel()
 	reply(res)
 }
+
+// breaker is the host's breaker under cfg, its state in state_dir (shared
+// by inetd processes and kept across reloads); nil when off.
+func (s *Server) breaker(cfg *Config) *HostBreaker {
+	bc, n := cfg.HostBreaker()
+	if bc == nil {
+		return nil
+	}
+	return &HostBreaker{Store: breaker.Store{Dir: s.state, Name: breakerFile, Config: *bc}, Services: n}
+}
+
+// breakerFile names the breaker's files in state_dir (.json, .lock).
+const breakerFile = "breaker"
 
 func (s *Server) useNonce(cfg *Config, req protocol.Request, now time.Time) error {
 	nc := s.nonces

@@ -23,6 +23,9 @@ type ClientConfig struct {
 	Agent string
 	TLS   *tls.Config      // nil = plain TCP (HMAC still applies)
 	Now   func() time.Time // nil = time.Now
+	// Nonce makes each request's nonce (nil = NewNonce); check_selfheal
+	// wraps it to learn the nonce a status reply's last line is bound to.
+	Nonce func() (string, error)
 }
 
 // Client sends authenticated requests to one worker_listener. It is safe
@@ -45,6 +48,9 @@ var (
 func NewClient(cfg ClientConfig) (*Client, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.Nonce == nil {
+		cfg.Nonce = NewNonce
 	}
 	k, err := cfg.Key.ForAgent(cfg.Agent)
 	if err != nil {
@@ -80,7 +86,7 @@ func (c *Client) Do(ctx context.Context, verb Verb, service, fault string) (Repl
 	if !ValidFault(fault) {
 		return Reply{}, fmt.Errorf("invalid fault id %q (1-64 of a-z 0-9 . _ - :)", fault)
 	}
-	nonce, err := NewNonce()
+	nonce, err := c.cfg.Nonce()
 	if err != nil {
 		return Reply{}, err
 	}

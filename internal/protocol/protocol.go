@@ -79,11 +79,20 @@ const (
 	// OutcomeSpent: the service's restart budget is spent; Reply.Budget says
 	// when it frees up.
 	OutcomeSpent Outcome = "spent"
+	// OutcomeBackoff: a restart of this service ran recently and the
+	// service's back-off spacing (doubling from min_gap, capped) has not
+	// passed; Budget.RetryAfter says when it does. Nothing ran.
+	OutcomeBackoff Outcome = "backoff"
+	// OutcomeBreaker: the agent's mass-failure breaker is open (too many of
+	// its services needed a restart at once: the cause is likely shared);
+	// Output says how many, Budget.RetryAfter when it may close. Nothing ran.
+	OutcomeBreaker Outcome = "breaker"
 )
 
 func (o Outcome) valid() bool {
 	switch o {
-	case OutcomeOK, OutcomeFailed, OutcomeTimeout, OutcomeBusy, OutcomeDenied, OutcomeRateLimited, OutcomeSkew, OutcomeSpent:
+	case OutcomeOK, OutcomeFailed, OutcomeTimeout, OutcomeBusy, OutcomeDenied, OutcomeRateLimited, OutcomeSkew, OutcomeSpent,
+		OutcomeBackoff, OutcomeBreaker:
 		return true
 	}
 	return false

@@ -1,0 +1,201 @@
+package breaker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/selfheal/selfheal/internal/fsutil"
+)
+
+func openStore(t testing.TB, dir string, threshold int) Store {
+	t.Helper()
+	d, err := fsutil.OpenDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return Store{Dir: d, Name: "breaker", Config: Config{Threshold: threshold}, Poll: time.Millisecond}
+}
+
+// TestStorePersists: the state is in the file, 0600, and a new Store on
+// the same directory continues it; Peek writes nothing.
+func TestStorePersists(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir, 1)
+	ctx := t.Context()
+	if v, err := s.Peek(ctx, t0); err != nil || !v.Allow || v.Count != 1 {
+		t.Fatalf("peek on nothing: %+v %v", v, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "breaker.json")); !os.IsNotExist(err) {
+		t.Fatalf("peek wrote the file: %v", err)
+	}
+	if v, err := s.Admit(ctx, t0, "a", "1"); err != nil || !v.Allow {
+		t.Fatalf("a: %+v %v", v, err)
+	}
+	fi, err := os.Stat(filepath.Join(dir, "breaker.json"))
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("state file: %v %v", fi, err)
+	}
+	s2 := openStore(t, dir, 1)
+	if v, err := s2.Admit(ctx, t0.Add(time.Second), "b", "1"); err != nil || v.Allow || v.State != Open || v.Count != 2 {
+		t.Fatalf("b, from another Store: %+v %v", v, err)
+	}
+	if v, err := s.Peek(ctx, t0.Add(time.Second)); err != nil || v.Allow || v.State != Open || v.Count != 3 {
+		t.Fatalf("peek while open: %+v %v", v, err)
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "breaker.json"))
+	if !strings.Contains(string(b), `"state":"open"`) || !strings.Contains(string(b), `"version":1`) {
+		t.Fatalf("state file: %s", b)
+	}
+	// A temp file of a killed writer is removed under the lock.
+	os.WriteFile(filepath.Join(dir, "breaker.json.tmp-123"), nil, 0o600)
+	if _, err := s.Admit(ctx, t0.Add(2*time.Second), "a", "1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "breaker.json.tmp-123")); !os.IsNotExist(err) {
+		t.Fatal("temp file left")
+	}
+}
+
+// TestStoreCorrupt: a file that is not a breaker's state is reported as
+// ErrCorrupt by Admit and Peek and left as it is: the breaker neither
+// opens nor closes by itself.
+func TestStoreCorrupt(t *testing.T) {
+	for name, content := range map[string]string{
+		"not json":      "{\"version\":1,\"state\":\"open\"",
+		"wrong version": `{"version":9,"state":"closed"}`,
+		"unknown state": `{"version":1,"state":"half"}`,
+		"open, no time": `{"version":1,"state":"open"}`,
+		"unknown field": `{"version":1,"state":"closed","extra":1}`,
+		"trial no time": `{"version":1,"state":"trial","since":"2025-11-24T22:40:00Z"}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			p := filepath.Join(dir, "breaker.json")
+			os.WriteFile(p, []byte(content), 0o600)
+			s := openStore(t, dir, 3)
+			if v, err := s.Admit(t.Context(), t0, "a", "1"); !errors.Is(err, ErrCorrupt) || v.Allow || !strings.Contains(err.Error(), "fix or remove it") {
+				t.Fatalf("admit: %+v %v", v, err)
+			}
+			if _, err := s.Peek(t.Context(), t0); !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("peek: %v", err)
+			}
+			if b, _ := os.ReadFile(p); string(b) != content {
+				t.Fatalf("the file was changed: %s", b)
+			}
+		})
+	}
+	// A symlink planted as the state file is not followed.
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "elsewhere"), []byte(`{"version":1,"state":"closed"}`), 0o600)
+	os.Symlink("elsewhere", filepath.Join(dir, "breaker.json"))
+	if _, err := openStore(t, dir, 3).Admit(t.Context(), t0, "a", "1"); !errors.Is(err, fsutil.ErrSymlink) {
+		t.Fatalf("symlink: %v", err)
+	}
+	// A config no breaker can use is an error, not a guess.
+	if _, err := openStore(t, t.TempDir(), 0).Admit(t.Context(), t0, "a", "1"); err == nil {
+		t.Fatal("threshold 0 accepted")
+	}
+}
+
+// TestStoreLockBounded: a lock held elsewhere makes Admit wait only as
+// long as its context.
+func TestStoreLockBounded(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir, 3)
+	unlock, err := s.Dir.Lock(t.Context(), "breaker.lock", 0o600, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if _, err := s.Admit(ctx, t0, "a", "1"); err == nil || !strings.Contains(err.Error(), "still held") || time.Since(start) > 5*time.Second {
+		t.Fatalf("admit under a held lock: %v after %s", err, time.Since(start))
+	}
+}
+
+// TestStoreConcurrent: 24 goroutines, each a distinct key, against
+// Threshold 5: exactly 5 are admitted, and the file counts all 24.
+func TestStoreConcurrent(t *testing.T) {
+	dir := t.TempDir()
+	var allowed atomic.Int32
+	var wg sync.WaitGroup
+	for i := range 24 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s := openStore(t, dir, 5) // a descriptor of its own, as another process would
+			v, err := s.Admit(t.Context(), t0, fmt.Sprintf("k%d", i), "f")
+			if err != nil {
+				t.Error(err)
+			}
+			if v.Allow {
+				allowed.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	v, err := openStore(t, dir, 5).Peek(t.Context(), t0)
+	if allowed.Load() != 5 || err != nil || v.Count != 25 || v.State != Open {
+		t.Fatalf("%d admitted, peek %+v %v", allowed.Load(), v, err)
+	}
+}
+
+// TestStoreTwoProcesses: this test binary and a child of it admit 10
+// keys each at once against Threshold 5: exactly 5 run between them.
+func TestStoreTwoProcesses(t *testing.T) {
+	if dir := os.Getenv("BREAKER_HELPER_DIR"); dir != "" {
+		fmt.Println("admitted", admitMany(t, dir, "child"))
+		return
+	}
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestStoreTwoProcesses$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "BREAKER_HELPER_DIR="+dir)
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	mine := admitMany(t, dir, "parent")
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("child: %v\n%s", err, out.String())
+	}
+	var theirs int
+	for _, l := range strings.Split(out.String(), "\n") {
+		if n, ok := strings.CutPrefix(l, "admitted "); ok {
+			theirs, _ = strconv.Atoi(n)
+		}
+	}
+	v, err := openStore(t, dir, 5).Peek(t.Context(), t0)
+	if mine+theirs != 5 || err != nil || v.Count != 21 {
+		t.Fatalf("admitted %d here and %d in the child; peek %+v %v\n%s", mine, theirs, v, err, out.String())
+	}
+}
+
+func admitMany(t *testing.T, dir, prefix string) int {
+	n := 0
+	for i := range 10 {
+		v, err := openStore(t, dir, 5).Admit(t.Context(), t0, fmt.Sprintf("%s%d", prefix, i), "f")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v.Allow {
+			n++
+		}
+	}
+	return n
+}
