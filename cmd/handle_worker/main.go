@@ -17,6 +17,7 @@ import (
 	"github.com/alecthomas/kong"
 	"github.com/rs/zerolog"
 
+	"github.com/selfheal/selfheal/internal/breaker"
 	"github.com/selfheal/selfheal/internal/cli"
 	"github.com/selfheal/selfheal/internal/fsutil"
 	"github.com/selfheal/selfheal/internal/handler"
@@ -56,6 +57,34 @@ type eventCmd struct {
 	CommandFile  string        `placeholder:"FIFO" help:"Nagios external command file: write comments and a forced re-check there."`
 	RecheckDelay time.Duration `default:"2s" help:"Schedule the forced re-check this long after a successful restart."`
 	DryRun       bool          `help:"Decide and print what would be sent and written, without sending anything or writing the record or the command file."`
+
+	ServiceDowntime string  `placeholder:"N" help:"$SERVICEDOWNTIME$ (Icinga 2: $service.downtime_depth$): no restart while more than 0."`
+	HostDowntime    string  `placeholder:"N" help:"$HOSTDOWNTIME$ (Icinga 2: $host.downtime_depth$): no restart while more than 0."`
+	HostState       string  `placeholder:"STATE" help:"$HOSTSTATE$ (Icinga 2: $host.state$): no restart while DOWN or UNREACHABLE; the fault's restart is kept."`
+	Ack             string  `placeholder:"N" help:"$service.acknowledgement$ (Icinga 2): no restart while more than 0. Nagios has no such macro: give --status-file."`
+	Perfdata        *string `placeholder:"TEXT" help:"$SERVICEPERFDATA$ (Icinga 2: $service.perfdata$), as --perfdata=...: no restart when check_worker counted only dependency-scoped critical findings."`
+	StatusFile      string  `placeholder:"FILE" help:"Nagios' status.dat ($STATUSDATAFILE$): the acknowledgement, and this handler's comments to replace or remove by id."`
+	judgeFlags      `embed:""`
+}
+
+// judgeFlags are the rules' switches, shared by event and reevaluate.
+type judgeFlags struct {
+	Ignore           []string      `placeholder:"RULE" help:"Rules to switch off: pause, downtime, ack, host, dependency, breaker (all are on by default)."`
+	BreakerThreshold int           `default:"10" placeholder:"N" help:"The node's mass-failure breaker opens when more than N services need a restart within --breaker-window."`
+	BreakerWindow    time.Duration `default:"5m" help:"The breaker's counting window."`
+	BreakerQuiet     time.Duration `default:"2m" help:"After this long without a new failure the breaker lets one trial restart through, and closes as long again after it."`
+}
+
+func (j judgeFlags) judgment() (handler.Judgment, error) {
+	ign, err := handler.ParseRules(j.Ignore)
+	if err != nil {
+		return handler.Judgment{}, err
+	}
+	cfg := breaker.Config{Window: j.BreakerWindow, Threshold: j.BreakerThreshold, Quiet: j.BreakerQuiet}
+	if err := cfg.Validate(); err != nil {
+		return handler.Judgment{}, err
+	}
+	return handler.Judgment{Ignore: ign, Breaker: cfg}, nil
 }
 
 type sendCmd struct {
@@ -86,13 +115,52 @@ type issueKeyCmd struct {
 	Out     string `placeholder:"FILE" help:"Write the host key here (mode 0600, never overwritten) instead of to stdout."`
 }
 
+type pauseCmd struct {
+	Host        string        `placeholder:"HOST" help:"Pause only this Nagios host's services (default: every service on this node)."`
+	Service     string        `placeholder:"DESC" help:"Pause only this service of --host."`
+	Reason      string        `required:"" placeholder:"TEXT" help:"Why: shown in the comments and in status."`
+	For         time.Duration `default:"1h" help:"Until when, from now (at most 168h: a forgotten pause ends by itself)."`
+	StateDir    string        `default:"/var/lib/selfheal/handler" placeholder:"DIR" help:"The handler's --state-dir."`
+	CommandFile string        `placeholder:"FIFO" help:"Also leave a comment on the service (with --service)."`
+}
+
+type resumeCmd struct {
+	Host     string `placeholder:"HOST" help:"The --host of the pause to end (default: the node-wide pause)."`
+	Service  string `placeholder:"DESC" help:"The --service of the pause to end."`
+	StateDir string `default:"/var/lib/selfheal/handler" placeholder:"DIR" help:"The handler's --state-dir."`
+}
+
+type statusCmd struct {
+	StateDir   string `default:"/var/lib/selfheal/handler" placeholder:"DIR" help:"The handler's --state-dir."`
+	judgeFlags `embed:""`
+}
+
+type reevaluateCmd struct {
+	KeyFile      string        `required:"" placeholder:"FILE" help:"The fleet key, as event's --key-file."`
+	StatusFile   string        `required:"" placeholder:"FILE" help:"Nagios' status.dat ($STATUSDATAFILE$): the engine's view of each held service."`
+	MaxStatusAge time.Duration `default:"5m" help:"Refuse (UNKNOWN) a status file older than this: the engine is not writing it."`
+	StateDir     string        `default:"/var/lib/selfheal/handler" placeholder:"DIR" help:"The handler's --state-dir."`
+	CommandFile  string        `placeholder:"FIFO" help:"Nagios' external command file, as event's."`
+	LogFile      string        `placeholder:"FILE" help:"Append JSON log lines here (default: stderr)."`
+	Deadline     time.Duration `default:"50s" help:"The whole run (under the engine's check timeout); what is left waits for the next run."`
+	PerRequest   time.Duration `default:"18s" help:"One heal, retries included (as event's --deadline)."`
+	TLSCA        string        `name:"tls-ca" placeholder:"FILE" help:"As event's --tls-ca."`
+	TLSCert      string        `name:"tls-cert" placeholder:"FILE" help:"As event's --tls-cert."`
+	TLSKey       string        `name:"tls-key" placeholder:"FILE" help:"As event's --tls-key."`
+	judgeFlags   `embed:""`
+}
+
 type grammar struct {
-	Version  kong.VersionFlag `short:"V" help:"Print the version and exit."`
-	Event    eventCmd         `cmd:"" help:"Handle one Nagios/Icinga state change (what the event_handler runs)."`
-	Send     sendCmd          `cmd:"" help:"Send one request by hand (on-call use); a restart has its own fault id and obeys the agent's budget."`
-	Check    checkCmd         `cmd:"" help:"Report every problem of the files the handler trusts (key, state dir, log file, command file) with its fix; run it as the nagios user."`
-	Genkey   genkeyCmd        `cmd:"" help:"Generate the fleet key (mode 0600) for the monitoring nodes."`
-	IssueKey issueKeyCmd      `cmd:"" name:"issue-key" help:"Issue an agent's host key from the fleet key (to stdout, for worker_listener import-key)."`
+	Version    kong.VersionFlag `short:"V" help:"Print the version and exit."`
+	Event      eventCmd         `cmd:"" help:"Handle one Nagios/Icinga state change (what the event_handler runs)."`
+	Send       sendCmd          `cmd:"" help:"Send one request by hand (on-call use); a restart has its own fault id and obeys the agent's budget."`
+	Check      checkCmd         `cmd:"" help:"Report every problem of the files the handler trusts (key, state dir, log file, command file) with its fix; run it as the nagios user."`
+	Genkey     genkeyCmd        `cmd:"" help:"Generate the fleet key (mode 0600) for the monitoring nodes."`
+	IssueKey   issueKeyCmd      `cmd:"" name:"issue-key" help:"Issue an agent's host key from the fleet key (to stdout, for worker_listener import-key)."`
+	Reevaluate reevaluateCmd    `cmd:"" help:"Ask again for the restarts held back (downtime, host DOWN, pause, breaker, back-off) whose reason is gone; a plugin: run it as a service check on the monitoring node."`
+	Pause      pauseCmd         `cmd:"" help:"Hold every restart back on this node, for one host, or one service, until --for ends or resume."`
+	Resume     resumeCmd        `cmd:"" help:"End a pause; reevaluate then heals what it held back."`
+	Status     statusCmd        `cmd:"" help:"Show, per service, the last answer, what is held back and why, the budget, the pauses and the breaker."`
 }
 
 func main() {
@@ -135,6 +203,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return g.Genkey.run(stdout, stderr)
 		case "issue-key":
 			return g.IssueKey.run(trust, stdout, stderr)
+		case "reevaluate":
+			return g.Reevaluate.run(ctx, trust, stdout, stderr)
+		case "pause":
+			return g.Pause.run(ctx, trust, stdout)
+		case "resume":
+			return g.Resume.run(ctx, trust, stdout)
+		case "status":
+			return g.Status.run(ctx, trust, stdout)
 		default:
 			return g.Event.run(ctx, trust, stdout, stderr)
 		}
@@ -217,7 +293,13 @@ func (e *eventCmd) run(ctx context.Context, trust fsutil.Trust, stdout, stderr i
 	if e.Address != "" {
 		addr = e.Address
 	}
-	fault, err := handler.FaultID(e.Fault)
+	// A bad fact flag is a configuration error like the others below: on
+	// a CRITICAL service it gets the comment too.
+	facts, judgment, err := e.facts(trust)
+	var fault string
+	if err == nil {
+		fault, err = handler.FaultID(e.Fault)
+	}
 	var cn handler.Conn
 	if err == nil {
 		var agent string
@@ -245,6 +327,7 @@ func (e *eventCmd) run(ctx context.Context, trust fsutil.Trust, stdout, stderr i
 		Event: ev, Fault: fault, HostName: e.HostName, ServiceDesc: e.ServiceDesc, Conn: cn,
 		Action: protocol.Verb(e.Action), StateDir: e.StateDir, Trust: trust, SoftAttempt: e.SoftAttempt,
 		Deadline: e.Deadline, CommandFile: e.CommandFile, Recheck: e.RecheckDelay, DryRun: e.DryRun,
+		Facts: facts, Judgment: judgment,
 	}, handler.Deps{Log: log})
 	fmt.Fprintln(stdout, "handle_worker: "+res.Line)
 	if e.DryRun {
@@ -253,6 +336,47 @@ func (e *eventCmd) run(ctx context.Context, trust fsutil.Trust, stdout, stderr i
 		}
 	}
 	return res.Code
+}
+
+// facts validates the engine's other macros (an empty one is "not
+// given") and reads the status file, whose failure is only reported.
+func (e *eventCmd) facts(trust fsutil.Trust) (handler.Facts, handler.Judgment, error) {
+	f := handler.NoFacts
+	depth := func(flag, v string, dst *int) error {
+		if strings.TrimSpace(v) == "" {
+			return nil
+		}
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil || n < 0 {
+			return fmt.Errorf("%s %q: want a number, 0 or more", flag, v)
+		}
+		*dst = n
+		return nil
+	}
+	if err := depth("--service-downtime", e.ServiceDowntime, &f.ServiceDowntime); err != nil {
+		return f, handler.Judgment{}, err
+	}
+	if err := depth("--host-downtime", e.HostDowntime, &f.HostDowntime); err != nil {
+		return f, handler.Judgment{}, err
+	}
+	if err := depth("--ack", e.Ack, &f.Ack); err != nil {
+		return f, handler.Judgment{}, err
+	}
+	if strings.TrimSpace(e.HostState) != "" {
+		hs, ok := nagios.ParseHostState(e.HostState)
+		if !ok {
+			return f, handler.Judgment{}, fmt.Errorf("--host-state %q: want UP, DOWN or UNREACHABLE", e.HostState)
+		}
+		f.HostState = &hs
+	}
+	if e.Perfdata != nil {
+		f.Perfdata, f.PerfdataGiven = *e.Perfdata, true
+	}
+	if e.StatusFile != "" {
+		f.Status, f.StatusErr = handler.ReadStatusFile(trust, e.StatusFile, e.HostName)
+	}
+	j, err := e.judgment()
+	return f, j, err
 }
 
 func orNone(s string) string {
@@ -366,4 +490,108 @@ func writeKey(path string, k protocol.Key) error {
 		return fmt.Errorf("%s already exists: a key file is never overwritten", path)
 	}
 	return err
+}
+
+func (c *reevaluateCmd) run(ctx context.Context, trust fsutil.Trust, stdout, stderr io.Writer) int {
+	unknown := func(err error) int {
+		fmt.Fprintf(stdout, "UNKNOWN - handle_worker reevaluate: %s\n", cli.OneLine(err.Error()))
+		return handler.ExitUsage
+	}
+	j, err := c.judgment()
+	if err != nil {
+		return unknown(err)
+	}
+	if c.Deadline <= 0 || c.PerRequest <= 0 || c.PerRequest > c.Deadline {
+		return unknown(errors.New("--deadline and --per-request must be positive, --per-request at most --deadline"))
+	}
+	key, err := handler.LoadKey(trust, c.KeyFile)
+	if err != nil {
+		return unknown(err)
+	}
+	var tc *tls.Config
+	if c.TLSCA != "" || c.TLSCert != "" || c.TLSKey != "" {
+		if tc, err = protocol.ClientTLS(c.TLSCA, c.TLSCert, c.TLSKey, ""); err != nil {
+			return unknown(err)
+		}
+	}
+	sd, err := handler.ReadStatusFile(trust, c.StatusFile)
+	if err != nil {
+		return unknown(err)
+	}
+	log, closeLog := conn{LogFile: c.LogFile}.logger(trust, stderr)
+	defer closeLog()
+	res := handler.Reevaluate(ctx, handler.ReevalConfig{StateDir: c.StateDir, Trust: trust, Status: sd, StatusAge: c.MaxStatusAge,
+		Key: key, TLS: tc, Judgment: j, CommandFile: c.CommandFile, Deadline: c.Deadline, PerRequest: c.PerRequest},
+		handler.Deps{Log: log})
+	fmt.Fprintln(stdout, res.Line)
+	for _, it := range res.Items {
+		fmt.Fprintf(stdout, "%s/%s: %s (%s): %s\n", it.Host, it.Service, it.Outcome, it.Rule, cli.OneLine(it.Text))
+	}
+	return res.Code
+}
+
+// who names the human behind a pause: sudo's user when there is one.
+func who() string {
+	for _, k := range []string{"SUDO_USER", "LOGNAME", "USER"} {
+		if v := strings.TrimSpace(os.Getenv(k)); v != "" {
+			return cli.OneLine(v)
+		}
+	}
+	return "uid " + strconv.Itoa(os.Getuid())
+}
+
+func (c *pauseCmd) run(ctx context.Context, trust fsutil.Trust, stdout io.Writer) int {
+	if c.Service != "" && c.Host == "" {
+		return usage(stdout, errors.New("--service needs --host"))
+	}
+	if c.For <= 0 || c.For > handler.MaxPause {
+		return usage(stdout, fmt.Errorf("--for %s: want more than 0 and at most %s", c.For, handler.MaxPause))
+	}
+	now := time.Now()
+	p := handler.Pause{Host: c.Host, Service: c.Service, Reason: cli.OneLine(c.Reason), By: who(), At: now.UTC(), Until: now.Add(c.For).UTC()}
+	store := handler.Store{Dir: c.StateDir, Trust: trust}
+	if _, err := store.SetPause(ctx, now, p, false); err != nil {
+		fmt.Fprintf(stdout, "handle_worker pause: %s\n", cli.OneLine(err.Error()))
+		return 1
+	}
+	fmt.Fprintf(stdout, "paused auto-healing for %s until %s (%s): %s\n", p.Scope(), p.Until.Format(time.RFC3339), c.For, p.Reason)
+	if c.CommandFile != "" && c.Service != "" {
+		text := fmt.Sprintf("auto-healing paused (%s) by %s until %s: %s", p.Scope(), p.By, p.Until.Format(time.RFC3339), p.Reason)
+		if err := (handler.CommandFile{Path: c.CommandFile}).Write(now, handler.AddSvcComment(c.Host, c.Service, false, handler.Author, text)); err != nil {
+			fmt.Fprintf(stdout, "warning: no comment left: %s\n", cli.OneLine(err.Error()))
+		}
+	}
+	return 0
+}
+
+func (c *resumeCmd) run(ctx context.Context, trust fsutil.Trust, stdout io.Writer) int {
+	if c.Service != "" && c.Host == "" {
+		return usage(stdout, errors.New("--service needs --host"))
+	}
+	p := handler.Pause{Host: c.Host, Service: c.Service}
+	n, err := handler.Store{Dir: c.StateDir, Trust: trust}.SetPause(ctx, time.Now(), p, true)
+	if err != nil {
+		fmt.Fprintf(stdout, "handle_worker resume: %s\n", cli.OneLine(err.Error()))
+		return 1
+	}
+	if n == 0 {
+		fmt.Fprintf(stdout, "no pause for %s; nothing changed\n", p.Scope())
+		return 1
+	}
+	fmt.Fprintf(stdout, "resumed auto-healing for %s; reevaluate heals what the pause held back\n", p.Scope())
+	return 0
+}
+
+func (c *statusCmd) run(ctx context.Context, trust fsutil.Trust, stdout io.Writer) int {
+	j, err := c.judgment()
+	if err != nil {
+		return usage(stdout, err)
+	}
+	out, err := handler.Status(ctx, handler.Store{Dir: c.StateDir, Trust: trust}, j, time.Now())
+	if err != nil {
+		fmt.Fprintf(stdout, "handle_worker status: %s\n", cli.OneLine(err.Error()))
+		return 1
+	}
+	fmt.Fprint(stdout, out)
+	return 0
 }

@@ -16,6 +16,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -337,6 +338,35 @@ func (d *Dir) RemoveTemps(name string) {
 			_ = unix.Unlinkat(dirfd, n, 0)
 		}
 	}
+}
+
+// Names lists the entries of d whose names end with suffix, sorted.
+func (d *Dir) Names(suffix string) ([]string, error) {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	dirfd := d.fd
+	if dirfd < 0 {
+		return nil, &os.PathError{Op: "use", Path: d.path, Err: os.ErrClosed}
+	}
+	// A descriptor of its own, as RemoveTemps.
+	fd, err := unix.Openat(dirfd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "openat", Path: d.path, Err: err}
+	}
+	f := os.NewFile(uintptr(fd), d.path)
+	defer f.Close()
+	all, err := f.Readdirnames(-1)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, n := range all {
+		if strings.HasSuffix(n, suffix) {
+			out = append(out, n)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
 }
 
 // Remove removes name from d (a symlink itself, never its target); a

@@ -45,6 +45,28 @@ func AddSvcComment(host, service string, persistent bool, author, text string) C
 	return Command("ADD_SVC_COMMENT;" + field(host) + ";" + field(service) + ";" + p + ";" + field(author) + ";" + clean(text))
 }
 
+// DelSvcComment builds DEL_SVC_COMMENT for one comment id (status.dat's
+// comment_id); ok is false for anything but a decimal id.
+func DelSvcComment(id string) (Command, bool) {
+	if id == "" || len(id) > 20 || strings.Trim(id, "0123456789") != "" {
+		return "", false
+	}
+	return Command("DEL_SVC_COMMENT;" + id), true
+}
+
+// commentText is the text of an ADD_SVC_COMMENT.
+func (c Command) commentText() (string, bool) {
+	s, ok := strings.CutPrefix(string(c), "ADD_SVC_COMMENT;")
+	if !ok {
+		return "", false
+	}
+	f := strings.SplitN(s, ";", 5)
+	if len(f) != 5 {
+		return "", false
+	}
+	return f[4], true
+}
+
 // ScheduleForcedSvcCheck builds SCHEDULE_FORCED_SVC_CHECK for time at.
 func ScheduleForcedSvcCheck(host, service string, at time.Time) Command {
 	return Command(fmt.Sprintf("SCHEDULE_FORCED_SVC_CHECK;%s;%s;%d", field(host), field(service), at.Unix()))

@@ -24,6 +24,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/selfheal/selfheal/internal/fsutil"
+	"github.com/selfheal/selfheal/internal/nagios"
 	"github.com/selfheal/selfheal/internal/protocol"
 	"github.com/selfheal/selfheal/internal/textsafe"
 )
@@ -111,6 +112,12 @@ type Config struct {
 	CommandFile string // "" = no feedback to Nagios
 	Recheck     time.Duration
 	DryRun      bool
+	// Facts are the engine's other macros (downtime, host state, ack,
+	// perfdata, status.dat); Judgment says which rules apply.
+	Facts    Facts
+	Judgment Judgment
+	// Source names the record's origin: "event" (default) or "reevaluate".
+	Source string
 }
 
 // Result is what happened; main prints Line and exits with Code.
@@ -118,7 +125,8 @@ type Result struct {
 	Code     int
 	Line     string
 	Decision Decision
-	Verdict  string          // the answer's kind (see Record.Result); "" when nothing was asked
+	Verdict  string          // the answer's kind (see Record.Result), or "held"; "" when nothing was asked
+	Hold     *Hold           // why a needed restart was held back
 	Reply    *protocol.Reply // the agent's final reply, if any
 	Attempts int             // requests made (retries included)
 	Commands []Command       // written (or, in dry-run, that would be written)
@@ -133,15 +141,26 @@ func Run(ctx context.Context, cfg Config, deps Deps) Result {
 	if cfg.Fault == "" {
 		cfg.Fault = "-"
 	}
+	if cfg.Source == "" {
+		cfg.Source = "event"
+	}
 	r := newRun(cfg, deps)
 	ctx, cancel := context.WithTimeout(ctx, cfg.Deadline)
 	defer cancel()
+	r.readPrev()
 
 	r.res.Decision = Decide(cfg.Event, cfg.SoftAttempt)
 	switch {
 	case r.res.Decision.Action != Restart:
+		if cfg.Event.State == nagios.OK {
+			r.recovered(ctx)
+		}
 		return r.report(zerolog.InfoLevel, "no action: "+r.res.Decision.Reason)
-	case cfg.DryRun:
+	}
+	if h := r.hold(ctx); h != nil {
+		return r.report(r.held(ctx, h))
+	}
+	if cfg.DryRun {
 		return r.report(r.dryRun())
 	}
 	return r.report(r.act(ctx))
@@ -154,7 +173,9 @@ type run struct {
 	log       zerolog.Logger
 	start     time.Time
 	res       Result
-	recordErr error // the advisory record could not be written (never a failure)
+	recordErr error   // the record could not be written (never a failure)
+	prev      *Record // the record before this run, if readable
+	notes     []string
 }
 
 func newRun(cfg Config, deps Deps) *run {
@@ -163,7 +184,7 @@ func newRun(cfg Config, deps Deps) *run {
 		log: deps.Log.With().Str("host", cfg.HostName).Str("service", cfg.ServiceDesc).
 			Str("state", ev.State.String()).Str("state_type", string(ev.Type)).Int("attempt", ev.Attempt).
 			Str("agent", cfg.Conn.Agent).Str("fault", cfg.Fault).
-			Str("target", cfg.Conn.Target).Str("addr", cfg.Conn.Addr()).Bool("dry_run", cfg.DryRun).Logger()}
+			Str("target", cfg.Conn.Target).Str("addr", cfg.Conn.Addr()).Str("source", cfg.Source).Bool("dry_run", cfg.DryRun).Logger()}
 }
 
 // dryRun says what would be sent, with the last answer recorded here.
@@ -190,7 +211,7 @@ func (r *run) dryRun() (zerolog.Level, string) {
 		cfg.Action, cfg.Conn.Target, cfg.Conn.Addr(), cfg.Conn.Agent, cfg.Fault, r.res.Decision.Reason, last, len(r.res.Commands))
 }
 
-// act asks the agent, records its answer (advisory) and tells Nagios.
+// act asks the agent, records its answer and tells Nagios.
 func (r *run) act(ctx context.Context) (zerolog.Level, string) {
 	cfg := r.cfg
 	a, err := request(ctx, cfg.Deadline, cfg.Action, cfg.Fault, cfg.Conn, r.deps)
@@ -200,19 +221,27 @@ func (r *run) act(ctx context.Context) (zerolog.Level, string) {
 		r.res.Code, r.res.Err = ExitUsage, err
 		msg := "auto-healing impossible: handle_worker configuration error: " + textsafe.OneLine(err.Error())
 		r.res.Commands = []Command{r.comment(true, msg+"; a human must look")}
-		return zerolog.ErrorLevel, msg + r.feedback()
+		return zerolog.ErrorLevel, msg + r.feedback(ctx, nil)
 	}
 	r.res.Attempts, r.res.Reply, r.res.Verdict = a.attempts, a.reply(), a.kind
-	r.recordErr = writeRecord(ctx, Store{Dir: cfg.StateDir, Trust: cfg.Trust}, cfg.HostName, cfg.ServiceDesc, "event", a, r.deps.Now())
 	summary := a.summary()
 	switch a.code() {
 	case ExitOK:
 		r.res.Commands = r.okCommands(a)
-		return zerolog.InfoLevel, summary + r.feedback()
+		return zerolog.InfoLevel, summary + r.feedback(ctx, &a)
 	case ExitWithheld:
+		// The agent holds it (budget, back-off, breaker): reevaluate asks
+		// again once it said it may run, as long as the fault lasts.
 		r.res.Code, r.res.Err = ExitWithheld, a.failure()
-		r.res.Commands = []Command{r.comment(true, "auto-healing suspended: "+summary+"; a human must look")}
-		return zerolog.WarnLevel, summary + "; a human must look" + r.feedback()
+		h := &Hold{Rule: a.kind, Text: "auto-healing deferred (" + a.kind + "): " + summary, RetryAt: a.now.Add(a.rep.Budget.RetryAfter)}
+		persistent, tail := false, "; asked again when the agent allows it, while the fault lasts"
+		if a.kind == kindSpent {
+			h.Text = "auto-healing suspended: " + summary
+			persistent, tail = true, "; a human must look (asked again when the budget frees up, while the fault lasts)"
+		}
+		r.res.Hold = h
+		r.res.Commands = []Command{r.comment(persistent, h.Text+tail)}
+		return zerolog.WarnLevel, summary + tail + r.feedback(ctx, &a)
 	}
 	r.res.Code, r.res.Err = ExitFailed, a.failure()
 	prefix := "auto-restart failed: "
@@ -220,21 +249,29 @@ func (r *run) act(ctx context.Context) (zerolog.Level, string) {
 		prefix = "auto-restart unconfirmed: "
 	}
 	r.res.Commands = []Command{r.comment(true, prefix+summary+"; a human must look")}
-	return zerolog.ErrorLevel, summary + r.feedback()
+	return zerolog.ErrorLevel, summary + r.feedback(ctx, &a)
+}
+
+// ask is how this run reached the agent, for reevaluate.
+func (r *run) ask() Ask {
+	c := r.cfg.Conn
+	return Ask{Address: c.Address, Port: c.Port, Agent: c.Agent, Target: c.Target, Action: string(r.cfg.Action),
+		RecheckMS: r.cfg.Recheck.Milliseconds()}
 }
 
 // writeRecord keeps the agent's answer in the state directory. It is
 // advisory: an error is returned to be logged, and changes nothing else.
 func writeRecord(ctx context.Context, store Store, host, service, source string, a answer, now time.Time) error {
-	if store.Dir == "" {
-		return nil
-	}
+	return store.Write(ctx, newRecord(host, service, source, a, now))
+}
+
+func newRecord(host, service, source string, a answer, now time.Time) Record {
 	rec := Record{Host: host, Service: service, At: now.UTC(), Source: source, Verb: string(a.verb),
 		Agent: a.conn.Agent, Fault: a.fault, Result: a.kind, Attempts: a.attempts, Summary: a.summary()}
 	if a.final {
 		rec.Outcome, rec.Origin, rec.Budget = string(a.rep.Outcome), string(a.rep.Origin), recordBudget(a.rep.Budget)
 	}
-	return store.Write(ctx, rec)
+	return rec
 }
 
 // report logs the one JSON line of the run and returns the Result, its
@@ -247,6 +284,12 @@ func (r *run) report(level zerolog.Level, msg string) Result {
 	if res.Verdict != "" {
 		e = e.Str("result", res.Verdict)
 	}
+	if res.Hold != nil {
+		e = e.Str("held", res.Hold.Rule)
+	}
+	for _, n := range r.notes {
+		e = e.Str("note", n)
+	}
 	e = logReply(e, res.Reply)
 	if r.recordErr != nil {
 		e = e.Str("record_error", r.recordErr.Error())
@@ -254,7 +297,7 @@ func (r *run) report(level zerolog.Level, msg string) Result {
 	if res.Err != nil {
 		e = e.AnErr("error", res.Err)
 	}
-	e.Dur("elapsed", r.deps.Now().Sub(r.start)).Msg(msg)
+	e.Float64("elapsed_ms", float64(r.deps.Now().Sub(r.start).Microseconds())/1000).Msg(msg)
 	return res
 }
 
@@ -287,6 +330,9 @@ func (r *run) comment(persistent bool, text string) Command {
 func (r *run) okCommands(a answer) []Command {
 	cfg := r.cfg
 	via := fmt.Sprintf("%s %s via %s after %s", cfg.Action, cfg.Conn.Target, cfg.Conn.Addr(), cfg.Event)
+	if cfg.Source != "event" {
+		via += " (" + cfg.Source + ")"
+	}
 	if b := budgetText(a.rep.Budget); b != "" {
 		via += "; budget " + b
 	}
@@ -295,19 +341,6 @@ func (r *run) okCommands(a answer) []Command {
 		text = "auto-restart ok: " + alreadyText + " (" + via + ")"
 	}
 	return []Command{r.comment(false, text), ScheduleForcedSvcCheck(cfg.HostName, cfg.ServiceDesc, r.deps.Now().Add(cfg.Recheck))}
-}
-
-// feedback writes res.Commands to the command file (unless dry-run) and
-// returns a suffix for the human line when that failed. Feedback is best
-// effort: it never changes whether healing happened.
-func (r *run) feedback() string {
-	if r.cfg.CommandFile == "" || len(r.res.Commands) == 0 || r.cfg.DryRun {
-		return ""
-	}
-	if err := (CommandFile{Path: r.cfg.CommandFile}).Write(r.deps.Now(), r.res.Commands...); err != nil {
-		return "; Nagios not told: " + textsafe.OneLine(err.Error())
-	}
-	return ""
 }
 
 // request sends verb within deadline's act share: a margin is kept after
@@ -383,7 +416,7 @@ func (a answer) code() int {
 	switch a.kind {
 	case kindHealed, kindAlready:
 		return ExitOK
-	case kindSpent:
+	case kindSpent, string(protocol.OutcomeBackoff), string(protocol.OutcomeBreaker):
 		return ExitWithheld
 	}
 	return ExitFailed
@@ -437,6 +470,12 @@ func (a answer) summary() string {
 		b := rep.Budget
 		s = fmt.Sprintf("%s: restart budget spent at the agent: %d/%d in %s; next restart allowed in %s",
 			on, b.Used, b.Max, b.Window, roundDur(b.RetryAfter))
+	case string(protocol.OutcomeBackoff):
+		s = fmt.Sprintf("%s: back-off at the agent: restarts of this service are spaced out; next restart allowed in %s%s",
+			on, roundDur(rep.Budget.RetryAfter), prefixed(" (", firstLine(rep.Output))+closeIf(rep.Output))
+	case string(protocol.OutcomeBreaker):
+		s = fmt.Sprintf("%s: the agent's mass-failure breaker is open (%s); it may let a restart through in %s",
+			on, orText(firstLine(rep.Output), "too many of its services needed a restart at once"), roundDur(rep.Budget.RetryAfter))
 	case string(protocol.OutcomeFailed):
 		s = fmt.Sprintf("%s: failed (action exit %d after %s%s)", on, rep.ExitCode, roundDur(rep.Duration), prefixed("; ", budget))
 	case string(protocol.OutcomeTimeout):
@@ -497,6 +536,20 @@ func budgetText(b protocol.Budget) string {
 		return ""
 	}
 	return fmt.Sprintf("%d/%d per %s", b.Used, b.Max, b.Window)
+}
+
+func closeIf(s string) string {
+	if firstLine(s) == "" {
+		return ""
+	}
+	return ")"
+}
+
+func orText(s, alt string) string {
+	if s == "" {
+		return alt
+	}
+	return s
 }
 
 func prefixed(p, s string) string {

@@ -21,15 +21,19 @@ import (
 // stateVersion tags the file format; a file with another version is
 // reported as unreadable rather than guessed at (and replaced on the next
 // write: nothing depends on it).
-const stateVersion = 2
+const stateVersion = 3
 
 // maxStateBytes is far above what a record takes (about 1 KiB).
 const maxStateBytes = 1 << 20
 
 // Record is the agent's last answer for one Nagios host and service, as
-// this monitoring node saw it: advisory, for --dry-run and for the on-call
-// engineer reading the state directory. Nothing decides on it: the agent
-// keeps the fault records and the budget, and its answer is the truth.
+// this monitoring node saw it, for --dry-run, `handle_worker status` and
+// the on-call engineer reading the state directory. The agent keeps the
+// fault records and the budget, and its answer is the truth. Two fields
+// steer this node only: Held lists a fault whose restart was held back
+// (reevaluate asks again once the engine shows the reason gone and the
+// same fault still CRITICAL: the record alone never causes a restart),
+// and Comment keeps the last comment from repeating.
 type Record struct {
 	Version int       `json:"version"`
 	Host    string    `json:"host"`
@@ -48,6 +52,34 @@ type Record struct {
 	Budget   *RecordBudget `json:"budget,omitempty"`
 	Attempts int           `json:"attempts"`
 	Summary  string        `json:"summary"` // the human line
+	// Held: this fault's restart is held back (nil: nothing held).
+	Held *Held `json:"held,omitempty"`
+	// Comment is the key of the last comment written ("kind|fault"): the
+	// same one is not written again (a volatile service runs the handler
+	// at every check).
+	Comment string `json:"comment,omitempty"`
+}
+
+// Held is a restart held back, with what reevaluate needs to ask for it.
+type Held struct {
+	Rule  string    `json:"rule"` // a Rule, or an agent outcome (backoff, breaker, spent)
+	Text  string    `json:"text"`
+	Since time.Time `json:"since"`
+	// RetryAt: not asked again before (the agent said when).
+	RetryAt time.Time `json:"retry_at,omitzero"`
+	Fault   string    `json:"fault"`
+	Ask     Ask       `json:"ask"`
+}
+
+// Ask is how the handler reached the agent for a service: reevaluate asks
+// the same way, with its own key and TLS settings.
+type Ask struct {
+	Address   string `json:"address"`
+	Port      int    `json:"port"`
+	Agent     string `json:"agent"`
+	Target    string `json:"target"`
+	Action    string `json:"action"`
+	RecheckMS int64  `json:"recheck_ms"`
 }
 
 // RecordBudget is protocol.Budget in whole seconds.

@@ -9,16 +9,20 @@ package handler
 // list and the rule for each.
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/selfheal/selfheal/internal/fsutil"
+	"github.com/selfheal/selfheal/internal/nagios"
 	"github.com/selfheal/selfheal/internal/protocol"
 )
 
@@ -193,4 +197,42 @@ func owner(t fsutil.Trust) string {
 		return t.Name
 	}
 	return strconv.Itoa(t.UID)
+}
+
+// maxStatusFile bounds the read of status.dat (a fleet's is a few MiB).
+const maxStatusFile = 256 << 20
+
+// ReadStatusFile reads Nagios' status.dat (only the blocks of hosts, when
+// given). It can hold a restart back, name the comments the handler
+// deletes, and (in reevaluate) confirm a held fault is still CRITICAL, so
+// it must be Nagios' own: a regular file, not a symlink, owned by root or
+// t's user, not writable by others. A group may write it, as the command
+// file: Nagios' group can already submit any check result through that.
+func ReadStatusFile(t fsutil.Trust, path string, hosts ...string) (*nagios.StatusData, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, fmt.Errorf("status file: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("status file: %w", err)
+	}
+	st, _ := fi.Sys().(*syscall.Stat_t)
+	switch {
+	case !fi.Mode().IsRegular():
+		return nil, fmt.Errorf("status file %s refused: not a regular file", fsutil.Quote(path))
+	case st == nil || st.Uid != 0 && int(st.Uid) != t.UID:
+		return nil, fmt.Errorf("status file %s refused: not owned by root or the user the handler runs as (uid %d)", fsutil.Quote(path), t.UID)
+	case fi.Mode().Perm()&0o002 != 0:
+		return nil, fmt.Errorf("status file %s refused: writable by others (mode %04o)", fsutil.Quote(path), fi.Mode().Perm())
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxStatusFile+1))
+	if err != nil {
+		return nil, fmt.Errorf("status file: %w", err)
+	}
+	if len(b) > maxStatusFile {
+		return nil, fmt.Errorf("status file %s: larger than %d bytes", fsutil.Quote(path), maxStatusFile)
+	}
+	return nagios.ReadStatusData(bytes.NewReader(b), hosts...)
 }

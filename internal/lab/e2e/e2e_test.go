@@ -218,7 +218,7 @@ func TestListenerDownIsRecorded(t *testing.T) {
 		var rec struct {
 			Exit     int     `json:"exit"`
 			Decision string  `json:"decision"`
-			Elapsed  float64 `json:"elapsed"` // ms
+			Elapsed  float64 `json:"elapsed_ms"`
 		}
 		if json.Unmarshal([]byte(line), &rec) != nil || rec.Decision != "restart" {
 			continue

@@ -12,6 +12,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/selfheal/selfheal/internal/lab/engine"
+	"github.com/selfheal/selfheal/internal/lab/rig"
 	"github.com/selfheal/selfheal/internal/lab/testutil"
 )
 
@@ -44,7 +45,7 @@ func TestNagiosSampleValidates(t *testing.T) {
 		t.Fatalf("%v\n%s", err, out)
 	}
 	// The sample defines exactly one worker service, with its handler.
-	for _, want := range []string{"Total Errors:   0", "Checked 1 services.", "Checked 1 hosts."} {
+	for _, want := range []string{"Total Errors:   0", "Checked 2 services.", "Checked 1 hosts."} {
 		if !strings.Contains(out, want) {
 			t.Errorf("nagios4 -v output lacks %q:\n%s", want, out)
 		}
@@ -159,4 +160,16 @@ func parseDur(t *testing.T, s string) time.Duration {
 		t.Fatal(err)
 	}
 	return d
+}
+
+// The rig passes the sample resource.cfg's $USER6$ when a test sets none,
+// so the loops run the node-wide judgment flags an admin starts with.
+func TestSampleHandlerArgsAreTheRigs(t *testing.T) {
+	res, err := readResource(filepath.Join(testutil.ModuleRoot(t), "nagios-config", "nagios4", "resource.cfg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := res["USER6"]; got != rig.DefaultHandlerArgs {
+		t.Errorf("resource.cfg $USER6$ = %q, the rig's default is %q", got, rig.DefaultHandlerArgs)
+	}
 }

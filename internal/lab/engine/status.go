@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"os"
@@ -57,24 +56,8 @@ func ReadStatus(path string) (*Status, error) {
 	}
 	defer f.Close()
 	st := &Status{}
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64*1024), 1<<20)
-	var cur *Block
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		switch {
-		case line == "" || strings.HasPrefix(line, "#"):
-		case cur == nil && strings.HasSuffix(line, "{"):
-			cur = &Block{Type: strings.TrimSpace(strings.TrimSuffix(line, "{")), Fields: map[string]string{}}
-		case cur != nil && line == "}":
-			st.add(*cur)
-			cur = nil
-		case cur != nil:
-			k, v, _ := strings.Cut(line, "=")
-			cur.Fields[k] = v
-		}
-	}
-	if err := sc.Err(); err != nil {
+	keep := func(string) bool { return true }
+	if err := nagios.ParseBlocks(f, keep, func(b nagios.Block) error { st.add(Block(b)); return nil }); err != nil {
 		return nil, fmt.Errorf("engine: reading %s: %w", path, err)
 	}
 	return st, nil
@@ -90,14 +73,14 @@ func (st *Status) add(b Block) {
 			State: nagios.State(atoi(f["current_state"])), Hard: f["state_type"] == "1",
 			Attempt: atoi(f["current_attempt"]), MaxAttempts: atoi(f["max_attempts"]),
 			Output: f["plugin_output"], HasBeenChecked: f["has_been_checked"] == "1",
-			LastCheck: epoch(f["last_check"]), LastStateChange: epoch(f["last_state_change"]),
-			LastHardStateChange: epoch(f["last_hard_state_change"]),
+			LastCheck: nagios.ParseEpoch(f["last_check"]), LastStateChange: nagios.ParseEpoch(f["last_state_change"]),
+			LastHardStateChange: nagios.ParseEpoch(f["last_hard_state_change"]),
 			Fields:              f,
 		})
 	case "servicecomment":
 		st.Comments = append(st.Comments, Comment{
 			Host: f["host_name"], Service: f["service_description"],
-			EntryTime: epoch(f["entry_time"]), Author: f["author"], Text: f["comment_data"],
+			EntryTime: nagios.ParseEpoch(f["entry_time"]), Author: f["author"], Text: f["comment_data"],
 		})
 	}
 }
@@ -107,14 +90,6 @@ func atoi(s string) int {
 	return n
 }
 
-func epoch(s string) time.Time {
-	f, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
-	if err != nil || f <= 0 {
-		return time.Time{}
-	}
-	sec := int64(f)
-	return time.Unix(sec, int64((f-float64(sec))*1e9))
-}
 
 // Service returns the status of host/service, if present.
 func (st *Status) Service(host, service string) (Service, bool) {

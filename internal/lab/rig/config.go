@@ -29,7 +29,9 @@ type ListenerConfig struct {
 	TLS           *TLS
 	// Budget is the default restart budget of every service (nil: the
 	// listener's default).
-	Budget   *Budget
+	Budget *Budget
+	// Breaker is the agent's mass-failure breaker (nil: its default).
+	Breaker  *Breaker
 	Services []Service
 	// Extra is raw YAML appended at the top level: a knob the rig does
 	// not model, or a deliberate mistake for a test of the config check.
@@ -70,6 +72,15 @@ type Budget struct {
 	MinGap string `yaml:"min_gap,omitempty"`
 }
 
+// Breaker is the agent's breaker block; empty fields are left out.
+type Breaker struct {
+	Enabled     *bool   `yaml:"enabled,omitempty"`
+	Window      string  `yaml:"window,omitempty"`
+	Fraction    float64 `yaml:"fraction,omitempty"`
+	MinServices int     `yaml:"min_services,omitempty"`
+	Quiet       string  `yaml:"quiet,omitempty"`
+}
+
 // Action is a fixed argv, run without a shell.
 type Action struct {
 	Argv      []string          `yaml:"argv"`
@@ -91,6 +102,7 @@ type file struct {
 	TLS           *TLS       `yaml:"tls,omitempty"`
 	Limits        Limits     `yaml:"limits,omitempty"`
 	Budget        *Budget    `yaml:"budget,omitempty"`
+	Breaker       *Breaker   `yaml:"breaker,omitempty"`
 	Services      *yaml.Node `yaml:"services"`
 }
 
@@ -120,7 +132,7 @@ func (c ListenerConfig) YAML() ([]byte, error) {
 	err := enc.Encode(file{
 		Listen: c.Listen, Agent: c.Agent, Keys: c.Keys, Allow: c.Allow, AuditLog: c.AuditLog, StateDir: c.StateDir,
 		ReplayWindow: c.ReplayWindow, ShutdownGrace: c.ShutdownGrace, TLS: c.TLS, Limits: c.Limits,
-		Budget: c.Budget, Services: services,
+		Budget: c.Budget, Breaker: c.Breaker, Services: services,
 	})
 	if err == nil {
 		err = enc.Close()

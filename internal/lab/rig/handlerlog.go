@@ -12,7 +12,9 @@ type HandlerRecord struct {
 	Result   string  `json:"result"`
 	Outcome  string  `json:"outcome"`
 	Origin   string  `json:"origin"`
-	Elapsed  float64 `json:"elapsed"` // ms
+	Held     string  `json:"held"`   // the rule or agent outcome that held a restart back
+	Source   string  `json:"source"` // event or reevaluate
+	Elapsed  float64 `json:"elapsed_ms"`
 	Message  string  `json:"message"`
 	Raw      string  `json:"-"`
 }

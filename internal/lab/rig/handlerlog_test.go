@@ -8,9 +8,9 @@ import (
 
 func TestReadHandlerLog(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "handler.log")
-	text := `{"level":"info","state":"CRITICAL","state_type":"SOFT","agent":"worker1","fault":"5","exit":0,"decision":"wait","elapsed":1.5}
+	text := `{"level":"info","state":"CRITICAL","state_type":"SOFT","agent":"worker1","fault":"5","exit":0,"decision":"wait","elapsed_ms":1.5}
 garbage
-{"level":"info","state":"CRITICAL","state_type":"HARD","agent":"worker1","fault":"5","exit":0,"decision":"restart","outcome":"ok","origin":"run","elapsed":64.2}
+{"level":"info","state":"CRITICAL","state_type":"HARD","agent":"worker1","fault":"5","exit":0,"decision":"restart","outcome":"ok","origin":"run","elapsed_ms":64.2}
 {"level":"warn","state":"CRITICAL","state_type":"HARD","agent":"worker1","fault":"6","exit":1,"decision":"restart","outcome":"spent","origin":"-"}
 `
 	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {

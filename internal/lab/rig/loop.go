@@ -50,13 +50,32 @@ type LoopOptions struct {
 	StaleHang bool
 	// NoListener leaves the listener port closed (the listener is down).
 	NoListener bool
+	// MaxAttempts overrides the sample's 3 check attempts; Volatile makes
+	// the worker's service volatile (Nagios only).
+	MaxAttempts int
+	Volatile    bool
+	// Extra adds that many more worker services on the host (worker02,
+	// worker03, ...; targets demo02, ...), each with its own demo_worker.
+	Extra int
+	// HandlerArgs are extra handle_worker flags for the node ($USER6$:
+	// breaker tuning, --ignore), as an admin sets them in resource.cfg.
+	HandlerArgs string
+	// Breaker is the agent's breaker (nil: its default).
+	Breaker *Breaker
 	// WrongKey gives the handler another fleet's key under the same fleet
 	// id: the host key it derives is not the agent's, so every request
 	// fails authentication.
 	WrongKey bool
 }
 
+// DefaultHandlerArgs is the sample resource.cfg's $USER6$: the defaults,
+// spelled out (Nagios refuses an empty $USERn$).
+const DefaultHandlerArgs = "--breaker-threshold=10 --breaker-window=5m --breaker-quiet=2m"
+
 func (o *LoopOptions) defaults() {
+	if o.HandlerArgs == "" {
+		o.HandlerArgs = DefaultHandlerArgs
+	}
 	if o.MaxRestarts == 0 {
 		o.MaxRestarts = 3
 	}
@@ -96,6 +115,8 @@ type Loop struct {
 	HandlerLog   string // handle_worker's log (JSON lines)
 	EngineOut    string // the engine's stdout/stderr
 	Inst         *engine.Instance
+	// Extras are the Extra services, in order.
+	Extras []ExtraService
 
 	binDir  string
 	closers []func() error
@@ -143,12 +164,25 @@ func StartLoop(ctx context.Context, opts LoopOptions) (l *Loop, err error) {
 	// agent's; the action's timeouts are the sample's (10 s + 5 s grace,
 	// inside the handler's 18 s deadline).
 	l.Agent = strings.ToLower(HostName)
+	services := []Service{{Name: Target, Actions: map[string]Action{
+		"restart": {Argv: l.Worker.Argv("restart"), Timeout: "10s", KillGrace: "5s"}}}}
+	for i := range opts.Extra {
+		name, target := ExtraName(i + 1)
+		port, err := FreePort()
+		if err != nil {
+			return l, err
+		}
+		w := Worker{Bin: l.Bin("demo_worker"), Addr: "127.0.0.1:" + strconv.Itoa(port),
+			PIDFile: l.path(target + ".pid"), LogFile: l.path(target + ".log")}
+		l.Extras = append(l.Extras, ExtraService{Name: name, Target: target, Worker: w, Port: port})
+		services = append(services, Service{Name: target, Actions: map[string]Action{
+			"restart": {Argv: w.Argv("restart"), Timeout: "10s", KillGrace: "5s"}}})
+	}
 	files, err := Prepare(ctx, Kit{Dir: l.path("listener"), Agent: l.Agent, Issue: l.Bin("handle_worker"),
 		Config: ListenerConfig{
 			Listen: fmt.Sprintf("127.0.0.1:%d", l.ListenerPort), Allow: Loopback, AuditLog: l.AuditLog,
-			Budget: &Budget{Max: opts.MaxRestarts, Window: "1h", MinGap: opts.MinGap},
-			Services: []Service{{Name: Target, Actions: map[string]Action{
-				"restart": {Argv: l.Worker.Argv("restart"), Timeout: "10s", KillGrace: "5s"}}}},
+			Budget:  &Budget{Max: opts.MaxRestarts, Window: "1h", MinGap: opts.MinGap},
+			Breaker: opts.Breaker, Services: services,
 		}})
 	if err != nil {
 		return l, err
@@ -163,6 +197,12 @@ func StartLoop(ctx context.Context, opts LoopOptions) (l *Loop, err error) {
 	}
 	if err := l.startWorker(ctx); err != nil {
 		return l, err
+	}
+	for _, x := range l.Extras {
+		if _, err := x.Worker.Daemon(ctx, "start"); err != nil {
+			return l, err
+		}
+		l.closers = append(l.closers, func() error { return x.Worker.Shutdown(context.Background()) })
 	}
 	if !opts.NoListener {
 		if _, err := Run(ctx, l.Bin("worker_listener"), "check-config", "--config", files.Config); err != nil {
@@ -192,6 +232,18 @@ func StartLoop(ctx context.Context, opts LoopOptions) (l *Loop, err error) {
 		return l, err
 	}
 	return l, nil
+}
+
+// ExtraService is one more worker service of the loop's host.
+type ExtraService struct {
+	Name, Target string
+	Worker       Worker
+	Port         int
+}
+
+// ExtraName is the i-th (1-based) extra service's name and target.
+func ExtraName(i int) (service, target string) {
+	return fmt.Sprintf("%s%02d", ServiceName, i+1), fmt.Sprintf("%s%02d", Target, i+1)
 }
 
 // LinkBinaries makes dir hold the suite's four binaries, as symlinks to
@@ -293,7 +345,10 @@ func (l *Loop) startEngine(ctx context.Context, workerPort int, keyFile string) 
 	site := Site{Kind: o.Kind, Binary: o.Engine, Stderr: out, ConfigDir: o.ConfigDir, BinDir: l.binDir,
 		KeyFile: keyFile, StateDir: stateDir, HandlerLog: l.HandlerLog,
 		ListenerPort: l.ListenerPort, WorkerPort: workerPort, CheckTimeout: o.CheckTimeout, MaxAge: o.MaxAge,
-		Recheck: o.Recheck}
+		Recheck: o.Recheck, MaxAttempts: o.MaxAttempts, Volatile: o.Volatile, HandlerArgs: o.HandlerArgs}
+	for _, x := range l.Extras {
+		site.Extra = append(site.Extra, SiteService{Name: x.Name, Target: x.Target, Port: x.Port})
+	}
 	cfg, err := site.Config()
 	if err != nil {
 		out.Close()

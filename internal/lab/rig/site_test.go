@@ -31,6 +31,11 @@ define service {
   _WORKER_CHECK_ARGS   --max-age %[7]s
   _HEAL_RECHECK        %[8]s
 }
+define service {
+  use                  selfheal-reevaluator
+  host_name            %[1]s
+  service_description  selfheal reevaluate
+}
 `
 	loopIcinga = `object Host %[1]q {
   address = "127.0.0.1"
@@ -64,6 +69,11 @@ define service {
   _WORKER_TIMEOUT      %[5]s
   _WORKER_CHECK_ARGS   --max-age %[6]s
   _HEAL_RECHECK        1s
+}
+define service {
+  use                  selfheal-reevaluator
+  host_name            %[1]s
+  service_description  selfheal reevaluate
 }
 `
 )
@@ -116,7 +126,7 @@ func TestSiteConfig(t *testing.T) {
 	}
 	if !reflect.DeepEqual(cfg.ObjectFiles, []string{"/nc/nagios4/commands.cfg", "/nc/nagios4/templates.cfg"}) ||
 		!reflect.DeepEqual(cfg.MainConfigFiles, []string{"/nc/nagios4/nagios.cfg"}) ||
-		!reflect.DeepEqual(cfg.Resources, map[string]string{"USER1": "/bin", "USER3": "/k", "USER4": "/s", "USER5": "/h"}) {
+		!reflect.DeepEqual(cfg.Resources, map[string]string{"USER1": "/bin", "USER3": "/k", "USER4": "/s", "USER5": "/h", "USER6": DefaultHandlerArgs}) {
 		t.Errorf("Nagios config %+v", cfg)
 	}
 	s.Kind = engine.Icinga2

@@ -61,10 +61,10 @@ func TestDebugTime(t *testing.T) {
 
 func TestLastJSON(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "h.log")
-	body := `{"decision":"nothing","elapsed":0.6}
+	body := `{"decision":"nothing","elapsed_ms":0.6}
 not json
-{"decision":"restart","action_duration":59.4,"elapsed":63.6}
-{"decision":"close-episode","elapsed":1.4}
+{"decision":"restart","action_duration":59.4,"elapsed_ms":63.6}
+{"decision":"close-episode","elapsed_ms":1.4}
 `
 	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
 		t.Fatal(err)

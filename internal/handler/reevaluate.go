@@ -1,0 +1,248 @@
+package handler
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/selfheal/selfheal/internal/fsutil"
+	"github.com/selfheal/selfheal/internal/nagios"
+	"github.com/selfheal/selfheal/internal/protocol"
+	"github.com/selfheal/selfheal/internal/textsafe"
+)
+
+// ReevalConfig is one `handle_worker reevaluate`: the engines run a
+// handler only when a state changes, so a fault held back (downtime, host
+// DOWN, a pause, the breaker, the agent's back-off) would stay unhealed
+// after the reason went away. Reevaluate, run as a service check on the
+// monitoring node, reads what the engine says now and asks again for
+// every held fault that is still the service's fault, still HARD
+// CRITICAL, and no longer held back.
+type ReevalConfig struct {
+	StateDir string
+	Trust    fsutil.Trust
+	// Status is the engine's current view (Nagios' status.dat); StatusAge
+	// bounds how old it may be (its info.created) to be acted on.
+	Status    *nagios.StatusData
+	StatusAge time.Duration
+	Key       protocol.Key
+	TLS       *tls.Config
+	Judgment  Judgment
+	// CommandFile, Deadline (the whole run) and PerRequest (one heal).
+	CommandFile string
+	Deadline    time.Duration
+	PerRequest  time.Duration
+}
+
+// ReevalItem is what became of one held record.
+type ReevalItem struct {
+	Host, Service string
+	Rule          string // why it was held
+	Outcome       string // "healed", "held", "waiting", "cleared", "failed"
+	Text          string
+}
+
+// ReevalResult is the run's plugin result.
+type ReevalResult struct {
+	Code  int
+	Line  string
+	Items []ReevalItem
+}
+
+// Reevaluate works through the held records, oldest first, within the
+// deadline; what it has no time for waits for the next run.
+func Reevaluate(ctx context.Context, cfg ReevalConfig, deps Deps) ReevalResult {
+	deps.defaults()
+	ctx, cancel := context.WithTimeout(ctx, cfg.Deadline)
+	defer cancel()
+	now := deps.Now()
+	if cfg.Status != nil && cfg.StatusAge > 0 && !cfg.Status.Created.IsZero() && now.Sub(cfg.Status.Created) > cfg.StatusAge {
+		return ReevalResult{Code: ExitUsage, Line: fmt.Sprintf("UNKNOWN - status file is %s old (written %s): is the engine running?",
+			roundDur(now.Sub(cfg.Status.Created)), cfg.Status.Created.UTC().Format(time.RFC3339))}
+	}
+	store := Store{Dir: cfg.StateDir, Trust: cfg.Trust}
+	recs, err := store.HeldRecords()
+	if err != nil {
+		return ReevalResult{Code: int(nagios.Critical), Line: "CRITICAL - cannot read the handler's state: " + textsafe.OneLine(err.Error())}
+	}
+	sort.Slice(recs, func(i, j int) bool { return recs[i].Held.Since.Before(recs[j].Held.Since) })
+	var res ReevalResult
+	for _, rec := range recs {
+		if ctx.Err() != nil {
+			res.Items = append(res.Items, ReevalItem{Host: rec.Host, Service: rec.Service, Rule: rec.Held.Rule, Outcome: "waiting", Text: "no time left in this run"})
+			continue
+		}
+		res.Items = append(res.Items, reevalOne(ctx, cfg, deps, store, rec))
+	}
+	res.Code, res.Line = reevalSummary(res.Items)
+	deps.Log.Info().Str("mode", "reevaluate").Int("held", len(recs)).Int("exit", res.Code).Msg(res.Line)
+	return res
+}
+
+func reevalOne(ctx context.Context, cfg ReevalConfig, deps Deps, store Store, rec Record) ReevalItem {
+	h := rec.Held
+	it := ReevalItem{Host: rec.Host, Service: rec.Service, Rule: h.Rule}
+	clear := func(why string) ReevalItem {
+		r := rec
+		r.Held = nil
+		if err := store.Write(ctx, r); err != nil {
+			it.Outcome, it.Text = "failed", "could not clear the record: "+textsafe.OneLine(err.Error())
+			return it
+		}
+		it.Outcome, it.Text = "cleared", why
+		return it
+	}
+	if cfg.Status == nil {
+		it.Outcome, it.Text = "waiting", "no status file: the engine's view is unknown"
+		return it
+	}
+	st, ok := cfg.Status.Service(rec.Host, rec.Service)
+	switch {
+	case !ok:
+		return clear("the service is gone from the engine")
+	case !st.Checked:
+		it.Outcome, it.Text = "waiting", "not checked yet since the engine started"
+		return it
+	case st.State != nagios.Critical && st.Checked:
+		// Recovered, or no longer a state that calls for a restart: the
+		// handler's own OK event cleans up its comments.
+		return clear("no longer CRITICAL (" + st.State.String() + ")")
+	case st.ProblemID != "" && h.Fault != "-" && st.ProblemID != h.Fault:
+		return clear("a new fault (" + st.ProblemID + ") replaced fault " + h.Fault + ": its own event handles it")
+	case !st.Hard:
+		it.Outcome, it.Text = "waiting", "SOFT CRITICAL"
+		return it
+	case deps.Now().Before(h.RetryAt):
+		it.Outcome, it.Text = "waiting", "the agent allows a restart in "+roundDur(h.RetryAt.Sub(deps.Now())).String()
+		return it
+	}
+	a := h.Ask
+	res := Run(ctx, Config{
+		Event: Event{State: nagios.Critical, Type: Hard, Attempt: 1}, Fault: h.Fault,
+		HostName: rec.Host, ServiceDesc: rec.Service,
+		Conn:   Conn{Address: a.Address, Port: a.Port, Agent: a.Agent, Target: a.Target, Key: cfg.Key, TLS: cfg.TLS},
+		Action: protocol.Verb(a.Action), StateDir: cfg.StateDir, Trust: cfg.Trust,
+		Deadline: cfg.PerRequest, CommandFile: cfg.CommandFile, Recheck: time.Duration(a.RecheckMS) * time.Millisecond,
+		Facts: Facts{ServiceDowntime: -1, HostDowntime: -1, Ack: -1, Status: cfg.Status}, Judgment: cfg.Judgment,
+		Source: "reevaluate",
+	}, deps)
+	it.Text = res.Line
+	switch {
+	case res.Hold != nil && res.Verdict == kindHeld:
+		it.Outcome, it.Rule = "held", res.Hold.Rule
+	case res.Hold != nil:
+		it.Outcome, it.Rule = "held", res.Hold.Rule
+	case res.Code == ExitOK:
+		it.Outcome = "healed"
+	default:
+		it.Outcome = "failed"
+	}
+	return it
+}
+
+// reevalSummary is the plugin's line: OK when nothing is held back,
+// WARNING while something is (healing is held back), CRITICAL when a
+// re-evaluated heal failed; perfdata counts each outcome.
+func reevalSummary(items []ReevalItem) (int, string) {
+	count := map[string]int{}
+	var held, failed []string
+	for _, it := range items {
+		count[it.Outcome]++
+		name := it.Host + "/" + it.Service
+		switch it.Outcome {
+		case "held", "waiting":
+			held = append(held, name+" ("+it.Rule+")")
+		case "failed":
+			failed = append(failed, name)
+		}
+	}
+	perf := fmt.Sprintf("|held=%d healed=%d failed=%d cleared=%d", len(held), count["healed"], count["failed"], count["cleared"])
+	list := func(s []string) string {
+		if len(s) > 10 {
+			return strings.Join(s[:10], ", ") + fmt.Sprintf(" and %d more", len(s)-10)
+		}
+		return strings.Join(s, ", ")
+	}
+	switch {
+	case len(failed) > 0:
+		return int(nagios.Critical), fmt.Sprintf("CRITICAL - %d held heal(s) failed when asked again: %s; %d still held back %s",
+			len(failed), list(failed), len(held), perf)
+	case len(held) > 0:
+		return int(nagios.Warning), fmt.Sprintf("WARNING - %d heal(s) held back: %s; %d healed in this run %s",
+			len(held), list(held), count["healed"], perf)
+	}
+	return int(nagios.OK), fmt.Sprintf("OK - no heal held back; %d healed in this run %s", count["healed"], perf)
+}
+
+// HeldRecords returns every record with a held fault.
+func (s Store) HeldRecords() ([]Record, error) {
+	d, err := s.open()
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	names, err := d.Names(".json")
+	if err != nil {
+		return nil, err
+	}
+	var out []Record
+	for _, n := range names {
+		if n == pauseFile || strings.HasPrefix(n, "breaker") {
+			continue
+		}
+		rec, err := readAny(d, n)
+		if err != nil || rec == nil || rec.Held == nil {
+			continue // unreadable records are reported by status, not here
+		}
+		out = append(out, *rec)
+	}
+	return out, nil
+}
+
+// AllRecords returns every readable record, and the names of the others.
+func (s Store) AllRecords() ([]Record, []string, error) {
+	d, err := s.open()
+	if err != nil {
+		return nil, nil, err
+	}
+	defer d.Close()
+	names, err := d.Names(".json")
+	if err != nil {
+		return nil, nil, err
+	}
+	var out []Record
+	var bad []string
+	for _, n := range names {
+		if n == pauseFile || strings.HasPrefix(n, "breaker") {
+			continue
+		}
+		rec, err := readAny(d, n)
+		if err != nil || rec == nil {
+			bad = append(bad, n)
+			continue
+		}
+		out = append(out, *rec)
+	}
+	return out, bad, nil
+}
+
+// readAny reads a record whose names come from the file itself; it must
+// still be the file those names map to.
+func readAny(d *fsutil.Dir, name string) (*Record, error) {
+	b, _, err := d.ReadRegular(name, maxStateBytes)
+	if err != nil {
+		return nil, err
+	}
+	var peek struct{ Host, Service string }
+	if err := json.Unmarshal(b, &peek); err != nil {
+		return nil, err
+	}
+	if fileBase(peek.Host, peek.Service)+".json" != name {
+		return nil, fmt.Errorf("%w: %s names %q/%q", ErrStateCorrupt, name, peek.Host, peek.Service)
+	}
+	return readState(d, name, peek.Host, peek.Service)
+}

@@ -1,0 +1,262 @@
+package handler_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/selfheal/selfheal/internal/handler"
+	"github.com/selfheal/selfheal/internal/lab/rig/rigtest"
+	"github.com/selfheal/selfheal/internal/nagios"
+)
+
+// holdHostDown has the event handler hold fault back for a DOWN host:
+// the held record reevaluate works from.
+func holdHostDown(t *testing.T, e *env, fault string) {
+	t.Helper()
+	down := nagios.HostDown
+	e.cfg.Facts = handler.NoFacts
+	e.cfg.Facts.HostState = &down
+	expect(t, e.run("CRITICAL", "HARD", 3, fault), 1, "auto-restart held back (host DOWN)")
+	if h := e.record().Held; h == nil || h.Rule != "host" || h.Fault != fault {
+		t.Fatalf("held %+v", h)
+	}
+	e.commands()
+}
+
+func (e *env) reevaluate(sd *nagios.StatusData) handler.ReevalResult {
+	e.t.Helper()
+	return handler.Reevaluate(context.Background(), handler.ReevalConfig{
+		StateDir: e.state, Status: sd, StatusAge: 5 * time.Minute, Key: e.l.Key,
+		CommandFile: e.fifo, Deadline: 30 * time.Second, PerRequest: 20 * time.Second,
+	}, e.deps())
+}
+
+func expectReeval(t *testing.T, r handler.ReevalResult, code int, line string) {
+	t.Helper()
+	if r.Code != code || r.Line != line {
+		t.Fatalf("reevaluate: exit %d %q (items %+v)\nwant exit %d %q", r.Code, r.Line, r.Items, code, line)
+	}
+}
+
+// TestReevaluateHeals: the engine shows the held fault still HARD
+// CRITICAL, the host UP and no downtime: one restart at the agent, the
+// record no longer held, the hold's comment replaced by the success.
+func TestReevaluateHeals(t *testing.T) {
+	l := rigtest.StartHandlerListener(t)
+	e := newEnv(t, l)
+	holdHostDown(t, e, "50")
+	if l.Actions(t) != 0 {
+		t.Fatal("the hold made a request")
+	}
+	e.clk.Advance(time.Minute)
+	now := e.clk.Now()
+	sd := statusDat(t, now, critical("50"), hostStatus("web1", hostUp),
+		svcComment("web1", "Worker", "41", "handle_worker", heldText("DOWN")),
+		svcComment("web1", "Worker", "42", "alice", "on it"))
+	r := e.reevaluate(sd)
+	expectReeval(t, r, 0, "OK - no heal held back; 1 healed in this run |held=0 healed=1 failed=0 cleared=0")
+	if l.Actions(t) != 1 {
+		t.Fatalf("%d actions, want 1", l.Actions(t))
+	}
+	if len(r.Items) != 1 || r.Items[0].Outcome != "healed" || r.Items[0].Rule != "host" || r.Items[0].Host != "web1" || r.Items[0].Service != "Worker" ||
+		!strings.Contains(r.Items[0].Text, "restart demo on "+l.Addr()+" ok in") {
+		t.Fatalf("items %+v", r.Items)
+	}
+	rec := e.record()
+	if rec.Held != nil || rec.Result != "healed" || rec.Source != "reevaluate" || rec.Fault != "50" {
+		t.Fatalf("record %+v", rec)
+	}
+	c := e.commands()
+	if !strings.HasPrefix(c, fmt.Sprintf("[%d] DEL_SVC_COMMENT;41\n[%d] ADD_SVC_COMMENT;web1;Worker;0;handle_worker;auto-restart ok in 0s (restart demo via %s after CRITICAL HARD 1 (reevaluate); budget 1/3 per 1h0m0s)\n[%d] SCHEDULE_FORCED_SVC_CHECK;web1;Worker;",
+		now.Unix(), now.Unix(), l.Addr(), now.Unix())) || strings.Contains(c, ";42") {
+		t.Fatalf("command file %q", c)
+	}
+	// Nothing held any more: the next run asks nothing.
+	expectReeval(t, e.reevaluate(sd), 0, "OK - no heal held back; 0 healed in this run |held=0 healed=0 failed=0 cleared=0")
+	if l.Actions(t) != 1 {
+		t.Fatalf("%d actions, want 1", l.Actions(t))
+	}
+}
+
+// TestReevaluateOutcomes: what the engine shows decides, and only a still
+// CRITICAL, HARD, same fault with nothing holding it back is asked for.
+func TestReevaluateOutcomes(t *testing.T) {
+	l := rigtest.StartHandlerListener(t)
+	tests := []struct {
+		name    string
+		blocks  []string
+		nilSD   bool
+		code    int
+		line    string
+		outcome string
+		text    string
+		held    bool // the record still holds the fault
+	}{
+		{"downtime now", []string{critical("50", "scheduled_downtime_depth=1"), hostStatus("web1", hostUp)},
+			false, 1, "WARNING - 1 heal(s) held back: web1/Worker (downtime); 0 healed in this run |held=1 healed=0 failed=0 cleared=0",
+			"held", "auto-restart held back (downtime)", true},
+		{"host still DOWN", []string{critical("50"), hostStatus("web1", "current_state=1")},
+			false, 1, "WARNING - 1 heal(s) held back: web1/Worker (host); 0 healed in this run |held=1 healed=0 failed=0 cleared=0",
+			"held", "auto-restart held back (host DOWN)", true},
+		{"acknowledged now", []string{critical("50", "problem_has_been_acknowledged=1"), hostStatus("web1", hostUp)},
+			false, 1, "WARNING - 1 heal(s) held back: web1/Worker (ack); 0 healed in this run |held=1 healed=0 failed=0 cleared=0",
+			"held", "(acknowledged)", true},
+		{"OK", []string{svcStatus("web1", "Worker", "current_state=0", "state_type=1", "current_problem_id=0"), hostStatus("web1", hostUp)},
+			false, 0, "OK - no heal held back; 0 healed in this run |held=0 healed=0 failed=0 cleared=1",
+			"cleared", "no longer CRITICAL (OK)", false},
+		{"WARNING", []string{svcStatus("web1", "Worker", "current_state=1", "state_type=1", "current_problem_id=50")},
+			false, 0, "OK - no heal held back; 0 healed in this run |held=0 healed=0 failed=0 cleared=1",
+			"cleared", "no longer CRITICAL (WARNING)", false},
+		{"another fault", []string{critical("51"), hostStatus("web1", hostUp)},
+			false, 0, "OK - no heal held back; 0 healed in this run |held=0 healed=0 failed=0 cleared=1",
+			"cleared", "a new fault (51) replaced fault 50: its own event handles it", false},
+		{"gone from the engine", []string{svcStatus("web1", "Other", "current_state=2", "state_type=1")},
+			false, 0, "OK - no heal held back; 0 healed in this run |held=0 healed=0 failed=0 cleared=1",
+			"cleared", "the service is gone from the engine", false},
+		{"SOFT", []string{svcStatus("web1", "Worker", "current_state=2", "state_type=0", "current_problem_id=50"), hostStatus("web1", hostUp)},
+			false, 1, "WARNING - 1 heal(s) held back: web1/Worker (host); 0 healed in this run |held=1 healed=0 failed=0 cleared=0",
+			"waiting", "SOFT CRITICAL", true},
+		{"no status file", nil,
+			true, 1, "WARNING - 1 heal(s) held back: web1/Worker (host); 0 healed in this run |held=1 healed=0 failed=0 cleared=0",
+			"waiting", "no status file: the engine's view is unknown", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, l) // no case makes a request: one agent serves them all
+			holdHostDown(t, e, "50")
+			before := l.Actions(t)
+			var sd *nagios.StatusData
+			if !tt.nilSD {
+				sd = statusDat(t, e.clk.Now(), tt.blocks...)
+			}
+			r := e.reevaluate(sd)
+			expectReeval(t, r, tt.code, tt.line)
+			if len(r.Items) != 1 || r.Items[0].Outcome != tt.outcome || !strings.Contains(r.Items[0].Text, tt.text) {
+				t.Fatalf("items %+v, want %s %q", r.Items, tt.outcome, tt.text)
+			}
+			if l.Actions(t) != before {
+				t.Fatalf("%d requests ran an action", l.Actions(t)-before)
+			}
+			rec := e.record()
+			if (rec.Held != nil) != tt.held || rec.Fault != "50" {
+				t.Fatalf("record %+v (still held: want %v)", rec, tt.held)
+			}
+		})
+	}
+}
+
+// TestReevaluateCommentOnce: reevaluate runs every minute; a fault it
+// holds for a new reason is commented once, not at every run.
+func TestReevaluateCommentOnce(t *testing.T) {
+	l := rigtest.StartHandlerListener(t)
+	e := newEnv(t, l)
+	holdHostDown(t, e, "50")
+	sd := statusDat(t, e.clk.Now(), critical("50", "scheduled_downtime_depth=1"), hostStatus("web1", hostUp))
+	expectReeval(t, e.reevaluate(sd), 1, "WARNING - 1 heal(s) held back: web1/Worker (downtime); 0 healed in this run |held=1 healed=0 failed=0 cleared=0")
+	if c := e.commands(); strings.Count(c, "ADD_SVC_COMMENT;web1;Worker;0;handle_worker;"+heldText("downtime")) != 1 {
+		t.Fatalf("the new reason, command file %q", c)
+	}
+	for range 3 {
+		e.clk.Advance(time.Minute)
+		sd.Created = e.clk.Now()
+		expectReeval(t, e.reevaluate(sd), 1, "WARNING - 1 heal(s) held back: web1/Worker (downtime); 0 healed in this run |held=1 healed=0 failed=0 cleared=0")
+		if c := e.commands(); c != "" {
+			t.Fatalf("commented again: %q", c)
+		}
+	}
+	if l.Actions(t) != 0 {
+		t.Fatalf("%d actions", l.Actions(t))
+	}
+}
+
+// TestReevaluateRetryAt: a fault the agent deferred (its back-off, its
+// breaker, its budget) is not asked for again before the agent said; then
+// it is.
+func TestReevaluateRetryAt(t *testing.T) {
+	l := rigtest.StartHandlerListener(t)
+	e := newEnv(t, l)
+	now := e.clk.Now()
+	rec := handler.Record{Host: "web1", Service: "Worker", At: now, Source: "event", Verb: "restart", Agent: l.Agent, Fault: "60",
+		Result: "backoff", Outcome: "backoff", Summary: "back-off at the agent",
+		Held: &handler.Held{Rule: "backoff", Text: "auto-healing deferred (backoff): back-off at the agent", Since: now, RetryAt: now.Add(5 * time.Minute),
+			Fault: "60", Ask: handler.Ask{Address: l.Host, Port: l.Port, Agent: l.Agent, Target: "demo", Action: "restart", RecheckMS: 2000}}}
+	if err := (handler.Store{Dir: e.state}).Write(context.Background(), rec); err != nil {
+		t.Fatal(err)
+	}
+	sd := statusDat(t, now, critical("60"), hostStatus("web1", hostUp))
+	r := e.reevaluate(sd)
+	expectReeval(t, r, 1, "WARNING - 1 heal(s) held back: web1/Worker (backoff); 0 healed in this run |held=1 healed=0 failed=0 cleared=0")
+	if r.Items[0].Outcome != "waiting" || r.Items[0].Text != "the agent allows a restart in 5m0s" || l.Actions(t) != 0 {
+		t.Fatalf("items %+v, %d actions", r.Items, l.Actions(t))
+	}
+	e.clk.Advance(5 * time.Minute)
+	sd.Created = e.clk.Now()
+	expectReeval(t, e.reevaluate(sd), 0, "OK - no heal held back; 1 healed in this run |held=0 healed=1 failed=0 cleared=0")
+	if l.Actions(t) != 1 || e.record().Held != nil {
+		t.Fatalf("%d actions, record %+v", l.Actions(t), e.record())
+	}
+}
+
+// TestReevaluateStale: a status file the engine stopped writing is not
+// acted on: UNKNOWN, no request, the record kept.
+func TestReevaluateStale(t *testing.T) {
+	l := rigtest.StartHandlerListener(t)
+	e := newEnv(t, l)
+	holdHostDown(t, e, "50")
+	written := e.clk.Now().Add(-10 * time.Minute)
+	sd := statusDat(t, written, critical("50"), hostStatus("web1", hostUp))
+	expectReeval(t, e.reevaluate(sd), 3, "UNKNOWN - status file is 10m0s old (written "+written.UTC().Format(time.RFC3339)+"): is the engine running?")
+	if l.Actions(t) != 0 || e.record().Held == nil {
+		t.Fatalf("%d actions, record %+v", l.Actions(t), e.record())
+	}
+	// Just inside the limit it is used.
+	sd.Created = e.clk.Now().Add(-5 * time.Minute)
+	expectReeval(t, e.reevaluate(sd), 0, "OK - no heal held back; 1 healed in this run |held=0 healed=1 failed=0 cleared=0")
+}
+
+// TestReevaluateFailed: a heal asked for again that fails is CRITICAL,
+// and names the service.
+func TestReevaluateFailed(t *testing.T) {
+	l := rigtest.StartHandlerListener(t)
+	e := newEnv(t, l)
+	e.cfg.Conn.Target = "failing"
+	holdHostDown(t, e, "50")
+	sd := statusDat(t, e.clk.Now(), critical("50"), hostStatus("web1", hostUp))
+	r := e.reevaluate(sd)
+	expectReeval(t, r, 2, "CRITICAL - 1 held heal(s) failed when asked again: web1/Worker; 0 still held back |held=0 healed=0 failed=1 cleared=0")
+	if r.Items[0].Outcome != "failed" || !strings.Contains(r.Items[0].Text, "restart failing on "+l.Addr()+": failed (action exit 7") {
+		t.Fatalf("items %+v", r.Items)
+	}
+}
+
+// TestReevaluateOrder: several held records, oldest hold first; the run
+// summary counts each outcome.
+func TestReevaluateOrder(t *testing.T) {
+	l := rigtest.StartHandlerListener(t)
+	e := newEnv(t, l)
+	for i, svc := range []string{"C", "A", "B"} {
+		e.cfg.ServiceDesc = svc
+		holdHostDown(t, e, fmt.Sprint(70+i))
+		e.clk.Advance(time.Second)
+	}
+	sd := statusDat(t, e.clk.Now(),
+		svcStatus("web1", "C", "current_state=2", "state_type=1", "current_problem_id=70"),
+		svcStatus("web1", "A", "current_state=0", "state_type=1", "current_problem_id=0"),
+		svcStatus("web1", "B", "current_state=2", "state_type=1", "current_problem_id=72", "scheduled_downtime_depth=1"),
+		hostStatus("web1", hostUp))
+	r := e.reevaluate(sd)
+	expectReeval(t, r, 1, "WARNING - 1 heal(s) held back: web1/B (downtime); 1 healed in this run |held=1 healed=1 failed=0 cleared=1")
+	var got []string
+	for _, it := range r.Items {
+		got = append(got, it.Service+":"+it.Outcome)
+	}
+	if strings.Join(got, " ") != "C:healed A:cleared B:held" {
+		t.Fatalf("items in order %q", got)
+	}
+	if l.Actions(t) != 1 {
+		t.Fatalf("%d actions", l.Actions(t))
+	}
+}
