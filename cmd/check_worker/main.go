@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -22,7 +21,7 @@ func main() {
 
 // run is main without the exit, so the watchdog and tests share one path.
 func run(args []string, stdout, stderr io.Writer) int {
-	out := &onceWriter{w: stdout}
+	out := &cli.OnceWriter{W: stdout}
 	return cli.Guard(out, stderr, func() int {
 		app := cli.App{
 			Name:        "check_worker",
@@ -52,7 +51,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		// Last line of defence: Run and the TLS file reads are bounded, so
 		// this only fires on a bug, which is our failure and therefore UNKNOWN.
 		wd := time.AfterFunc(cfg.Timeout+2*time.Second, func() {
-			out.write(fmt.Sprintf("WORKER UNKNOWN - check_worker did not finish within %s (internal hang)\n", cfg.Timeout))
+			out.WriteOnce(fmt.Sprintf("WORKER UNKNOWN - check_worker did not finish within %s (internal hang)\n", cfg.Timeout))
 			os.Exit(int(nagios.Unknown))
 		})
 		defer wd.Stop()
@@ -62,30 +61,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 
 		res := check.Run(context.Background(), cfg, check.Deps{TLS: tc, Logger: &log})
-		out.write(res.Output)
+		out.WriteOnce(res.Output)
 		return int(res.State)
 	})
-}
-
-// onceWriter lets exactly one answer reach stdout, whether it comes from
-// the check, a usage error, Guard or the watchdog.
-type onceWriter struct {
-	mu   sync.Mutex
-	w    io.Writer
-	done bool
-}
-
-func (o *onceWriter) Write(p []byte) (int, error) {
-	o.write(string(p))
-	return len(p), nil
-}
-
-func (o *onceWriter) write(s string) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.done {
-		return
-	}
-	o.done = true
-	io.WriteString(o.w, s)
 }

@@ -25,6 +25,7 @@ var installed = map[string]string{
 	"check_worker":    "internal/check",
 	"handle_worker":   "internal/handler",
 	"worker_listener": "internal/listener",
+	"check_selfheal":  "internal/healercheck",
 }
 
 // scaffolding are the folders that demo and test the product; nothing
