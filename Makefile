@@ -5,7 +5,7 @@ SHELL      := /bin/bash
 MODULE     := github.com/selfheal/selfheal
 VERSION    ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS    := -s -w -X $(MODULE)/internal/version.Version=$(VERSION)
-BINARIES   := check_worker handle_worker worker_listener demo_worker
+BINARIES   := check_worker handle_worker worker_listener demo_worker check_selfheal
 BIN        := $(CURDIR)/bin
 GO         ?= go
 # Go 1.27.3 or newer: older standard libraries have known vulnerabilities in
@@ -21,6 +21,14 @@ endif
 FUZZTIME   ?= 8s
 PREFIX     ?= /usr/local
 PLUGINDIR  ?= /usr/lib/nagios/plugins
+MANDIR     ?= $(PREFIX)/share/man
+BUILD      := $(CURDIR)/build
+# Debian packages: the version from git (packaging/version.sh), for amd64
+# and the host's architecture.
+DEB_VERSION ?= $(shell sh packaging/version.sh)
+DEB_HOST   := $(shell dpkg --print-architecture 2>/dev/null)
+DEB_ARCHES ?= $(sort amd64 $(DEB_HOST))
+DIST       ?= $(CURDIR)/dist
 
 # Fuzz targets run briefly by `make test`: package:FuzzName.
 FUZZ_TARGETS := \
@@ -71,6 +79,7 @@ lint: ## gofmt, go vet and staticcheck must be clean
 		if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) tool staticcheck ./...
+	@bash packaging/unit-scores.sh
 
 .PHONY: bench
 bench: build ## Benchmarks against the real peers (check_http, xinetd, NRPE) and time to heal
@@ -84,13 +93,44 @@ demo: build ## The full self-heal loop on this machine, narrated (needs only Go)
 demo-nagios: build ## The same story under a real Nagios Core 4 (needs nagios4)
 	$(BIN)/demo_worker demo --nagios --bin-dir $(BIN)
 
+.PHONY: man
+man: build ## Man pages, rendered by each binary from its own grammar, into build/man
+	@rm -rf $(BUILD)/man && mkdir -p $(BUILD)/man
+	@for b in $(BINARIES); do \
+		[ -x $(BIN)/$$b ] || continue; \
+		sec=$$($(BIN)/$$b --help-man | awk '/^\.TH/ {print $$3; exit}'); \
+		$(BIN)/$$b --help-man >$(BUILD)/man/$$b.$$sec || exit 1; \
+	done
+	@ls $(BUILD)/man
+
+.PHONY: package
+package: man ## Debian packages selfheal-node and selfheal-agent into dist/ (nfpm; docs/packaging.md)
+	GO='$(GO)' LDFLAGS='$(LDFLAGS)' DEB_VERSION='$(DEB_VERSION)' MAN='$(BUILD)/man' DIST='$(DIST)' \
+		bash packaging/build.sh $(DEB_ARCHES)
+
+# install never builds: under sudo, secure_path has no Go, and a build as
+# root would leave root-owned files in the tree.
 .PHONY: install
-install: build ## Install plugins into PLUGINDIR and the agent into PREFIX/sbin
-	install -d $(DESTDIR)$(PLUGINDIR) $(DESTDIR)$(PREFIX)/sbin
+install: ## Install what `make build` built: plugins into PLUGINDIR, the agent into PREFIX/sbin, man pages
+	@for b in check_worker handle_worker worker_listener demo_worker; do \
+		if [ ! -x $(BIN)/$$b ]; then \
+			echo "make install: $(BIN)/$$b is missing. Build first, as your own user, then install:" >&2; \
+			echo "    make build && sudo make install" >&2; \
+			exit 1; \
+		fi; \
+	done
+	install -d $(DESTDIR)$(PLUGINDIR) $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/lib/selfheal $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man8
 	install -m 0755 $(BIN)/check_worker $(BIN)/handle_worker $(DESTDIR)$(PLUGINDIR)/
+	@if [ -x $(BIN)/check_selfheal ]; then install -m 0755 $(BIN)/check_selfheal $(DESTDIR)$(PLUGINDIR)/; fi
 	install -m 0755 $(BIN)/worker_listener $(DESTDIR)$(PREFIX)/sbin/
+	install -m 0755 $(BIN)/demo_worker $(DESTDIR)$(PREFIX)/lib/selfheal/
+	@for b in $(BINARIES); do \
+		[ -x $(BIN)/$$b ] || continue; \
+		sec=$$($(BIN)/$$b --help-man | awk '/^\.TH/ {print $$3; exit}'); \
+		$(BIN)/$$b --help-man >$(DESTDIR)$(MANDIR)/man$$sec/$$b.$$sec && echo "man page $(DESTDIR)$(MANDIR)/man$$sec/$$b.$$sec" || exit 1; \
+	done
 
 .PHONY: clean
-clean: ## Remove bin/ and test caches
-	rm -rf $(BIN)
+clean: ## Remove bin/, build/, dist/ and test caches
+	rm -rf $(BIN) $(BUILD) dist
 	$(GO) clean -testcache

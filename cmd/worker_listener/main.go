@@ -27,6 +27,7 @@ type grammar struct {
 	Inetd       inetdCmd         `cmd:"" help:"Serve one connection on stdin/stdout, as xinetd or a systemd Accept=yes socket runs it."`
 	ImportKey   importKeyCmd     `cmd:"" name:"import-key" help:"Write this host's key, read from stdin (handle_worker issue-key), to a new file with mode 0600."`
 	CheckConfig checkConfigCmd   `cmd:"" name:"check-config" help:"Validate a config file and its keys, actions and TLS files, then exit."`
+	PolkitRule  polkitRuleCmd    `cmd:"" name:"polkit-rule" help:"Print the polkit rule that lets the agent's user run exactly the systemctl actions of the config (for /etc/polkit-1/rules.d/)."`
 }
 
 type serveCmd struct {
@@ -41,6 +42,10 @@ type importKeyCmd struct {
 }
 type checkConfigCmd struct {
 	Config string `short:"c" required:"" type:"path" help:"Config file (YAML)."`
+}
+type polkitRuleCmd struct {
+	Config string `short:"c" required:"" type:"path" help:"Config file (YAML)."`
+	User   string `default:"selfheal" help:"The user the agent runs as (User= of its unit)."`
 }
 
 func main() {
@@ -69,6 +74,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return importKey(g.ImportKey, stdin, stdout, stderr)
 	case "check-config":
 		return checkConfig(g.CheckConfig.Config, stdout, stderr)
+	case "polkit-rule":
+		return polkitRule(g.PolkitRule, stdout, stderr)
 	case "inetd":
 		return inetd(g.Inetd)
 	default:
@@ -120,6 +127,19 @@ func checkConfig(path string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "config OK: agent %s, listen %s, keys %s, %d service(s)\n", cfg.Agent, cfg.Listen, strings.Join(cfg.KeyIDs(), ","), len(cfg.Services))
 	return 0
+}
+
+func polkitRule(c polkitRuleCmd, stdout, stderr io.Writer) int {
+	cfg, err := listener.Load(c.Config)
+	if err == nil {
+		var rule string
+		if rule, err = listener.PolkitRule(cfg, c.User); err == nil {
+			fmt.Fprint(stdout, rule)
+			return 0
+		}
+	}
+	fmt.Fprintf(stderr, "worker_listener polkit-rule: %v\n", err)
+	return 1
 }
 
 func serve(path string, stderr io.Writer) int {

@@ -80,6 +80,12 @@ func Parse(app App, grammar any, args []string, opts ...kong.Option) (kctx *kong
 		// A broken grammar is a programming error; still report it as usage.
 		return nil, &UsageError{Err: err}
 	}
+	if len(args) == 1 && args[0] == ManFlag {
+		if err := WriteMan(app.Stdout, app, parser); err != nil {
+			return nil, err
+		}
+		return nil, &ExitRequest{Code: 0}
+	}
 	kctx, err = parser.Parse(args)
 	if err != nil {
 		return nil, &UsageError{Err: err}
