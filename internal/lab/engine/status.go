@@ -90,7 +90,6 @@ func atoi(s string) int {
 	return n
 }
 
-
 // Service returns the status of host/service, if present.
 func (st *Status) Service(host, service string) (Service, bool) {
 	for _, s := range st.Services {
