@@ -21,6 +21,7 @@ import (
 	"github.com/selfheal/selfheal/internal/cli"
 	"github.com/selfheal/selfheal/internal/fsutil"
 	"github.com/selfheal/selfheal/internal/handler"
+	"github.com/selfheal/selfheal/internal/icingaapi"
 	"github.com/selfheal/selfheal/internal/nagios"
 	"github.com/selfheal/selfheal/internal/protocol"
 	"github.com/selfheal/selfheal/internal/version"
@@ -65,6 +66,39 @@ type eventCmd struct {
 	Perfdata        *string `placeholder:"TEXT" help:"$SERVICEPERFDATA$ (Icinga 2: $service.perfdata$), as --perfdata=...: no restart when check_worker counted only dependency-scoped critical findings."`
 	StatusFile      string  `placeholder:"FILE" help:"Nagios' status.dat ($STATUSDATAFILE$): the acknowledgement, and this handler's comments to replace or remove by id."`
 	judgeFlags      `embed:""`
+	icingaFlags     `embed:""`
+}
+
+// icingaFlags make Icinga 2's REST API the engine: reads and write-back.
+type icingaFlags struct {
+	IcingaAPI         string        `name:"icinga-api" placeholder:"URL" help:"Icinga 2's REST API (https://HOST:5665): comments, re-checks and reads go there, aimed at exactly HOST!SERVICE, instead of --command-file."`
+	IcingaCA          string        `name:"icinga-ca" default:"/var/lib/icinga2/certs/ca.crt" placeholder:"FILE" help:"Icinga's CA: the API's certificate is verified against it."`
+	IcingaCredentials string        `name:"icinga-credentials" placeholder:"FILE" help:"The ApiUser's user:password, one line (mode 0600, owned by the handler's user, checked like the key)."`
+	IcingaServerName  string        `name:"icinga-server-name" placeholder:"NAME" help:"Name expected in the API's certificate (default: the URL's host)."`
+	IcingaTimeout     time.Duration `name:"icinga-timeout" default:"3s" help:"Bound on each API call (all are inside --deadline)."`
+}
+
+// engine is the Icinga 2 API engine, or nil when --icinga-api is unset.
+func (f icingaFlags) engine(trust fsutil.Trust, commandFile string) (handler.Engine, error) {
+	if f.IcingaAPI == "" {
+		return nil, nil
+	}
+	if commandFile != "" {
+		return nil, errors.New("--icinga-api and --command-file: give one write-back channel")
+	}
+	if f.IcingaCredentials == "" {
+		return nil, errors.New("--icinga-api needs --icinga-credentials")
+	}
+	user, pass, err := icingaapi.LoadCredentials(trust, f.IcingaCredentials)
+	if err != nil {
+		return nil, err
+	}
+	c, err := icingaapi.New(icingaapi.Config{URL: f.IcingaAPI, CAFile: f.IcingaCA, ServerName: f.IcingaServerName,
+		User: user, Password: pass, Timeout: f.IcingaTimeout})
+	if err != nil {
+		return nil, err
+	}
+	return handler.IcingaEngine{Client: c}, nil
 }
 
 // judgeFlags are the rules' switches, shared by event and reevaluate.
@@ -137,10 +171,11 @@ type statusCmd struct {
 
 type reevaluateCmd struct {
 	KeyFile      string        `required:"" placeholder:"FILE" help:"The fleet key, as event's --key-file."`
-	StatusFile   string        `required:"" placeholder:"FILE" help:"Nagios' status.dat ($STATUSDATAFILE$): the engine's view of each held service."`
+	StatusFile   string        `placeholder:"FILE" help:"Nagios' status.dat ($STATUSDATAFILE$): the engine's view of each held service (or --icinga-api)."`
 	MaxStatusAge time.Duration `default:"5m" help:"Refuse (UNKNOWN) a status file older than this: the engine is not writing it."`
 	StateDir     string        `default:"/var/lib/selfheal/handler" placeholder:"DIR" help:"The handler's --state-dir."`
 	CommandFile  string        `placeholder:"FIFO" help:"Nagios' external command file, as event's."`
+	icingaFlags  `embed:""`
 	LogFile      string        `placeholder:"FILE" help:"Append JSON log lines here (default: stderr)."`
 	Deadline     time.Duration `default:"50s" help:"The whole run (under the engine's check timeout); what is left waits for the next run."`
 	PerRequest   time.Duration `default:"18s" help:"One heal, retries included (as event's --deadline)."`
@@ -257,9 +292,18 @@ func (c conn) setup(trust fsutil.Trust, address, agent string) (handler.Conn, er
 
 // logger writes JSON lines to --log-file, or stderr when unset or when the
 // file cannot be opened or is refused by the trust rule (the reason is
-// then logged too).
+// then logged too). Without --log-file a human at a terminal gets the one
+// human line on stdout, not a JSON line beside it; an engine's pipe still
+// gets the JSON.
 func (c conn) logger(trust fsutil.Trust, stderr io.Writer) (zerolog.Logger, func()) {
 	w, closer, note := stderr, func() {}, ""
+	// A character device is a terminal or /dev/null, and neither wants
+	// JSON: the file mode suffices, no ioctl (or tty library) needed.
+	if f, ok := stderr.(*os.File); ok && c.LogFile == "" {
+		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+			w = io.Discard
+		}
+	}
 	if c.LogFile != "" {
 		// Never through a symlink, regular files only, opened without
 		// blocking: a FIFO is an error (then stderr), not an open that
@@ -296,6 +340,10 @@ func (e *eventCmd) run(ctx context.Context, trust fsutil.Trust, stdout, stderr i
 	// A bad fact flag is a configuration error like the others below: on
 	// a CRITICAL service it gets the comment too.
 	facts, judgment, err := e.facts(trust)
+	var eng handler.Engine
+	if err == nil {
+		eng, err = e.engine(trust, e.CommandFile)
+	}
 	var fault string
 	if err == nil {
 		fault, err = handler.FaultID(e.Fault)
@@ -312,12 +360,17 @@ func (e *eventCmd) run(ctx context.Context, trust fsutil.Trust, stdout, stderr i
 		// healing and our own configuration (key, agent, fault macro, TLS
 		// files, a key the trust rule refuses) stops it, say so where
 		// on-call looks, on the service.
-		if ev.State == nagios.Critical && e.CommandFile != "" && !e.DryRun {
+		if ev.State == nagios.Critical && (e.CommandFile != "" || eng != nil) && !e.DryRun {
 			msg := "auto-healing impossible: handle_worker configuration error: " + cli.OneLine(err.Error()) + "; a human must look"
-			if werr := (handler.CommandFile{Path: e.CommandFile}).Write(time.Now(),
-				handler.AddSvcComment(e.HostName, e.ServiceDesc, true, handler.Author, msg)); werr != nil {
-				fmt.Fprintf(stderr, "handle_worker: could not write to the command file: %v\n", werr)
+			w := eng
+			if w == nil {
+				w = handler.NagiosEngine{CommandFile: e.CommandFile}
 			}
+			wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			if werr := w.Write(wctx, time.Now(), handler.AddSvcComment(e.HostName, e.ServiceDesc, true, handler.Author, msg)); werr != nil {
+				fmt.Fprintf(stderr, "handle_worker: could not write to %s: %v\n", w.Name(), werr)
+			}
+			cancel()
 		}
 		return usage(stdout, err)
 	}
@@ -327,12 +380,12 @@ func (e *eventCmd) run(ctx context.Context, trust fsutil.Trust, stdout, stderr i
 		Event: ev, Fault: fault, HostName: e.HostName, ServiceDesc: e.ServiceDesc, Conn: cn,
 		Action: protocol.Verb(e.Action), StateDir: e.StateDir, Trust: trust, SoftAttempt: e.SoftAttempt,
 		Deadline: e.Deadline, CommandFile: e.CommandFile, Recheck: e.RecheckDelay, DryRun: e.DryRun,
-		Facts: facts, Judgment: judgment,
+		Facts: facts, Judgment: judgment, Engine: eng,
 	}, handler.Deps{Log: log})
 	fmt.Fprintln(stdout, "handle_worker: "+res.Line)
 	if e.DryRun {
 		for _, c := range res.Commands {
-			fmt.Fprintf(stdout, "would write to %s: %s\n", orNone(e.CommandFile), c)
+			fmt.Fprintf(stdout, "would write to %s: %s\n", orNone(e.CommandFile, e.IcingaAPI), c)
 		}
 	}
 	return res.Code
@@ -379,11 +432,14 @@ func (e *eventCmd) facts(trust fsutil.Trust) (handler.Facts, handler.Judgment, e
 	return f, j, err
 }
 
-func orNone(s string) string {
-	if s == "" {
+func orNone(cmdFile, api string) string {
+	switch {
+	case api != "":
+		return api
+	case cmdFile == "":
 		return "(no --command-file)"
 	}
-	return s
+	return cmdFile
 }
 
 func (s *sendCmd) run(ctx context.Context, trust fsutil.Trust, stdout, stderr io.Writer) int {
@@ -444,7 +500,9 @@ func (g *genkeyCmd) run(stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "handle_worker genkey: %v\n", err)
 		return 1
 	}
-	fmt.Fprintf(stdout, "wrote fleet key %q to %s (mode 0600): keep it on the monitoring nodes only; give each worker host its own key with: handle_worker issue-key --key-file %s --agent NAME | ssh root@HOST worker_listener import-key --out /etc/selfheal/keys/%s.key\n",
+	// The packaged paths: the plugin dir, and the agent as its own user,
+	// who must own the key it trusts.
+	fmt.Fprintf(stdout, "wrote fleet key %q to %s (mode 0600): keep it on the monitoring nodes only; give each worker host its own key with: /usr/lib/nagios/plugins/handle_worker issue-key --key-file %s --agent NAME | ssh root@HOST runuser -u selfheal -- /usr/sbin/worker_listener import-key --out /etc/selfheal/keys/%s.key\n",
 		k.ID, g.Out, g.Out, k.ID)
 	return 0
 }
@@ -514,14 +572,25 @@ func (c *reevaluateCmd) run(ctx context.Context, trust fsutil.Trust, stdout, std
 			return unknown(err)
 		}
 	}
-	sd, err := handler.ReadStatusFile(trust, c.StatusFile)
+	eng, err := c.engine(trust, c.CommandFile)
 	if err != nil {
 		return unknown(err)
+	}
+	var sd *nagios.StatusData
+	switch {
+	case c.StatusFile != "" && eng != nil:
+		return unknown(errors.New("--status-file and --icinga-api: give one engine"))
+	case c.StatusFile != "":
+		if sd, err = handler.ReadStatusFile(trust, c.StatusFile); err != nil {
+			return unknown(err)
+		}
+	case eng == nil:
+		return unknown(errors.New("give --status-file (Nagios) or --icinga-api (Icinga 2): the engine's view of each held service"))
 	}
 	log, closeLog := conn{LogFile: c.LogFile}.logger(trust, stderr)
 	defer closeLog()
 	res := handler.Reevaluate(ctx, handler.ReevalConfig{StateDir: c.StateDir, Trust: trust, Status: sd, StatusAge: c.MaxStatusAge,
-		Key: key, TLS: tc, Judgment: j, CommandFile: c.CommandFile, Deadline: c.Deadline, PerRequest: c.PerRequest},
+		Key: key, TLS: tc, Judgment: j, CommandFile: c.CommandFile, Engine: eng, Deadline: c.Deadline, PerRequest: c.PerRequest},
 		handler.Deps{Log: log})
 	fmt.Fprintln(stdout, res.Line)
 	for _, it := range res.Items {

@@ -253,7 +253,7 @@ func TestEventPlantedSymlinks(t *testing.T) {
 		t.Fatal(err)
 	}
 	o = event("5", "--command-file", cmdLink)
-	if line := oneLine(t, o); o.code != 0 || !strings.HasSuffix(line, "; Nagios not told: command file "+cmdLink+" is a symlink: refusing to follow it (pass Nagios' command_file itself)") {
+	if line := oneLine(t, o); o.code != 0 || !strings.HasSuffix(line, "; engine not told (the command file): command file "+cmdLink+" is a symlink: refusing to follow it (pass Nagios' command_file itself)") {
 		t.Fatalf("command file symlink: exit %d %q", o.code, line)
 	}
 	if c := s.commands(); len(c) != 0 {

@@ -21,7 +21,7 @@ const maxCommentText = 512
 
 // ErrNoReader: the FIFO exists but nobody reads it (Nagios is stopped or
 // check_external_commands=0).
-var ErrNoReader = errors.New("no process is reading the command file (is Nagios running with check_external_commands=1?)")
+var ErrNoReader = errors.New("no process is reading the command file (Nagios: is it running with check_external_commands=1? Icinga 2: use --icinga-api, its command feature is deprecated)")
 
 // CommandFile writes external commands to Nagios' (or Icinga 2's
 // ExternalCommandListener's) command FIFO.
@@ -45,13 +45,14 @@ func AddSvcComment(host, service string, persistent bool, author, text string) C
 	return Command("ADD_SVC_COMMENT;" + field(host) + ";" + field(service) + ";" + p + ";" + field(author) + ";" + clean(text))
 }
 
-// DelSvcComment builds DEL_SVC_COMMENT for one comment id (status.dat's
-// comment_id); ok is false for anything but a decimal id.
+// DelSvcComment builds DEL_SVC_COMMENT for one comment: status.dat's
+// comment_id (Nagios, decimal) or the comment's name (Icinga 2's API); ok
+// is false for an empty or overlong id.
 func DelSvcComment(id string) (Command, bool) {
-	if id == "" || len(id) > 20 || strings.Trim(id, "0123456789") != "" {
+	if id == "" || len(id) > 512 || clean(id) != id {
 		return "", false
 	}
-	return Command("DEL_SVC_COMMENT;" + id), true
+	return Command("DEL_SVC_COMMENT;" + field(id)), true
 }
 
 // commentText is the text of an ADD_SVC_COMMENT.

@@ -118,6 +118,9 @@ type Config struct {
 	Judgment Judgment
 	// Source names the record's origin: "event" (default) or "reevaluate".
 	Source string
+	// Engine reads the engine's view (when Facts has no status) and takes
+	// the write-back; nil writes to CommandFile.
+	Engine Engine
 }
 
 // Result is what happened; main prints Line and exits with Code.
@@ -148,6 +151,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) Result {
 	ctx, cancel := context.WithTimeout(ctx, cfg.Deadline)
 	defer cancel()
 	r.readPrev()
+	r.readStatus(ctx)
 
 	r.res.Decision = Decide(cfg.Event, cfg.SoftAttempt)
 	switch {

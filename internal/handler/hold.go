@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -118,7 +119,7 @@ func (r *run) recovered(ctx context.Context) {
 			r.recordErr = err
 		}
 	}
-	if sfx := r.writeCommands(); sfx != "" {
+	if sfx := r.writeCommands(ctx); sfx != "" {
 		r.notes = append(r.notes, strings.TrimPrefix(sfx, "; "))
 	}
 }
@@ -129,8 +130,14 @@ func (r *run) ours() []commentRef {
 	if sd == nil {
 		return nil
 	}
+	// Nagios numbers its comments: anything else in status.dat is not
+	// one of them. Icinga 2's API names them.
+	_, api := r.cfg.Engine.(IcingaEngine)
 	var out []commentRef
 	for _, c := range sd.CommentsOn(r.cfg.HostName, r.cfg.ServiceDesc, Author) {
+		if !api && strings.Trim(c.ID, "0123456789") != "" {
+			continue
+		}
 		out = append(out, commentRef{ID: c.ID, Text: c.Text})
 	}
 	return out
@@ -228,17 +235,39 @@ func (r *run) feedback(ctx context.Context, a *answer) string {
 		rec.Comment = key
 		r.recordErr = r.store().Write(ctx, rec)
 	}
-	return r.writeCommands()
+	return r.writeCommands(ctx)
 }
 
-// writeCommands writes res.Commands to the command file and returns a
-// suffix for the human line when that failed.
-func (r *run) writeCommands() string {
-	if r.cfg.CommandFile == "" || len(r.res.Commands) == 0 || r.cfg.DryRun {
+// engine is the write-back: cfg.Engine, or the command file.
+func (r *run) engine() Engine {
+	if r.cfg.Engine != nil {
+		return r.cfg.Engine
+	}
+	return NagiosEngine{CommandFile: r.cfg.CommandFile}
+}
+
+// readStatus asks the engine for the service's view when the caller gave
+// none (Icinga 2's API; status.dat read by main). Bounded to a tenth of
+// the deadline: it can only hold a restart back, never delay one much.
+func (r *run) readStatus(ctx context.Context) {
+	f := &r.cfg.Facts
+	if r.cfg.Engine == nil || f.Status != nil || f.StatusErr != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, max(r.cfg.Deadline/10, 500*time.Millisecond))
+	defer cancel()
+	f.Status, f.StatusErr = r.cfg.Engine.Status(ctx, [][2]string{{r.cfg.HostName, r.cfg.ServiceDesc}})
+}
+
+// writeCommands writes res.Commands through the engine's write-back and
+// returns a suffix for the human line when that failed.
+func (r *run) writeCommands(ctx context.Context) string {
+	if len(r.res.Commands) == 0 || r.cfg.DryRun {
 		return ""
 	}
-	if err := (CommandFile{Path: r.cfg.CommandFile}).Write(r.deps.Now(), r.res.Commands...); err != nil {
-		return "; Nagios not told: " + textsafe.OneLine(err.Error())
+	e := r.engine()
+	if err := e.Write(ctx, r.deps.Now(), r.res.Commands...); err != nil {
+		return "; engine not told (" + e.Name() + "): " + textsafe.OneLine(err.Error())
 	}
 	return ""
 }

@@ -32,6 +32,9 @@ type ReevalConfig struct {
 	Key       protocol.Key
 	TLS       *tls.Config
 	Judgment  Judgment
+	// Engine, when Status is nil, gives the engine's view (Icinga 2's
+	// API) and takes the write-back; else CommandFile does.
+	Engine Engine
 	// CommandFile, Deadline (the whole run) and PerRequest (one heal).
 	CommandFile string
 	Deadline    time.Duration
@@ -70,6 +73,17 @@ func Reevaluate(ctx context.Context, cfg ReevalConfig, deps Deps) ReevalResult {
 		return ReevalResult{Code: int(nagios.Critical), Line: "CRITICAL - cannot read the handler's state: " + textsafe.OneLine(err.Error())}
 	}
 	sort.Slice(recs, func(i, j int) bool { return recs[i].Held.Since.Before(recs[j].Held.Since) })
+	if cfg.Status == nil && cfg.Engine != nil && len(recs) > 0 {
+		var names [][2]string
+		for _, r := range recs {
+			names = append(names, [2]string{r.Host, r.Service})
+		}
+		sd, err := cfg.Engine.Status(ctx, names)
+		if err != nil {
+			return ReevalResult{Code: ExitUsage, Line: "UNKNOWN - cannot read the engine's view: " + textsafe.OneLine(err.Error())}
+		}
+		cfg.Status = sd
+	}
 	var res ReevalResult
 	for _, rec := range recs {
 		if ctx.Err() != nil {
@@ -126,7 +140,7 @@ func reevalOne(ctx context.Context, cfg ReevalConfig, deps Deps, store Store, re
 		HostName: rec.Host, ServiceDesc: rec.Service,
 		Conn:   Conn{Address: a.Address, Port: a.Port, Agent: a.Agent, Target: a.Target, Key: cfg.Key, TLS: cfg.TLS},
 		Action: protocol.Verb(a.Action), StateDir: cfg.StateDir, Trust: cfg.Trust,
-		Deadline: cfg.PerRequest, CommandFile: cfg.CommandFile, Recheck: time.Duration(a.RecheckMS) * time.Millisecond,
+		Deadline: cfg.PerRequest, CommandFile: cfg.CommandFile, Engine: cfg.Engine, Recheck: time.Duration(a.RecheckMS) * time.Millisecond,
 		Facts: Facts{ServiceDowntime: -1, HostDowntime: -1, Ack: -1, Status: cfg.Status}, Judgment: cfg.Judgment,
 		Source: "reevaluate",
 	}, deps)

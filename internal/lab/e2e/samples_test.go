@@ -60,7 +60,8 @@ func TestIcingaSampleValidates(t *testing.T) {
 		Kind:   engine.Icinga2,
 		Binary: bin,
 		// The sample constants come first, exactly as a site would add them.
-		ObjectFiles: []string{filepath.Join(dir, "constants.conf"), filepath.Join(dir, "selfheal.conf"), filepath.Join(dir, "hosts.conf")},
+		ObjectFiles: []string{filepath.Join(dir, "constants.conf"), filepath.Join(dir, "selfheal.conf"), filepath.Join(dir, "hosts.conf"),
+			filepath.Join(dir, "api-user.conf")},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -72,8 +73,9 @@ func TestIcingaSampleValidates(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	// The apply rule made one service from the host's selfheal_workers.
-	for _, want := range []string{"Instantiated 1 Service.", "Instantiated 1 EventCommand."} {
+	// The apply rules made one service from the host's selfheal_workers,
+	// and the node's reevaluate service.
+	for _, want := range []string{"Instantiated 2 Services.", "Instantiated 1 EventCommand.", "Instantiated 1 ApiUser."} {
 		if !strings.Contains(out, want) {
 			t.Errorf("icinga2 daemon -C output lacks %q:\n%s", want, out)
 		}

@@ -107,6 +107,9 @@ type Instance struct {
 	binary  string
 	ownDir  bool
 	baseArg []string
+	// ready, when set, replaces Start's readiness test (FIFO and
+	// status.dat), for an instance that has neither (api.go).
+	ready func(context.Context) (bool, error)
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -255,6 +258,9 @@ func (in *Instance) Start(ctx context.Context) error {
 		case <-in.done:
 			return false, fmt.Errorf("engine: %s exited during start-up: %v (see %s)", in.Kind, in.waitErr(), in.startupLog())
 		default:
+		}
+		if in.ready != nil {
+			return in.ready(ctx)
 		}
 		if !isFIFO(in.CommandFile) {
 			return false, nil

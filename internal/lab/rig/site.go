@@ -53,6 +53,10 @@ type Site struct {
 	// (Nagios), the node's extra handle_worker flags.
 	Extra       []SiteService
 	HandlerArgs string
+	// IcingaAPI, IcingaCA and IcingaCredentials make the Icinga 2 sample
+	// write back through the REST API; empty, through the command pipe
+	// (the lab's instances keep it for the tests' own commands).
+	IcingaAPI, IcingaCA, IcingaCredentials string
 }
 
 // SiteService is one more worker service: its name, listener target and
@@ -82,7 +86,8 @@ func (s Site) Config() (engine.Config, error) {
 		cfg.ObjectFiles = []string{filepath.Join(sample, "selfheal.conf")}
 		cfg.Objects = s.icingaObjects()
 		cfg.Resources = map[string]string{"SelfhealPluginDir": s.BinDir, "SelfhealKeyFile": s.KeyFile,
-			"SelfhealStateDir": s.StateDir, "SelfhealLogFile": s.HandlerLog, "SelfhealCommandFile": "${command_file}"}
+			"SelfhealStateDir": s.StateDir, "SelfhealLogFile": s.HandlerLog, "SelfhealCommandFile": "${command_file}",
+			"SelfhealIcingaAPI": s.IcingaAPI, "SelfhealIcingaCA": s.IcingaCA, "SelfhealIcingaCredentials": s.IcingaCredentials}
 		cfg.Constants = map[string]string{"SelfhealCheckInterval": "1s", "SelfhealRetryInterval": "1s", "SelfhealMaxCheckAttempts": "3"}
 	default:
 		return cfg, fmt.Errorf("rig: unknown engine kind %q", s.Kind)
