@@ -8,7 +8,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 : "${GO:=go}" "${LDFLAGS:=}" "${DEB_VERSION:?}" "${MAN:?}"
-stage=$root/build/pkg
+# Beside the man pages (make passes $(BUILD)/man): a build with its own
+# BUILD= stages apart from a concurrent one.
+case $MAN in */man) ;; *) echo "MAN=$MAN: want BUILD/man (make man)" >&2; exit 1 ;; esac
+stage=$(dirname "$MAN")/pkg
 dist=${DIST:-$root/dist}
 rm -rf "$stage"
 mkdir -p "$stage/common" "$dist"
@@ -62,6 +65,22 @@ debianize nagios-config/nagios4/commands.cfg >"$c/nagios4/selfheal-commands.cfg"
 for f in worker.cfg healer.cfg; do
     [ -f "nagios-config/nagios4/$f" ] && debianize "nagios-config/nagios4/$f" >"$c/nagios4/site/$f"
 done
+# Debian's nagios.cfg has interval_length=60, so the templates' intervals
+# are minutes. The site's worker service checks faster on its own, not
+# through the global interval_length (which would speed up, and page for,
+# every other check): 0.5 and 0.25 are 30 s and 15 s, whole seconds, which
+# Nagios 4 schedules exactly (README.md, "How fast it heals").
+awk '{ print }
+     /^[[:space:]]*use[[:space:]]+selfheal-worker[[:space:]]*$/ && !done {
+         print "  # Debian: interval_length=60. Check every 30 s, re-check a problem every"
+         print "  # 15 s: HARD CRITICAL 30-60 s after a crash (README.md, \"How fast it heals\")."
+         print "  check_interval       0.5"
+         print "  retry_interval       0.25"
+         done = 1
+     }
+     END { if (!done) { print "worker.cfg: no service uses selfheal-worker" > "/dev/stderr"; exit 1 } }' \
+    "$c/nagios4/site/worker.cfg" >"$c/nagios4/site/worker.cfg.new"
+mv "$c/nagios4/site/worker.cfg.new" "$c/nagios4/site/worker.cfg"
 if grep -hE '^\s*command_line' "$c"/nagios4/selfheal-commands.cfg "$c"/nagios4/site/*.cfg | grep -E '\$USER([2-9]|[1-9][0-9])\$'; then
     echo "a \$USERn\$ macro the sample resource.cfg does not define is left" >&2; exit 1
 fi
@@ -70,9 +89,10 @@ cp nagios-config/nagios4/templates.cfg "$c/nagios4/selfheal-templates.cfg"
 sed -e 's|^const SelfhealKeyFile = .*|const SelfhealKeyFile = "/etc/selfheal/handler/fleet1.key"|' \
     -e 's|^const SelfhealStateDir = .*|const SelfhealStateDir = "/var/lib/selfheal/handler"|' \
     -e 's|^const SelfhealLogFile = .*|const SelfhealLogFile = "/var/log/selfheal/handler/handle_worker.log"|' \
+    -e 's|^const SelfhealIcingaCredentials = .*|const SelfhealIcingaCredentials = "/etc/selfheal/handler/icinga-api-credentials"|' \
     nagios-config/icinga2/constants.conf >"$c/icinga2/selfheal-constants.conf"
 cp nagios-config/icinga2/selfheal.conf "$c/icinga2/selfheal-objects.conf"
-for want in /etc/selfheal/handler/fleet1.key /var/lib/selfheal/handler /var/log/selfheal/handler/handle_worker.log; do
+for want in /etc/selfheal/handler/fleet1.key /var/lib/selfheal/handler /var/log/selfheal/handler/handle_worker.log /etc/selfheal/handler/icinga-api-credentials; do
     grep -q "$want" "$c/icinga2/selfheal-constants.conf" || { echo "constants.conf: no line took $want" >&2; exit 1; }
 done
 

@@ -85,8 +85,12 @@ func Send(ctx context.Context, cfg SendConfig, deps Deps) Result {
 			notes = append(notes, "recorded in "+store.Path(cfg.HostName, cfg.ServiceDesc))
 		}
 	}
+	summary := a.summary()
+	if s, ok := statusText(cfg.Verb, a); ok {
+		summary = s
+	}
 	var b strings.Builder
-	b.WriteString(a.summary())
+	b.WriteString(summary)
 	for _, n := range notes {
 		b.WriteString("; " + n)
 	}
@@ -107,6 +111,16 @@ func Send(ctx context.Context, cfg SendConfig, deps Deps) Result {
 	if res.Err != nil {
 		e = e.AnErr("error", res.Err)
 	}
-	e.Msg(a.summary())
+	e.Msg(summary)
 	return res
+}
+
+// statusText: a status action's non-zero exit means "not running" (the
+// LSB status convention the actions follow), not a failed action. The exit
+// code stays a.code()'s, so a script can still test it.
+func statusText(verb protocol.Verb, a answer) (string, bool) {
+	if verb != protocol.VerbStatus || !a.final || a.rep.Outcome != protocol.OutcomeFailed {
+		return "", false
+	}
+	return fmt.Sprintf("status %s on %s: not running (status exit %d)", a.conn.Target, a.conn.Addr(), a.rep.ExitCode), true
 }
