@@ -52,6 +52,7 @@ type NodeFlags struct {
 	CommandFile      string        `name:"command-file" placeholder:"FIFO" help:"Nagios' command file: must have a reader (the engine)."`
 	IcingaAPI        string        `name:"icinga-api" placeholder:"URL" help:"Icinga 2 API URL that must answer, e.g. https://localhost:5665/v1."`
 	IcingaCA         string        `name:"icinga-ca" placeholder:"FILE" help:"CA bundle that verifies the Icinga 2 API's certificate."`
+	IcingaServerName string        `name:"icinga-server-name" placeholder:"NAME" help:"Name expected in the API's certificate (default: the URL's host; Icinga's own certificate names NodeName)."`
 	Recent           time.Duration `default:"1h" help:"A failed heal counts as failing for this long after its answer."`
 	Ignore           []string      `placeholder:"RULE" help:"handle_worker's --ignore: a switched-off pause or breaker holds nothing back, so it is not judged."`
 	BreakerThreshold int           `name:"breaker-threshold" default:"10" placeholder:"N" help:"handle_worker's --breaker-threshold."`
@@ -145,7 +146,7 @@ func (f NodeFlags) Config(t fsutil.Trust) (NodeConfig, error) {
 		if !strings.HasPrefix(f.IcingaAPI, "https://") {
 			return c, fmt.Errorf("--icinga-api %q: want an https:// URL", f.IcingaAPI)
 		}
-		c.IcingaTLS = &tls.Config{MinVersion: tls.VersionTLS12}
+		c.IcingaTLS = &tls.Config{MinVersion: tls.VersionTLS12, ServerName: f.IcingaServerName}
 		if f.IcingaCA != "" {
 			pool, err := fsutil.LoadCertPool(f.IcingaCA)
 			if err != nil {

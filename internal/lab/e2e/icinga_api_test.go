@@ -7,8 +7,13 @@ package e2e
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
+	"slices"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -46,7 +51,10 @@ func documentedPermissions(t *testing.T) []string {
 func TestIcingaAPIWriteBack(t *testing.T) {
 	t.Parallel()
 	bin := testutil.LookTool(t, "icinga2", "/usr/sbin/icinga2")
-	ctx := scenarioCtx(t)
+	// Three phases at a 20 s check interval (the forced re-check must be
+	// told from a scheduled check).
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Second)
+	defer cancel()
 	dir := t.TempDir()
 	binDir := filepath.Join(dir, "bin")
 	bins := map[string]string{}
@@ -99,12 +107,15 @@ func TestIcingaAPIWriteBack(t *testing.T) {
 	}
 	sample := filepath.Join(testutil.ModuleRoot(t), "nagios-config", "icinga2")
 	a, err := engine.NewAPI(engine.APIConfig{Binary: bin, ObjectFiles: []string{filepath.Join(sample, "selfheal.conf")},
-		Objects: scfg.Objects,
+		// worker1 stands for the node too: it gets the sample's reevaluate service.
+		Objects: strings.Replace(scfg.Objects, "  vars.listener_port", "  vars.selfheal_node = true\n  vars.listener_port", 1),
 		Resources: map[string]string{"SelfhealPluginDir": binDir, "SelfhealKeyFile": files.FleetFile, "SelfhealStateDir": state,
 			"SelfhealLogFile": handlerLog, "SelfhealCommandFile": "", "SelfhealIcingaCredentials": creds,
 			"SelfhealIcingaAPI": "${api_url}", "SelfhealIcingaCA": "${api_ca}"},
 		Constants: map[string]string{"SelfhealCheckInterval": "20s", "SelfhealRetryInterval": "1s", "SelfhealMaxCheckAttempts": "3"},
-		Users:     []engine.APIUser{{Name: "selfheal", Password: password, Permissions: documentedPermissions(t)}},
+		Users: []engine.APIUser{{Name: "selfheal", Password: password, Permissions: documentedPermissions(t)},
+			// The test's own user, to schedule and remove a downtime.
+			{Name: "e2e", Password: password, Permissions: []string{`"actions/schedule-downtime"`, `"actions/remove-downtime"`}}},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -205,6 +216,39 @@ func TestIcingaAPIWriteBack(t *testing.T) {
 	if c := rig.CountRestarts(recs); c.Run != 1 {
 		t.Errorf("audit log: %s; want 1 run", c)
 	}
+	// 3. In downtime the restart is held; once the downtime is removed the
+	// sample's reevaluate service asks again through the API and heals.
+	now := time.Now().Unix()
+	res := apiPost(t, a, password, "/v1/actions/schedule-downtime", fmt.Sprintf(
+		`{"type":"Service","service":"%s!%s","start_time":%d,"end_time":%d,"fixed":true,"author":"e2e","comment":"maintenance"}`,
+		rig.HostName, rig.ServiceName, now-1, now+3600))
+	name := regexp.MustCompile(`"name":"([^"]+)"`).FindStringSubmatch(res)
+	if name == nil {
+		t.Fatalf("schedule-downtime: %s", res)
+	}
+	waitState("in downtime", func(s icingaapi.Service) bool { return s.DowntimeDepth > 0 })
+	if err := w.Fault(ctx, "crash"); err != nil {
+		t.Fatal(err)
+	}
+	for ctx.Err() == nil {
+		recs, _ := rig.ReadHandlerLog(handlerLog)
+		if slices.ContainsFunc(recs, func(r rig.HandlerRecord) bool { return r.Held == "downtime" }) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	time.Sleep(3 * time.Second)
+	if recs, _ := rig.ReadAudit(audit); rig.CountRestarts(recs).Run != 1 {
+		t.Fatalf("a restart ran in downtime: %s\n%s", rig.CountRestarts(recs), report())
+	}
+	apiPost(t, a, password, "/v1/actions/remove-downtime", fmt.Sprintf(`{"type":"Downtime","downtime":%q}`, name[1]))
+	waitState("healed by reevaluate after the downtime", func(s icingaapi.Service) bool { return s.State == 0 && s.DowntimeDepth == 0 })
+	recs, _ = rig.ReadAudit(audit)
+	hrecs, _ := rig.ReadHandlerLog(handlerLog)
+	if rig.CountRestarts(recs).Run != 2 || !slices.ContainsFunc(hrecs, func(r rig.HandlerRecord) bool { return r.Source == "reevaluate" && r.Result == "healed" }) {
+		t.Errorf("after the downtime: audit %s, and no reevaluate heal in the handler's log\n%s", rig.CountRestarts(recs), report())
+	}
+
 	if dep, err := a.Deprecations(); err != nil || len(dep) > 0 {
 		t.Errorf("Icinga 2 logged DEPRECATED warnings (err %v): %q", err, dep)
 	}
@@ -212,4 +256,32 @@ func TestIcingaAPIWriteBack(t *testing.T) {
 	if strings.Contains(string(hl), "not told") {
 		t.Errorf("a write-back failed:\n%s", hl)
 	}
+}
+
+// apiPost sends one action as the test's own ApiUser and returns the body.
+func apiPost(t *testing.T, a *engine.APIInstance, password, path, body string) string {
+	t.Helper()
+	pem, err := os.ReadFile(a.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: a.NodeName}}}
+	req, err := http.NewRequest(http.MethodPost, a.URL+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.SetBasicAuth("e2e", password)
+	req.Header.Set("Accept", "application/json")
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("POST %s: %s: %s", path, resp.Status, b)
+	}
+	return string(b)
 }

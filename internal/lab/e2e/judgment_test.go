@@ -8,6 +8,7 @@ package e2e
 
 import (
 	"context"
+	"os"
 	"fmt"
 	"strings"
 	"testing"
@@ -360,13 +361,15 @@ func TestDependencyScopeHoldsSelfHeals(t *testing.T) {
 // restarts; 20 at once open the node's breaker (more than 10), which holds
 // the rest with a comment naming the count and the host, then lets a trial
 // through once the failures stop, and closes: every service ends up healed
-// without a human. The agent's own breaker (half of its 20 services) is on
-// too, with the same short quiet time.
+// without a human. The agent's own breaker is on, with the same short
+// quiet time, but set to hold only beyond 19 of its 20: otherwise which of
+// the two opens first is a race (the agent's own tests cover its breaker),
+// and this test is about the node's.
 func TestBreakerHoldsMassFailure(t *testing.T) {
 	// Not parallel: 20 workers at once want the machine to themselves.
 	on := true
 	j := newJudged(t, rig.LoopOptions{Extra: 19, HandlerArgs: "--breaker-threshold=10 --breaker-window=5m --breaker-quiet=3s",
-		Breaker: &rig.Breaker{Enabled: &on, Quiet: "3s"}})
+		Breaker: &rig.Breaker{Enabled: &on, Quiet: "3s", Fraction: 0.95}})
 	ctx, cancel := context.WithTimeout(context.Background(), 240*time.Second)
 	defer cancel()
 	type svc struct {
@@ -421,10 +424,20 @@ func TestBreakerHoldsMassFailure(t *testing.T) {
 	for ctx.Err() == nil && heldBy("breaker") == 0 {
 		time.Sleep(200 * time.Millisecond)
 	}
-	c, err := j.l.Inst.WaitComment(ctx, hostName, all[len(all)-1].name, "mass failure")
-	if err != nil {
-		// Not every service is held: find one that is.
-		st, _ := j.l.Inst.Status()
+	// At the first hold at most 10 of this burst had been let through
+	// (restarts still running can only lower the count seen now).
+	if n := restarts(t, j.l).Run; n > 3+10 {
+		j.fail("%d runs by the breaker's first hold; it was to hold after 10", n)
+	}
+	// Which services the breaker holds depends on the order the checks
+	// ran in: look for its comment on any of them.
+	var c engine.Comment
+	err := fmt.Errorf("no comment containing %q on any service", "mass failure")
+	for deadline := time.Now().Add(30 * time.Second); err != nil && time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		st, serr := j.l.Inst.Status()
+		if serr != nil {
+			continue
+		}
 		for _, s := range all {
 			for _, cm := range st.CommentsFor(hostName, s.name) {
 				if strings.Contains(cm.Text, "mass failure") {
@@ -434,13 +447,21 @@ func TestBreakerHoldsMassFailure(t *testing.T) {
 		}
 	}
 	if err != nil {
+		// The handler's event lines and the node's breaker: the loop's
+		// report is cut to its tail, which reevaluate's lines fill.
+		var ev []string
+		recs, _ := rig.ReadHandlerLog(j.l.HandlerLog)
+		for _, r := range recs {
+			if r.Source == "event" && r.State == "CRITICAL" {
+				ev = append(ev, r.Raw)
+			}
+		}
+		b, _ := os.ReadFile(j.l.Opts.Dir + "/handler-state/breaker.json")
+		t.Logf("handler event lines:\n%s\nbreaker.json: %s", strings.Join(ev, "\n"), b)
 		j.fail("no mass-failure comment: %v", err)
 	}
 	if !strings.Contains(c.Text, "host "+hostName) || !strings.Contains(c.Text, "services needed a restart within 5m") {
 		j.fail("the breaker's comment %q names no count or host", c.Text)
-	}
-	if n := restarts(t, j.l).Run; n > 3+10 {
-		j.fail("%d runs while the breaker was to hold after 10", n)
 	}
 	waitAllOK(all, "after the breaker closed")
 	recs, _ := rig.ReadHandlerLog(j.l.HandlerLog)

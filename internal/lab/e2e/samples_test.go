@@ -30,7 +30,7 @@ func TestNagiosSampleValidates(t *testing.T) {
 	inst, err := engine.New(engine.Config{
 		Kind:            engine.Nagios4,
 		Binary:          bin,
-		ObjectFiles:     []string{filepath.Join(dir, "commands.cfg"), filepath.Join(dir, "templates.cfg"), filepath.Join(dir, "worker.cfg")},
+		ObjectFiles:     []string{filepath.Join(dir, "commands.cfg"), filepath.Join(dir, "templates.cfg"), filepath.Join(dir, "worker.cfg"), filepath.Join(dir, "healer.cfg")},
 		MainConfigFiles: []string{filepath.Join(dir, "nagios.cfg")},
 		Resources:       res,
 	})
@@ -45,7 +45,7 @@ func TestNagiosSampleValidates(t *testing.T) {
 		t.Fatalf("%v\n%s", err, out)
 	}
 	// The sample defines exactly one worker service, with its handler.
-	for _, want := range []string{"Total Errors:   0", "Checked 2 services.", "Checked 1 hosts."} {
+	for _, want := range []string{"Total Errors:   0", "Checked 4 services.", "Checked 1 hosts."} {
 		if !strings.Contains(out, want) {
 			t.Errorf("nagios4 -v output lacks %q:\n%s", want, out)
 		}
@@ -61,7 +61,7 @@ func TestIcingaSampleValidates(t *testing.T) {
 		Binary: bin,
 		// The sample constants come first, exactly as a site would add them.
 		ObjectFiles: []string{filepath.Join(dir, "constants.conf"), filepath.Join(dir, "selfheal.conf"), filepath.Join(dir, "hosts.conf"),
-			filepath.Join(dir, "api-user.conf")},
+			filepath.Join(dir, "api-user.conf"), filepath.Join(dir, "healer.conf")},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -74,8 +74,8 @@ func TestIcingaSampleValidates(t *testing.T) {
 		t.Fatalf("%v\n%s", err, out)
 	}
 	// The apply rules made one service from the host's selfheal_workers,
-	// and the node's reevaluate service.
-	for _, want := range []string{"Instantiated 2 Services.", "Instantiated 1 EventCommand.", "Instantiated 1 ApiUser."} {
+	// the node's reevaluate service, and the healer's two checks.
+	for _, want := range []string{"Instantiated 4 Services.", "Instantiated 1 EventCommand.", "Instantiated 1 ApiUser."} {
 		if !strings.Contains(out, want) {
 			t.Errorf("icinga2 daemon -C output lacks %q:\n%s", want, out)
 		}
