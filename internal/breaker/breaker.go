@@ -40,6 +40,8 @@ const (
 	// MaxFailures bounds the (key, fault) pairs kept; the oldest go first.
 	// Far above any threshold: the count it may undercount is already open.
 	MaxFailures = 1024
+	// MaxFaultsPerKey bounds the faults kept per key: older ones go first.
+	MaxFaultsPerKey = 4
 	// MaxVerdictKeys bounds Verdict.Keys.
 	MaxVerdictKeys = 32
 )
@@ -176,6 +178,14 @@ func step(s Snapshot, now time.Time, key, fault string, cfg Config, peek bool) (
 	quiet := now.Sub(s.LastNew) >= cfg.Quiet // measured before this request counts
 	if fresh {
 		if !peek {
+			// A key keeps its last MaxFaultsPerKey faults: the count is of
+			// keys, a late retry of a recent fault is still no new failure,
+			// and the state stays as small as the services are many (a hot
+			// path: the agent admits every restart through it).
+			if n := countKey(s.Failures, key); n >= MaxFaultsPerKey {
+				i := slices.IndexFunc(s.Failures, func(f Failure) bool { return f.Key == key })
+				s.Failures = slices.Delete(s.Failures, i, i+1)
+			}
 			s.Failures = append(s.Failures, Failure{Key: key, Fault: fault, At: now, Last: now})
 			if len(s.Failures) > MaxFailures {
 				s.Failures = slices.Delete(s.Failures, 0, len(s.Failures)-MaxFailures)
@@ -284,4 +294,14 @@ func Now(s Snapshot, now time.Time, cfg Config) Verdict {
 	v.Count, v.Allow = len(keys), s.State == Closed
 	describe(&v, s, now, cfg, keys)
 	return v
+}
+
+func countKey(fs []Failure, key string) int {
+	n := 0
+	for _, f := range fs {
+		if f.Key == key {
+			n++
+		}
+	}
+	return n
 }

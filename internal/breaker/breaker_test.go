@@ -142,12 +142,20 @@ func TestStepDetails(t *testing.T) {
 	if _, v := Step(next, t0.Add(-time.Hour), "k00", "f", cfg); v.ClockMoved != time.Hour+time.Minute { // k00 last asked at t0+1m
 		t.Fatalf("clock moved %s", v.ClockMoved)
 	}
-	// Bounded: the oldest failures go.
+	// Bounded: a key keeps its last MaxFaultsPerKey faults, and the
+	// oldest failures go beyond MaxFailures.
+	one := Snapshot{}
+	for i := range 10 {
+		one, _ = Step(one, t0, "k", fmt.Sprint(i), Config{Threshold: 1})
+	}
+	if len(one.Failures) != MaxFaultsPerKey || one.Failures[0].Fault != fmt.Sprint(10-MaxFaultsPerKey) {
+		t.Fatalf("%d faults kept for one key, first %+v", len(one.Failures), one.Failures[0])
+	}
 	big := Snapshot{}
 	for i := range MaxFailures + 10 {
-		big, _ = Step(big, t0, "k", fmt.Sprint(i), Config{Threshold: 1})
+		big, _ = Step(big, t0, fmt.Sprint("k", i), "1", Config{Threshold: 1})
 	}
-	if len(big.Failures) != MaxFailures || big.Failures[0].Fault != "10" {
+	if len(big.Failures) != MaxFailures || big.Failures[0].Key != "k10" {
 		t.Fatalf("%d failures kept, first %+v", len(big.Failures), big.Failures[0])
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"syscall"
+	"sync"
 	"time"
 
 	"github.com/selfheal/selfheal/internal/fsutil"
@@ -75,7 +76,9 @@ func (s Store) Admit(ctx context.Context, now time.Time, key, fault string) (Ver
 	}
 	b = append(b, '\n')
 	if !bytes.Equal(b, raw) {
-		if err := s.Dir.WriteFileAtomic(s.Name+".json", b, 0o600); err != nil {
+		// Not fsynced: a power loss forgets recent counts, which only
+		// lets restarts through (the direction a lost breaker must fail).
+		if err := s.Dir.ReplaceFile(s.Name+".json", b, 0o600); err != nil {
 			return Verdict{}, fmt.Errorf("breaker state: %w", err)
 		}
 	}
@@ -147,4 +150,62 @@ func (s Store) Try(_ context.Context, now time.Time, key, fault string) (Verdict
 	}
 	_, v := Step(st, now, key, fault, s.Config)
 	return v, nil
+}
+
+// Memory is a breaker one process owns (the agent's serve mode): its
+// state is kept in memory under a mutex, read from the Store's file once
+// and written back at most every Flush (and at once when the breaker is
+// not closed), without holding anyone up on a file lock per restart. A
+// crash forgets at most Flush of counts, which only lets restarts
+// through. Processes that share the file (inetd mode) use Store.Admit.
+type Memory struct {
+	Store Store
+	Flush time.Duration
+
+	mu      sync.Mutex
+	loaded  bool
+	st      Snapshot
+	written time.Time
+}
+
+// Admit is Store.Admit, in memory.
+func (m *Memory) Admit(ctx context.Context, now time.Time, key, fault string) (Verdict, error) {
+	if err := m.Store.Config.Validate(); err != nil {
+		return Verdict{}, err
+	}
+	if key == "" {
+		return Verdict{}, errors.New("breaker: empty key")
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.loaded {
+		st, _, err := m.Store.read()
+		if err != nil {
+			return Verdict{}, err
+		}
+		m.st, m.loaded = st, true
+	}
+	st, v := Step(m.st, now, key, fault, m.Store.Config)
+	m.st = st
+	if v.State != Closed || now.Sub(m.written) >= m.Flush || now.Before(m.written) {
+		if err := m.save(ctx); err != nil {
+			return v, nil // the verdict stands; the file catches up next time
+		}
+		m.written = now
+	}
+	return v, nil
+}
+
+// save writes the state under the file's lock.
+func (m *Memory) save(ctx context.Context) error {
+	unlock, err := m.Store.Dir.Lock(ctx, m.Store.Name+".lock", 0o600, m.Store.Poll)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	b, err := json.Marshal(file{Version: stateVersion, Snapshot: m.st})
+	if err != nil {
+		return err
+	}
+	return m.Store.Dir.ReplaceFile(m.Store.Name+".json", append(b, '\n'), 0o600)
 }

@@ -199,3 +199,28 @@ func admitMany(t *testing.T, dir, prefix string) int {
 	}
 	return n
 }
+
+// TestMemory: the in-memory breaker answers as the file one does, writes
+// the file back once it opens (so status tools and the next start see
+// it), and starts from what the file held.
+func TestMemory(t *testing.T) {
+	dir := t.TempDir()
+	t0 := time.Date(2026, 12, 1, 20, 0, 0, 0, time.UTC)
+	m := &Memory{Store: openStore(t, dir, 2), Flush: time.Hour}
+	for i, want := range []bool{true, true, false} {
+		v, err := m.Admit(context.Background(), t0, fmt.Sprint("s", i), "1")
+		if err != nil || v.Allow != want {
+			t.Fatalf("admit %d: %+v %v, want allow %v", i, v, err, want)
+		}
+	}
+	// Open: written at once, although Flush is an hour.
+	v, err := openStore(t, dir, 2).Current(context.Background(), t0)
+	if err != nil || v.State != Open || v.Count != 3 {
+		t.Fatalf("the file after opening: %+v %v", v, err)
+	}
+	// A new process starts from the file: still open.
+	m2 := &Memory{Store: openStore(t, dir, 2), Flush: time.Hour}
+	if v, err := m2.Admit(context.Background(), t0.Add(time.Second), "s9", "1"); err != nil || v.Allow || v.Count != 4 {
+		t.Fatalf("a new process: %+v %v", v, err)
+	}
+}

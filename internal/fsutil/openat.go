@@ -267,6 +267,22 @@ func (d *Dir) WriteFileAtomic(name string, data []byte, perm os.FileMode) error 
 // untouched and no temp file is left. write runs while d is held: it must
 // not call d's methods (with a Close waiting, that would deadlock).
 func (d *Dir) WriteAtomic(name string, perm os.FileMode, write func(io.Writer) error) error {
+	return d.writeAtomic(name, perm, true, write)
+}
+
+// ReplaceFile is WriteFileAtomic without the two fsyncs: a reader sees the
+// old file or the new one, and a crash of the writer leaves one of them,
+// but a power loss may lose the replacement. For state whose loss is
+// harmless and that is written on a hot path (the agent's breaker counts,
+// written before every restart: two fsyncs there cost 3.5 ms each).
+func (d *Dir) ReplaceFile(name string, data []byte, perm os.FileMode) error {
+	return d.writeAtomic(name, perm, false, func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	})
+}
+
+func (d *Dir) writeAtomic(name string, perm os.FileMode, durable bool, write func(io.Writer) error) error {
 	dirfd, release, err := d.hold(name)
 	if err != nil {
 		return err
@@ -299,8 +315,10 @@ func (d *Dir) WriteAtomic(name string, perm os.FileMode, write func(io.Writer) e
 	if err := w.Flush(); err != nil {
 		return err
 	}
-	if err := f.Sync(); err != nil {
-		return err
+	if durable {
+		if err := f.Sync(); err != nil {
+			return err
+		}
 	}
 	if err := f.Close(); err != nil {
 		return err
@@ -309,6 +327,9 @@ func (d *Dir) WriteAtomic(name string, perm os.FileMode, write func(io.Writer) e
 		return &os.LinkError{Op: "renameat", Old: d.join(tmp), New: d.join(name), Err: err}
 	}
 	renamed = true
+	if !durable {
+		return nil
+	}
 	if err := unix.Fsync(dirfd); err != nil {
 		return fmt.Errorf("fsync dir %s: %w", d.path, err)
 	}

@@ -64,6 +64,8 @@ type Result struct {
 type HostBreaker struct {
 	Store    breaker.Store
 	Services int
+	// Memory, when set (serve mode), answers instead of Store's file.
+	Memory *breaker.Memory
 }
 
 // breakerWait bounds the wait for the breaker's lock: its holders only
@@ -77,7 +79,13 @@ func (e *Executor) admit(j Job, now time.Time, note func(string)) gate {
 	return func(b protocol.Budget) (Result, bool) {
 		ctx, cancel := context.WithTimeout(context.Background(), breakerWait)
 		defer cancel()
-		v, err := j.Breaker.Store.Admit(ctx, now, j.Service, j.Fault)
+		var v breaker.Verdict
+		var err error
+		if m := j.Breaker.Memory; m != nil {
+			v, err = m.Admit(ctx, now, j.Service, j.Fault)
+		} else {
+			v, err = j.Breaker.Store.Admit(ctx, now, j.Service, j.Fault)
+		}
 		if err != nil {
 			if e.onBreakerError != nil {
 				e.onBreakerError(j.Service, err)

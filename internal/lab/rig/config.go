@@ -70,6 +70,8 @@ type Budget struct {
 	Max    int    `yaml:"max,omitempty"`
 	Window string `yaml:"window,omitempty"`
 	MinGap string `yaml:"min_gap,omitempty"`
+	// MaxGap caps the back-off; equal to MinGap it is off.
+	MaxGap string `yaml:"max_gap,omitempty"`
 }
 
 // Breaker is the agent's breaker block; empty fields are left out.

@@ -34,8 +34,10 @@ type LoopOptions struct {
 	// MaxRestarts is the agent's restart budget (default 3, per hour:
 	// the budget's window is always 1h here).
 	MaxRestarts int
-	// MinGap is the agent's least time between restarts (default 1s).
+	// MinGap is the agent's least time between restarts (default 1s);
+	// MaxGap caps its back-off ("" the agent's default; MinGap: off).
 	MinGap string
+	MaxGap string
 	// Recheck is how long after a restart the handler forces a re-check
 	// (default 1s).
 	Recheck string
@@ -181,7 +183,7 @@ func StartLoop(ctx context.Context, opts LoopOptions) (l *Loop, err error) {
 	files, err := Prepare(ctx, Kit{Dir: l.path("listener"), Agent: l.Agent, Issue: l.Bin("handle_worker"),
 		Config: ListenerConfig{
 			Listen: fmt.Sprintf("127.0.0.1:%d", l.ListenerPort), Allow: Loopback, AuditLog: l.AuditLog,
-			Budget:  &Budget{Max: opts.MaxRestarts, Window: "1h", MinGap: opts.MinGap},
+			Budget:  &Budget{Max: opts.MaxRestarts, Window: "1h", MinGap: opts.MinGap, MaxGap: opts.MaxGap},
 			Breaker: opts.Breaker, Services: services,
 		}})
 	if err != nil {
