@@ -7,8 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"syscall"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/selfheal/selfheal/internal/fsutil"
