@@ -102,7 +102,9 @@ func (s Store) Peek(_ context.Context, now time.Time) (Verdict, error) {
 // breaker.
 func (s Store) read() (Snapshot, []byte, error) {
 	b, _, err := s.Dir.ReadRegular(s.Name+".json", maxFile)
-	if errors.Is(err, fs.ErrNotExist) {
+	if errors.Is(err, fs.ErrNotExist) || err == nil && len(b) == 0 {
+		// Missing, or empty: a replacement a power loss cut (the file is
+		// not fsynced). Either is a closed breaker, rewritten next time.
 		return Snapshot{State: Closed}, nil, nil
 	}
 	if err != nil {
@@ -178,6 +180,10 @@ func (m *Memory) Admit(ctx context.Context, now time.Time, key, fault string) (V
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.loaded && !m.written.IsZero() && !m.exists() {
+		// An operator removed the file to close the breaker: start over.
+		m.loaded = false
+	}
 	if !m.loaded {
 		st, _, err := m.Store.read()
 		if err != nil {
@@ -185,15 +191,22 @@ func (m *Memory) Admit(ctx context.Context, now time.Time, key, fault string) (V
 		}
 		m.st, m.loaded = st, true
 	}
+	before := m.st.State
 	st, v := Step(m.st, now, key, fault, m.Store.Config)
 	m.st = st
-	if v.State != Closed || now.Sub(m.written) >= m.Flush || now.Before(m.written) {
+	if v.State != Closed || v.State != before || now.Sub(m.written) >= m.Flush || now.Before(m.written) {
 		if err := m.save(ctx); err != nil {
 			return v, nil // the verdict stands; the file catches up next time
 		}
 		m.written = now
 	}
 	return v, nil
+}
+
+// exists reports whether the state file is there.
+func (m *Memory) exists() bool {
+	_, _, err := m.Store.Dir.ReadRegular(m.Store.Name+".json", maxFile)
+	return !errors.Is(err, fs.ErrNotExist)
 }
 
 // save writes the state under the file's lock.

@@ -224,3 +224,32 @@ func TestMemory(t *testing.T) {
 		t.Fatalf("a new process: %+v %v", v, err)
 	}
 }
+
+// TestEmptyFileAndRemoval: an empty file (a replacement a power loss cut)
+// reads as a closed breaker, and a serve agent's breaker starts over when
+// an operator removes the file to close it.
+func TestEmptyFileAndRemoval(t *testing.T) {
+	dir := t.TempDir()
+	t0 := time.Date(2026, 12, 1, 21, 0, 0, 0, time.UTC)
+	if err := os.WriteFile(filepath.Join(dir, "breaker.json"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := openStore(t, dir, 1).Admit(context.Background(), t0, "a", "1"); err != nil || !v.Allow || v.State != Closed {
+		t.Fatalf("an empty file: %+v %v", v, err)
+	}
+	m := &Memory{Store: openStore(t, dir, 1), Flush: time.Hour}
+	for _, k := range []string{"b", "c"} {
+		if _, err := m.Admit(context.Background(), t0, k, "1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if v, _ := m.Admit(context.Background(), t0, "d", "1"); v.Allow {
+		t.Fatalf("the breaker did not open: %+v", v)
+	}
+	if err := os.Remove(filepath.Join(dir, "breaker.json")); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := m.Admit(context.Background(), t0, "e", "1"); err != nil || !v.Allow || v.Count != 1 {
+		t.Fatalf("after the file was removed: %+v %v", v, err)
+	}
+}

@@ -110,7 +110,10 @@ func (s Store) SetPause(ctx context.Context, now time.Time, p Pause, remove bool
 	}
 	defer unlock()
 	live, err := s.Pauses(now)
-	if err != nil && !errors.Is(err, ErrStateCorrupt) {
+	if errors.Is(err, ErrStateCorrupt) {
+		return 0, fmt.Errorf("%w: fix or remove it first (writing over it would drop the pauses it holds)", err)
+	}
+	if err != nil {
 		return 0, err
 	}
 	kept := live[:0]

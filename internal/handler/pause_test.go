@@ -157,7 +157,8 @@ func TestPauseStore(t *testing.T) {
 }
 
 // TestPauseStoreCorrupt: an unreadable pauses file is reported (the
-// handler logs it and heals), and the next pause replaces it.
+// handler logs it and heals), and a new pause is refused until it is
+// fixed or removed.
 func TestPauseStoreCorrupt(t *testing.T) {
 	now := time.Now()
 	for name, content := range map[string]string{
@@ -171,6 +172,17 @@ func TestPauseStoreCorrupt(t *testing.T) {
 		}
 		if _, err := s.Pauses(now); !errors.Is(err, handler.ErrStateCorrupt) {
 			t.Fatalf("%s: %v", name, err)
+		}
+		// A new pause is refused rather than written over it: the file
+		// may hold the humans' pauses. Removed, the next pause goes in.
+		if _, err := s.SetPause(context.Background(), now, handler.Pause{Host: "web1", Reason: "r", Until: now.Add(time.Hour)}, false); !errors.Is(err, handler.ErrStateCorrupt) {
+			t.Fatalf("%s: a pause over a corrupt file: %v", name, err)
+		}
+		if b, _ := os.ReadFile(filepath.Join(s.Dir, "pauses.json")); string(b) != content {
+			t.Fatalf("%s: the corrupt file was changed to %q", name, b)
+		}
+		if err := os.Remove(filepath.Join(s.Dir, "pauses.json")); err != nil {
+			t.Fatal(err)
 		}
 		setPause(t, s, now, handler.Pause{Host: "web1", Reason: "r", Until: now.Add(time.Hour)}, false)
 		if ps, err := s.Pauses(now); err != nil || len(ps) != 1 || ps[0].Host != "web1" {

@@ -39,6 +39,9 @@ type ReevalConfig struct {
 	CommandFile string
 	Deadline    time.Duration
 	PerRequest  time.Duration
+	// unread are the services the engine could not be asked about: they
+	// wait, rather than read as gone.
+	unread map[[2]string]bool
 }
 
 // ReevalItem is what became of one held record.
@@ -74,15 +77,36 @@ func Reevaluate(ctx context.Context, cfg ReevalConfig, deps Deps) ReevalResult {
 	}
 	sort.Slice(recs, func(i, j int) bool { return recs[i].Held.Since.Before(recs[j].Held.Since) })
 	if cfg.Status == nil && cfg.Engine != nil && len(recs) > 0 {
-		var names [][2]string
+		// One service at a time: one that cannot be read waits, and the
+		// others are still asked for (a mass failure holds many).
+		sd := &nagios.StatusData{Created: deps.Now(), Services: map[[2]string]nagios.ServiceStatus{}, Hosts: map[string]nagios.HostStatus{}}
+		var errs []string
 		for _, r := range recs {
-			names = append(names, [2]string{r.Host, r.Service})
+			one, err := cfg.Engine.Status(ctx, [][2]string{{r.Host, r.Service}})
+			if err != nil || one == nil {
+				if err != nil {
+					errs = append(errs, r.Host+"/"+r.Service+": "+textsafe.OneLine(err.Error()))
+				}
+				continue
+			}
+			for k, v := range one.Services {
+				sd.Services[k] = v
+			}
+			for k, v := range one.Hosts {
+				sd.Hosts[k] = v
+			}
+			sd.Comments = append(sd.Comments, one.Comments...)
 		}
-		sd, err := cfg.Engine.Status(ctx, names)
-		if err != nil {
-			return ReevalResult{Code: ExitUsage, Line: "UNKNOWN - cannot read the engine's view: " + textsafe.OneLine(err.Error())}
+		if len(errs) == len(recs) {
+			return ReevalResult{Code: ExitUsage, Line: "UNKNOWN - cannot read the engine's view: " + errs[0]}
 		}
 		cfg.Status = sd
+		cfg.unread = map[[2]string]bool{}
+		for _, r := range recs {
+			if _, ok := sd.Services[[2]string{r.Host, r.Service}]; !ok {
+				cfg.unread[[2]string{r.Host, r.Service}] = true
+			}
+		}
 	}
 	var res ReevalResult
 	for _, rec := range recs {
@@ -101,9 +125,16 @@ func reevalOne(ctx context.Context, cfg ReevalConfig, deps Deps, store Store, re
 	h := rec.Held
 	it := ReevalItem{Host: rec.Host, Service: rec.Service, Rule: h.Rule}
 	clear := func(why string) ReevalItem {
-		r := rec
-		r.Held = nil
-		if err := store.Write(ctx, r); err != nil {
+		err := store.Update(ctx, rec.Host, rec.Service, func(cur *Record) bool {
+			// Only the hold this run read: a handler may have recorded a
+			// new one since.
+			if cur == nil || cur.Held == nil || cur.Held.Fault != h.Fault || cur.Held.Rule != h.Rule || !cur.Held.Since.Equal(h.Since) {
+				return false
+			}
+			cur.Held = nil
+			return true
+		})
+		if err != nil {
 			it.Outcome, it.Text = "failed", "could not clear the record: "+textsafe.OneLine(err.Error())
 			return it
 		}
@@ -116,6 +147,9 @@ func reevalOne(ctx context.Context, cfg ReevalConfig, deps Deps, store Store, re
 	}
 	st, ok := cfg.Status.Service(rec.Host, rec.Service)
 	switch {
+	case cfg.unread[[2]string{rec.Host, rec.Service}]:
+		it.Outcome, it.Text = "waiting", "the engine's view of it could not be read"
+		return it
 	case !ok:
 		return clear("the service is gone from the engine")
 	case !st.Checked:
@@ -205,7 +239,7 @@ func (s Store) HeldRecords() ([]Record, error) {
 	}
 	var out []Record
 	for _, n := range names {
-		if n == pauseFile || strings.HasPrefix(n, "breaker") {
+		if !strings.Contains(n, ",") { // records are "<host>,<service>.json": not pauses.json or breaker.json
 			continue
 		}
 		rec, err := readAny(d, n)
@@ -231,7 +265,7 @@ func (s Store) AllRecords() ([]Record, []string, error) {
 	var out []Record
 	var bad []string
 	for _, n := range names {
-		if n == pauseFile || strings.HasPrefix(n, "breaker") {
+		if !strings.Contains(n, ",") { // records are "<host>,<service>.json": not pauses.json or breaker.json
 			continue
 		}
 		rec, err := readAny(d, n)

@@ -183,6 +183,36 @@ func (s Store) Write(ctx context.Context, rec Record) error {
 	return nil
 }
 
+// Update reads host/service's record under the writers' lock and writes
+// it back when change returns true (cur is nil when there is none).
+func (s Store) Update(ctx context.Context, host, service string, change func(cur *Record) bool) error {
+	d, err := s.open()
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	base := fileBase(host, service)
+	unlock, err := s.lock(ctx, d, base+".lock")
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	cur, err := readState(d, base+".json", host, service)
+	if err != nil {
+		return err
+	}
+	if !change(cur) {
+		return nil
+	}
+	d.RemoveTemps(base + ".json")
+	cur.Version = stateVersion
+	b, err := json.MarshalIndent(cur, "", "  ")
+	if err != nil {
+		return err
+	}
+	return d.WriteFileAtomic(base+".json", append(b, '\n'), 0o600)
+}
+
 // Read returns the last answer recorded for host and service, or nil
 // when there is none. It writes nothing, not even a lock.
 func (s Store) Read(host, service string) (*Record, error) {
