@@ -57,14 +57,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		default:
 			return cli.PluginExit(out, &cli.UsageError{Err: fmt.Errorf("unknown mode %q", kctx.Command())})
 		}
-		// Last line of defence: the checks are bounded by the timeout, so
-		// this fires only on a bug (a stuck lock, a blocked file system),
-		// which is our failure and therefore UNKNOWN.
-		wd := time.AfterFunc(timeout+2*time.Second, func() {
-			out.WriteOnce(fmt.Sprintf("SELFHEAL UNKNOWN - check_selfheal did not finish within %s (internal hang)\n", timeout))
-			os.Exit(int(nagios.Unknown))
-		})
-		defer wd.Stop()
+		defer out.Watchdog(timeout, "SELFHEAL", "check_selfheal")()
 		res := check()
 		out.WriteOnce(res.Output)
 		return int(res.State)

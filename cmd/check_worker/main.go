@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"os"
 	"time"
@@ -48,13 +47,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			log = zerolog.New(zerolog.ConsoleWriter{Out: stderr, NoColor: true, TimeFormat: time.TimeOnly}).
 				Level(lvl).With().Timestamp().Logger()
 		}
-		// Last line of defence: Run and the TLS file reads are bounded, so
-		// this only fires on a bug, which is our failure and therefore UNKNOWN.
-		wd := time.AfterFunc(cfg.Timeout+2*time.Second, func() {
-			out.WriteOnce(fmt.Sprintf("WORKER UNKNOWN - check_worker did not finish within %s (internal hang)\n", cfg.Timeout))
-			os.Exit(int(nagios.Unknown))
-		})
-		defer wd.Stop()
+		defer out.Watchdog(cfg.Timeout, "WORKER", "check_worker")()
 		tc, err := check.NewTLSConfig(tlsOpts)
 		if err != nil {
 			return cli.PluginExit(out, &cli.UsageError{Err: err})

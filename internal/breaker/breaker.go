@@ -150,18 +150,6 @@ func (s Snapshot) check() error {
 // Step records that key needs a restart for fault at now and says whether
 // it may run; s is not modified. It is Store.Admit without the file.
 func Step(s Snapshot, now time.Time, key, fault string, cfg Config) (Snapshot, Verdict) {
-	return step(s, now, key, fault, cfg, false)
-}
-
-// Look says what Step would answer for a new key, recording nothing.
-func Look(s Snapshot, now time.Time, cfg Config) Verdict {
-	_, v := step(s, now, "", "", cfg, true)
-	return v
-}
-
-// step is Step; peek asks for a key that is not in s, and the returned
-// snapshot is then not to be kept.
-func step(s Snapshot, now time.Time, key, fault string, cfg Config, peek bool) (Snapshot, Verdict) {
 	cfg = cfg.withDefaults()
 	s.Failures = slices.Clone(s.Failures)
 	if s.State == "" {
@@ -170,37 +158,29 @@ func step(s Snapshot, now time.Time, key, fault string, cfg Config, peek bool) (
 	var v Verdict
 	v.ClockMoved = settle(&s, now, cfg)
 
-	i := -1
-	if !peek {
-		i = slices.IndexFunc(s.Failures, func(f Failure) bool { return f.Key == key && f.Fault == fault })
-	}
+	i := slices.IndexFunc(s.Failures, func(f Failure) bool { return f.Key == key && f.Fault == fault })
 	fresh := i < 0
 	quiet := now.Sub(s.LastNew) >= cfg.Quiet // measured before this request counts
 	if fresh {
-		if !peek {
-			// A key keeps its last MaxFaultsPerKey faults: the count is of
-			// keys, a late retry of a recent fault is still no new failure,
-			// and the state stays as small as the services are many (a hot
-			// path: the agent admits every restart through it).
-			if n := countKey(s.Failures, key); n >= MaxFaultsPerKey {
-				i := slices.IndexFunc(s.Failures, func(f Failure) bool { return f.Key == key })
-				s.Failures = slices.Delete(s.Failures, i, i+1)
-			}
-			s.Failures = append(s.Failures, Failure{Key: key, Fault: fault, At: now, Last: now})
-			if len(s.Failures) > MaxFailures {
-				s.Failures = slices.Delete(s.Failures, 0, len(s.Failures)-MaxFailures)
-			}
-			i = len(s.Failures) - 1
+		// A key keeps its last MaxFaultsPerKey faults: the count is of
+		// keys, a late retry of a recent fault is still no new failure,
+		// and the state stays as small as the services are many (a hot
+		// path: the agent admits every restart through it).
+		if countKey(s.Failures, key) >= MaxFaultsPerKey {
+			j := slices.IndexFunc(s.Failures, func(f Failure) bool { return f.Key == key })
+			s.Failures = slices.Delete(s.Failures, j, j+1)
 		}
+		s.Failures = append(s.Failures, Failure{Key: key, Fault: fault, At: now, Last: now})
+		if len(s.Failures) > MaxFailures {
+			s.Failures = slices.Delete(s.Failures, 0, len(s.Failures)-MaxFailures)
+		}
+		i = len(s.Failures) - 1
 		s.LastNew = now
 	} else {
 		s.Failures[i].Last = now
 	}
 	keys := distinct(s.Failures)
 	v.Count = len(keys)
-	if peek {
-		v.Count++ // the new key asked about
-	}
 
 	switch {
 	case !fresh && s.Failures[i].Admitted:
@@ -215,7 +195,7 @@ func step(s Snapshot, now time.Time, key, fault string, cfg Config, peek bool) (
 	case s.State == Trial && fresh:
 		s.State, s.TrialAt = Open, time.Time{}
 	}
-	if v.Allow && !peek {
+	if v.Allow {
 		s.Failures[i].Admitted = true
 	}
 	describe(&v, s, now, cfg, keys)

@@ -104,7 +104,7 @@ func TestStep(t *testing.T) {
 }
 
 // TestStepDetails: keys oldest first and capped, since kept across a
-// trial, the clock's move reported, the input snapshot untouched, Look
+// trial, the clock's move reported, the input snapshot untouched, a look
 // recording nothing.
 func TestStepDetails(t *testing.T) {
 	cfg := Config{Threshold: 40}
@@ -123,19 +123,19 @@ func TestStepDetails(t *testing.T) {
 	if !slices.Equal(s.Failures, before) || len(next.Failures) != 45 {
 		t.Fatal("Step changed its input")
 	}
-	// Look: what a new key would get, nothing recorded.
-	if lv := Look(next, t0.Add(time.Minute), cfg); lv.Allow || lv.Count != 46 || lv.State != Open {
+	// look: what a new key would get, nothing recorded.
+	if lv := look(next, t0.Add(time.Minute), cfg); lv.Allow || lv.Count != 46 || lv.State != Open {
 		t.Fatalf("look while open: %+v", lv)
 	}
-	trial := Look(next, t0.Add(44*time.Second+DefaultQuiet), cfg)
+	trial := look(next, t0.Add(44*time.Second+DefaultQuiet), cfg)
 	if !trial.Allow || trial.State != Trial || !trial.Since.Equal(v.Since) {
 		t.Fatalf("look once quiet: %+v", trial)
 	}
 	closed, _ := Step(Snapshot{}, t0, "a", "f", Config{Threshold: 1})
-	if lv := Look(closed, t0, Config{Threshold: 1}); lv.Allow || lv.Count != 2 {
+	if lv := look(closed, t0, Config{Threshold: 1}); lv.Allow || lv.Count != 2 {
 		t.Fatalf("look at the threshold: %+v", lv)
 	}
-	if lv := Look(closed, t0, Config{Threshold: 2}); !lv.Allow || lv.State != Closed || len(closed.Failures) != 1 {
+	if lv := look(closed, t0, Config{Threshold: 2}); !lv.Allow || lv.State != Closed || len(closed.Failures) != 1 {
 		t.Fatalf("look below the threshold: %+v", lv)
 	}
 	// The clock moved back an hour.
@@ -174,4 +174,11 @@ func TestConfigValidate(t *testing.T) {
 			t.Errorf("%+v: %v", c.cfg, err)
 		}
 	}
+}
+
+// look is Step for a key that never asked, its snapshot dropped: what a
+// new service would get.
+func look(s Snapshot, now time.Time, cfg Config) Verdict {
+	_, v := Step(s, now, "never-asked", "1", cfg)
+	return v
 }

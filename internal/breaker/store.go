@@ -85,19 +85,6 @@ func (s Store) Admit(ctx context.Context, now time.Time, key, fault string) (Ver
 	return v, nil
 }
 
-// Peek says what Admit would for a new key, without recording anything
-// (for status commands). It takes no lock: every write is a rename.
-func (s Store) Peek(_ context.Context, now time.Time) (Verdict, error) {
-	if err := s.Config.Validate(); err != nil {
-		return Verdict{}, err
-	}
-	st, _, err := s.read()
-	if err != nil {
-		return Verdict{}, err
-	}
-	return Look(st, now, s.Config), nil
-}
-
 // read returns the state and the file's bytes; a missing file is a closed
 // breaker.
 func (s Store) read() (Snapshot, []byte, error) {

@@ -28,16 +28,16 @@ func openStore(t testing.TB, dir string, threshold int) Store {
 }
 
 // TestStorePersists: the state is in the file, 0600, and a new Store on
-// the same directory continues it; Peek writes nothing.
+// the same directory continues it; Try writes nothing.
 func TestStorePersists(t *testing.T) {
 	dir := t.TempDir()
 	s := openStore(t, dir, 1)
 	ctx := t.Context()
-	if v, err := s.Peek(ctx, t0); err != nil || !v.Allow || v.Count != 1 {
-		t.Fatalf("peek on nothing: %+v %v", v, err)
+	if v, err := s.Try(ctx, t0, "never-asked", "1"); err != nil || !v.Allow || v.Count != 1 {
+		t.Fatalf("try on nothing: %+v %v", v, err)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "breaker.json")); !os.IsNotExist(err) {
-		t.Fatalf("peek wrote the file: %v", err)
+		t.Fatalf("try wrote the file: %v", err)
 	}
 	if v, err := s.Admit(ctx, t0, "a", "1"); err != nil || !v.Allow {
 		t.Fatalf("a: %+v %v", v, err)
@@ -50,8 +50,8 @@ func TestStorePersists(t *testing.T) {
 	if v, err := s2.Admit(ctx, t0.Add(time.Second), "b", "1"); err != nil || v.Allow || v.State != Open || v.Count != 2 {
 		t.Fatalf("b, from another Store: %+v %v", v, err)
 	}
-	if v, err := s.Peek(ctx, t0.Add(time.Second)); err != nil || v.Allow || v.State != Open || v.Count != 3 {
-		t.Fatalf("peek while open: %+v %v", v, err)
+	if v, err := s.Try(ctx, t0.Add(time.Second), "never-asked", "1"); err != nil || v.Allow || v.State != Open || v.Count != 3 {
+		t.Fatalf("try while open: %+v %v", v, err)
 	}
 	b, _ := os.ReadFile(filepath.Join(dir, "breaker.json"))
 	if !strings.Contains(string(b), `"state":"open"`) || !strings.Contains(string(b), `"version":1`) {
@@ -68,7 +68,7 @@ func TestStorePersists(t *testing.T) {
 }
 
 // TestStoreCorrupt: a file that is not a breaker's state is reported as
-// ErrCorrupt by Admit and Peek and left as it is: the breaker neither
+// ErrCorrupt by Admit and Try and left as it is: the breaker neither
 // opens nor closes by itself.
 func TestStoreCorrupt(t *testing.T) {
 	for name, content := range map[string]string{
@@ -87,8 +87,8 @@ func TestStoreCorrupt(t *testing.T) {
 			if v, err := s.Admit(t.Context(), t0, "a", "1"); !errors.Is(err, ErrCorrupt) || v.Allow || !strings.Contains(err.Error(), "fix or remove it") {
 				t.Fatalf("admit: %+v %v", v, err)
 			}
-			if _, err := s.Peek(t.Context(), t0); !errors.Is(err, ErrCorrupt) {
-				t.Fatalf("peek: %v", err)
+			if _, err := s.Try(t.Context(), t0, "never-asked", "1"); !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("try: %v", err)
 			}
 			if b, _ := os.ReadFile(p); string(b) != content {
 				t.Fatalf("the file was changed: %s", b)
@@ -147,9 +147,9 @@ func TestStoreConcurrent(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	v, err := openStore(t, dir, 5).Peek(t.Context(), t0)
+	v, err := openStore(t, dir, 5).Try(t.Context(), t0, "never-asked", "1")
 	if allowed.Load() != 5 || err != nil || v.Count != 25 || v.State != Open {
-		t.Fatalf("%d admitted, peek %+v %v", allowed.Load(), v, err)
+		t.Fatalf("%d admitted, try %+v %v", allowed.Load(), v, err)
 	}
 }
 
@@ -180,9 +180,9 @@ func TestStoreTwoProcesses(t *testing.T) {
 			theirs, _ = strconv.Atoi(n)
 		}
 	}
-	v, err := openStore(t, dir, 5).Peek(t.Context(), t0)
+	v, err := openStore(t, dir, 5).Try(t.Context(), t0, "never-asked", "1")
 	if mine+theirs != 5 || err != nil || v.Count != 21 {
-		t.Fatalf("admitted %d here and %d in the child; peek %+v %v\n%s", mine, theirs, v, err, out.String())
+		t.Fatalf("admitted %d here and %d in the child; try %+v %v\n%s", mine, theirs, v, err, out.String())
 	}
 }
 

@@ -1,8 +1,11 @@
 package cli
 
 import (
+	"fmt"
 	"io"
+	"os"
 	"sync"
+	"time"
 )
 
 // OnceWriter lets exactly one answer of a plugin reach W, whether it comes
@@ -28,4 +31,16 @@ func (o *OnceWriter) WriteOnce(s string) {
 	}
 	o.done = true
 	io.WriteString(o.W, s)
+}
+
+// Watchdog is a plugin's last line of defence: its work is bounded by
+// timeout, so this fires only on a bug (a stuck lock, a blocked file
+// system), which is the plugin's own failure and therefore UNKNOWN. It
+// answers "LABEL UNKNOWN - PROG did not finish within T (internal hang)"
+// through o and exits 3, 2 s after timeout. Stop it when the work ends.
+func (o *OnceWriter) Watchdog(timeout time.Duration, label, prog string) (stop func() bool) {
+	return time.AfterFunc(timeout+2*time.Second, func() {
+		o.WriteOnce(fmt.Sprintf("%s UNKNOWN - %s did not finish within %s (internal hang)\n", label, prog, timeout))
+		os.Exit(3)
+	}).Stop
 }

@@ -204,11 +204,10 @@ func TestIcingaAPIWriteBack(t *testing.T) {
 	}
 	hard := waitState("HARD CRITICAL", func(s icingaapi.Service) bool { return s.State == 2 && s.StateType == 1 })
 	waitComment("auto-restart ok", true)
-	healed := waitState("OK again", func(s icingaapi.Service) bool { return s.State == 0 })
+	waitState("OK again", func(s icingaapi.Service) bool { return s.State == 0 })
 	if took := time.Since(time.Unix(int64(hard.LastStateChange), 0)); took > 15*time.Second {
 		t.Errorf("OK %s after HARD CRITICAL: the forced re-check did not run (the check interval is 20s)", took)
 	}
-	_ = healed
 	recs, err := rig.ReadAudit(audit)
 	if err != nil {
 		t.Fatal(err)

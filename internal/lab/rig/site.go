@@ -53,10 +53,6 @@ type Site struct {
 	// (Nagios), the node's extra handle_worker flags.
 	Extra       []SiteService
 	HandlerArgs string
-	// IcingaAPI, IcingaCA and IcingaCredentials make the Icinga 2 sample
-	// write back through the REST API; empty, through the command pipe
-	// (the lab's instances keep it for the tests' own commands).
-	IcingaAPI, IcingaCA, IcingaCredentials string
 }
 
 // SiteService is one more worker service: its name, listener target and
@@ -87,7 +83,10 @@ func (s Site) Config() (engine.Config, error) {
 		cfg.Objects = s.icingaObjects()
 		cfg.Resources = map[string]string{"SelfhealPluginDir": s.BinDir, "SelfhealKeyFile": s.KeyFile,
 			"SelfhealStateDir": s.StateDir, "SelfhealLogFile": s.HandlerLog, "SelfhealCommandFile": "${command_file}",
-			"SelfhealIcingaAPI": s.IcingaAPI, "SelfhealIcingaCA": s.IcingaCA, "SelfhealIcingaCredentials": s.IcingaCredentials}
+			// The lab's instances keep the command pipe (the tests' own
+			// commands use it): the sample's write-back through the REST
+			// API runs on an API-only instance (e2e/icinga_api_test.go).
+			"SelfhealIcingaAPI": "", "SelfhealIcingaCA": "", "SelfhealIcingaCredentials": ""}
 		cfg.Constants = map[string]string{"SelfhealCheckInterval": "1s", "SelfhealRetryInterval": "1s", "SelfhealMaxCheckAttempts": "3"}
 	default:
 		return cfg, fmt.Errorf("rig: unknown engine kind %q", s.Kind)
