@@ -85,13 +85,20 @@ lint: ## gofmt, go vet and staticcheck must be clean
 bench: build ## Benchmarks against the real peers (check_http, xinetd, NRPE) and time to heal
 	@for s in internal/lab/bench/*.sh; do [ -f "$$s" ] && BIN=$(BIN) bash "$$s" || exit 1; done
 
+# The narrated story is a lab command (internal/lab/demo), never installed:
+# it drives a throwaway Nagios, so it stays out of the installed demo_worker.
+.PHONY: demo-story
+demo-story: build
+	@mkdir -p $(BUILD)
+	@CGO_ENABLED=0 $(GO) build -trimpath -o $(BUILD)/demo ./internal/lab/demo
+
 .PHONY: demo
-demo: build ## The full self-heal loop on this machine, narrated (needs only Go)
-	$(BIN)/demo_worker demo --bin-dir $(BIN)
+demo: demo-story ## The full self-heal loop on this machine, narrated (needs only Go)
+	$(BUILD)/demo --bin-dir $(BIN)
 
 .PHONY: demo-nagios
-demo-nagios: build ## The same story under a real Nagios Core 4 (needs nagios4)
-	$(BIN)/demo_worker demo --nagios --bin-dir $(BIN)
+demo-nagios: demo-story ## The same story under a real Nagios Core 4 (needs nagios4)
+	$(BUILD)/demo --nagios --bin-dir $(BIN)
 
 .PHONY: man
 man: build ## Man pages, rendered by each binary from its own grammar, into build/man

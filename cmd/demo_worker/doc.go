@@ -1,8 +1,9 @@
 /*
 demo_worker is a small job-processing worker that serves the status
 contract (docs/status-contract.md) and takes injected faults, so that the
-whole self-healing loop can be shown and tested with a real process. It also
-tells the story itself: `make demo` runs `demo_worker demo`.
+whole self-healing loop can be shown and tested with a real process. The
+narrated story that `make demo` tells with it is not part of it: that is
+internal/lab/demo, which is never installed.
 
 Usage:
 
@@ -12,7 +13,6 @@ Usage:
 	        [--log-file F] [--jobs-per-sec N] [--start-timeout 10s] [--stop-timeout 10s]
 	        [--hang-status-delay 60s] [--ignore-sigterm]
 	demo_worker fault crash|hang|degrade|fail|depfail|clear --listen ADDR [--timeout 5s]
-	demo_worker demo --bin-dir DIR [--nagios] [--keep]
 
 # run
 
@@ -67,10 +67,5 @@ one pid file are serialised by flock on PIDFILE.lock.
 Exit codes: 0 done, 1 failed, 2 usage error. status exits as an LSB init
 script does: 0 running, 1 dead with a pid file left, 3 not running,
 4 unknown.
-
-# demo
-
-Tells the self-healing story with the binaries in --bin-dir; see
-docs/demo.md.
 */
 package main

@@ -15,7 +15,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/selfheal/selfheal/internal/cli"
-	"github.com/selfheal/selfheal/internal/demo/story"
 	"github.com/selfheal/selfheal/internal/demo/worker"
 	"github.com/selfheal/selfheal/internal/version"
 )
@@ -54,18 +53,11 @@ type faultCmd struct {
 	Timeout time.Duration `default:"5s" help:"How long to wait for the worker's answer."`
 }
 
-type demoCmd struct {
-	BinDir string `required:"" type:"existingdir" help:"Directory holding the four built binaries."`
-	Nagios bool   `help:"Run the story under a real Nagios Core 4 (needs nagios4)."`
-	Keep   bool   `help:"Keep the temp directory for inspection."`
-}
-
 type grammar struct {
 	Version kong.VersionFlag `short:"V" help:"Print the version and exit."`
 	Run     runCmd           `cmd:"" help:"Run the worker in the foreground."`
 	Daemon  daemonCmd        `cmd:"" help:"Start, stop, restart or query a detached worker."`
 	Fault   faultCmd         `cmd:"" help:"Inject a fault into a running worker (loopback only)."`
-	Demo    demoCmd          `cmd:"" help:"Tell the self-healing story with the real binaries (make demo)."`
 }
 
 func main() {
@@ -99,13 +91,6 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		return daemon(g.Daemon, stdout, stderr)
 	case "fault <name>":
 		return fault(g.Fault, stdout, stderr)
-	case "demo":
-		// SIGHUP (the terminal went away) and SIGPIPE (`make demo | head`)
-		// end the story like Ctrl-C, so that its cleanup still runs.
-		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGPIPE)
-		defer stop()
-		return story.Run(ctx, story.Config{BinDir: g.Demo.BinDir, Nagios: g.Demo.Nagios, Keep: g.Demo.Keep},
-			story.Deps{Out: stdout, Now: time.Now})
 	}
 	fmt.Fprintf(stderr, "demo_worker: unknown command %q\n", kctx.Command())
 	return exitUsage

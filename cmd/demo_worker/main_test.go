@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/selfheal/selfheal/internal/demo/worker"
 	"github.com/selfheal/selfheal/internal/lab/rig"
 	"github.com/selfheal/selfheal/internal/lab/testutil"
 	"github.com/selfheal/selfheal/internal/proc"
@@ -74,7 +73,7 @@ func runBin(t *testing.T, bin string, extra []*os.File, args ...string) result {
 // killFromPIDFile is the safety net: whatever a test left running dies.
 func killFromPIDFile(t *testing.T, pidFile string) {
 	t.Cleanup(func() {
-		if pid, err := worker.ReadPIDFile(pidFile); err == nil && pid > 1 {
+		if pid, err := proc.ReadPIDFile(pidFile); err == nil && pid > 1 {
 			syscall.Kill(-pid, syscall.SIGKILL)
 			syscall.Kill(pid, syscall.SIGKILL)
 		}
@@ -96,7 +95,7 @@ func waitGone(t *testing.T, pid int) {
 
 func pidOf(t *testing.T, pidFile string) int {
 	t.Helper()
-	pid, err := worker.ReadPIDFile(pidFile)
+	pid, err := proc.ReadPIDFile(pidFile)
 	if err != nil || pid == 0 {
 		t.Fatalf("pid file %s: %d, %v", pidFile, pid, err)
 	}

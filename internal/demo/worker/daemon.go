@@ -146,13 +146,13 @@ func State(cfg DaemonConfig) (int, int, string) {
 	if err != nil {
 		return 0, StatusUnknownFailed, err.Error()
 	}
-	pid, err := ReadPIDFile(cfg.PIDFile)
+	pid, err := proc.ReadPIDFile(cfg.PIDFile)
 	switch {
 	case err != nil:
 		return 0, StatusUnknownFailed, err.Error()
 	case pid == 0:
 		return 0, StatusNotRunning, "not running (no pid file)"
-	case !proc.Alive(pid) || !isOurWorker(pid, cfg.PIDFile):
+	case !Owns(pid, cfg.PIDFile):
 		return pid, StatusDeadPIDFile, fmt.Sprintf("not running, but pid file %s names pid %d", cfg.PIDFile, pid)
 	}
 	return pid, StatusRunning, fmt.Sprintf("running, pid %d", pid)
@@ -160,12 +160,12 @@ func State(cfg DaemonConfig) (int, int, string) {
 
 func start(ctx context.Context, cfg DaemonConfig, deps DaemonDeps) (StartResult, error) {
 	var res StartResult
-	pid, err := ReadPIDFile(cfg.PIDFile)
+	pid, err := proc.ReadPIDFile(cfg.PIDFile)
 	if err != nil {
 		return res, err
 	}
 	if pid != 0 {
-		if proc.Alive(pid) && isOurWorker(pid, cfg.PIDFile) {
+		if Owns(pid, cfg.PIDFile) {
 			return StartResult{PID: pid, AlreadyRunning: true}, nil
 		}
 		os.Remove(cfg.PIDFile)
@@ -233,7 +233,7 @@ func start(ctx context.Context, cfg DaemonConfig, deps DaemonDeps) (StartResult,
 			return res, fmt.Errorf("worker pid %d did not answer on %s/status within %s; killed it; see %s",
 				child, base, cfg.StartTimeout, logHint(cfg.LogFile))
 		case <-tick.C:
-			if got, _ := ReadPIDFile(cfg.PIDFile); got != child {
+			if got, _ := proc.ReadPIDFile(cfg.PIDFile); got != child {
 				continue
 			}
 			if probe(ctx, client, base+"/status") == nil {
@@ -246,11 +246,11 @@ func start(ctx context.Context, cfg DaemonConfig, deps DaemonDeps) (StartResult,
 
 func stop(ctx context.Context, cfg DaemonConfig) (StopResult, error) {
 	var res StopResult
-	pid, err := ReadPIDFile(cfg.PIDFile)
+	pid, err := proc.ReadPIDFile(cfg.PIDFile)
 	if err != nil || pid == 0 {
 		return res, err
 	}
-	if !proc.Alive(pid) || !isOurWorker(pid, cfg.PIDFile) {
+	if !Owns(pid, cfg.PIDFile) {
 		os.Remove(cfg.PIDFile)
 		res.StalePID = pid
 		return res, nil
@@ -264,7 +264,7 @@ func stop(ctx context.Context, cfg DaemonConfig) (StopResult, error) {
 	if !gone {
 		return res, fmt.Errorf("worker pid %d survived SIGKILL for %s", pid, killWait)
 	}
-	RemovePIDFile(cfg.PIDFile, pid)
+	proc.RemovePIDFile(cfg.PIDFile, pid)
 	return res, nil
 }
 

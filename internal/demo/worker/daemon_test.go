@@ -70,7 +70,7 @@ func TestStopNeverKillsAnUnrelatedProcess(t *testing.T) {
 		t.Skipf("no sleep(1): %v", err)
 	}
 	t.Cleanup(func() { sleeper.Process.Kill(); sleeper.Wait() })
-	if err := WritePIDFile(cfg.PIDFile, sleeper.Process.Pid); err != nil {
+	if err := proc.WritePIDFile(cfg.PIDFile, sleeper.Process.Pid); err != nil {
 		t.Fatal(err)
 	}
 	res, err := Stop(context.Background(), cfg)
@@ -102,7 +102,7 @@ func TestStateCodes(t *testing.T) {
 	if err := c.Run(); err != nil {
 		t.Skip(err)
 	}
-	WritePIDFile(cfg.PIDFile, c.Process.Pid)
+	proc.WritePIDFile(cfg.PIDFile, c.Process.Pid)
 	if _, code, _ := State(cfg); code != StatusDeadPIDFile {
 		t.Errorf("dead pid: %d", code)
 	}

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/selfheal/selfheal/internal/proc"
 )
 
 // Config is the foreground worker's configuration (`demo_worker run`).
@@ -81,7 +83,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) Result {
 	}
 
 	if cfg.PIDFile != "" {
-		if err := WritePIDFile(cfg.PIDFile, deps.PID); err != nil {
+		if err := proc.WritePIDFile(cfg.PIDFile, deps.PID); err != nil {
 			return Result{Code: 1, Err: err}
 		}
 	}
@@ -117,7 +119,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) Result {
 	}
 	wg.Wait()
 	if cfg.PIDFile != "" {
-		RemovePIDFile(cfg.PIDFile, deps.PID)
+		proc.RemovePIDFile(cfg.PIDFile, deps.PID)
 	}
 	deps.Log.Info().Msg("stopped")
 	return res

@@ -17,6 +17,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/selfheal/selfheal/internal/proc"
 	"github.com/selfheal/selfheal/internal/status"
 )
 
@@ -243,7 +244,7 @@ func TestRunWorksHangsAndRecovers(t *testing.T) {
 	client := &http.Client{Timeout: 5 * time.Second}
 
 	eventually(t, "pid file written", func() bool {
-		pid, err := ReadPIDFile(pidFile)
+		pid, err := proc.ReadPIDFile(pidFile)
 		return err == nil && pid == 777
 	})
 	var first status.Document
@@ -374,41 +375,6 @@ func TestRunFailsOnBusyPort(t *testing.T) {
 	res := Run(context.Background(), Config{Listen: ln.Addr().String()}, Deps{Log: zerolog.Nop()})
 	if res.Code == 0 || res.Err == nil {
 		t.Fatalf("Run on a busy port: %+v", res)
-	}
-}
-
-func TestPIDFile(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "x.pid")
-	if pid, err := ReadPIDFile(p); pid != 0 || err != nil {
-		t.Fatalf("missing file: %d, %v", pid, err)
-	}
-	if err := WritePIDFile(p, 1234); err != nil {
-		t.Fatal(err)
-	}
-	if pid, err := ReadPIDFile(p); pid != 1234 || err != nil {
-		t.Fatalf("read back: %d, %v", pid, err)
-	}
-	RemovePIDFile(p, 999) // not ours: must stay
-	if _, err := os.Stat(p); err != nil {
-		t.Fatal("RemovePIDFile removed another worker's pid file")
-	}
-	RemovePIDFile(p, 1234)
-	if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
-		t.Fatal("RemovePIDFile left our pid file")
-	}
-	if err := os.WriteFile(p, []byte("nonsense\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := ReadPIDFile(p); err == nil {
-		t.Fatal("garbage pid file accepted")
-	}
-}
-
-// TestIsOurWorker: a live process that is not a demo worker is not taken
-// for one. (Liveness itself, pid <= 0 included, is proc.TestAlive's.)
-func TestIsOurWorker(t *testing.T) {
-	if isOurWorker(os.Getpid(), "/nonexistent/x.pid") {
-		t.Fatal("the test binary was taken for a demo worker")
 	}
 }
 

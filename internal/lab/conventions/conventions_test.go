@@ -1,6 +1,7 @@
 // Package conventions keeps the tree's layout honest: what ships is apart
-// from what demos and tests it, each core is one hop from its main, and test
-// files say which file they test. It reads the tree with `go list`, so it
+// from what demos and tests it, every installed binary is held to that with
+// no exception, each core is one hop from its main, and test files say which
+// file they test. It reads the tree with `go list`, so it
 // fails the moment an import or a file breaks a rule.
 package conventions
 
@@ -19,26 +20,84 @@ import (
 
 const module = "github.com/selfheal/selfheal"
 
-// installed are the binaries a user installs, and the core each one is a
-// thin main around.
-var installed = map[string]string{
+// cores are the installed binaries and the core each one is a thin main
+// around. demo_worker is installed too (selfheal-agent ships it), so it is
+// held to the same rules, except that its core is the demo worker.
+var cores = map[string]string{
 	"check_worker":    "internal/check",
 	"handle_worker":   "internal/handler",
 	"worker_listener": "internal/listener",
 	"check_selfheal":  "internal/healercheck",
+	"demo_worker":     "internal/demo/worker",
 }
 
-// scaffolding are the folders that demo and test the product; nothing
-// installed may link them.
-var scaffolding = []string{module + "/internal/demo", module + "/internal/lab"}
+// demoBinary is the one installed binary that may link demo code.
+const demoBinary = "demo_worker"
 
-func isScaffolding(pkg string) bool {
-	for _, s := range scaffolding {
-		if pkg == s || strings.HasPrefix(pkg, s+"/") {
-			return true
+const (
+	demoTree = module + "/internal/demo"
+	labTree  = module + "/internal/lab"
+)
+
+func under(pkg, tree string) bool { return pkg == tree || strings.HasPrefix(pkg, tree+"/") }
+
+// installedBinaries are the binaries the Debian packages install: every
+// `src: ${BINDIR}/NAME` in packaging/*.yaml. Reading them from the packaging
+// means a new installed binary is covered without anyone editing this test.
+func installedBinaries(t *testing.T) []string {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(testutil.ModuleRoot(t), "packaging", "*.yaml"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no packaging/*.yaml: %v", err)
+	}
+	var bins []string
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			if _, name, ok := strings.Cut(l, "src: ${BINDIR}/"); ok {
+				bins = append(bins, strings.TrimSpace(name))
+			}
 		}
 	}
-	return false
+	sort.Strings(bins)
+	if len(bins) < 4 {
+		t.Fatalf("packaging installs only %v; the checks would prove little", bins)
+	}
+	return bins
+}
+
+// TestEveryCommandIsInstalled: cmd/ holds the installed binaries and
+// nothing else (the lab's own commands live under internal/lab), and each
+// has a core named above.
+func TestEveryCommandIsInstalled(t *testing.T) {
+	installed := map[string]bool{}
+	for _, b := range installedBinaries(t) {
+		installed[b] = true
+		if _, ok := cores[b]; !ok {
+			t.Errorf("%s is installed but has no core in this test's table", b)
+		}
+	}
+	entries, err := os.ReadDir(filepath.Join(testutil.ModuleRoot(t), "cmd"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, e := range entries {
+		if e.IsDir() {
+			seen[e.Name()] = true
+			if !installed[e.Name()] {
+				t.Errorf("cmd/%s is not installed by packaging/*.yaml: an uninstalled command belongs under internal/lab", e.Name())
+			}
+		}
+	}
+	for b := range installed {
+		if !seen[b] {
+			t.Errorf("packaging installs %s but there is no cmd/%s", b, b)
+		}
+	}
 }
 
 // goList runs `go list` in the module root and returns its lines.
@@ -62,48 +121,58 @@ func goList(t *testing.T, args ...string) []string {
 	return lines
 }
 
+// TestInstalledBinariesLinkNoScaffolding: no installed binary links lab
+// code, and none but demo_worker links demo code.
 func TestInstalledBinariesLinkNoScaffolding(t *testing.T) {
-	for bin := range installed {
+	for _, bin := range installedBinaries(t) {
 		deps := goList(t, "-deps", "./cmd/"+bin)
 		if len(deps) < 10 {
 			t.Fatalf("%s: go list -deps gave %d packages; the check would prove nothing", bin, len(deps))
 		}
 		for _, d := range deps {
-			if isScaffolding(d) {
-				t.Errorf("%s links %s: installed binaries must not link demo or lab code", bin, d)
+			if under(d, labTree) {
+				t.Errorf("%s links %s: installed binaries must not link lab code", bin, d)
+			}
+			if under(d, demoTree) && bin != demoBinary {
+				t.Errorf("%s links %s: only %s may link demo code", bin, d, demoBinary)
 			}
 		}
 	}
 }
 
-func TestProductPackagesImportNoScaffolding(t *testing.T) {
-	// Imports of non-test files only: product tests may use the lab.
+// TestImportsRunDownward: outside tests, nothing imports the lab but the
+// lab, and nothing imports the demo but the demo, demo_worker and the lab.
+func TestImportsRunDownward(t *testing.T) {
 	lines := goList(t, "-f", `{{.ImportPath}} {{join .Imports " "}}`, "./...")
 	checked := 0
 	for _, l := range lines {
 		f := strings.Fields(l)
 		pkg := f[0]
-		if isScaffolding(pkg) || pkg == module+"/cmd/demo_worker" {
+		if under(pkg, labTree) {
 			continue
 		}
 		checked++
+		demoOK := under(pkg, demoTree) || pkg == module+"/cmd/"+demoBinary
 		for _, imp := range f[1:] {
-			if isScaffolding(imp) {
-				t.Errorf("product package %s imports %s", pkg, imp)
+			if under(imp, labTree) || (under(imp, demoTree) && !demoOK) {
+				t.Errorf("%s imports %s", pkg, imp)
 			}
 		}
 	}
-	if checked < len(installed) {
+	if checked < len(cores) {
 		t.Fatalf("only %d product packages listed", checked)
 	}
 }
 
 func TestInternalTopLevelIsTheProduct(t *testing.T) {
 	// Every folder directly under internal/ other than demo and lab is
-	// linked by at least one installed binary: `ls internal/` reads as the
-	// product.
+	// linked by at least one installed binary other than demo_worker: `ls
+	// internal/` reads as the product.
 	linked := map[string]bool{}
-	for bin := range installed {
+	for _, bin := range installedBinaries(t) {
+		if bin == demoBinary {
+			continue
+		}
 		for _, d := range goList(t, "-deps", "./cmd/"+bin) {
 			if rest, ok := strings.CutPrefix(d, module+"/internal/"); ok {
 				linked[strings.SplitN(rest, "/", 2)[0]] = true
@@ -125,7 +194,7 @@ func TestInternalTopLevelIsTheProduct(t *testing.T) {
 }
 
 func TestCoresAreOneHopFromTheirMain(t *testing.T) {
-	for bin, core := range installed {
+	for bin, core := range cores {
 		imports := goList(t, "-f", `{{join .Imports "\n"}}`, "./cmd/"+bin)
 		found := false
 		for _, imp := range imports {

@@ -4,7 +4,7 @@ import (
 	"context"
 	"syscall"
 
-	"github.com/selfheal/selfheal/internal/demo/worker"
+	"github.com/selfheal/selfheal/internal/proc"
 )
 
 // Worker is a demo_worker daemon behind its pid file, driven the way the
@@ -58,13 +58,13 @@ func (w Worker) Fault(ctx context.Context, name string) error {
 
 // PID reads the pid file; 0 when there is none (or it is unreadable).
 func (w Worker) PID() int {
-	pid, _ := worker.ReadPIDFile(w.PIDFile)
+	pid, _ := proc.ReadPIDFile(w.PIDFile)
 	return pid
 }
 
 // Owns reports whether pid is a live demo_worker run with this pid file
 // (never a recycled pid).
-func (w Worker) Owns(pid int) bool { return worker.Owns(pid, w.PIDFile) }
+func (w Worker) Owns(pid int) bool { return proc.RunsWithPIDFile(pid, "run", w.PIDFile) }
 
 // Shutdown stops the worker through its pid file, then SIGKILLs it if it
 // still runs: detached, and maybe restarted by the listener since, it is

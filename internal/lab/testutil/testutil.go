@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -49,6 +50,19 @@ func Binary(t testing.TB, name string) string {
 			return abs
 		}
 	}
+	return build(t, name, "./cmd/"+name)
+}
+
+// Program returns the path of the command in pkg (a directory relative to
+// the module root, such as internal/lab/demo), built once per test run:
+// the lab's own commands, which `make build` does not build.
+func Program(t testing.TB, pkg string) string {
+	t.Helper()
+	return build(t, strings.ReplaceAll(pkg, "/", "_"), "./"+pkg)
+}
+
+func build(t testing.TB, name, pkg string) string {
+	t.Helper()
 	mu.Lock()
 	defer mu.Unlock()
 	if p, ok := built[name]; ok {
@@ -62,11 +76,11 @@ func Binary(t testing.TB, name string) string {
 		binDir = d
 	}
 	out := filepath.Join(binDir, name)
-	cmd := exec.Command("go", "build", "-trimpath", "-o", out, "./cmd/"+name)
+	cmd := exec.Command("go", "build", "-trimpath", "-o", out, pkg)
 	cmd.Dir = ModuleRoot(t)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building %s: %v\n%s", name, err, b)
+		t.Fatalf("building %s: %v\n%s", pkg, err, b)
 	}
 	built[name] = out
 	return out

@@ -1,4 +1,4 @@
-package story
+package main
 
 import (
 	"context"
@@ -13,10 +13,10 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/selfheal/selfheal/internal/demo/worker"
 	"github.com/selfheal/selfheal/internal/lab/rig"
 	"github.com/selfheal/selfheal/internal/lab/rig/rigtest"
 	"github.com/selfheal/selfheal/internal/lab/testutil"
+	"github.com/selfheal/selfheal/internal/proc"
 )
 
 // TestSampleScriptsUnderListener drives nagios-config/demo's start, status,
@@ -52,7 +52,7 @@ func TestSampleScriptsUnderListener(t *testing.T) {
 	wport, lport := freeTestPort(t), freeTestPort(t)
 	pidFile := filepath.Join(dir, "demo.pid")
 	t.Cleanup(func() {
-		if pid, _ := worker.ReadPIDFile(pidFile); worker.Owns(pid, pidFile) {
+		if pid, _ := proc.ReadPIDFile(pidFile); owns(pid, pidFile) {
 			killPID(pid)
 		}
 	})
@@ -86,8 +86,8 @@ func TestSampleScriptsUnderListener(t *testing.T) {
 	if res := send("start"); res.Code != 0 {
 		t.Fatalf("start through the listener: %+v", res)
 	}
-	first, _ := worker.ReadPIDFile(pidFile)
-	if !worker.Owns(first, pidFile) {
+	first, _ := proc.ReadPIDFile(pidFile)
+	if !owns(first, pidFile) {
 		t.Fatalf("no worker running after start (pid file says %d)", first)
 	}
 	if res := send("status"); res.Code != 0 {
@@ -96,16 +96,16 @@ func TestSampleScriptsUnderListener(t *testing.T) {
 	if res := send("restart"); res.Code != 0 {
 		t.Fatalf("restart through the listener: %+v", res)
 	}
-	second, _ := worker.ReadPIDFile(pidFile)
-	if second == first || !worker.Owns(second, pidFile) {
+	second, _ := proc.ReadPIDFile(pidFile)
+	if second == first || !owns(second, pidFile) {
 		t.Fatalf("restart: pid %d -> %d", first, second)
 	}
-	if worker.Owns(first, pidFile) {
+	if owns(first, pidFile) {
 		t.Fatalf("the old worker %d survived the restart", first)
 	}
 	// The worker survives the listener that started it.
 	_ = l.Stop(5 * time.Second)
-	if !worker.Owns(second, pidFile) {
+	if !owns(second, pidFile) {
 		t.Fatal("the worker died with the listener")
 	}
 	// stop.sh by hand, as on-call would run it, with the action's env.
@@ -124,3 +124,6 @@ func freeTestPort(t *testing.T) string {
 	}
 	return strconv.Itoa(p)
 }
+
+// owns reports whether pid is the demo worker run with pidFile.
+func owns(pid int, pidFile string) bool { return rig.Worker{PIDFile: pidFile}.Owns(pid) }

@@ -1,10 +1,4 @@
-// Package story tells the self-healing story with the real binaries: the
-// narrated `make demo` (no Nagios: the demo plays Nagios' part and calls
-// the plugin and the event handler itself) and `make demo-nagios` (a real
-// Nagios Core 4 with 1-second intervals does it). Everything it writes is
-// in one temp dir, every process it starts is stopped before it returns,
-// also on Ctrl-C and on failure.
-package story
+package main
 
 import (
 	"context"
@@ -290,7 +284,7 @@ func (s *story) writeListenerConfig() error {
 		actions[verb] = rig.Action{Argv: s.w.Argv(verb), Timeout: "10s", KillGrace: "5s"}
 	}
 	return rig.ListenerConfig{
-		Comment:  "Written by `demo_worker demo`: the listener may run exactly these actions.",
+		Comment:  "Written by `make demo`: the listener may run exactly these actions.",
 		Listen:   "127.0.0.1:" + s.listenPort,
 		Agent:    s.agent,
 		Keys:     []string{s.keyFile},

@@ -1,4 +1,4 @@
-package story
+package main
 
 import (
 	"bufio"
@@ -20,6 +20,9 @@ import (
 	"github.com/selfheal/selfheal/internal/lab/testutil"
 	"github.com/selfheal/selfheal/internal/proc"
 )
+
+// demoPkg is this command, built as `make demo` builds it.
+const demoPkg = "internal/lab/demo"
 
 func TestMain(m *testing.M) {
 	code := m.Run()
@@ -112,7 +115,7 @@ func summaryLine(t *testing.T, out, name string) string {
 	return ""
 }
 
-// runDemo runs `demo_worker demo` with extra args in a sandbox and checks
+// runDemo runs the demo with extra args in a sandbox and checks
 // the outcomes every story must have.
 func runDemo(t *testing.T, timeout time.Duration, extra ...string) string {
 	t.Helper()
@@ -120,7 +123,7 @@ func runDemo(t *testing.T, timeout time.Duration, extra ...string) string {
 	sb := newSandbox(t)
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	cmd := sb.command(ctx, filepath.Join(bins, "demo_worker"), append([]string{"demo", "--bin-dir", bins}, extra...)...)
+	cmd := sb.command(ctx, testutil.Program(t, demoPkg), append([]string{"--bin-dir", bins}, extra...)...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
@@ -254,7 +257,7 @@ func TestDemoBrokenPipe(t *testing.T) {
 	sb.assertClean(t)
 }
 
-// startDemo starts the real `demo_worker demo` in a sandbox with its
+// startDemo starts the real demo in a sandbox with its
 // stdout piped to the test; the context bounds the whole run.
 func startDemo(t *testing.T) (sandbox, context.Context, *exec.Cmd, io.ReadCloser) {
 	t.Helper()
@@ -262,7 +265,7 @@ func startDemo(t *testing.T) (sandbox, context.Context, *exec.Cmd, io.ReadCloser
 	sb := newSandbox(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
-	cmd := sb.command(ctx, filepath.Join(bins, "demo_worker"), "demo", "--bin-dir", bins)
+	cmd := sb.command(ctx, testutil.Program(t, demoPkg), "--bin-dir", bins)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
