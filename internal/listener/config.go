@@ -180,8 +180,9 @@ type Budget struct {
 }
 
 // DefaultBudget is the budget of a service when the config sets none: the
-// one the handler used to keep.
-var DefaultBudget = Budget{Max: 3, Window: time.Hour, MinGap: 2 * time.Minute}
+// one the handler used to keep. A function, so that no caller can change
+// every later config's default.
+func DefaultBudget() Budget { return Budget{Max: 3, Window: time.Hour, MinGap: 2 * time.Minute} }
 
 // Budget bounds. A window of a week is already more than an operator
 // would wait; the restart list in the state file holds at most MaxBudget
@@ -251,18 +252,77 @@ const (
 	maxKillGrace    = time.Minute
 )
 
-// DefaultLimits are used for every limit left at zero.
 // MaxIOTimeout caps read_timeout, write_timeout and handshake_timeout.
 const MaxIOTimeout = time.Minute
 
-var DefaultLimits = Limits{
-	MaxConns:          64,
-	MaxConnsPerSource: 8,
-	Rate:              5,
-	Burst:             20,
-	ReadTimeout:       5 * time.Second,
-	WriteTimeout:      5 * time.Second,
-	HandshakeTimeout:  5 * time.Second,
+// DefaultLimits are used for every limit left out or zero. A function, so
+// that no caller can change every later config's default.
+func DefaultLimits() Limits {
+	return Limits{
+		MaxConns:          64,
+		MaxConnsPerSource: 8,
+		Rate:              5,
+		Burst:             20,
+		ReadTimeout:       5 * time.Second,
+		WriteTimeout:      5 * time.Second,
+		HandshakeTimeout:  5 * time.Second,
+	}
+}
+
+// defaults is every default of the config in one value: what a config
+// that sets nothing gets. Per-service budgets and back-off are resolved
+// from the top level's (resolveServices), and actions from defaultAction.
+func defaults() Config {
+	return Config{
+		Listen:        DefaultListen,
+		ReplayWindow:  DefaultReplayWindow,
+		ShutdownGrace: DefaultShutdownGrace,
+		Limits:        DefaultLimits(),
+		Breaker: BreakerConfig{
+			Window:      breaker.DefaultWindow,
+			Quiet:       breaker.DefaultQuiet,
+			Fraction:    DefaultBreakerFraction,
+			MinServices: DefaultBreakerMinServices,
+		},
+	}
+}
+
+// defaultAction is every default of an action.
+func defaultAction() Action {
+	return Action{Timeout: DefaultActionTimeout, KillGrace: DefaultKillGrace, Dir: "/"}
+}
+
+// withDefaults fills every field left out from d. A field set to zero
+// takes the default too, as it always has: a zero timeout or max_conns
+// would stop the agent from working at all, never what an operator meant.
+// So the defaults are applied after decoding, not decoded over (which
+// would turn an explicit 0 into a value).
+func (c *Config) withDefaults(d Config) {
+	c.Listen = cmp.Or(c.Listen, d.Listen)
+	c.ReplayWindow = cmp.Or(c.ReplayWindow, d.ReplayWindow)
+	c.ShutdownGrace = cmp.Or(c.ShutdownGrace, d.ShutdownGrace)
+	l, dl := &c.Limits, d.Limits
+	l.MaxConns = cmp.Or(l.MaxConns, dl.MaxConns)
+	l.MaxConnsPerSource = cmp.Or(l.MaxConnsPerSource, dl.MaxConnsPerSource)
+	l.Rate = cmp.Or(l.Rate, dl.Rate)
+	l.Burst = cmp.Or(l.Burst, dl.Burst)
+	l.ReadTimeout = cmp.Or(l.ReadTimeout, dl.ReadTimeout)
+	l.WriteTimeout = cmp.Or(l.WriteTimeout, dl.WriteTimeout)
+	l.HandshakeTimeout = cmp.Or(l.HandshakeTimeout, dl.HandshakeTimeout)
+	b, db := &c.Breaker, d.Breaker
+	b.Window = cmp.Or(b.Window, db.Window)
+	b.Quiet = cmp.Or(b.Quiet, db.Quiet)
+	b.Fraction = cmp.Or(b.Fraction, db.Fraction)
+	b.MinServices = cmp.Or(b.MinServices, db.MinServices)
+	da := defaultAction()
+	for _, svc := range c.Services {
+		for vn, a := range svc.Actions {
+			a.Timeout = cmp.Or(a.Timeout, da.Timeout)
+			a.KillGrace = cmp.Or(a.KillGrace, da.KillGrace)
+			a.Dir = cmp.Or(a.Dir, da.Dir)
+			svc.Actions[vn] = a
+		}
+	}
 }
 
 // Load reads, defaults and validates a config file, loading its keys and
@@ -296,53 +356,44 @@ func parse(b []byte, tc *trustCheck) (*Config, error) {
 	if err := dec.Decode(&c); err != nil {
 		return nil, errors.Join(fmt.Errorf("parsing YAML: %w", err), tc.err())
 	}
-	if err := c.finish(tc); err != nil {
+	c.withDefaults(defaults())
+	if err := c.resolve(tc); err != nil {
 		return nil, err
 	}
 	return &c, nil
 }
 
-// finish defaults and validates c; the trust rule's findings (tc, with
-// the config file's own) come last, all of them, after every other error.
-func (c *Config) finish(tc *trustCheck) error {
+// resolve validates c (defaults applied) and loads what it names: keys,
+// allow list, TLS material, each service's budget and actions. Every
+// problem is reported; the trust rule's findings (tc, with the config
+// file's own) come last, all of them, after every other error.
+func (c *Config) resolve(tc *trustCheck) error {
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	c.checkLimits(bad)
+	c.checkPaths(tc, bad)
+	c.loadKeys(tc, bad)
+	budget := DefaultBudget().over(c.Budget)
+	if err := budget.check(); err != nil {
+		bad("budget: %v", err)
+	} else if err := resolveBackoff(budget.MinGap, c.Budget).check(budget.MinGap); err != nil {
+		bad("budget: %v", err)
+	}
+	breakerOn := c.Breaker.check(bad)
+	c.parseAllow(bad)
+	c.loadTLS(tc, bad)
+	c.resolveServices(budget, tc, bad)
+	if breakerOn {
+		c.breaker = c.breakerFor(c.restartable)
+	}
+	return errors.Join(append(errs, tc.err())...)
+}
 
-	if c.Listen == "" {
-		c.Listen = DefaultListen
-	}
-	if c.ReplayWindow == 0 {
-		c.ReplayWindow = DefaultReplayWindow
-	}
+func (c *Config) checkLimits(bad func(string, ...any)) {
 	if c.ReplayWindow < time.Second || c.ReplayWindow > MaxReplayWindow {
 		bad("replay_window %s: must be between 1s and 10m", c.ReplayWindow)
 	}
-	if c.ShutdownGrace == 0 {
-		c.ShutdownGrace = DefaultShutdownGrace
-	}
-	l := &c.Limits
-	d := DefaultLimits
-	if l.MaxConns == 0 {
-		l.MaxConns = d.MaxConns
-	}
-	if l.MaxConnsPerSource == 0 {
-		l.MaxConnsPerSource = d.MaxConnsPerSource
-	}
-	if l.Rate == 0 {
-		l.Rate = d.Rate
-	}
-	if l.Burst == 0 {
-		l.Burst = d.Burst
-	}
-	if l.ReadTimeout == 0 {
-		l.ReadTimeout = d.ReadTimeout
-	}
-	if l.WriteTimeout == 0 {
-		l.WriteTimeout = d.WriteTimeout
-	}
-	if l.HandshakeTimeout == 0 {
-		l.HandshakeTimeout = d.HandshakeTimeout
-	}
+	l := c.Limits
 	if l.MaxConns < 0 || l.MaxConnsPerSource < 0 || l.Rate < 0 || l.Burst < 0 || l.ReadTimeout < 0 || l.WriteTimeout < 0 || l.HandshakeTimeout < 0 {
 		bad("limits: values must be positive")
 	}
@@ -353,7 +404,9 @@ func (c *Config) finish(tc *trustCheck) error {
 			bad("limits: %s %s is above the maximum %s", name, d, MaxIOTimeout)
 		}
 	}
+}
 
+func (c *Config) checkPaths(tc *trustCheck, bad func(string, ...any)) {
 	if c.StateDir == "" {
 		bad("state_dir is required: the nonce cache lives there so that a replay after a restart is refused")
 	} else if !filepath.IsAbs(c.StateDir) {
@@ -365,7 +418,11 @@ func (c *Config) finish(tc *trustCheck) error {
 	if c.AuditLog != "" && c.AuditLog != "-" && tc.noSymlink("audit_log", c.AuditLog, "appends to audit_log") {
 		tc.check("audit_log", c.AuditLog, fsutil.DataFile|fsutil.Optional)
 	}
+}
 
+// loadKeys checks the agent's name and loads its host keys: each must be a
+// host key issued for this agent, never a fleet key.
+func (c *Config) loadKeys(tc *trustCheck, bad func(string, ...any)) {
 	agentOK := protocol.ValidName(c.Agent)
 	switch {
 	case c.Agent == "":
@@ -408,15 +465,9 @@ func (c *Config) finish(tc *trustCheck) error {
 		}
 		c.keys[k.ID] = k
 	}
+}
 
-	budget := DefaultBudget.over(c.Budget)
-	if err := budget.check(); err != nil {
-		bad("budget: %v", err)
-	} else if err := resolveBackoff(budget.MinGap, c.Budget).check(budget.MinGap); err != nil {
-		bad("budget: %v", err)
-	}
-	breakerOn := c.finishBreaker(bad)
-
+func (c *Config) parseAllow(bad func(string, ...any)) {
 	if len(c.Allow) == 0 {
 		bad("allow: list the source networks that may connect (e.g. [127.0.0.1/32, ::1/128]); an empty list would refuse everyone")
 	}
@@ -436,26 +487,34 @@ func (c *Config) finish(tc *trustCheck) error {
 		}
 		c.allow = append(c.allow, p.Masked())
 	}
+}
 
-	if t := c.TLS; t != nil {
-		ok := true
-		for _, f := range []struct {
-			what, path string
-			kind       fsutil.Kind
-		}{{"tls cert", t.Cert, fsutil.ConfigFile}, {"tls key", t.Key, fsutil.SecretFile}, {"tls client_ca", t.ClientCA, fsutil.ConfigFile}} {
-			if f.path != "" {
-				ok = tc.check(f.what, f.path, f.kind|fsutil.Optional) && ok
-			}
-		}
-		if ok {
-			conf, err := serverTLS(t)
-			if err != nil {
-				bad("tls: %v", err)
-			}
-			c.tlsConf = conf
+func (c *Config) loadTLS(tc *trustCheck, bad func(string, ...any)) {
+	t := c.TLS
+	if t == nil {
+		return
+	}
+	ok := true
+	for _, f := range []struct {
+		what, path string
+		kind       fsutil.Kind
+	}{{"tls cert", t.Cert, fsutil.ConfigFile}, {"tls key", t.Key, fsutil.SecretFile}, {"tls client_ca", t.ClientCA, fsutil.ConfigFile}} {
+		if f.path != "" {
+			ok = tc.check(f.what, f.path, f.kind|fsutil.Optional) && ok
 		}
 	}
+	if ok {
+		conf, err := serverTLS(t)
+		if err != nil {
+			bad("tls: %v", err)
+		}
+		c.tlsConf = conf
+	}
+}
 
+// resolveServices gives each service its budget and back-off (its own
+// fields over the top level's, budget), and checks its actions.
+func (c *Config) resolveServices(budget Budget, tc *trustCheck, bad func(string, ...any)) {
 	if len(c.Services) == 0 {
 		bad("services: name at least one service with actions")
 	}
@@ -504,7 +563,7 @@ func (c *Config) finish(tc *trustCheck) error {
 			if len(a.Argv) > 0 && filepath.IsAbs(a.Argv[0]) && !slices.ContainsFunc(a.Argv, hasNUL) {
 				tc.checkAction("service "+n+" action "+vn, a.Argv)
 			}
-			if err := a.finish(); err != nil {
+			if err := a.resolve(); err != nil {
 				bad("service %s action %s: %v", n, vn, err)
 				continue
 			}
@@ -512,28 +571,11 @@ func (c *Config) finish(tc *trustCheck) error {
 		}
 		c.Services[n] = svc
 	}
-	if breakerOn {
-		c.breaker = c.breakerFor(c.restartable)
-	}
-	return errors.Join(append(errs, tc.err())...)
 }
 
-// finishBreaker defaults and validates the breaker block, and reports
+// check validates the breaker block (defaults applied), and reports
 // whether the breaker is on (to be sized once the services are known).
-func (c *Config) finishBreaker(bad func(string, ...any)) bool {
-	b := &c.Breaker
-	if b.Window == 0 {
-		b.Window = breaker.DefaultWindow
-	}
-	if b.Quiet == 0 {
-		b.Quiet = breaker.DefaultQuiet
-	}
-	if b.Fraction == 0 {
-		b.Fraction = DefaultBreakerFraction
-	}
-	if b.MinServices == 0 {
-		b.MinServices = DefaultBreakerMinServices
-	}
+func (b BreakerConfig) check(bad func(string, ...any)) bool {
 	ok := true
 	check := func(cond bool, format string, a ...any) {
 		if !cond {
@@ -561,7 +603,9 @@ func (c *Config) breakerFor(n int) *breaker.Config {
 
 func hasNUL(s string) bool { return strings.IndexByte(s, 0) >= 0 }
 
-func (a *Action) finish() error {
+// resolve validates the action (defaults applied) and builds its
+// environment and credentials.
+func (a *Action) resolve() error {
 	if len(a.Argv) == 0 {
 		return errors.New("argv is empty")
 	}
@@ -574,20 +618,11 @@ func (a *Action) finish() error {
 			return fmt.Errorf("argv[%d] holds a NUL byte", i)
 		}
 	}
-	if a.Timeout == 0 {
-		a.Timeout = DefaultActionTimeout
-	}
 	if a.Timeout < 0 || a.Timeout > maxActionTimeout {
 		return fmt.Errorf("timeout %s: must be between 0 and %s", a.Timeout, maxActionTimeout)
 	}
-	if a.KillGrace == 0 {
-		a.KillGrace = DefaultKillGrace
-	}
 	if a.KillGrace < 0 || a.KillGrace > maxKillGrace {
 		return fmt.Errorf("kill_grace %s: must be between 0 and 1m", a.KillGrace)
-	}
-	if a.Dir == "" {
-		a.Dir = "/"
 	}
 	if fi, err := os.Stat(a.Dir); err != nil || !fi.IsDir() {
 		return fmt.Errorf("dir %q is not an existing directory", a.Dir)
@@ -652,7 +687,7 @@ func serverTLS(t *TLSConfig) (*tls.Config, error) {
 		return nil, errors.New("cert and key are both required")
 	}
 	// fsutil's loaders: a FIFO named here must not hang the agent's start.
-	// The key's mode is the trust rule's (finish), with its other checks.
+	// The key's mode is the trust rule's (resolve), with its other checks.
 	cert, _, err := fsutil.LoadKeyPair(t.Cert, t.Key)
 	if err != nil {
 		return nil, err

@@ -25,7 +25,7 @@ func TestParseConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := c.Services["demo"].Actions["restart"]
-	if c.Listen != DefaultListen || c.ReplayWindow != time.Minute || c.Limits != DefaultLimits || a.Timeout != DefaultActionTimeout || a.Dir != "/" {
+	if c.Listen != DefaultListen || c.ReplayWindow != time.Minute || c.Limits != DefaultLimits() || a.Timeout != DefaultActionTimeout || a.Dir != "/" {
 		t.Fatalf("defaults not applied: %+v %+v", c, a)
 	}
 	// The sample's timeouts: 10 s + 5 s grace stay inside the handler's 18 s.
@@ -35,7 +35,7 @@ func TestParseConfig(t *testing.T) {
 	if c.Agent != "worker1" || c.KeyIDs()[0] != "fleet1" {
 		t.Fatalf("agent %q, keys %v", c.Agent, c.KeyIDs())
 	}
-	if b := c.Services["demo"].RestartBudget(); b != DefaultBudget || b != (Budget{Max: 3, Window: time.Hour, MinGap: 2 * time.Minute}) {
+	if b := c.Services["demo"].RestartBudget(); b != DefaultBudget() || b != (Budget{Max: 3, Window: time.Hour, MinGap: 2 * time.Minute}) {
 		t.Fatalf("default budget %+v", b)
 	}
 	// A top-level budget, overridden per service field by field.
@@ -54,40 +54,48 @@ func TestParseConfig(t *testing.T) {
 			t.Errorf("Allowed(%s) = %v", addr, got)
 		}
 	}
-	for _, tt := range []struct{ name, from, to, want string }{
-		{"env with =", "{argv: [" + bin + "]}", "{argv: [" + bin + "], env: {\"A=B\": x}}", "env"},
-		{"negative timeout", "{argv: [" + bin + "]}", "{argv: [" + bin + "], timeout: -1s}", "timeout"},
-		{"huge timeout", "{argv: [" + bin + "]}", "{argv: [" + bin + "], timeout: 1h}", "timeout"},
-		{"missing dir", "{argv: [" + bin + "]}", "{argv: [" + bin + "], dir: /nonexistent}", "dir"},
-		{"empty argv", "{argv: [" + bin + "]}", "{argv: []}", "argv is empty"},
-		{"unknown action", "restart:", "reboot:", "unknown action"},
-		{"ping action", "restart:", "ping:", "unknown action"},
-		{"bad cidr", "10.0.0.0/8", "10.0.0.0/33", "not a CIDR"},
-		{"no keys", "keys: [" + key + "]", "keys: []", "keys"},
-		{"no agent", "agent: worker1\n", "", "agent is required"},
-		{"agent upper case", "agent: worker1", "agent: Worker1", "agent \"Worker1\""},
-		{"agent with a slash", "agent: worker1", "agent: a/b", "agent \"a/b\""},
-		{"fleet key in keys", "keys: [" + key + "]", "keys: [" + fleetKey + "]", "key file " + fleetKey + " is fleet key \"fleet1\": a fleet key belongs on the monitoring nodes only: issue this host's key with handle_worker issue-key --agent worker1"},
-		{"another agent's host key", "keys: [" + key + "]", "keys: [" + otherKey + "]", "key file " + otherKey + " is the host key of agent \"worker2\", but this is agent \"worker1\": issue this host's key with handle_worker issue-key --agent worker1"},
-		{"agent not the key's", "agent: worker1", "agent: worker2", "is the host key of agent \"worker1\", but this is agent \"worker2\""},
-		{"budget max 0", "services:", "budget: {max: 0}\nservices:", "budget: max 0"},
-		{"budget tiny window", "services:", "budget: {window: 10ms}\nservices:", "budget: window"},
-		{"budget min_gap over window", "services:", "budget: {window: 1m, min_gap: 2m}\nservices:", "budget: min_gap"},
-		{"budget negative min_gap", "services:", "budget: {min_gap: -1s}\nservices:", "budget: min_gap"},
-		{"service budget", "    actions:", "    budget: {max: 100000}\n    actions:", "service demo budget: max 100000"},
-		{"budget typo", "services:", "budget: {maks: 3}\nservices:", "maks"},
-		{"relative state_dir", "state_dir: " + dir + "/s", "state_dir: s", "absolute"},
-		{"no state_dir", "state_dir: " + dir + "/s", "", "state_dir is required"},
-		{"tiny replay window", "services:", "replay_window: 10ms\nservices:", "replay_window"},
-		{"slowloris-friendly read timeout", "services:", "limits: {read_timeout: 1h}\nservices:", "read_timeout 1h0m0s is above the maximum"},
-		{"unknown user", "{argv: [" + bin + "]}", "{argv: [" + bin + "], user: no-such-user-xyz}", "no-such-user-xyz"},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := Parse([]byte(strings.Replace(base, tt.from, tt.to, 1)))
-			if err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("want error with %q, got %v", tt.want, err)
+}
+
+// TestBadConfigs: each file in testdata/bad is a config with one mistake,
+// and its first line, "# error: ...", is what Parse must say about it.
+// ${DIR}, ${KEY}, ${FLEET_KEY}, ${OTHER_KEY} and ${BIN} stand for this
+// test's temp dir, worker1's host key, the fleet key, worker2's host key
+// and an action binary.
+func TestBadConfigs(t *testing.T) {
+	dir := t.TempDir()
+	vars := map[string]string{
+		"DIR": dir, "KEY": filepath.Join(dir, "k.key"), "FLEET_KEY": filepath.Join(dir, "fleet.key"),
+		"OTHER_KEY": filepath.Join(dir, "other.key"), "BIN": filepath.Join(dir, "a.sh"),
+	}
+	writeKeys(t, "worker1", vars["KEY"], vars["FLEET_KEY"], vars["OTHER_KEY"])
+	if err := os.WriteFile(vars["BIN"], []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	files, err := filepath.Glob(filepath.Join("testdata", "bad", "*.yaml"))
+	if err != nil || len(files) < 30 {
+		t.Fatalf("%d fixtures in testdata/bad (%v)", len(files), err)
+	}
+	for _, f := range files {
+		t.Run(strings.TrimSuffix(filepath.Base(f), ".yaml"), func(t *testing.T) {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			text := os.Expand(string(b), func(k string) string { return vars[k] })
+			first, _, _ := strings.Cut(text, "\n")
+			want, ok := strings.CutPrefix(first, "# error: ")
+			if !ok || want == "" {
+				t.Fatalf("the first line must be \"# error: WHAT PARSE SAYS\", not %q", first)
+			}
+			if _, err := Parse([]byte(text)); err == nil || !strings.Contains(err.Error(), want) {
+				t.Fatalf("want an error with %q, got %v", want, err)
 			}
 		})
+	}
+	// The fixtures are one mistake each: the same config without it loads.
+	good := "agent: worker1\nkeys: [${KEY}]\nallow: [\"10.0.0.0/8\", \"::ffff:192.168.0.0/112\", 127.0.0.1]\nstate_dir: ${DIR}/s\nservices:\n  demo:\n    actions:\n      restart: {argv: [${BIN}]}\n"
+	if _, err := Parse([]byte(os.Expand(good, func(k string) string { return vars[k] }))); err != nil {
+		t.Fatalf("the fixtures' base config: %v", err)
 	}
 }
 

@@ -209,7 +209,7 @@ func TestActionRunsAsUser(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := NewExecutor(c.StateDir, nil).Run(t.Context(), Job{Service: "demo", Verb: protocol.VerbStatus, Fault: "-",
-		Action: c.Services["demo"].Actions["status"], Budget: DefaultBudget, LockWait: time.Second})
+		Action: c.Services["demo"].Actions["status"], Budget: DefaultBudget(), LockWait: time.Second})
 	u, err := user.Lookup("nobody")
 	if err != nil {
 		t.Skip("no user nobody")

@@ -156,7 +156,7 @@ func TestLedgerFiles(t *testing.T) {
 	if _, err := l.open(ctx, "x", time.Now, func() { waited = true }); err != errLockBusy || !waited {
 		t.Fatalf("second open while locked: %v (waited %v)", err, waited)
 	}
-	ran(&e.st, "f", now, time.Second, DefaultBudget)
+	ran(&e.st, "f", now, time.Second, DefaultBudget())
 	if err := e.save(); err != nil {
 		t.Fatal(err)
 	}
