@@ -37,7 +37,7 @@
 //	--target NAME            service name on the listener; required
 //	--port 5690              listener port
 //	--tls-ca, --tls-cert, --tls-key, --tls-server-name   TLS 1.3 / mTLS to the listener
-//	--state-dir DIR          advisory record of the agent's last answer (default /var/lib/selfheal/handler)
+//	--state-dir DIR          this node's records, holds, pauses and breaker (default /var/lib/selfheal/handler)
 //	--deadline 20s           total time limit, retries included (samples: 18s)
 //	--log-file FILE          JSON log lines (default stderr)
 //

@@ -37,7 +37,7 @@ type conn struct {
 	TLSCert       string        `name:"tls-cert" placeholder:"FILE" help:"Client certificate for mTLS (with --tls-key)."`
 	TLSKey        string        `name:"tls-key" placeholder:"FILE" help:"Client certificate's private key."`
 	TLSServerName string        `name:"tls-server-name" placeholder:"NAME" help:"Name expected in the listener's certificate (default: the address)."`
-	StateDir      string        `default:"/var/lib/selfheal/handler" placeholder:"DIR" help:"Directory of the advisory records of the agent's last answer per service (must exist, mode 0700, owned by the user handle_worker runs as; never decides anything)."`
+	StateDir      string        `default:"${state_dir}" placeholder:"DIR" help:"This node's handler state: the agent's last answer per service, held restarts, pauses and the node's breaker (must exist, mode 0700, owned by the user handle_worker runs as; \"\" for none: no pause or breaker is then kept)."`
 	Deadline      time.Duration `default:"20s" help:"Total time limit, retries included (keep it under Nagios' event_handler_timeout of 30s and above the agent's action timeout plus kill grace)."`
 	LogFile       string        `placeholder:"FILE" help:"Append JSON log lines here (default: stderr)."`
 }
@@ -133,7 +133,7 @@ type sendCmd struct {
 // checkCmd takes the flags of event that name files, with event's defaults.
 type checkCmd struct {
 	KeyFile     string `required:"" placeholder:"FILE" help:"The --key-file of event and send."`
-	StateDir    string `default:"/var/lib/selfheal/handler" placeholder:"DIR" help:"The --state-dir (default: event's; \"\" for none)."`
+	StateDir    string `default:"${state_dir}" placeholder:"DIR" help:"The --state-dir (default: event's; \"\" for none)."`
 	LogFile     string `placeholder:"FILE" help:"The --log-file, if any."`
 	CommandFile string `placeholder:"FIFO" help:"The --command-file, if any."`
 }
@@ -154,18 +154,18 @@ type pauseCmd struct {
 	Service     string        `placeholder:"DESC" help:"Pause only this service of --host."`
 	Reason      string        `required:"" placeholder:"TEXT" help:"Why: shown in the comments and in status."`
 	For         time.Duration `default:"1h" help:"Until when, from now (at most 168h: a forgotten pause ends by itself)."`
-	StateDir    string        `default:"/var/lib/selfheal/handler" placeholder:"DIR" help:"The handler's --state-dir."`
+	StateDir    string        `default:"${state_dir}" placeholder:"DIR" help:"The handler's --state-dir."`
 	CommandFile string        `placeholder:"FIFO" help:"Also leave a comment on the service (with --service)."`
 }
 
 type resumeCmd struct {
 	Host     string `placeholder:"HOST" help:"The --host of the pause to end (default: the node-wide pause)."`
 	Service  string `placeholder:"DESC" help:"The --service of the pause to end."`
-	StateDir string `default:"/var/lib/selfheal/handler" placeholder:"DIR" help:"The handler's --state-dir."`
+	StateDir string `default:"${state_dir}" placeholder:"DIR" help:"The handler's --state-dir."`
 }
 
 type statusCmd struct {
-	StateDir   string `default:"/var/lib/selfheal/handler" placeholder:"DIR" help:"The handler's --state-dir."`
+	StateDir   string `default:"${state_dir}" placeholder:"DIR" help:"The handler's --state-dir."`
 	judgeFlags `embed:""`
 }
 
@@ -173,7 +173,7 @@ type reevaluateCmd struct {
 	KeyFile      string        `required:"" placeholder:"FILE" help:"The fleet key, as event's --key-file."`
 	StatusFile   string        `placeholder:"FILE" help:"Nagios' status.dat ($STATUSDATAFILE$): the engine's view of each held service (or --icinga-api)."`
 	MaxStatusAge time.Duration `default:"5m" help:"Refuse (UNKNOWN) a status file older than this: the engine is not writing it."`
-	StateDir     string        `default:"/var/lib/selfheal/handler" placeholder:"DIR" help:"The handler's --state-dir."`
+	StateDir     string        `default:"${state_dir}" placeholder:"DIR" help:"The handler's --state-dir."`
 	CommandFile  string        `placeholder:"FIFO" help:"Nagios' external command file, as event's."`
 	icingaFlags  `embed:""`
 	LogFile      string        `placeholder:"FILE" help:"Append JSON log lines here (default: stderr)."`
@@ -214,7 +214,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			Version:     version.String("handle_worker"),
 			Stdout:      stdout, Stderr: stderr,
 			InfoExit: 0,
-		}, &g, args)
+		}, &g, args, kong.Vars{"state_dir": handler.DefaultStateDir})
 		if err != nil {
 			var er *cli.ExitRequest
 			if errors.As(err, &er) {

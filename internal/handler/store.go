@@ -26,6 +26,10 @@ const stateVersion = 3
 // maxStateBytes is far above what a record takes (about 1 KiB).
 const maxStateBytes = 1 << 20
 
+// DefaultStateDir is handle_worker's --state-dir when none is given, and
+// so check_selfheal's, which reads what the handler wrote there.
+const DefaultStateDir = "/var/lib/selfheal/handler"
+
 // Record is the agent's last answer for one Nagios host and service, as
 // this monitoring node saw it, for --dry-run, `handle_worker status` and
 // the on-call engineer reading the state directory. The agent keeps the

@@ -48,7 +48,7 @@ type AgentFlags struct {
 
 // NodeFlags are node mode's flags; the breaker's are handle_worker's.
 type NodeFlags struct {
-	StateDir         string        `name:"state-dir" default:"/var/lib/selfheal/handler" placeholder:"DIR" help:"handle_worker's --state-dir."`
+	StateDir         string        `name:"state-dir" default:"${state_dir}" placeholder:"DIR" help:"handle_worker's --state-dir."`
 	CommandFile      string        `name:"command-file" placeholder:"FIFO" help:"Nagios' command file: must have a reader (the engine)."`
 	IcingaAPI        string        `name:"icinga-api" placeholder:"URL" help:"Icinga 2 API URL that must answer, e.g. https://localhost:5665/v1."`
 	IcingaCA         string        `name:"icinga-ca" placeholder:"FILE" help:"CA bundle that verifies the Icinga 2 API's certificate."`
@@ -62,7 +62,8 @@ type NodeFlags struct {
 }
 
 // Vars are the defaults the grammar interpolates.
-var Vars = kong.Vars{"offset_warn": DefaultOffsetWarn, "offset_crit": DefaultOffsetCrit, "budget_warn": DefaultBudgetWarn}
+var Vars = kong.Vars{"offset_warn": DefaultOffsetWarn, "offset_crit": DefaultOffsetCrit, "budget_warn": DefaultBudgetWarn,
+	"state_dir": handler.DefaultStateDir}
 
 // Config validates agent mode's flags; every error is a usage error
 // (UNKNOWN). The key is loaded under the trust rule, as handle_worker

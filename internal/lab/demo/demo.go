@@ -17,11 +17,11 @@ import (
 	"github.com/selfheal/selfheal/internal/proc"
 )
 
-// Config selects the story.
+// Config selects the story; it is also the command line.
 type Config struct {
-	BinDir string // holds check_worker, handle_worker, worker_listener, demo_worker
-	Nagios bool   // run under a real Nagios Core 4
-	Keep   bool   // keep the temp directory (its processes are still stopped)
+	BinDir string `required:"" type:"existingdir" help:"Directory holding check_worker, handle_worker, worker_listener and demo_worker (make build's bin/)."`
+	Nagios bool   `help:"Run the story under a real Nagios Core 4 (needs nagios4)."`
+	Keep   bool   `help:"Keep the temp directory for inspection (its processes are still stopped)."`
 }
 
 // Deps are the story's collaborators.

@@ -29,25 +29,19 @@ import (
 	"github.com/selfheal/selfheal/internal/version"
 )
 
-type grammar struct {
-	BinDir string `required:"" type:"existingdir" help:"Directory holding the four built binaries (make build's bin/)."`
-	Nagios bool   `help:"Run the story under a real Nagios Core 4 (needs nagios4)."`
-	Keep   bool   `help:"Keep the temp directory for inspection."`
-}
-
 func main() {
 	os.Exit(realMain(os.Args[1:], os.Stdout, os.Stderr))
 }
 
 func realMain(args []string, stdout, stderr io.Writer) int {
-	var g grammar
+	var cfg Config
 	_, err := cli.Parse(cli.App{
 		Name:        "demo",
 		Description: "Tell the self-healing story with the real binaries (make demo, make demo-nagios).",
 		Version:     version.String("demo"),
 		Stdout:      stdout,
 		Stderr:      stderr,
-	}, &g, args)
+	}, &cfg, args)
 	if err != nil {
 		var er *cli.ExitRequest
 		if errors.As(err, &er) {
@@ -60,5 +54,5 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	// the story like Ctrl-C, so that its cleanup still runs.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGPIPE)
 	defer stop()
-	return Run(ctx, Config{BinDir: g.BinDir, Nagios: g.Nagios, Keep: g.Keep}, Deps{Out: stdout, Now: time.Now})
+	return Run(ctx, cfg, Deps{Out: stdout, Now: time.Now})
 }
