@@ -1,7 +1,12 @@
 // Package cli wraps kong so that every binary in the suite parses its
-// arguments without ever calling os.Exit itself and with exit codes that
-// Nagios understands (0-3). kong's own defaults would exit 80 on a usage
-// error and 0 on --help, which a monitoring engine reads as nonsense or OK.
+// arguments without kong calling os.Exit, and with exit codes that Nagios
+// understands (0-3): kong's own defaults would exit 80 on a usage error and
+// 0 on --help, which a monitoring engine reads as nonsense or OK. Parse
+// hands the exit back to the main (ExitRequest). It also holds what the
+// mains share: the man page rendered from the grammar (WriteMan), Guard (a
+// panic is UNKNOWN), OnceWriter (one answer reaches Nagios) and Watchdog,
+// the package's one os.Exit: a plugin stuck past its timeout has no caller
+// left to return to, so the watchdog answers UNKNOWN and exits 3 itself.
 package cli
 
 import (

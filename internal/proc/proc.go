@@ -1,6 +1,8 @@
-// Package proc answers "does this process still run" and stops processes
-// the polite way (SIGTERM, a grace period, then SIGKILL). It is Linux
-// only: it reads /proc, as the suite's agents do everywhere else.
+// Package proc answers "does this process still run", stops processes the
+// polite way (SIGTERM, a grace period, then SIGKILL), and keeps pid files
+// (written atomically, removed only by their owner, and an owner told from
+// a recycled pid by its command line). It is Linux only: it reads /proc,
+// as the suite's agents do everywhere else.
 //
 // The one rule worth a package: a zombie counts as gone. It has exited;
 // only its parent has not reaped it yet, and a detached worker's adopter
