@@ -83,17 +83,33 @@ func TestReadRegularRefusalKinds(t *testing.T) {
 	}
 }
 
-func TestWriteFileAtomic(t *testing.T) {
+// TestOpenParent: a path reaches the Dir API through OpenParent, which
+// follows a symlink in the directory's path (as /var/run -> /run) but
+// never one under the name.
+func TestOpenParent(t *testing.T) {
 	dir := t.TempDir()
-	path := filepath.Join(dir, "state[1].json") // glob characters in the name
+	real := filepath.Join(dir, "real")
+	if err := os.Mkdir(real, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(real, filepath.Join(dir, "run")); err != nil {
+		t.Fatal(err)
+	}
 	old := syscall.Umask(0o077)
 	defer syscall.Umask(old)
+	path := filepath.Join(dir, "run", "state[1].json") // glob characters in the name
 	for i, perm := range []os.FileMode{0o644, 0o600} {
-		data := []byte(strings.Repeat("x", i+1) + "\n")
-		if err := WriteFileAtomic(path, data, perm); err != nil {
+		d, name, err := OpenParent(path)
+		if err != nil {
 			t.Fatal(err)
 		}
-		b, err := os.ReadFile(path)
+		data := []byte(strings.Repeat("x", i+1) + "\n")
+		err = d.WriteFileAtomic(name, data, perm)
+		d.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(filepath.Join(real, "state[1].json"))
 		if err != nil || string(b) != string(data) {
 			t.Fatalf("write %d: read %q %v", i, b, err)
 		}
@@ -102,8 +118,13 @@ func TestWriteFileAtomic(t *testing.T) {
 		}
 	}
 	// A failing writer leaves the old file and no temp file behind.
+	d, name, err := OpenParent(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
 	boom := errors.New("boom")
-	err := WriteAtomic(path, 0o600, func(w io.Writer) error {
+	err = d.WriteAtomic(name, 0o600, func(w io.Writer) error {
 		w.Write([]byte("half"))
 		return boom
 	})
@@ -113,42 +134,43 @@ func TestWriteFileAtomic(t *testing.T) {
 	if b, _ := os.ReadFile(path); string(b) != "xx\n" {
 		t.Fatalf("failed write changed the file: %q", b)
 	}
-	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+	if ents, _ := os.ReadDir(real); len(ents) != 1 {
 		t.Fatalf("left behind: %v", ents)
 	}
 	// A directory that does not exist: an error, nothing created.
-	if err := WriteFileAtomic(filepath.Join(dir, "no", "x"), nil, 0o600); !errors.Is(err, os.ErrNotExist) {
+	if _, _, err := OpenParent(filepath.Join(dir, "no", "x")); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("err = %v, want ErrNotExist", err)
 	}
-}
-
-func TestRemoveTemps(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "a[b]*.json")
-	keep := []string{path, filepath.Join(dir, "other.json.tmp-1"), filepath.Join(dir, "ab.json.tmp-2")}
-	drop := []string{path + ".tmp-123", path + ".tmp-"}
-	for _, p := range append(keep, drop...) {
-		if err := os.WriteFile(p, nil, 0o600); err != nil {
-			t.Fatal(err)
-		}
+	// The name itself is never followed: a lock through a symlink is
+	// refused and its target not created.
+	target := filepath.Join(dir, "target")
+	if err := os.Symlink(target, filepath.Join(real, "x.lock")); err != nil {
+		t.Fatal(err)
 	}
-	RemoveTemps(path)
-	for _, p := range keep {
-		if _, err := os.Stat(p); err != nil {
-			t.Errorf("%s removed: %v", p, err)
-		}
+	ld, lname, err := OpenParent(filepath.Join(dir, "run", "x.lock"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, p := range drop {
-		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
-			t.Errorf("%s kept: %v", p, err)
-		}
+	defer ld.Close()
+	if _, err := ld.Lock(context.Background(), lname, 0o600, 0); !errors.Is(err, ErrSymlink) {
+		t.Fatalf("locked through a symlink: %v", err)
+	}
+	if _, err := os.Lstat(target); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the symlink's target was created: %v", err)
 	}
 }
 
+// TestLock: the lock's waiting, on a lock file reached by its path (the
+// way the agent's journal and the demo worker's daemon take theirs).
 func TestLock(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "x.lock")
-	unlock, err := Lock(context.Background(), path, 0o640, 0)
+	d, name, err := OpenParent(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	unlock, err := d.Lock(context.Background(), name, 0o640, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,15 +181,15 @@ func TestLock(t *testing.T) {
 	// Held: an expired context tries once and fails at once.
 	expired, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := Lock(expired, path, 0o600, 0); !errors.Is(err, syscall.EWOULDBLOCK) || !errors.Is(err, context.Canceled) ||
+	if _, err := d.Lock(expired, name, 0o600, 0); !errors.Is(err, syscall.EWOULDBLOCK) || !errors.Is(err, context.Canceled) ||
 		err.Error() != syscall.EWOULDBLOCK.Error() {
 		t.Fatalf("held, expired ctx: err = %v", err)
 	}
 	// Held: a deadline is waited for, not more.
+	start := time.Now() // before the deadline is set: it is measured from here
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	start := time.Now()
-	_, err = Lock(ctx, path, 0o600, 5*time.Millisecond)
+	_, err = d.Lock(ctx, name, 0o600, 5*time.Millisecond)
 	if d := time.Since(start); !errors.Is(err, context.DeadlineExceeded) || d < 100*time.Millisecond || d > 5*time.Second {
 		t.Fatalf("held, 100 ms deadline: err = %v after %s", err, d)
 	}
@@ -176,7 +198,7 @@ func TestLock(t *testing.T) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		u, err := Lock(ctx, path, 0o600, 5*time.Millisecond)
+		u, err := d.Lock(ctx, name, 0o600, 5*time.Millisecond)
 		if err == nil {
 			err = u()
 		}
@@ -190,27 +212,9 @@ func TestLock(t *testing.T) {
 		t.Fatalf("waiter: %v", err)
 	}
 	// Free: even an expired context gets it.
-	u, err := Lock(expired, path, 0o600, 0)
+	u, err := d.Lock(expired, name, 0o600, 0)
 	if err != nil {
 		t.Fatalf("free, expired ctx: %v", err)
 	}
 	u()
-}
-
-func TestLockRefuses(t *testing.T) {
-	dir := t.TempDir()
-	target := filepath.Join(dir, "target")
-	link := filepath.Join(dir, "link")
-	if err := os.Symlink(target, link); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := Lock(context.Background(), link, 0o600, 0); err == nil {
-		t.Fatal("locked through a symlink")
-	}
-	if _, err := os.Lstat(target); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("the symlink's target was created: %v", err)
-	}
-	if _, err := Lock(context.Background(), filepath.Join(dir, "no", "x.lock"), 0o600, 0); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("missing directory: err = %v", err)
-	}
 }

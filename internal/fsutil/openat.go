@@ -16,6 +16,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -24,13 +25,6 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-)
-
-// ErrSymlink matches (errors.Is) the refusal of a path that is a symlink
-// where none may be; ErrBadName a name that is not one path element.
-var (
-	ErrSymlink = errors.New("is a symlink")
-	ErrBadName = errors.New("not a single path element")
 )
 
 // Dir is an open directory. Its methods take names, not paths: a single
@@ -59,7 +53,23 @@ func OpenDir(path string) (*Dir, error) {
 	return &Dir{fd: fd, path: path}, nil
 }
 
-// OpenDir opens path (see the package function) and judges it for kind,
+// OpenParent opens the directory that holds path and returns it with
+// path's last element, the name to use in it: how a caller that has a
+// path (a pid file, a lock file, the agent's journal) reaches the Dir API.
+// Unlike OpenDir it follows symlinks in the directory's own path, its last
+// element included (/var/run -> /run), as os.Open does; the file itself is
+// still never reached through one. Close the Dir when done (a lock taken
+// through it outlives it).
+func OpenParent(path string) (*Dir, string, error) {
+	dir, name := filepath.Dir(path), filepath.Base(path)
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, "", &os.PathError{Op: "open", Path: dir, Err: err}
+	}
+	return &Dir{fd: fd, path: dir}, name, nil
+}
+
+// OpenDir opens path (see the function OpenDir) and judges it for kind,
 // a DataDir or a PrivateDir, with Check. It returns the Problems as its
 // error when there are any, and an error too when what it opened is not
 // what it checked (the path was swapped in between).
@@ -237,19 +247,7 @@ func (d *Dir) ReadRegular(name string, max int64) ([]byte, os.FileMode, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, 0, err
-	}
-	b, err := io.ReadAll(io.LimitReader(f, max+1))
-	if err != nil {
-		return nil, fi.Mode(), err
-	}
-	if int64(len(b)) > max {
-		return nil, fi.Mode(), &refusal{fmt.Sprintf("%s is larger than %d bytes", f.Name(), max), ErrTooLarge}
-	}
-	return b, fi.Mode(), nil
+	return readAll(f, max)
 }
 
 // WriteFileAtomic replaces name with data, mode perm. See WriteAtomic.
@@ -260,11 +258,14 @@ func (d *Dir) WriteFileAtomic(name string, data []byte, perm os.FileMode) error 
 	})
 }
 
-// WriteAtomic is the package's WriteAtomic for name in d: a temp file
-// (name + ".tmp-" + random, created O_EXCL|O_NOFOLLOW, so never through a
-// symlink), exactly perm, fsync, renameat over name, fsync of d. A
-// symlink planted as name is replaced, never followed. On error name is
-// untouched and no temp file is left. write runs while d is held: it must
+// WriteAtomic replaces name in d with what write produces: a temp file
+// (name + ".tmp-" + random digits, created O_EXCL|O_NOFOLLOW, so never
+// through a symlink), exactly perm (the umask does not apply), buffered,
+// fsync, renameat over name, fsync of d. A crash or SIGKILL at any point
+// leaves the old file or the new one, never a mix; a killed writer may
+// leave its temp file, which RemoveTemps deletes. A symlink planted as
+// name is replaced, never followed. On error name is untouched and no
+// temp file is left. write runs while d is held: it must
 // not call d's methods (with a Close waiting, that would deadlock).
 func (d *Dir) WriteAtomic(name string, perm os.FileMode, write func(io.Writer) error) error {
 	return d.writeAtomic(name, perm, true, write)
@@ -337,8 +338,10 @@ func (d *Dir) writeAtomic(name string, perm os.FileMode, durable bool, write fun
 }
 
 // RemoveTemps deletes the temp files WriteAtomic left for name when its
-// writer was killed; as the package's RemoveTemps, call it only under the
-// lock that serialises the writers.
+// writer was killed (name + ".tmp-" + digits: only digits, so that the
+// files of another name that starts the same, such as "a.json.tmp-1.json"
+// beside "a.json", are never taken). Call it only where no live writer can
+// own them (under the lock that serialises the writers).
 func (d *Dir) RemoveTemps(name string) {
 	dirfd, release, err := d.hold(name)
 	if err != nil {
@@ -355,7 +358,7 @@ func (d *Dir) RemoveTemps(name string) {
 	defer f.Close()
 	names, _ := f.Readdirnames(-1)
 	for _, n := range names {
-		if strings.HasPrefix(n, name+".tmp-") {
+		if rest, ok := strings.CutPrefix(n, name+".tmp-"); ok && strings.Trim(rest, "0123456789") == "" {
 			_ = unix.Unlinkat(dirfd, n, 0)
 		}
 	}
@@ -435,9 +438,19 @@ func (d *Dir) Subdir(name string, perm os.FileMode) (*Dir, error) {
 	return &Dir{fd: fd, path: path}, nil
 }
 
-// Lock is the package's Lock for name in d: the lock file is opened or
-// created (exactly perm) without following a symlink, and must be a
-// regular file.
+// Lock takes an exclusive advisory lock (flock) on name in d, creating it
+// with exactly perm if missing, and returns the function that releases
+// it. The kernel drops the lock when the process dies, so a SIGKILL never
+// leaves a stale one. The lock file is never reached through a symlink (a
+// lock file in a shared directory must not be a way to create or open
+// another file) and must be a regular file.
+//
+// A busy lock is retried every poll (LOCK_NB in a loop, not a blocking
+// flock, because a blocking call cannot be abandoned at a deadline) until
+// ctx ends; it is always tried at least once, and once more after ctx
+// ends, so an expired ctx means "try once". When it stays busy the error
+// reads like the flock error ("resource temporarily unavailable") and
+// matches both syscall.EWOULDBLOCK and ctx's error.
 func (d *Dir) Lock(ctx context.Context, name string, perm os.FileMode, poll time.Duration) (unlock func() error, err error) {
 	f, err := d.OpenFile(name, os.O_RDWR|os.O_CREATE, perm)
 	if err != nil {
@@ -454,8 +467,7 @@ func (d *Dir) Lock(ctx context.Context, name string, perm os.FileMode, poll time
 }
 
 // flockWait takes LOCK_EX on f as Lock documents: LOCK_NB retried every
-// poll until ctx ends, tried once more after. Both Locks use it (one
-// loop).
+// poll until ctx ends, tried once more after.
 func flockWait(ctx context.Context, f *os.File, poll time.Duration) error {
 	if poll <= 0 {
 		poll = DefaultLockPoll

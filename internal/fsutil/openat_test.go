@@ -351,7 +351,8 @@ func TestDirRemove(t *testing.T) {
 func TestDirRemoveTemps(t *testing.T) {
 	d, dirPath, _ := setup(t)
 	name := "a[b]*.json"
-	keep := []string{name, "other.json.tmp-1", "ab.json.tmp-2"}
+	// name + ".tmp-1.json" is another name's file, not a temp of name.
+	keep := []string{name, "other.json.tmp-1", "ab.json.tmp-2", name + ".tmp-1.json"}
 	drop := []string{name + ".tmp-123", name + ".tmp-"}
 	for _, n := range append(keep, drop...) {
 		if err := os.WriteFile(filepath.Join(dirPath, n), nil, 0o600); err != nil {
@@ -413,15 +414,20 @@ func TestDirLock(t *testing.T) {
 		t.Fatalf("mode %v, want 0640 whatever the umask", fi.Mode().Perm())
 	}
 	// Held: a second taker with an expired context fails at once, and the
-	// error reads and matches like the package's Lock.
+	// error reads like flock's and matches both.
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if _, err := d.Lock(ctx, "lock", 0o640, 0); !errors.Is(err, syscall.EWOULDBLOCK) || !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want EWOULDBLOCK and Canceled", err)
 	}
-	// The package's Lock and a Dir's exclude each other: same flock.
-	if _, err := Lock(ctx, filepath.Join(dirPath, "lock"), 0o640, 0); !errors.Is(err, syscall.EWOULDBLOCK) {
-		t.Fatalf("package Lock: err = %v, want EWOULDBLOCK", err)
+	// Another Dir on the same directory is excluded too: one flock per file.
+	other, name, err := OpenParent(filepath.Join(dirPath, "lock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if _, err := other.Lock(ctx, name, 0o640, 0); !errors.Is(err, syscall.EWOULDBLOCK) {
+		t.Fatalf("another Dir: err = %v, want EWOULDBLOCK", err)
 	}
 	if err := unlock(); err != nil {
 		t.Fatal(err)

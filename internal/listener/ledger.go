@@ -320,13 +320,17 @@ func (l *ledger) open(ctx context.Context, service string, now func() time.Time,
 	if fi, err := os.Lstat(l.dir); err != nil || !fi.IsDir() {
 		return nil, fmt.Errorf("state_dir: %s is not a directory (a symlink is refused)", l.dir)
 	}
-	lockPath := filepath.Join(l.dir, service+".lock")
+	d, lockName, err := fsutil.OpenParent(filepath.Join(l.dir, service+".lock"))
+	if err != nil {
+		return nil, fmt.Errorf("service lock: %w", err)
+	}
+	defer d.Close()
 	try, cancel := context.WithTimeout(ctx, 0)
-	unlock, err := fsutil.Lock(try, lockPath, 0o600, 5*time.Millisecond)
+	unlock, err := d.Lock(try, lockName, 0o600, 5*time.Millisecond)
 	cancel()
 	if err != nil && waiting != nil && ctx.Err() == nil && isBusy(err) {
 		waiting()
-		unlock, err = fsutil.Lock(ctx, lockPath, 0o600, 5*time.Millisecond)
+		unlock, err = d.Lock(ctx, lockName, 0o600, 5*time.Millisecond)
 	}
 	if err != nil {
 		if isBusy(err) {
@@ -508,16 +512,25 @@ func (e *entry) long() bool {
 	return e.lines > compactLines || e.size-e.head > max(compactBytes, e.head)
 }
 
-// removeTemps deletes the temp files fsutil.WriteAtomic leaves for path
-// when killed (path + ".tmp-" + digits). Only digits: a longer service
-// name could otherwise match another service's state file.
+// removeTemps deletes the temp files a killed writeFileAtomic left for
+// path (fsutil's Dir.RemoveTemps: only path + ".tmp-" + digits, so a
+// longer service name's state file is never taken).
 func removeTemps(path string) {
-	m, _ := filepath.Glob(path + ".tmp-*")
-	for _, p := range m {
-		if rest := strings.TrimPrefix(p, path+".tmp-"); rest != "" && strings.Trim(rest, "0123456789") == "" {
-			os.Remove(p)
-		}
+	if d, name, err := fsutil.OpenParent(path); err == nil {
+		d.RemoveTemps(name)
+		d.Close()
 	}
+}
+
+// writeFileAtomic replaces path with data, mode 0600, durably (fsutil's
+// Dir.WriteFileAtomic).
+func writeFileAtomic(path string, data []byte) error {
+	d, name, err := fsutil.OpenParent(path)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.WriteFileAtomic(name, data, 0o600)
 }
 
 // marshalLine is l as one line, its newline included. Not HTML-escaped:
@@ -538,7 +551,7 @@ func marshalLine(l *journalLine) ([]byte, error) {
 func (e *entry) save() error {
 	line, err := marshalLine(&journalLine{Op: opState, Faults: e.st.Faults, Restarts: e.st.Restarts, Chain: e.st.Chain, Last: e.st.Last})
 	if err == nil {
-		err = fsutil.WriteFileAtomic(e.l.path(e.service), line, 0o600)
+		err = writeFileAtomic(e.l.path(e.service), line)
 	}
 	if err != nil {
 		e.broken = true

@@ -14,7 +14,12 @@ import (
 // WritePIDFile writes pid atomically (temp file + rename), so a reader never
 // sees a half-written number.
 func WritePIDFile(path string, pid int) error {
-	if err := fsutil.WriteFileAtomic(path, []byte(strconv.Itoa(pid)+"\n"), 0o644); err != nil {
+	d, name, err := fsutil.OpenParent(path)
+	if err == nil {
+		err = d.WriteFileAtomic(name, []byte(strconv.Itoa(pid)+"\n"), 0o644)
+		d.Close()
+	}
+	if err != nil {
 		return fmt.Errorf("pid file: %w", err)
 	}
 	return nil

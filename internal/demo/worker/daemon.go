@@ -304,7 +304,12 @@ func probe(ctx context.Context, client *http.Client, url string) error {
 func lockPIDFile(ctx context.Context, cfg DaemonConfig) (func() error, error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.StartTimeout+cfg.StopTimeout+killWait)
 	defer cancel()
-	unlock, err := fsutil.Lock(ctx, cfg.PIDFile+".lock", 0o644, pollEvery)
+	d, name, err := fsutil.OpenParent(cfg.PIDFile + ".lock")
+	if err != nil {
+		return nil, fmt.Errorf("lock: %w", err)
+	}
+	defer d.Close()
+	unlock, err := d.Lock(ctx, name, 0o644, pollEvery)
 	switch {
 	case errors.Is(err, syscall.EWOULDBLOCK):
 		return nil, fmt.Errorf("another start/stop holds %s.lock: %w", cfg.PIDFile, err)

@@ -86,7 +86,7 @@ func TestLayoutNamesEveryPackage(t *testing.T) {
 // higher one. A sideways import (one floor) is allowed.
 func TestNoArrowRunsBackUp(t *testing.T) {
 	sec := architecture(t, "### The house: floors, and no arrow back up")
-	row := regexp.MustCompile("^\\| (\\d+) \\| ([^|]+) \\|")
+	row := regexp.MustCompile(`^\| (\d+) \| ([^|]+) \|`)
 	room := regexp.MustCompile("`([^`]+)`")
 	type rule struct {
 		pattern string // a package path, or a prefix ending in /*
