@@ -4,7 +4,6 @@ go 1.27.3
 
 require (
 	github.com/alecthomas/kong v1.17.0
-	github.com/atc0005/go-nagios v0.20.0
 	github.com/rs/zerolog v1.35.1
 	golang.org/x/time v0.16.0
 	gopkg.in/yaml.v3 v3.0.1

@@ -20,6 +20,7 @@ import (
 	"github.com/selfheal/selfheal/internal/fsutil"
 	"github.com/selfheal/selfheal/internal/handler"
 	"github.com/selfheal/selfheal/internal/nagios"
+	"github.com/selfheal/selfheal/internal/plugin"
 )
 
 // NodeConfig is one node-mode check, fully parsed.
@@ -322,11 +323,11 @@ func apiAnswers(ctx context.Context, raw string, tc *tls.Config) (int, error) {
 	}
 	f := strings.Fields(line)
 	if len(f) < 2 || !strings.HasPrefix(f[0], "HTTP/") {
-		return 0, fmt.Errorf("not an HTTP answer: %q", clip(oneLine(line), 60))
+		return 0, fmt.Errorf("not an HTTP answer: %q", plugin.Line(line, 60))
 	}
 	code, err := strconv.Atoi(f[1])
 	if err != nil || code < 100 || code > 599 {
-		return 0, fmt.Errorf("not an HTTP status: %q", clip(oneLine(line), 60))
+		return 0, fmt.Errorf("not an HTTP status: %q", plugin.Line(line, 60))
 	}
 	return code, nil
 }
