@@ -12,13 +12,10 @@
 // a call in main saved nothing). A GOMAXPROCS set in the environment wins.
 package oneproc
 
-import (
-	"runtime"
-	"syscall"
-)
+import "runtime"
 
 func init() {
-	if _, ok := syscall.Getenv("GOMAXPROCS"); !ok {
+	if runtime.GOMAXPROCS(0) > 1 {
 		runtime.GOMAXPROCS(1)
 	}
 }
