@@ -36,7 +36,8 @@ FUZZ_TARGETS := \
 	./internal/status:FuzzParse \
 	./internal/protocol:FuzzReadFrame \
 	./internal/protocol:FuzzVerify \
-	./internal/check:FuzzReadResponse
+	./internal/check:FuzzReadResponse \
+	./internal/status:FuzzDecodeMatchesJSON
 
 .DEFAULT_GOAL := help
 

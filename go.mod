@@ -4,7 +4,6 @@ go 1.27.3
 
 require (
 	github.com/alecthomas/kong v1.17.0
-	github.com/atc0005/go-nagios v0.20.0
 	github.com/rs/zerolog v1.35.1
 	go.yaml.in/yaml/v3 v3.0.6
 	golang.org/x/sys v0.48.0

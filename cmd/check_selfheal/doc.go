@@ -3,7 +3,7 @@
 // that dies quietly is worse than none, so it runs in two modes:
 //
 //	check_selfheal agent -H HOST --agent NAME --key-file FILE [--target SVC]...
-//	check_selfheal node [--state-dir DIR] [--command-file FIFO] [--icinga-api URL]
+//	check_selfheal node [--state-dir DIR] [--command-file FIFO] [--icinga-api URL [--icinga-credentials FILE]]
 //
 // agent (one service per worker host, run on the monitoring node with the
 // handler's fleet key): a signed ping proves the agent is reachable and
@@ -18,7 +18,8 @@
 // whether healing is paused, the node's breaker open, heals held back or
 // failing; whether the handler can use and write its state directory (the
 // trust rule, then a real write); whether the engine's write-back channel
-// answers (the command FIFO has a reader; an Icinga 2 API URL answers).
+// answers (the command FIFO has a reader; the Icinga 2 API answers, and
+// accepts the handler's credentials when given them).
 //
 // WARNING when healing is held back, CRITICAL when it cannot heal (agent
 // unreachable, key refused, state unwritable), UNKNOWN for its own

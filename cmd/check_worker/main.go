@@ -4,9 +4,8 @@ import (
 	"context"
 	"io"
 	"os"
-	"time"
 
-	"github.com/rs/zerolog"
+	_ "github.com/selfheal/selfheal/internal/plugin/oneproc" // one P from start-up on
 
 	"github.com/selfheal/selfheal/internal/check"
 	"github.com/selfheal/selfheal/internal/cli"
@@ -37,23 +36,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if err != nil {
 			return cli.PluginExit(out, &cli.UsageError{Err: err})
 		}
-		log := zerolog.Nop()
-		if fl.Verbose > 0 {
-			lvl := zerolog.DebugLevel
-			if fl.Verbose > 2 {
-				lvl = zerolog.TraceLevel
-			}
-			// stderr only: stdout is Nagios' and must carry nothing but the result.
-			log = zerolog.New(zerolog.ConsoleWriter{Out: stderr, NoColor: true, TimeFormat: time.TimeOnly}).
-				Level(lvl).With().Timestamp().Logger()
-		}
+		// stderr only: stdout is Nagios' and must carry nothing but the result.
+		log := &check.Logger{W: stderr, Level: fl.Verbose}
 		defer out.Watchdog(cfg.Timeout, "WORKER", "check_worker")()
 		tc, err := check.NewTLSConfig(tlsOpts)
 		if err != nil {
 			return cli.PluginExit(out, &cli.UsageError{Err: err})
 		}
 
-		res := check.Run(context.Background(), cfg, check.Deps{TLS: tc, Logger: &log})
+		res := check.Run(context.Background(), cfg, check.Deps{TLS: tc, Logger: log})
 		out.WriteOnce(res.Output)
 		return int(res.State)
 	})

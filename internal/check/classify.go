@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/selfheal/selfheal/internal/nagios"
+	"github.com/selfheal/selfheal/internal/plugin"
 	"github.com/selfheal/selfheal/internal/status"
 )
 
@@ -44,7 +45,7 @@ func Classify(err error, timeoutState nagios.State) (nagios.State, string) {
 	case errors.As(err, &dns):
 		// Before the timeout rows: a resolver that times out is still not
 		// the worker's fault.
-		return nagios.Unknown, "cannot resolve " + clean(dns.Name, 80)
+		return nagios.Unknown, "cannot resolve " + plugin.Line(dns.Name, 80)
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &nerr) && nerr.Timeout():
 		return timeoutState, "no answer within the timeout"
 	case errors.Is(err, syscall.ECONNREFUSED):
@@ -65,19 +66,19 @@ func Classify(err error, timeoutState nagios.State) (nagios.State, string) {
 		// A TLS alert from the peer (e.g. "certificate required" in TLS
 		// 1.3) has no exported type; its text is the only handle.
 		strings.Contains(err.Error(), "remote error: tls: "):
-		return nagios.Unknown, "TLS failure: " + clean(err.Error(), 160)
+		return nagios.Unknown, "TLS failure: " + plugin.Line(err.Error(), 160)
 	case errors.Is(err, ErrRedirect):
-		return nagios.Unknown, clean(err.Error(), 160)
+		return nagios.Unknown, plugin.Line(err.Error(), 160)
 	case errors.Is(err, ErrContentType):
-		return nagios.Unknown, clean(err.Error(), 160)
+		return nagios.Unknown, plugin.Line(err.Error(), 160)
 	case errors.Is(err, status.ErrTooLarge):
 		return nagios.Unknown, "status answer over the size cap"
 	case errors.Is(err, status.ErrMalformed), errors.Is(err, status.ErrInvalid), errors.Is(err, status.ErrUnknownStatus):
-		return nagios.Unknown, "worker broke the status contract: " + clean(err.Error(), 160)
+		return nagios.Unknown, "worker broke the status contract: " + plugin.Line(err.Error(), 160)
 	case errors.Is(err, context.Canceled):
 		return nagios.Unknown, "check cancelled"
 	}
-	return nagios.Unknown, "check failed: " + clean(err.Error(), 160)
+	return nagios.Unknown, "check failed: " + plugin.Line(err.Error(), 160)
 }
 
 // httpState: the status code is judged before any body. 5xx means the

@@ -14,8 +14,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/rs/zerolog"
-
 	"github.com/selfheal/selfheal/internal/nagios"
 	"github.com/selfheal/selfheal/internal/status"
 	"github.com/selfheal/selfheal/internal/thresholds"
@@ -49,7 +47,7 @@ type Deps struct {
 	Now    func() time.Time // nil = time.Now
 	Dial   Dialer           // nil = net.Dialer
 	TLS    *tls.Config      // nil = system roots, TLS 1.2+
-	Logger *zerolog.Logger  // nil = discard
+	Logger *Logger          // nil = discard
 }
 
 // DefaultTimeout is check_worker's -t default: well under Nagios'

@@ -93,29 +93,3 @@ func TestParseHeader(t *testing.T) {
 		}
 	}
 }
-
-func TestClean(t *testing.T) {
-	tests := map[string]string{
-		"plain":           "plain",
-		"a|b":             "a/b",
-		"line\nbreak\r":   "line break",
-		"bad\xffutf8":     "bad\uFFFDutf8",
-		"  padded  ":      "padded",
-		"tab\there\x00":   "tab here",
-		"sep\u2028arator": "sep arator",
-	}
-	for in, want := range tests {
-		if got := clean(in, 100); got != want {
-			t.Errorf("clean(%q) = %q, want %q", in, got, want)
-		}
-	}
-	if got := clean("ééééé", 7); got != "éé..." {
-		t.Errorf("cut inside a rune: %q", got)
-	}
-	if got := label("it's = a|b c"); got != "it_s___a_b_c" {
-		t.Errorf("label: %q", got)
-	}
-	if got := label("''"); got != "__" || label("") != "metric" {
-		t.Errorf("label of quotes/empty: %q %q", got, label(""))
-	}
-}

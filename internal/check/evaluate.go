@@ -6,9 +6,8 @@ import (
 	"strings"
 	"time"
 
-	gonagios "github.com/atc0005/go-nagios"
-
 	"github.com/selfheal/selfheal/internal/nagios"
+	"github.com/selfheal/selfheal/internal/plugin"
 	"github.com/selfheal/selfheal/internal/status"
 	"github.com/selfheal/selfheal/internal/thresholds"
 )
@@ -35,10 +34,10 @@ const (
 // evaluation is everything judged from a status document.
 type evaluation struct {
 	items []item
-	info  string                     // version/uptime/heartbeat line, "" if none of them
-	msg   string                     // the worker's own message (sanitised)
-	own   []gonagios.PerformanceData // heartbeat_age, uptime
-	perf  []gonagios.PerformanceData // the worker's metrics
+	info  string        // version/uptime/heartbeat line, "" if none of them
+	msg   string        // the worker's own message (sanitised)
+	own   []plugin.Perf // heartbeat_age, uptime
+	perf  []plugin.Perf // the worker's metrics
 }
 
 // evaluate applies the precedence rule of docs/status-contract.md: the
@@ -46,7 +45,7 @@ type evaluation struct {
 // metric thresholds, the heartbeat age and the uptime.
 func evaluate(cfg Config, d *status.Document, now time.Time) evaluation {
 	var ev evaluation
-	ev.msg = clean(d.Message, 200)
+	ev.msg = plugin.Line(d.Message, 200)
 
 	st, _ := status.ParseState(d.Status) // validated by status.Parse
 	if st != nagios.OK {
@@ -60,13 +59,13 @@ func evaluate(cfg Config, d *status.Document, now time.Time) evaluation {
 	for _, c := range d.Checks {
 		cs, _ := status.ParseState(c.Status)
 		it := item{state: cs, long: true}
-		s := "check " + clean(c.Name, 60)
+		s := "check " + plugin.Line(c.Name, 60)
 		if sc, _ := status.ParseScope(c.Scope); sc == status.ScopeDependency {
 			s += " (dependency)"
 			it.scope = scopeDependency
 		}
 		s += " " + cs.String()
-		if m := clean(c.Message, 160); m != "" {
+		if m := plugin.Line(c.Message, 160); m != "" {
 			s += ": " + m
 		}
 		it.summary = s
@@ -83,7 +82,7 @@ func evaluate(cfg Config, d *status.Document, now time.Time) evaluation {
 	}
 
 	var info []string
-	if v := clean(d.Version, 40); v != "" {
+	if v := plugin.Line(d.Version, 40); v != "" {
 		info = append(info, "version "+v)
 	}
 	if d.StartedAt != nil {
@@ -136,13 +135,13 @@ func evaluate(cfg Config, d *status.Document, now time.Time) evaluation {
 		if ruled && !seen[m.Name] {
 			seen[m.Name] = true
 			lvl := p.Evaluate(m.Value)
-			s := fmt.Sprintf("metric %s=%s%s", clean(m.Name, 60), number(m.Value), uom(m.UOM))
+			s := fmt.Sprintf("metric %s=%s%s", plugin.Line(m.Name, 60), number(m.Value), uom(m.UOM))
 			if lvl != nagios.OK {
 				s += " breaks " + strings.ToLower(lvl.String()) + " range " + rangeFor(p, lvl)
 			}
 			ev.items = append(ev.items, item{state: lvl, summary: s, long: true})
 		}
-		pd := gonagios.PerformanceData{Label: m.Name, Value: number(m.Value), UnitOfMeasurement: uom(m.UOM)}
+		pd := plugin.Perf{Label: m.Name, Value: number(m.Value), UOM: uom(m.UOM)}
 		if ruled {
 			pd.Warn, pd.Crit = p.WarnString(), p.CritString()
 		}
@@ -157,7 +156,7 @@ func evaluate(cfg Config, d *status.Document, now time.Time) evaluation {
 	for _, r := range cfg.Metrics {
 		if !seen[r.Name] {
 			ev.items = append(ev.items, item{state: nagios.Unknown, long: true,
-				summary: "metric " + clean(r.Name, 60) + " not reported by the worker"})
+				summary: "metric " + plugin.Line(r.Name, 60) + " not reported by the worker"})
 		}
 	}
 	return ev
@@ -180,9 +179,9 @@ func seconds(d time.Duration) string {
 	return strconv.FormatFloat(d.Seconds(), 'f', -1, 64)
 }
 
-func perfSeconds(label string, d time.Duration, warn, crit string) gonagios.PerformanceData {
-	return gonagios.PerformanceData{Label: label, Value: strconv.FormatFloat(d.Seconds(), 'f', 6, 64),
-		UnitOfMeasurement: "s", Warn: warn, Crit: crit, Min: "0"}
+func perfSeconds(label string, d time.Duration, warn, crit string) plugin.Perf {
+	return plugin.Perf{Label: label, Value: strconv.FormatFloat(d.Seconds(), 'f', 6, 64),
+		UOM: "s", Warn: warn, Crit: crit, Min: "0"}
 }
 
 // uom keeps only the units the plugin guidelines define; anything else

@@ -14,8 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/rs/zerolog"
-
+	"github.com/selfheal/selfheal/internal/plugin"
 	"github.com/selfheal/selfheal/internal/status"
 )
 
@@ -44,7 +43,7 @@ type fetcher struct {
 	tls  *tls.Config
 	now  func() time.Time
 	tm   *timings
-	log  *zerolog.Logger
+	log  *Logger
 }
 
 // fetch GETs the status URL, following at most 5 same-origin redirects,
@@ -62,15 +61,15 @@ func (f *fetcher) fetch(ctx context.Context) ([]byte, error) {
 		}
 		next, err := u.Parse(loc)
 		if err != nil {
-			return nil, fmt.Errorf("%w: bad Location %q", ErrRedirect, clean(loc, 80))
+			return nil, fmt.Errorf("%w: bad Location %q", ErrRedirect, plugin.Line(loc, 80))
 		}
 		if next.Scheme+"://"+next.Host != origin {
-			return nil, fmt.Errorf("%w: to another host %s://%s", ErrRedirect, clean(next.Scheme, 10), clean(next.Host, 80))
+			return nil, fmt.Errorf("%w: to another host %s://%s", ErrRedirect, plugin.Line(next.Scheme, 10), plugin.Line(next.Host, 80))
 		}
 		if hop >= 5 { // hops 0-4 followed 5 redirects: this is the 6th
 			return nil, fmt.Errorf("%w: more than 5 redirects", ErrRedirect)
 		}
-		f.log.Debug().Str("location", next.Path).Msg("redirect")
+		f.log.Debug("redirect", "location", next.Path)
 		u = next
 	}
 }
@@ -88,7 +87,7 @@ func (f *fetcher) get(ctx context.Context, u *url.URL) (body []byte, loc string,
 	if f.cfg.UnixSocket != "" {
 		network, addr = "unix", f.cfg.UnixSocket
 	}
-	f.log.Debug().Str("network", network).Str("addr", addr).Str("path", u.Path).Dur("timeout", f.cfg.Timeout).Msg("connect")
+	f.log.Debug("connect", "network", network, "addr", addr, "path", u.Path, "timeout", f.cfg.Timeout)
 	f.tm.connStart = f.now()
 	conn, err := f.dial(ctx, network, addr)
 	f.tm.connDone = f.now()
@@ -120,7 +119,7 @@ func (f *fetcher) get(ctx context.Context, u *url.URL) (body []byte, loc string,
 			return nil, "", err
 		}
 		st := tconn.ConnectionState()
-		f.log.Debug().Str("version", tls.VersionName(st.Version)).Str("server_name", tc.ServerName).Msg("TLS handshake done")
+		f.log.Debug("TLS handshake done", "version", tls.VersionName(st.Version), "server_name", tc.ServerName)
 		conn = tconn
 	}
 
@@ -139,8 +138,7 @@ func (f *fetcher) get(ctx context.Context, u *url.URL) (body []byte, loc string,
 		}
 		return nil, "", err
 	}
-	f.log.Debug().Int("code", resp.code).Str("content_type", resp.get("Content-Type")).
-		Int64("content_length", resp.length).Msg("response")
+	f.log.Debug("response", "code", resp.code, "content_type", resp.get("Content-Type"), "content_length", resp.length)
 
 	if resp.code >= 300 && resp.code <= 399 && resp.get("Location") != "" {
 		return nil, resp.get("Location"), nil
@@ -152,7 +150,7 @@ func (f *fetcher) get(ctx context.Context, u *url.URL) (body []byte, loc string,
 		he := &HTTPStatusError{Code: resp.code, Line: firstLine(b), plain: f.cfg.Plain}
 		if !f.cfg.Plain {
 			if d, err := status.Parse(b); err == nil {
-				he.Doc, he.Line = &d, clean(d.Message, 120)
+				he.Doc, he.Line = &d, plugin.Line(d.Message, 120)
 			}
 		}
 		return nil, "", he
@@ -164,7 +162,7 @@ func (f *fetcher) get(ctx context.Context, u *url.URL) (body []byte, loc string,
 	}
 	b, err := status.ReadBody(resp.body, limit)
 	f.tm.size = len(b)
-	f.log.Trace().Str("body", clean(string(b[:min(len(b), 512)]), 512)).Msg("first 512 bytes of the body")
+	f.log.Trace("first 512 bytes of the body", "body", plugin.Line(string(b[:min(len(b), 512)]), 512))
 	if errors.Is(err, io.EOF) {
 		err = io.ErrUnexpectedEOF
 	}
@@ -240,7 +238,7 @@ func jsonType(ct string) error {
 	if err == nil && (mt == "application/json" || strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json")) {
 		return nil
 	}
-	return fmt.Errorf("%w %q, want application/json (use --plain for non-JSON endpoints)", ErrContentType, clean(ct, 60))
+	return fmt.Errorf("%w %q, want application/json (use --plain for non-JSON endpoints)", ErrContentType, plugin.Line(ct, 60))
 }
 
 func firstLine(b []byte) string {
@@ -248,5 +246,5 @@ func firstLine(b []byte) string {
 	if i := strings.IndexAny(s, "\r\n"); i >= 0 {
 		s = s[:i]
 	}
-	return clean(s, 200)
+	return plugin.Line(s, 200)
 }

@@ -1,28 +1,15 @@
 package check
 
 import (
-	"bytes"
 	"fmt"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
-
-	gonagios "github.com/atc0005/go-nagios"
 
 	"github.com/selfheal/selfheal/internal/nagios"
+	"github.com/selfheal/selfheal/internal/plugin"
 	"github.com/selfheal/selfheal/internal/status"
-	"github.com/selfheal/selfheal/internal/textsafe"
-)
-
-// Output budget. Nagios 4 keeps 8192 bytes of plugin output; we stay
-// under it with a margin so truncation never cuts the perfdata.
-const (
-	maxOutput = 8000
-	maxLine1  = 300
-	maxPerf   = 3000
 )
 
 // failure renders an error through the one error-to-state mapping.
@@ -31,6 +18,9 @@ func failure(cfg Config, err error, tm timings) Result {
 	return render(cfg, evaluation{items: []item{{state: st, summary: reason}}}, tm, false)
 }
 
+// render hands the evaluation to the plugins' one renderer
+// (internal/plugin): line 1 "WORKER STATE - causes | perfdata", most
+// severe first, then the info line and the sub-checks.
 func render(cfg Config, ev evaluation, tm timings, answered bool) Result {
 	elapsed := tm.end.Sub(tm.start)
 	if answered && cfg.Response.Set() {
@@ -40,104 +30,29 @@ func render(cfg Config, ev evaluation, tm timings, answered bool) Result {
 		}
 	}
 
-	state := nagios.OK
-	var problems []item
+	a := plugin.Answer{Prefix: "WORKER", OK: ev.msg}
+	if a.OK == "" {
+		a.OK = "status ok"
+	}
 	var crit counts
 	for _, it := range ev.items {
-		state = nagios.Worst(state, it.state)
-		if it.state != nagios.OK {
-			problems = append(problems, it)
-		}
+		a.Findings = append(a.Findings, plugin.Finding{State: it.state, Summary: it.summary, Short: !it.long, Echo: it.scope == scopeEcho})
 		if it.state == nagios.Critical {
 			crit.add(it.scope)
 		}
 	}
-	// Most severe first, so the cause that drives the state leads line 1;
-	// an echo of the dependency checks after them.
-	sort.SliceStable(problems, func(i, j int) bool {
-		a, b := problems[i], problems[j]
-		if a.state != b.state {
-			return nagios.Worst(a.state, b.state) == a.state
-		}
-		return a.scope != scopeEcho && b.scope == scopeEcho
-	})
-	var summary string
-	switch {
-	case len(problems) > 0:
-		parts := make([]string, len(problems))
-		for i, p := range problems {
-			parts[i] = p.summary
-		}
-		summary = strings.Join(parts, "; ")
-		if crit.self == 0 && crit.dependency > 0 {
-			summary = "dependency failure (not the worker's own fault): " + summary
-		}
-	case ev.msg != "":
-		summary = ev.msg
-	default:
-		summary = "status ok"
+	if crit.self == 0 && crit.dependency > 0 {
+		a.Head = "dependency failure (not the worker's own fault): "
 	}
-	line1 := clean("WORKER "+state.String()+" - "+summary, maxLine1)
-
 	perf, omitted := perfdata(cfg, crit, ev.own, ev.perf, tm, answered)
-	perfLen := 0
-	for _, pd := range perf {
-		perfLen += len(pd.String())
-	}
-
-	var lines []string
+	a.Perf = perf
 	if ev.info != "" {
-		lines = append(lines, ev.info)
+		a.Info = append(a.Info, ev.info)
 	}
 	if omitted > 0 { // before the sub-checks, which may be cut themselves
-		lines = append(lines, fmt.Sprintf("perfdata of %d metrics left out to stay under the output limit", omitted))
+		a.Info = append(a.Info, fmt.Sprintf("perfdata of %d metrics left out to stay under the output limit", omitted))
 	}
-	for _, it := range ev.items {
-		if it.long {
-			lines = append(lines, "["+it.state.String()+"] "+it.summary)
-		}
-	}
-	long := fitLines(lines, maxOutput-len(line1)-perfLen-64)
-
-	var buf bytes.Buffer
-	p := gonagios.NewPlugin()
-	p.SkipOSExit()
-	p.SetOutputTarget(&buf)
-	p.ServiceOutput = line1
-	p.ExitStatusCode = int(state)
-	// Labels are sanitised and values formatted by us; go-nagios'
-	// validator rejects valid ranges such as "0.5" or "-1:".
-	_ = p.AddPerfData(true, perf...)
-	p.ReturnCheckResults()
-	// go-nagios would put perfdata after the long output; we keep it on
-	// line 1 ("TEXT | perfdata") where every engine and graphing add-on
-	// looks first, and put the sub-checks on the lines after it.
-	out := buf.String()
-	if long != "" {
-		out += long + gonagios.CheckOutputEOL
-	}
-	return Result{State: state, Output: out}
-}
-
-// fitLines joins lines with go-nagios' line end, cutting the tail when it
-// would pass budget bytes.
-func fitLines(lines []string, budget int) string {
-	var b strings.Builder
-	for i, l := range lines {
-		add := len(l)
-		if i > 0 {
-			add += len(gonagios.CheckOutputEOL)
-		}
-		if b.Len()+add > budget-60 {
-			fmt.Fprintf(&b, "%s... %d more lines cut (output limit)", gonagios.CheckOutputEOL, len(lines)-i)
-			break
-		}
-		if i > 0 {
-			b.WriteString(gonagios.CheckOutputEOL)
-		}
-		b.WriteString(l)
-	}
-	return b.String()
+	return Result{State: a.State(), Output: a.Render()}
 }
 
 // counts are the CRITICAL findings by scope, printed in every answer as the
@@ -154,18 +69,18 @@ func (c *counts) add(s scope) {
 	}
 }
 
-// reserved labels are check_worker's own; a worker metric of the same name
-// (in any case: go-nagios keys perfdata by the lower-cased label) is renamed
-// with a numeric suffix. The counters matter most: a worker must not be able
-// to replace them.
+// reserved labels are check_worker's own; a worker metric of the same name,
+// in any case (graphing add-ons such as PNP4Nagios file metrics under
+// case-insensitive names), is renamed with a numeric suffix. The counters
+// matter most: a worker must not be able to replace them.
 var reserved = []string{"time", "time_connect", "time_tls", "time_firstbyte", "size", "heartbeat_age", "uptime",
 	status.PerfCriticalSelf, status.PerfCriticalDependency}
 
-func perfdata(cfg Config, crit counts, own, worker []gonagios.PerformanceData, tm timings, answered bool) (out []gonagios.PerformanceData, omitted int) {
+func perfdata(cfg Config, crit counts, own, worker []plugin.Perf, tm timings, answered bool) (out []plugin.Perf, omitted int) {
 	// First, so that the perfdata cap never leaves them out.
 	out = append(out,
-		gonagios.PerformanceData{Label: status.PerfCriticalSelf, Value: strconv.Itoa(crit.self), Min: "0"},
-		gonagios.PerformanceData{Label: status.PerfCriticalDependency, Value: strconv.Itoa(crit.dependency), Min: "0"})
+		plugin.Perf{Label: status.PerfCriticalSelf, Value: strconv.Itoa(crit.self), Min: "0"},
+		plugin.Perf{Label: status.PerfCriticalDependency, Value: strconv.Itoa(crit.dependency), Min: "0"})
 	sec := func(label string, from, to time.Time) {
 		if from.IsZero() || to.IsZero() {
 			return
@@ -179,68 +94,34 @@ func perfdata(cfg Config, crit counts, own, worker []gonagios.PerformanceData, t
 	sec("time_tls", tm.tlsStart, tm.tlsDone)
 	sec("time_firstbyte", tm.start, tm.firstByte)
 	if answered {
-		out = append(out, gonagios.PerformanceData{Label: "size", Value: strconv.Itoa(tm.size), UnitOfMeasurement: "B", Min: "0"})
+		out = append(out, plugin.Perf{Label: "size", Value: strconv.Itoa(tm.size), UOM: "B", Min: "0"})
 	}
 	out = append(out, own...)
 	used := map[string]bool{}
 	size := 0
 	for _, pd := range out {
 		used[pd.Label] = true
-		size += len(pd.String())
+		size += len(pd.String()) + 1 // and the space before it
 	}
 	for _, r := range reserved {
 		used[r] = true
 	}
 	for _, pd := range worker {
-		base := label(pd.Label)
+		base := plugin.Label(pd.Label)
 		pd.Label = base
 		for n := 2; used[strings.ToLower(pd.Label)]; n++ {
 			pd.Label = base + "_" + strconv.Itoa(n)
 		}
-		if size+len(pd.String()) > maxPerf {
+		if size+len(pd.String())+1 > plugin.MaxPerf {
 			omitted++
 			continue
 		}
 		used[strings.ToLower(pd.Label)] = true
-		size += len(pd.String())
+		size += len(pd.String()) + 1
 		out = append(out, pd)
 	}
+	// Printed by label, as they always have been: the columns a person
+	// reads stay put whichever timings a run had.
+	sort.SliceStable(out, func(i, j int) bool { return strings.ToLower(out[i].Label) < strings.ToLower(out[j].Label) })
 	return out, omitted
-}
-
-// label makes a perfdata label safe: no quotes, "=", spaces or "|".
-func label(s string) string {
-	var b strings.Builder
-	for _, r := range s {
-		switch {
-		case r < utf8.RuneSelf && (unicode.IsLetter(r) || unicode.IsDigit(r) || strings.ContainsRune("_-.:/", r)):
-			b.WriteRune(r)
-		default:
-			b.WriteByte('_')
-		}
-		if b.Len() >= 64 {
-			break
-		}
-	}
-	if b.Len() == 0 {
-		return "metric"
-	}
-	return b.String()
-}
-
-// clean makes worker text safe for one line of plugin output: valid
-// UTF-8 (a run of bad bytes reads as one U+FFFD), no line breaks or
-// control characters (textsafe.Line), no "|" (Nagios would cut there and
-// read perfdata), at most max bytes.
-func clean(s string, max int) string {
-	// A run of bad bytes becomes one U+FFFD here, as it always has.
-	s = textsafe.OneLine(strings.ToValidUTF8(s, "\uFFFD"))
-	if len(s) <= max {
-		return s
-	}
-	cut := max - 3
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "..."
 }

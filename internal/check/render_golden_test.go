@@ -15,8 +15,8 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
-// TestGolden pins the exact plugin output, byte for byte (go-nagios ends
-// lines in " \n"; testdata is -text in .gitattributes). The clock is
+// TestGolden pins the exact plugin output, byte for byte (internal/plugin
+// renders it; testdata is -text in .gitattributes). The clock is
 // fixed, so every duration in the perfdata is 0 and the output is stable.
 func TestGolden(t *testing.T) {
 	full := `{"status":"ok","message":"processed 120 jobs in the last minute",` +

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/rs/zerolog"
-
 	"github.com/selfheal/selfheal/internal/nagios"
 	"github.com/selfheal/selfheal/internal/status"
 )
@@ -56,11 +54,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) Result {
 	if now == nil {
 		now = time.Now
 	}
-	log := deps.Logger
-	if log == nil {
-		nop := zerolog.Nop()
-		log = &nop
-	}
+	log := deps.Logger // nil discards
 	dial := deps.Dial
 	if dial == nil {
 		dial = defaultDial
@@ -80,7 +74,11 @@ func Run(ctx context.Context, cfg Config, deps Deps) Result {
 		// half-parsed header) broke because of it: report the timeout.
 		err = fmt.Errorf("%w: %w", context.DeadlineExceeded, err)
 	}
-	log.Debug().Dur("elapsed", tm.end.Sub(tm.start)).Int("bytes", tm.size).Err(err).Msg("fetch done")
+	var errv any
+	if err != nil {
+		errv = err
+	}
+	log.Debug("fetch done", "elapsed", tm.end.Sub(tm.start), "bytes", tm.size, "error", errv)
 	if err != nil {
 		return failure(cfg, err, tm)
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/selfheal/selfheal/internal/nagios"
+	"github.com/selfheal/selfheal/internal/plugin"
 	"github.com/selfheal/selfheal/internal/protocol"
 	"github.com/selfheal/selfheal/internal/thresholds"
 )
@@ -82,8 +83,8 @@ func RunAgent(ctx context.Context, cfg AgentConfig, deps Deps) Result {
 	if len(targets) == 0 {
 		targets = listed
 	}
-	r.okText = fmt.Sprintf("%s answers, key accepted, %d service(s) reported", oneLine(version), len(targets))
-	r.add(nagios.OK, "", fmt.Sprintf("agent %s at %s: %s, key %s accepted, round trip %s ms", cfg.Agent, cfg.Addr, oneLine(version), cfg.Key.ID, ms(rtt)))
+	r.okText = fmt.Sprintf("%s answers, key accepted, %d service(s) reported", plugin.Line(version, 80), len(targets))
+	r.add(nagios.OK, "", fmt.Sprintf("agent %s at %s: %s, key %s accepted, round trip %s ms", cfg.Agent, cfg.Addr, plugin.Line(version, 80), cfg.Key.ID, ms(rtt)))
 	clock(r, cfg, rep.AgentTime, sent, got, false)
 	if len(targets) == 0 {
 		r.add(nagios.OK, "", "no service to report on: the agent lists none with a status action (give --target)")
@@ -200,7 +201,7 @@ func rangeOf(p thresholds.Pair, st nagios.State) string {
 
 // service reports one service from its status reply.
 func service(ctx context.Context, r *report, cfg AgentConfig, a *asker, svc string) {
-	name := label(svc)
+	name := plugin.Label(svc)
 	if ctx.Err() != nil {
 		r.add(nagios.Unknown, svc+": no time left to ask", "")
 		return

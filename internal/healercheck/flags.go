@@ -1,7 +1,6 @@
 package healercheck
 
 import (
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -14,6 +13,7 @@ import (
 	"github.com/selfheal/selfheal/internal/breaker"
 	"github.com/selfheal/selfheal/internal/fsutil"
 	"github.com/selfheal/selfheal/internal/handler"
+	"github.com/selfheal/selfheal/internal/icingaapi"
 	"github.com/selfheal/selfheal/internal/protocol"
 	"github.com/selfheal/selfheal/internal/thresholds"
 )
@@ -48,17 +48,18 @@ type AgentFlags struct {
 
 // NodeFlags are node mode's flags; the breaker's are handle_worker's.
 type NodeFlags struct {
-	StateDir         string        `name:"state-dir" default:"${state_dir}" placeholder:"DIR" help:"handle_worker's --state-dir."`
-	CommandFile      string        `name:"command-file" placeholder:"FIFO" help:"Nagios' command file: must have a reader (the engine)."`
-	IcingaAPI        string        `name:"icinga-api" placeholder:"URL" help:"Icinga 2 API URL that must answer, e.g. https://localhost:5665/v1."`
-	IcingaCA         string        `name:"icinga-ca" placeholder:"FILE" help:"CA bundle that verifies the Icinga 2 API's certificate."`
-	IcingaServerName string        `name:"icinga-server-name" placeholder:"NAME" help:"Name expected in the API's certificate (default: the URL's host; Icinga's own certificate names NodeName)."`
-	Recent           time.Duration `default:"1h" help:"A failed heal counts as failing for this long after its answer."`
-	Ignore           []string      `placeholder:"RULE" help:"handle_worker's --ignore: a switched-off pause or breaker holds nothing back, so it is not judged."`
-	BreakerThreshold int           `name:"breaker-threshold" default:"10" placeholder:"N" help:"handle_worker's --breaker-threshold."`
-	BreakerWindow    time.Duration `name:"breaker-window" default:"5m" help:"handle_worker's --breaker-window."`
-	BreakerQuiet     time.Duration `name:"breaker-quiet" default:"2m" help:"handle_worker's --breaker-quiet."`
-	Timeout          string        `short:"t" default:"10" placeholder:"SECONDS" help:"The whole check ends within this (seconds or a duration)."`
+	StateDir          string        `name:"state-dir" default:"${state_dir}" placeholder:"DIR" help:"handle_worker's --state-dir."`
+	CommandFile       string        `name:"command-file" placeholder:"FIFO" help:"Nagios' command file: must have a reader (the engine)."`
+	IcingaAPI         string        `name:"icinga-api" placeholder:"URL" help:"Icinga 2 API the handler writes back through, e.g. https://localhost:5665 (a /v1 path is accepted); it must answer."`
+	IcingaCA          string        `name:"icinga-ca" default:"/var/lib/icinga2/certs/ca.crt" placeholder:"FILE" help:"Icinga's CA: the API's certificate is verified against it."`
+	IcingaCredentials string        `name:"icinga-credentials" placeholder:"FILE" help:"handle_worker's --icinga-credentials: the API must accept them (without, any answer will do)."`
+	IcingaServerName  string        `name:"icinga-server-name" placeholder:"NAME" help:"Name expected in the API's certificate (default: the URL's host; Icinga's own certificate names NodeName)."`
+	Recent            time.Duration `default:"1h" help:"A failed heal counts as failing for this long after its answer."`
+	Ignore            []string      `placeholder:"RULE" help:"handle_worker's --ignore: a switched-off pause or breaker holds nothing back, so it is not judged."`
+	BreakerThreshold  int           `name:"breaker-threshold" default:"10" placeholder:"N" help:"handle_worker's --breaker-threshold."`
+	BreakerWindow     time.Duration `name:"breaker-window" default:"5m" help:"handle_worker's --breaker-window."`
+	BreakerQuiet      time.Duration `name:"breaker-quiet" default:"2m" help:"handle_worker's --breaker-quiet."`
+	Timeout           string        `short:"t" default:"10" placeholder:"SECONDS" help:"The whole check ends within this (seconds or a duration)."`
 }
 
 // Vars are the defaults the grammar interpolates.
@@ -122,7 +123,7 @@ func (f AgentFlags) Config(t fsutil.Trust) (AgentConfig, error) {
 
 // Config validates node mode's flags.
 func (f NodeFlags) Config(t fsutil.Trust) (NodeConfig, error) {
-	c := NodeConfig{StateDir: f.StateDir, Trust: t, Recent: f.Recent, CommandFile: f.CommandFile, IcingaAPI: f.IcingaAPI,
+	c := NodeConfig{StateDir: f.StateDir, Trust: t, Recent: f.Recent, CommandFile: f.CommandFile,
 		Breaker: breaker.Config{Threshold: f.BreakerThreshold, Window: f.BreakerWindow, Quiet: f.BreakerQuiet}}
 	var err error
 	if c.Timeout, err = ParseTimeout(f.Timeout); err != nil {
@@ -140,20 +141,21 @@ func (f NodeFlags) Config(t fsutil.Trust) (NodeConfig, error) {
 	if f.Recent <= 0 {
 		return c, fmt.Errorf("--recent %s: must be above 0", f.Recent)
 	}
-	if f.IcingaCA != "" && f.IcingaAPI == "" {
-		return c, errors.New("--icinga-ca without --icinga-api")
+	if f.IcingaCredentials != "" && f.IcingaAPI == "" {
+		return c, errors.New("--icinga-credentials without --icinga-api")
 	}
 	if f.IcingaAPI != "" {
 		if !strings.HasPrefix(f.IcingaAPI, "https://") {
 			return c, fmt.Errorf("--icinga-api %q: want an https:// URL", f.IcingaAPI)
 		}
-		c.IcingaTLS = &tls.Config{MinVersion: tls.VersionTLS12, ServerName: f.IcingaServerName}
-		if f.IcingaCA != "" {
-			pool, err := fsutil.LoadCertPool(f.IcingaCA)
-			if err != nil {
+		// The API's base, as handle_worker takes it; "/v1", which this
+		// flag once asked for, is the path the check asks anyway.
+		base := strings.TrimSuffix(strings.TrimSuffix(f.IcingaAPI, "/"), "/v1")
+		c.Icinga = &icingaapi.Config{URL: base, CAFile: f.IcingaCA, ServerName: f.IcingaServerName, Timeout: c.Timeout}
+		if f.IcingaCredentials != "" {
+			if c.Icinga.User, c.Icinga.Password, err = icingaapi.LoadCredentials(t, f.IcingaCredentials); err != nil {
 				return c, err
 			}
-			c.IcingaTLS.RootCAs = pool
 		}
 	}
 	return c, nil

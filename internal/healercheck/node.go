@@ -1,14 +1,10 @@
 package healercheck
 
 import (
-	"bufio"
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io/fs"
-	"net"
-	"net/url"
 	"os"
 	"sort"
 	"strconv"
@@ -19,7 +15,9 @@ import (
 	"github.com/selfheal/selfheal/internal/breaker"
 	"github.com/selfheal/selfheal/internal/fsutil"
 	"github.com/selfheal/selfheal/internal/handler"
+	"github.com/selfheal/selfheal/internal/icingaapi"
 	"github.com/selfheal/selfheal/internal/nagios"
+	"github.com/selfheal/selfheal/internal/plugin"
 )
 
 // NodeConfig is one node-mode check, fully parsed.
@@ -33,10 +31,10 @@ type NodeConfig struct {
 	Recent time.Duration
 	// CommandFile is the Nagios command FIFO ("" = not checked).
 	CommandFile string
-	// IcingaAPI is an Icinga 2 API URL that must answer ("" = not
-	// checked); IcingaTLS verifies its certificate.
-	IcingaAPI string
-	IcingaTLS *tls.Config
+	// Icinga is the Icinga 2 API the handler writes back through (nil =
+	// not checked), as internal/icingaapi reaches it: with its
+	// credentials, they must be accepted; without, any answer will do.
+	Icinga *icingaapi.Config
 	// Ignore are the handler's switched-off rules (--ignore): a pause or
 	// a breaker it ignores holds nothing back.
 	Ignore  map[handler.Rule]bool
@@ -236,14 +234,37 @@ func writeBack(ctx context.Context, r *report, cfg NodeConfig) {
 			r.add(nagios.OK, "", "command file "+cfg.CommandFile+" has a reader")
 		}
 	}
-	if cfg.IcingaAPI != "" {
-		code, err := apiAnswers(ctx, cfg.IcingaAPI, cfg.IcingaTLS)
-		if err != nil {
-			r.add(nagios.Warning, "no write-back to the engine: Icinga 2 API "+cfg.IcingaAPI+": "+err.Error(), "")
-		} else {
-			r.add(nagios.OK, "", fmt.Sprintf("Icinga 2 API %s answers (HTTP %d)", cfg.IcingaAPI, code))
-		}
+	if cfg.Icinga != nil {
+		r.add(icingaAnswers(ctx, *cfg.Icinga))
 	}
+}
+
+// icingaAnswers asks the API through internal/icingaapi, the handler's
+// own client and TLS rules: with the handler's credentials an
+// authenticated GET /v1 (the API is up, its certificate verifies, the
+// credentials are accepted); without, an unauthenticated one, where any
+// answer, 401 included, proves the first two.
+func icingaAnswers(ctx context.Context, ic icingaapi.Config) (nagios.State, string, string) {
+	fail := func(err error) (nagios.State, string, string) {
+		return nagios.Warning, "no write-back to the engine: Icinga 2 API " + ic.URL + ": " + err.Error(), ""
+	}
+	if ic.User == "" && ic.ClientCert == "" {
+		code, err := icingaapi.Probe(ctx, ic)
+		if err != nil {
+			return fail(err)
+		}
+		return nagios.OK, "", fmt.Sprintf("Icinga 2 API %s answers (HTTP %d; no credentials given, so not checked)", ic.URL, code)
+	}
+	c, err := icingaapi.New(ic)
+	if err != nil {
+		return fail(err)
+	}
+	defer c.Close()
+	info, err := c.Info(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	return nagios.OK, "", fmt.Sprintf("Icinga 2 API %s answers as ApiUser %s (Icinga %s)", ic.URL, plugin.Line(info.User, 64), plugin.Line(info.Version, 40))
 }
 
 // commandFileReader reports whether the FIFO at path has a reader, as the
@@ -272,61 +293,4 @@ func commandFileReader(path string) error {
 		return fmt.Errorf("command file %s: %w", path, err)
 	}
 	return syscall.Close(fd)
-}
-
-// apiAnswers sends one unauthenticated GET to the API URL and returns the
-// HTTP status code: any answer proves the API is up and its certificate
-// valid (a 401 is expected; the handler holds the credentials). One
-// request line and one status line are all it needs, so net/http, which
-// check_worker's start-up benchmark keeps out of the plugins, is not
-// linked for it.
-func apiAnswers(ctx context.Context, raw string, tc *tls.Config) (int, error) {
-	u, err := url.Parse(raw)
-	if err != nil || u.Scheme != "https" || u.Host == "" {
-		return 0, fmt.Errorf("want an https:// URL")
-	}
-	host := u.Host
-	if u.Port() == "" {
-		host = net.JoinHostPort(u.Hostname(), "5665")
-	}
-	var dialer net.Dialer
-	conn, err := dialer.DialContext(ctx, "tcp", host)
-	if err != nil {
-		return 0, err
-	}
-	defer conn.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		conn.SetDeadline(dl)
-	}
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
-	if tc != nil {
-		cfg = tc.Clone()
-	}
-	if cfg.ServerName == "" {
-		cfg.ServerName = u.Hostname()
-	}
-	c := tls.Client(conn, cfg)
-	if err := c.HandshakeContext(ctx); err != nil {
-		return 0, fmt.Errorf("TLS: %w", err)
-	}
-	path := u.EscapedPath()
-	if path == "" {
-		path = "/v1"
-	}
-	if _, err := fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: %s\r\nAccept: application/json\r\nConnection: close\r\n\r\n", path, u.Host); err != nil {
-		return 0, err
-	}
-	line, err := bufio.NewReaderSize(c, 512).ReadString('\n')
-	if err != nil {
-		return 0, fmt.Errorf("no HTTP answer: %w", err)
-	}
-	f := strings.Fields(line)
-	if len(f) < 2 || !strings.HasPrefix(f[0], "HTTP/") {
-		return 0, fmt.Errorf("not an HTTP answer: %q", clip(oneLine(line), 60))
-	}
-	code, err := strconv.Atoi(f[1])
-	if err != nil || code < 100 || code > 599 {
-		return 0, fmt.Errorf("not an HTTP status: %q", clip(oneLine(line), 60))
-	}
-	return code, nil
 }

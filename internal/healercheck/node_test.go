@@ -2,8 +2,13 @@ package healercheck
 
 import (
 	"context"
-	"crypto/tls"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -17,6 +22,7 @@ import (
 	"github.com/selfheal/selfheal/internal/breaker"
 	"github.com/selfheal/selfheal/internal/fsutil"
 	"github.com/selfheal/selfheal/internal/handler"
+	"github.com/selfheal/selfheal/internal/icingaapi"
 	"github.com/selfheal/selfheal/internal/lab/rig/rigtest"
 	"github.com/selfheal/selfheal/internal/nagios"
 )
@@ -173,38 +179,66 @@ func mustWrite(t *testing.T, s handler.Store, r handler.Record) {
 	}
 }
 
-// TestIcingaAPIAnswers: any HTTP answer of the API, over verified TLS,
-// is a working write-back channel (a 401 included: the handler holds the
-// credentials); an untrusted certificate or no answer is a WARNING.
+// TestIcingaAPIAnswers: the API is asked through internal/icingaapi, as
+// the handler asks it. Without credentials any HTTP answer over verified
+// TLS is a working channel (a 401 included); with them, they must be
+// accepted. An untrusted certificate, refused credentials or no answer
+// is a WARNING.
 func TestIcingaAPIAnswers(t *testing.T) {
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/v1" {
 			http.NotFound(w, r)
 			return
 		}
+		w.Header().Set("Content-Type", "application/json")
+		if u, p, ok := r.BasicAuth(); ok && u == "selfheal" && p == "s3cret" {
+			w.Write([]byte(`{"results":[{"user":"selfheal","permissions":["actions/add-comment"],"version":"r2.13.2-1"}]}`))
+			return
+		}
 		w.WriteHeader(http.StatusUnauthorized)
+		w.Write([]byte(`{"error":401,"status":"Unauthorized. Please check your user credentials."}`))
 	}))
 	defer srv.Close()
-	pool := x509.NewCertPool()
-	pool.AddCert(srv.Certificate())
-	trusted := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-	closed := "https://127.0.0.1:" + strconv.Itoa(rigtest.ClosedPort(t)) + "/v1"
+	dir := t.TempDir()
+	caFile := func(name string, der []byte) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	// Another CA: a self-signed certificate of its own.
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "other CA"}, IsCA: true,
+		BasicConstraintsValid: true, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageCertSign}
+	otherDER, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, wrongCA := caFile("ca.crt", srv.Certificate().Raw), caFile("other.crt", otherDER)
+	closed := "https://127.0.0.1:" + strconv.Itoa(rigtest.ClosedPort(t))
 	tests := []struct {
-		url   string
-		tc    *tls.Config
+		name  string
+		ic    icingaapi.Config
 		state nagios.State
 		want  string
 	}{
-		{srv.URL + "/v1", trusted, nagios.OK, "answers (HTTP 401)"},
-		{srv.URL + "/v1", nil, nagios.Warning, "Icinga 2 API " + srv.URL + "/v1: TLS: "},
-		{closed, trusted, nagios.Warning, "connection refused"},
+		{"no credentials", icingaapi.Config{URL: srv.URL, CAFile: ca}, nagios.OK, "answers (HTTP 401; no credentials given"},
+		{"credentials accepted", icingaapi.Config{URL: srv.URL, CAFile: ca, User: "selfheal", Password: "s3cret"}, nagios.OK, "answers as ApiUser selfheal (Icinga r2.13.2-1)"},
+		{"credentials refused", icingaapi.Config{URL: srv.URL, CAFile: ca, User: "selfheal", Password: "wrong"}, nagios.Warning, "HTTP 401: Unauthorized."},
+		{"untrusted certificate", icingaapi.Config{URL: srv.URL, CAFile: wrongCA}, nagios.Warning, "Icinga 2 API " + srv.URL + ": icinga api probe: "},
+		{"no answer", icingaapi.Config{URL: closed, CAFile: ca}, nagios.Warning, "connection refused"},
 	}
 	for _, tt := range tests {
 		c := nodeCfg(stateDir(t))
-		c.IcingaAPI, c.IcingaTLS = tt.url, tt.tc
+		c.Icinga = &tt.ic
 		res := RunNode(context.Background(), c, Deps{Now: func() time.Time { return nodeNow }})
 		if res.State != tt.state || !strings.Contains(res.Output, tt.want) {
-			t.Errorf("%s: %v, want %v and %q\n%s", tt.url, res.State, tt.state, tt.want, res.Output)
+			t.Errorf("%s: %v, want %v and %q\n%s", tt.name, res.State, tt.state, tt.want, res.Output)
 		}
 	}
 }

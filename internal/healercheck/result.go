@@ -16,15 +16,12 @@
 package healercheck
 
 import (
-	"sort"
 	"strconv"
 	"strings"
 	"time"
 
-	gonagios "github.com/atc0005/go-nagios"
-
 	"github.com/selfheal/selfheal/internal/nagios"
-	"github.com/selfheal/selfheal/internal/textsafe"
+	"github.com/selfheal/selfheal/internal/plugin"
 )
 
 // Result is the plugin's answer: the state (its exit code) and the exact
@@ -52,13 +49,6 @@ func (d Deps) now() time.Time {
 // DefaultTimeout is -t's default, well under Nagios' service_check_timeout.
 const DefaultTimeout = 10 * time.Second
 
-// Output budget, as check_worker's: Nagios 4 keeps 8192 bytes.
-const (
-	maxLine1  = 300
-	maxOutput = 8000
-	maxLine   = 400
-)
-
 // finding is one judged fact: its state, the text for line 1 (when not
 // OK) and its long-output line.
 type finding struct {
@@ -72,7 +62,7 @@ type report struct {
 	head     string // "agent worker1" or "node"
 	okText   string // line 1 when everything is OK
 	findings []finding
-	perf     []gonagios.PerformanceData
+	perf     []plugin.Perf
 }
 
 func (r *report) add(st nagios.State, summary, detail string) {
@@ -80,8 +70,7 @@ func (r *report) add(st nagios.State, summary, detail string) {
 }
 
 func (r *report) metric(label, value, uom, warn, crit, lo, hi string) {
-	r.perf = append(r.perf, gonagios.PerformanceData{Label: label, Value: value, UnitOfMeasurement: uom,
-		Warn: warn, Crit: crit, Min: lo, Max: hi})
+	r.perf = append(r.perf, plugin.Perf{Label: label, Value: value, UOM: uom, Warn: warn, Crit: crit, Min: lo, Max: hi})
 }
 
 func (r *report) count(label string, n int, warn, hi string) {
@@ -89,63 +78,17 @@ func (r *report) count(label string, n int, warn, hi string) {
 }
 
 // result renders "SELFHEAL <STATE> - <head>: <problems or okText> | perf",
-// then one long-output line per finding, most severe first.
+// then one long-output line per finding, most severe first, through the
+// plugins' one renderer (internal/plugin).
 func (r *report) result() Result {
-	state := nagios.OK
+	a := plugin.Answer{Prefix: "SELFHEAL", Head: r.head + ": ", OK: r.okText, Perf: r.perf}
 	for _, f := range r.findings {
-		state = nagios.Worst(state, f.state)
+		a.Findings = append(a.Findings, plugin.Finding{State: f.state, Summary: f.summary, Detail: f.detail})
 	}
-	fs := append([]finding(nil), r.findings...)
-	sort.SliceStable(fs, func(i, j int) bool { return rank(fs[i].state) > rank(fs[j].state) })
-	var problems []string
-	for _, f := range fs {
-		if f.state != nagios.OK {
-			problems = append(problems, f.summary)
-		}
+	if len(a.Findings) == 1 && a.Findings[0].Detail == "" {
+		a.Findings[0].Short = true // line 1 says it all
 	}
-	text := r.okText
-	if len(problems) > 0 {
-		text = strings.Join(problems, "; ")
-	}
-	line1 := clip(oneLine("SELFHEAL "+state.String()+" - "+r.head+": "+text), maxLine1)
-	var perf strings.Builder
-	for _, pd := range r.perf {
-		perf.WriteString(pd.String())
-	}
-	eol := gonagios.CheckOutputEOL
-	var b strings.Builder
-	b.WriteString(line1)
-	if perf.Len() > 0 {
-		b.WriteString(" |" + perf.String())
-	}
-	b.WriteString(eol)
-	if len(fs) == 1 && fs[0].detail == "" {
-		fs = nil // line 1 says it all
-	}
-	for i, f := range fs {
-		d := f.detail
-		if d == "" {
-			d = f.summary
-		}
-		line := clip(oneLine("["+f.state.String()+"] "+d), maxLine)
-		if b.Len()+len(line)+len(eol) > maxOutput-64 {
-			b.WriteString("... " + strconv.Itoa(len(fs)-i) + " more lines cut (output limit)" + eol)
-			break
-		}
-		b.WriteString(line + eol)
-	}
-	return Result{State: state, Output: b.String()}
-}
-
-// rank orders findings for output: CRITICAL, WARNING, UNKNOWN, OK (as
-// nagios.Worst does).
-func rank(s nagios.State) int {
-	for i, w := range []nagios.State{nagios.OK, nagios.Unknown, nagios.Warning, nagios.Critical} {
-		if s == w {
-			return i
-		}
-	}
-	return 1
+	return Result{State: a.State(), Output: a.Render()}
 }
 
 // unknown is the whole answer when the check itself cannot work.
@@ -153,17 +96,6 @@ func unknown(head, why string) Result {
 	r := report{head: head}
 	r.add(nagios.Unknown, why, "")
 	return r.result()
-}
-
-// oneLine is textsafe's rule for a line of plugin output (no line
-// breaks, no '|'), applied to everything that may hold foreign text.
-func oneLine(s string) string { return textsafe.OneLine(strings.ToValidUTF8(s, "\uFFFD")) }
-
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return strings.ToValidUTF8(s[:n-3], "") + "..."
 }
 
 // ago renders how long before now t was, whole seconds, or says that the
@@ -185,15 +117,4 @@ func short(d time.Duration) string {
 		s = strings.TrimSuffix(s, "0m")
 	}
 	return s
-}
-
-// label makes a perfdata label from a service name (protocol names are
-// already [a-z0-9._-]; this only guards the rule).
-func label(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-' {
-			return r
-		}
-		return '_'
-	}, s)
 }

@@ -1,4 +1,5 @@
-// Package icingaapi is handle_worker's client for the Icinga 2 REST API,
+// Package icingaapi is the client for the Icinga 2 REST API (handle_worker's
+// write-back and reads, check_selfheal's check that it answers),
 // the supported way to write back to Icinga 2 (comments, a forced
 // re-check) and to read what the handler's rules judge by: the command
 // pipe is deprecated since v2.11 and announced for removal in v2.18, and
@@ -82,26 +83,52 @@ type Client struct {
 
 // New checks cfg and loads the CA and the client certificate.
 func New(cfg Config) (*Client, error) {
+	base, tc, timeout, err := cfg.prepare()
+	if err != nil {
+		return nil, err
+	}
+	if (cfg.User == "") != (cfg.Password == "") {
+		return nil, errors.New("icinga api: basic auth needs both a user and a password")
+	}
+	if cfg.User == "" && tc.Certificates == nil {
+		return nil, errors.New("icinga api: no credentials: give a user and password or a client certificate")
+	}
+	if strings.Contains(cfg.User, ":") {
+		// Icinga splits "user:password" at the first colon.
+		return nil, errors.New("icinga api: an ApiUser name cannot contain ':'")
+	}
+	return &Client{
+		base:     base,
+		http:     newHTTP(tc, timeout),
+		user:     cfg.User,
+		password: cfg.Password,
+		timeout:  timeout,
+	}, nil
+}
+
+// prepare checks the URL and loads the CA and the client certificate:
+// what every way of talking to the API shares.
+func (cfg Config) prepare() (base string, tc *tls.Config, timeout time.Duration, err error) {
 	u, err := url.Parse(cfg.URL)
 	if err != nil {
-		return nil, fmt.Errorf("icinga api: URL: %w", err)
+		return "", nil, 0, fmt.Errorf("icinga api: URL: %w", err)
 	}
 	switch {
 	case u.Scheme != "https":
-		return nil, fmt.Errorf("icinga api: URL %q: want https://host:port (the API speaks TLS only)", cfg.URL)
+		return "", nil, 0, fmt.Errorf("icinga api: URL %q: want https://host:port (the API speaks TLS only)", cfg.URL)
 	case u.Host == "" || u.Hostname() == "":
-		return nil, fmt.Errorf("icinga api: URL %q has no host", cfg.URL)
+		return "", nil, 0, fmt.Errorf("icinga api: URL %q has no host", cfg.URL)
 	case u.User != nil:
-		return nil, errors.New("icinga api: URL: credentials belong in the credentials file, not the URL")
+		return "", nil, 0, errors.New("icinga api: URL: credentials belong in the credentials file, not the URL")
 	case strings.Trim(u.Path, "/") != "" || u.RawQuery != "" || u.Fragment != "":
-		return nil, fmt.Errorf("icinga api: URL %q: want no path, query or fragment", cfg.URL)
+		return "", nil, 0, fmt.Errorf("icinga api: URL %q: want no path, query or fragment", cfg.URL)
 	}
 	if cfg.CAFile == "" {
-		return nil, errors.New("icinga api: no CA file: the server certificate must be verified against Icinga's CA")
+		return "", nil, 0, errors.New("icinga api: no CA file: the server certificate must be verified against Icinga's CA")
 	}
 	roots, err := fsutil.LoadCertPool(cfg.CAFile)
 	if err != nil {
-		return nil, fmt.Errorf("icinga api: %w", err)
+		return "", nil, 0, fmt.Errorf("icinga api: %w", err)
 	}
 	// TLS 1.2 with forward secrecy and AEAD only (Icinga's own minimum is
 	// 1.2). Not 1.3: Icinga 2.13 writes its session tickets after a 1.3
@@ -109,7 +136,7 @@ func New(cfg Config) (*Client, error) {
 	// every new connection then waits about 40 ms for a delayed ACK
 	// (internal/lab/bench/apiwrite: 52 ms per heal with 1.3, 12 with 1.2).
 	// Each handle_worker run is a new process, so every heal paid it.
-	tc := &tls.Config{RootCAs: roots, ServerName: cfg.ServerName, MinVersion: tls.VersionTLS12, MaxVersion: tls.VersionTLS12,
+	tc = &tls.Config{RootCAs: roots, ServerName: cfg.ServerName, MinVersion: tls.VersionTLS12, MaxVersion: tls.VersionTLS12,
 		CipherSuites: []uint16{
 			tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
 			tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
@@ -122,45 +149,62 @@ func New(cfg Config) (*Client, error) {
 	case cfg.ClientCert != "" && cfg.ClientKey != "":
 		cert, _, err := fsutil.LoadKeyPair(cfg.ClientCert, cfg.ClientKey)
 		if err != nil {
-			return nil, fmt.Errorf("icinga api: client %w", err)
+			return "", nil, 0, fmt.Errorf("icinga api: client %w", err)
 		}
 		tc.Certificates = []tls.Certificate{cert}
 	case cfg.ClientCert != "" || cfg.ClientKey != "":
-		return nil, errors.New("icinga api: a client certificate needs both the certificate and the key")
+		return "", nil, 0, errors.New("icinga api: a client certificate needs both the certificate and the key")
 	}
-	if (cfg.User == "") != (cfg.Password == "") {
-		return nil, errors.New("icinga api: basic auth needs both a user and a password")
-	}
-	if cfg.User == "" && tc.Certificates == nil {
-		return nil, errors.New("icinga api: no credentials: give a user and password or a client certificate")
-	}
-	if strings.Contains(cfg.User, ":") {
-		// Icinga splits "user:password" at the first colon.
-		return nil, errors.New("icinga api: an ApiUser name cannot contain ':'")
-	}
-	timeout := cfg.Timeout
+	timeout = cfg.Timeout
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
-	return &Client{
-		base: "https://" + u.Host,
-		http: &http.Client{
-			// No proxy from the environment: the API is the monitoring
-			// node's own (usually loopback), and the password must not
-			// go through a proxy someone's environment names.
-			Transport: &http.Transport{
-				TLSClientConfig:     tc,
-				TLSHandshakeTimeout: timeout,
-				MaxIdleConnsPerHost: 2,
-				IdleConnTimeout:     30 * time.Second,
-			},
-			// An API answers; a redirect would be a misconfiguration.
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	return "https://" + u.Host, tc, timeout, nil
+}
+
+func newHTTP(tc *tls.Config, timeout time.Duration) *http.Client {
+	return &http.Client{
+		// No proxy from the environment: the API is the monitoring
+		// node's own (usually loopback), and the password must not
+		// go through a proxy someone's environment names.
+		Transport: &http.Transport{
+			TLSClientConfig:     tc,
+			TLSHandshakeTimeout: timeout,
+			MaxIdleConnsPerHost: 2,
+			IdleConnTimeout:     30 * time.Second,
 		},
-		user:     cfg.User,
-		password: cfg.Password,
-		timeout:  timeout,
-	}, nil
+		// An API answers; a redirect would be a misconfiguration.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// Probe sends one GET /v1 with New's TLS rules and no credentials but a
+// client certificate, if cfg has one, and returns the HTTP status: any
+// answer (401 without credentials) proves that the API is up and that its
+// certificate verifies against the CA. It is for a check that holds no
+// credentials (check_selfheal node); with credentials, New and Ping also
+// prove they are accepted.
+func Probe(ctx context.Context, cfg Config) (int, error) {
+	const op = "probe"
+	base, tc, timeout, err := cfg.prepare()
+	if err != nil {
+		return 0, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1", nil)
+	if err != nil {
+		return 0, requestError(op, err)
+	}
+	req.Header.Set("Accept", "application/json")
+	hc := newHTTP(tc, timeout)
+	defer hc.CloseIdleConnections()
+	resp, err := hc.Do(req)
+	if err != nil {
+		return 0, transportError(op, err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode, nil
 }
 
 // Close releases idle connections.

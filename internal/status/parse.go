@@ -1,8 +1,6 @@
 package status
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -98,13 +96,9 @@ const (
 // Parse decodes and validates one status document. Unknown fields are
 // ignored so the contract can grow; everything present must be valid.
 func Parse(data []byte) (Document, error) {
-	var d Document
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&d); err != nil {
+	d, err := decode(data)
+	if err != nil {
 		return Document{}, fmt.Errorf("%w: %v", ErrMalformed, err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return Document{}, fmt.Errorf("%w: data after the JSON object", ErrMalformed)
 	}
 	return d, d.Validate()
 }

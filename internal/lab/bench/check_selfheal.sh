@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # check_selfheal (the healer's own check) vs check_http, paired in one
-# hyperfine run per round, as check_worker.sh does: agent mode against a
+# hyperfine run per round (wall only; check_worker.sh pairs wall and CPU
+# with internal/lab/bench/pair): agent mode against a
 # real worker_listener on loopback (a signed ping and one status request),
 # node mode on a handler state directory, check_http against the loopback
 # status server. Prints the medians and the ratios; no target is set by

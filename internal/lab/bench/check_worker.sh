@@ -1,28 +1,31 @@
 #!/usr/bin/env bash
-# check_worker vs monitoring-plugins' check_http, paired in one hyperfine
-# run against the same loopback status server (internal/lab/bench/statusd),
-# plus peak RSS from /usr/bin/time. Prints both medians and the ratio.
+# check_worker vs monitoring-plugins' check_http against the same demo
+# worker on loopback, wall AND CPU time, paired: internal/lab/bench/pair
+# runs the two in turn (A B A B ...) so both sides of each pair see the
+# same machine load, reads each reaped process's CPU time (user + system)
+# from the kernel, and prints the medians and the per-pair ratios with
+# the load average before and after. Plus peak RSS from /usr/bin/time.
 #
 #   BIN=bin bash internal/lab/bench/check_worker.sh     (make bench sets BIN)
-#   RUNS=500 ROUNDS=5 STRICT=1 ...   STRICT=1 exits 1 when a target is missed
+#   RUNS=2000 STRICT=1 ...   STRICT=1 exits 1 when a target is missed
 #
-# Targets (issue 2): wall median within 1.15x of check_http, peak RSS < 8 MB.
+# Targets (issue 20): check_worker at or below check_http in wall and CPU
+# (median of the per-pair ratios <= 1.00), peak RSS < 8 MB.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 
 BIN=${BIN:-bin}
 RUNS=${RUNS:-1000}
 CHECK_HTTP=${CHECK_HTTP:-/usr/lib/nagios/plugins/check_http}
-cw="$BIN/check_worker"
 
 missing() {
   echo "check_worker bench: $1 not found; skipped" >&2
   if [ "${CI:-}" = true ]; then exit 1; fi
   exit 0
 }
-[ -x "$cw" ] || missing "$cw (run make build)"
+[ -x "$BIN/check_worker" ] || missing "$BIN/check_worker (run make build)"
+[ -x "$BIN/demo_worker" ] || missing "$BIN/demo_worker (run make build)"
 [ -x "$CHECK_HTTP" ] || missing "$CHECK_HTTP (apt-get install monitoring-plugins-basic)"
-command -v hyperfine >/dev/null || missing hyperfine
 [ -x /usr/bin/time ] || missing /usr/bin/time
 
 tmp=$(mktemp -d)
@@ -38,46 +41,29 @@ trap cleanup EXIT
 # byte for byte the same binary, even after sync (measured; the kernel
 # maps the copy's page cache in larger pieces), which is not what any
 # monitoring node executes.
-install -m 0755 "$cw" "$tmp/check_worker"
-cw="$tmp/check_worker"
+install -m 0755 "$BIN/check_worker" "$tmp/check_worker"
+CGO_ENABLED=0 go build -trimpath -o "$tmp/pair" ./internal/lab/bench/pair
 
-CGO_ENABLED=0 go build -trimpath -o "$tmp/statusd" ./internal/lab/bench/statusd
-"$tmp/statusd" -listen 127.0.0.1:0 -addr-file "$tmp/addr" -max-life 10m &
+"$BIN/demo_worker" run --listen 127.0.0.1:0 >"$tmp/demo.log" 2>&1 &
 pid=$!
-for _ in $(seq 1 100); do [ -s "$tmp/addr" ] && break; sleep 0.05; done
-[ -s "$tmp/addr" ] || { echo "statusd did not start" >&2; exit 1; }
-addr=$(cat "$tmp/addr"); port=${addr##*:}
+port=""
+for _ in $(seq 1 100); do
+  port=$(sed -n 's/.*listen=127\.0\.0\.1:\([0-9]*\).*/\1/p' "$tmp/demo.log" | head -1)
+  [ -n "$port" ] && break
+  sleep 0.05
+done
+[ -n "$port" ] || { echo "demo_worker did not start:" >&2; cat "$tmp/demo.log" >&2; exit 1; }
 
-cw_cmd="$cw -H 127.0.0.1 -p $port -t 5"
+cw_cmd="$tmp/check_worker -H 127.0.0.1 -p $port -t 5"
 ch_cmd="$CHECK_HTTP -H 127.0.0.1 -p $port -u /status -t 5"
 # Both must succeed against the endpoint before they are timed.
-$cw_cmd >/dev/null || { echo "check_worker failed against statusd" >&2; exit 1; }
-$ch_cmd >/dev/null || { echo "check_http failed against statusd" >&2; exit 1; }
+$cw_cmd >/dev/null || { echo "check_worker failed against demo_worker" >&2; exit 1; }
+$ch_cmd >/dev/null || { echo "check_http failed against demo_worker" >&2; exit 1; }
 
-# The machine is shared and its load drifts, and hyperfine times all runs
-# of one command before the other: so alternate in ROUNDS short paired
-# runs and report the median of the per-round medians and ratios.
-ROUNDS=${ROUNDS:-10}
-per=$(( (RUNS + ROUNDS - 1) / ROUNDS ))
-echo "== check_worker vs check_http: hyperfine -N, $ROUNDS rounds x $per runs each, loopback 127.0.0.1:$port"
-echo "   $cw_cmd"
-echo "   $ch_cmd"
-# CSV columns: command,mean,stddev,median,user,system,min,max (seconds).
-med() { awk -F, -v n="$1" '$1 == n { printf "%.3f", $4 * 1000 }' "$2"; }
-: >"$tmp/rounds"
-for r in $(seq 1 "$ROUNDS"); do
-  hyperfine -N --warmup 20 --runs "$per" --style none --export-csv "$tmp/h$r.csv" \
-    -n check_worker "$cw_cmd" -n check_http "$ch_cmd" >/dev/null 2>&1
-  a=$(med check_worker "$tmp/h$r.csv"); b=$(med check_http "$tmp/h$r.csv")
-  ratio=$(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.3f", a / b }')
-  printf '   round %d: check_worker %s ms  check_http %s ms  ratio %s\n' "$r" "$a" "$b" "$ratio"
-  echo "$a $b $ratio" >>"$tmp/rounds"
-done
-median_col() { sort -g -k"$1","$1" "$tmp/rounds" | awk -v c="$1" '{ v[NR] = $c } END { printf "%.3f", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-cw_ms=$(median_col 1)
-ch_ms=$(median_col 2)
-ratio=$(median_col 3)
-ratio=$(awk -v r="$ratio" 'BEGIN { printf "%.2f", r }')
+echo "== check_worker vs check_http: $RUNS pairs, whole processes, demo_worker on 127.0.0.1:$port"
+"$tmp/pair" -n "$RUNS" -warmup 20 -a "$cw_cmd" -b "$ch_cmd" | tee "$tmp/pair.out"
+wall=$(awk '$1 == "wall" { sub("x", "", $6); print $6 }' "$tmp/pair.out")
+cpu=$(awk '$1 == "cpu" { sub("x", "", $6); print $6 }' "$tmp/pair.out")
 
 # Peak RSS: the highest of 20 runs each, in KB.
 rss() {
@@ -92,12 +78,11 @@ cw_kb=$(rss $cw_cmd)
 ch_kb=$(rss $ch_cmd)
 
 echo
-printf '%-14s median %8s ms   peak RSS %6s KB\n' check_worker "$cw_ms" "$cw_kb" check_http "$ch_ms" "$ch_kb"
-echo "ratio check_worker/check_http (median of per-round wall-median ratios): ${ratio}x   target <= 1.15x"
-echo "check_worker peak RSS: $cw_kb KB   target < 8192 KB"
-
+echo "peak RSS: check_worker $cw_kb KB, check_http $ch_kb KB   target < 8192 KB"
+echo "check_worker/check_http, median of per-pair ratios: wall ${wall}x, cpu ${cpu}x   target <= 1.00x each"
 ok=1
-awk -v r="$ratio" 'BEGIN { exit !(r <= 1.15) }' || { echo "TARGET MISSED: wall ratio $ratio > 1.15"; ok=0; }
+awk -v r="$wall" 'BEGIN { exit !(r <= 1.00) }' || { echo "TARGET MISSED: wall ratio $wall > 1.00"; ok=0; }
+awk -v r="$cpu" 'BEGIN { exit !(r <= 1.00) }' || { echo "TARGET MISSED: cpu ratio $cpu > 1.00"; ok=0; }
 [ "$cw_kb" -lt 8192 ] || { echo "TARGET MISSED: RSS $cw_kb KB >= 8192 KB"; ok=0; }
 [ $ok = 1 ] && echo "targets met"
 if [ $ok = 0 ] && [ "${STRICT:-}" = 1 ]; then exit 1; fi

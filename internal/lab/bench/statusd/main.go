@@ -1,5 +1,5 @@
 // Command statusd serves a fixed status document on loopback, as a steady
-// target for internal/lab/bench/check_worker.sh: check_worker and check_http
+// target for internal/lab/bench/check_selfheal.sh: the plugins and check_http
 // are timed against the same endpoint, and a Go server answers in
 // microseconds, so the figures measure the plugins, not the server.
 //
