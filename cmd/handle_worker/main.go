@@ -129,6 +129,7 @@ type sendCmd struct {
 	conn     `embed:""`
 	HostName string `name:"hostname" placeholder:"NAME" help:"Nagios host name the record is kept under, and lower-cased the default --agent (default: --host)."`
 	Service  string `placeholder:"DESC" help:"Nagios service description the record is kept under (default: --target)."`
+	JSON     bool   `name:"json" help:"Also write the JSON log line to stderr at a terminal (without --log-file it goes there only when stderr is not a terminal)."`
 }
 
 // checkCmd takes the flags of event that name files, with event's defaults.
@@ -295,23 +296,22 @@ func (c conn) setup(trust fsutil.Trust, address, agent string) (handler.Conn, er
 
 // logger writes JSON lines to --log-file, or stderr when unset or when the
 // file cannot be opened or is refused by the trust rule (the reason is
-// then logged too). Without --log-file a human at a terminal gets the one
-// human line on stdout, not a JSON line beside it; an engine's pipe still
-// gets the JSON.
+// then logged too). Without --log-file, stderr gets them only when
+// wantJSON says so.
 func (c conn) logger(trust fsutil.Trust, stderr io.Writer) (zerolog.Logger, func()) {
+	return openLog(trust, c.LogFile, false, stderr)
+}
+
+func openLog(trust fsutil.Trust, logFile string, asked bool, stderr io.Writer) (zerolog.Logger, func()) {
 	w, closer, note := stderr, func() {}, ""
-	// A character device is a terminal or /dev/null, and neither wants
-	// JSON: the file mode suffices, no ioctl (or tty library) needed.
-	if f, ok := stderr.(*os.File); ok && c.LogFile == "" {
-		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
-			w = io.Discard
-		}
+	if !wantJSON(logFile, asked, isTerminal(stderr)) {
+		w = io.Discard
 	}
-	if c.LogFile != "" {
+	if logFile != "" {
 		// Never through a symlink, regular files only, opened without
 		// blocking: a FIFO is an error (then stderr), not an open that
 		// blocks past --deadline until Nagios' SIGKILL.
-		f, err := handler.OpenLog(trust, c.LogFile)
+		f, err := handler.OpenLog(trust, logFile)
 		if err == nil {
 			w, closer = f, func() { f.Close() }
 		} else {
@@ -323,6 +323,25 @@ func (c conn) logger(trust fsutil.Trust, stderr io.Writer) (zerolog.Logger, func
 		l.Warn().Str("log_file_error", note).Msg("cannot open --log-file, logging to stderr")
 	}
 	return l, closer
+}
+
+// wantJSON says whether the JSON log lines go out: to --log-file when
+// given; to stderr when asked (--json), or when stderr is no terminal (an
+// engine's pipe, a file, a log collector). A person at a terminal reads
+// the one human line on stdout, not a JSON line beside it.
+func wantJSON(logFile string, asked, stderrTerminal bool) bool {
+	return logFile != "" || asked || !stderrTerminal
+}
+
+// isTerminal: a character device is a terminal or /dev/null, and neither
+// wants JSON; the file mode suffices, no ioctl (or tty library) needed.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
 func (e *eventCmd) run(ctx context.Context, trust fsutil.Trust, stdout, stderr io.Writer) int {
@@ -532,7 +551,7 @@ func (s *sendCmd) run(ctx context.Context, trust fsutil.Trust, stdout, stderr io
 	if err != nil {
 		return usage(stdout, err)
 	}
-	log, closeLog := s.logger(trust, stderr)
+	log, closeLog := openLog(trust, s.LogFile, s.JSON, stderr)
 	defer closeLog()
 	res := handler.Send(ctx, handler.SendConfig{
 		Verb: protocol.Verb(s.Verb), Conn: cn, Deadline: s.Deadline,
