@@ -127,6 +127,7 @@ func TestReevaluateOutcomes(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnv(t, l) // no case makes a request: one agent serves them all
 			holdHostDown(t, e, "50")
+			e.clk.Advance(time.Second) // a status.dat written after the hold
 			before := l.Actions(t)
 			var sd *nagios.StatusData
 			if !tt.nilSD {
@@ -154,6 +155,7 @@ func TestReevaluateCommentOnce(t *testing.T) {
 	l := rigtest.StartHandlerListener(t)
 	e := newEnv(t, l)
 	holdHostDown(t, e, "50")
+	e.clk.Advance(time.Second)
 	sd := statusDat(t, e.clk.Now(), critical("50", "scheduled_downtime_depth=1"), hostStatus("web1", hostUp))
 	expectReeval(t, e.reevaluate(sd), 1, "WARNING - 1 heal(s) held back: web1/Worker (downtime); 0 healed in this run |held=1 healed=0 failed=0 cleared=0")
 	if c := e.commands(); strings.Count(c, "ADD_SVC_COMMENT;web1;Worker;0;handle_worker;"+heldText("downtime")) != 1 {
@@ -181,7 +183,7 @@ func TestReevaluateRetryAt(t *testing.T) {
 	now := e.clk.Now()
 	rec := handler.Record{Host: "web1", Service: "Worker", At: now, Source: "event", Verb: "restart", Agent: l.Agent, Fault: "60",
 		Result: "backoff", Outcome: "backoff", Summary: "back-off at the agent",
-		Held: &handler.Held{Rule: "backoff", Text: "auto-healing deferred (backoff): back-off at the agent", Since: now, RetryAt: now.Add(5 * time.Minute),
+		Held: &handler.Held{Rule: "backoff", Text: "auto-healing deferred (backoff): back-off at the agent", Since: now.Add(-time.Second), RetryAt: now.Add(5 * time.Minute),
 			Fault: "60", Ask: handler.Ask{Address: l.Host, Port: l.Port, Agent: l.Agent, Target: "demo", Action: "restart", RecheckMS: 2000}}}
 	if err := (handler.Store{Dir: e.state}).Write(context.Background(), rec); err != nil {
 		t.Fatal(err)
@@ -206,6 +208,12 @@ func TestReevaluateStale(t *testing.T) {
 	l := rigtest.StartHandlerListener(t)
 	e := newEnv(t, l)
 	holdHostDown(t, e, "50")
+	// A hold from 11 minutes ago: the stale file is still newer than it.
+	rec := e.record()
+	rec.Held.Since = rec.Held.Since.Add(-11 * time.Minute)
+	if err := (handler.Store{Dir: e.state}).Write(context.Background(), rec); err != nil {
+		t.Fatal(err)
+	}
 	written := e.clk.Now().Add(-10 * time.Minute)
 	sd := statusDat(t, written, critical("50"), hostStatus("web1", hostUp))
 	expectReeval(t, e.reevaluate(sd), 3, "UNKNOWN - status file is 10m0s old (written "+written.UTC().Format(time.RFC3339)+"): is the engine running?")
@@ -224,6 +232,7 @@ func TestReevaluateFailed(t *testing.T) {
 	e := newEnv(t, l)
 	e.cfg.Conn.Target = "failing"
 	holdHostDown(t, e, "50")
+	e.clk.Advance(time.Second)
 	sd := statusDat(t, e.clk.Now(), critical("50"), hostStatus("web1", hostUp))
 	r := e.reevaluate(sd)
 	expectReeval(t, r, 2, "CRITICAL - 1 held heal(s) failed when asked again: web1/Worker; 0 still held back |held=0 healed=0 failed=1 cleared=0")
@@ -258,5 +267,58 @@ func TestReevaluateOrder(t *testing.T) {
 	}
 	if l.Actions(t) != 1 {
 		t.Fatalf("%d actions", l.Actions(t))
+	}
+}
+
+// TestReevaluateEvidenceAfterHold: only a view of the engine newer than
+// the hold decides anything about it (issue 18): a status.dat written
+// before the HARD CRITICAL still shows the service OK, and clearing the
+// hold on it would lose the fault's restart for good. Whole seconds, as
+// status.dat has them: the hold's own second is not newer.
+func TestReevaluateEvidenceAfterHold(t *testing.T) {
+	l := rigtest.StartHandlerListener(t)
+	const none = -9999 // no last_check in the block
+	for _, tc := range []struct {
+		name             string
+		created, checked int64 // seconds after the hold's second (checked: none)
+		critical         bool  // the service still HARD CRITICAL (fault 50), the host UP
+		outcome, text    string
+	}{
+		{"written the second before, OK", -1, none, false, "waiting", "is not newer than the hold"},
+		{"written a minute before, OK", -60, -61, false, "waiting", "is not newer than the hold"},
+		{"written in the hold's second, OK", 0, none, false, "waiting", "is not newer than the hold"},
+		{"written after, OK from a check before", 1, -1, false, "waiting", "not newer than the hold (since"},
+		{"written after, OK from a check in the hold's second", 1, 0, false, "waiting", "not newer than the hold (since"},
+		{"written after, OK from a check after", 2, 1, false, "cleared", "no longer CRITICAL (OK)"},
+		{"written after, OK, no check time", 1, none, false, "cleared", "no longer CRITICAL (OK)"},
+		{"written before, still CRITICAL", -1, -2, true, "waiting", "is not newer than the hold"},
+		{"written after, still CRITICAL from a check before", 1, -1, true, "healed", "ok in"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, l)
+			holdHostDown(t, e, "50")
+			since := e.record().Held.Since.Unix()
+			f := []string{"current_state=0", "state_type=1", "current_problem_id=0"}
+			if tc.critical {
+				f = []string{"current_state=2", "state_type=1", "current_problem_id=50"}
+			}
+			if tc.checked != none {
+				f = append(f, fmt.Sprintf("last_check=%d", since+tc.checked))
+			}
+			svc := svcStatus("web1", "Worker", f...)
+			e.clk.Advance(2 * time.Second) // reevaluate runs after the status.dat is written
+			before := l.Actions(t)
+			r := e.reevaluate(statusDat(t, time.Unix(since+tc.created, 0), svc, hostStatus("web1", hostUp)))
+			if len(r.Items) != 1 || r.Items[0].Outcome != tc.outcome || !strings.Contains(r.Items[0].Text, tc.text) {
+				t.Fatalf("items %+v, want %s %q", r.Items, tc.outcome, tc.text)
+			}
+			held := e.record().Held != nil
+			if want := tc.outcome == "waiting"; held != want {
+				t.Fatalf("still held %v, want %v", held, want)
+			}
+			if acted, want := l.Actions(t)-before, map[bool]int{true: 1}[tc.outcome == "healed"]; acted != want {
+				t.Fatalf("%d restarts, want %d", acted, want)
+			}
+		})
 	}
 }
