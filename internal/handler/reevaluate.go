@@ -17,7 +17,8 @@ import (
 
 // ReevalConfig is one `handle_worker reevaluate`: the engines run a
 // handler only when a state changes, so a fault held back (downtime, host
-// DOWN, a pause, the breaker, the agent's back-off) would stay unhealed
+// DOWN, a pause, the breaker, the agent's back-off, an unreachable agent)
+// would stay unhealed
 // after the reason went away. Reevaluate, run as a service check on the
 // monitoring node, reads what the engine says now and asks again for
 // every held fault that is still the service's fault, still HARD
@@ -169,6 +170,9 @@ func reevalOne(ctx context.Context, cfg ReevalConfig, deps Deps, store Store, re
 		return it
 	case deps.Now().Before(h.RetryAt):
 		it.Outcome, it.Text = "waiting", "the agent allows a restart in "+roundDur(h.RetryAt.Sub(deps.Now())).String()
+		if h.Rule == kindUnreachable {
+			it.Text = "the agent was unreachable; asked again in " + roundDur(h.RetryAt.Sub(deps.Now())).String()
+		}
 		return it
 	}
 	a := h.Ask
@@ -183,8 +187,9 @@ func reevalOne(ctx context.Context, cfg ReevalConfig, deps Deps, store Store, re
 	}, deps)
 	it.Text = res.Line
 	switch {
-	case res.Hold != nil && res.Verdict == kindHeld:
-		it.Outcome, it.Rule = "held", res.Hold.Rule
+	case res.Code == ExitFailed:
+		// An unreachable agent fails too, and stays held for a retry.
+		it.Outcome = "failed"
 	case res.Hold != nil:
 		it.Outcome, it.Rule = "held", res.Hold.Rule
 	case res.Code == ExitOK:

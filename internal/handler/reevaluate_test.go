@@ -3,7 +3,10 @@ package handler_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -320,5 +323,91 @@ func TestReevaluateEvidenceAfterHold(t *testing.T) {
 				t.Fatalf("%d restarts, want %d", acted, want)
 			}
 		})
+	}
+}
+
+// forward makes the agent reachable at 127.0.0.1:port (where nothing
+// listened before): a TCP proxy to l, closed with the test.
+func forward(t *testing.T, port int, l *rigtest.HandlerListener) {
+	t.Helper()
+	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", l.Addr())
+			if err != nil {
+				c.Close()
+				continue
+			}
+			wg.Add(2)
+			go func() { defer wg.Done(); io.Copy(up, c); up.(*net.TCPConn).CloseWrite() }()
+			go func() { defer wg.Done(); io.Copy(c, up); c.Close(); up.Close() }()
+		}
+	}()
+}
+
+// TestReevaluateRetriesUnreachable (issue 20): a heal that reached no
+// agent is kept as a hold; reevaluate asks again after a back-off that
+// doubles per failed try, and heals the same fault once the agent answers.
+func TestReevaluateRetriesUnreachable(t *testing.T) {
+	l := rigtest.StartHandlerListener(t)
+	e := newEnv(t, l)
+	port := rigtest.ClosedPort(t)
+	e.cfg.Conn.Port, e.cfg.Deadline = port, 2*time.Second
+	expect(t, e.run("CRITICAL", "HARD", 3, "80"), 2, "unreachable")
+	rec := e.record()
+	if h := rec.Held; h == nil || h.Rule != "unreachable" || h.Fault != "80" || h.RetryAt.Sub(rec.At) != 30*time.Second || h.Ask.Port != port {
+		t.Fatalf("record %+v, held %+v; want an unreachable hold retried in 30s", rec, rec.Held)
+	}
+	if c := e.commands(); !strings.Contains(c, "auto-restart failed: restart demo: listener 127.0.0.1:") ||
+		!strings.Contains(c, "a human must look (asked again by reevaluate from ") {
+		t.Fatalf("command file %q", c)
+	}
+	view := func() *nagios.StatusData {
+		e.clk.Advance(time.Second)
+		return statusDat(t, e.clk.Now(), critical("80"), hostStatus("web1", hostUp))
+	}
+	rv := func(sd *nagios.StatusData) handler.ReevalResult {
+		return handler.Reevaluate(context.Background(), handler.ReevalConfig{
+			StateDir: e.state, Status: sd, StatusAge: 5 * time.Minute, Key: e.l.Key,
+			CommandFile: e.fifo, Deadline: 10 * time.Second, PerRequest: 2 * time.Second,
+		}, e.deps())
+	}
+	r := rv(view())
+	if len(r.Items) != 1 || r.Items[0].Outcome != "waiting" || !strings.Contains(r.Items[0].Text, "the agent was unreachable; asked again in 2") {
+		t.Fatalf("before the back-off: %+v", r.Items)
+	}
+	// Still down after the back-off: failed (CRITICAL), held, the wait doubled.
+	e.clk.Advance(30 * time.Second)
+	r = rv(view())
+	if r.Code != 2 || len(r.Items) != 1 || r.Items[0].Outcome != "failed" || !strings.Contains(r.Items[0].Text, "unreachable") {
+		t.Fatalf("still down: exit %d %+v", r.Code, r.Items)
+	}
+	rec = e.record()
+	if h := rec.Held; h == nil || h.Rule != "unreachable" || h.RetryAt.Sub(rec.At) != time.Minute {
+		t.Fatalf("held %+v; want the wait doubled to 1m", rec.Held)
+	}
+	if l.Actions(t) != 0 {
+		t.Fatal("an action ran with the agent unreachable")
+	}
+	// The agent answers again at the same address: the same fault heals.
+	forward(t, port, l)
+	e.clk.Advance(time.Minute)
+	r = rv(view())
+	if r.Code != 0 || len(r.Items) != 1 || r.Items[0].Outcome != "healed" || l.Actions(t) != 1 {
+		t.Fatalf("agent back: exit %d %q %+v, %d actions", r.Code, r.Line, r.Items, l.Actions(t))
+	}
+	if rec := e.record(); rec.Held != nil || rec.Result != "healed" || rec.Fault != "80" {
+		t.Fatalf("record %+v", rec)
 	}
 }

@@ -1,9 +1,11 @@
 package e2e
 
 import (
+	"context"
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/selfheal/selfheal/internal/lab/engine"
 	"github.com/selfheal/selfheal/internal/lab/rig"
@@ -84,5 +86,54 @@ func TestReloadKeepsHealing(t *testing.T) {
 		if strings.Contains(e.Raw, "usage error") {
 			t.Errorf("Nagios logged a usage error: %s", e.Raw)
 		}
+	}
+}
+
+// A heal that reached no agent is retried (issue 20): the listener is down
+// at the HARD CRITICAL, so the handler fails ("unreachable", nothing
+// sent) and keeps the fault for reevaluate; the listener comes back, and
+// after the 30 s back-off reevaluate heals the same fault, once.
+func TestUnreachableHealIsRetried(t *testing.T) {
+	t.Parallel()
+	l := newLoop(t, rig.LoopOptions{Kind: engine.Nagios4, NoListener: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 240*time.Second)
+	defer cancel()
+	pid0 := l.WorkerPID()
+	mark := l.Mark()
+	if err := l.Fault(ctx, "crash"); err != nil {
+		t.Fatal(err)
+	}
+	c, err := l.Inst.WaitComment(ctx, hostName, svcName, "auto-restart failed")
+	if err != nil {
+		fail(t, l, "%v", err)
+	}
+	if !strings.Contains(c.Text, "unreachable") || !strings.Contains(c.Text, "asked again by reevaluate") {
+		t.Errorf("comment %q does not say the agent was unreachable and the heal is retried", c.Text)
+	}
+	if err := l.StartListener(ctx); err != nil {
+		fail(t, l, "the listener did not come back: %v", err)
+	}
+	if _, err := l.WaitHealed(ctx, mark); err != nil {
+		fail(t, l, "not healed once the agent answered: %v", err)
+	}
+	if c := restarts(t, l); c.Run != 1 {
+		t.Errorf("the agent's audit log: %s; want exactly 1 run", c)
+	}
+	recs, _ := rig.ReadHandlerLog(l.HandlerLog)
+	var fault string
+	for _, r := range recs {
+		if r.Source == "event" && r.Result == "unreachable" {
+			fault = r.Fault
+		}
+	}
+	healed := false
+	for _, r := range recs {
+		healed = healed || (r.Source == "reevaluate" && r.Result == "healed" && r.Fault == fault && fault != "")
+	}
+	if !healed {
+		fail(t, l, "no reevaluate heal of the unreachable fault %q in the handler's log", fault)
+	}
+	if pid1 := l.WorkerPID(); pid1 == pid0 || !proc.Alive(pid1) {
+		t.Errorf("worker pid %d -> %d (alive %v): want a new, running process", pid0, pid1, proc.Alive(pid1))
 	}
 }
