@@ -53,10 +53,19 @@ while IFS= read -r line; do
     v=${v//\\/\\\\}; v=${v//&/\\&}; v=${v//|/\\|}
     resource+=(-e "s|\\\$${n:1:-1}\\\$|$v|g")
 done < <(grep -E '^\$USER[0-9]+\$=' nagios-config/nagios4/resource.cfg)
+# Nagios 4.4.6 expands $STATUSDATAFILE$ to nothing after a reload (SIGHUP):
+# the packaged commands name Debian's files instead, so that nothing on
+# their command lines can be emptied by a reload ($COMMANDFILE$ survives
+# one, and keeps following nagios.cfg; handle_worker looks an empty one up
+# in nagios.cfg anyway).
+resource+=(-e '/^[[:space:]]*command_line/s|\$STATUSDATAFILE\$|/var/lib/nagios4/status.dat|g'
+          -e '/^[[:space:]]*command_line/s|\$MAINCONFIGFILE\$|/etc/nagios4/nagios.cfg|g')
 debianize() {
     echo "# Packaged by selfheal-node from $(basename "$1"): the values of the sample"
     echo "# resource.cfg stand where it used \$USER2\$ and up (Debian's defines \$USER1\$"
-    echo "# only), with this package's paths for the fleet key, state and log."
+    echo "# only), with this package's paths for the fleet key, state and log, and"
+    echo "# Debian's status.dat and nagios.cfg for \$STATUSDATAFILE\$ and \$MAINCONFIGFILE\$"
+    echo "# (a reload empties \$STATUSDATAFILE\$)."
     echo
     sed "${resource[@]}" "$1"
 }
@@ -83,6 +92,9 @@ awk '{ print }
 mv "$c/nagios4/site/worker.cfg.new" "$c/nagios4/site/worker.cfg"
 if grep -hE '^\s*command_line' "$c"/nagios4/selfheal-commands.cfg "$c"/nagios4/site/*.cfg | grep -E '\$USER([2-9]|[1-9][0-9])\$'; then
     echo "a \$USERn\$ macro the sample resource.cfg does not define is left" >&2; exit 1
+fi
+if grep -hE '^\s*command_line' "$c"/nagios4/selfheal-commands.cfg "$c"/nagios4/site/*.cfg | grep -E '\$(STATUSDATAFILE|MAINCONFIGFILE)\$'; then
+    echo "a file macro a reload can empty is left in a packaged command" >&2; exit 1
 fi
 cp nagios-config/nagios4/templates.cfg "$c/nagios4/selfheal-templates.cfg"
 # Icinga 2: the constants with the package's paths, and the objects as they are.

@@ -15,16 +15,25 @@
 //	handle_worker issue-key --key-file FLEET --agent NAME [--out FILE]
 //	handle_worker check --key-file FILE [--state-dir DIR] [--log-file FILE] [--command-file FIFO]
 //
-// Nagios command definition (pass these macros only, never $SERVICEOUTPUT$):
+// Nagios command definition (pass these macros only, never $SERVICEOUTPUT$;
+// each one quoted argument, so that one Nagios expands to nothing, as
+// $STATUSDATAFILE$ after a reload, never shifts the next; the full sample
+// is nagios-config/nagios4/commands.cfg):
 //
 //	define command {
 //	    command_name  handle_worker
 //	    command_line  /usr/lib/nagios/plugins/handle_worker event --key-file /etc/selfheal/fleet1.key \
-//	        --target $_SERVICEWORKER_TARGET$ --fault $SERVICEPROBLEMID$ --deadline 18s \
-//	        --state-dir /var/lib/selfheal/handler --command-file /var/lib/nagios4/rw/nagios.cmd \
+//	        "--target=$_SERVICEWORKER_TARGET$" "--fault=$SERVICEPROBLEMID$" --deadline 18s \
+//	        --state-dir /var/lib/selfheal/handler "--command-file=$COMMANDFILE$" \
+//	        "--status-file=$STATUSDATAFILE$" "--nagios-config=$MAINCONFIGFILE$" \
 //	        --log-file /var/log/selfheal/handle_worker.log \
-//	        $SERVICESTATE$ $SERVICESTATETYPE$ $SERVICEATTEMPT$ $HOSTADDRESS$ "$HOSTNAME$" "$SERVICEDESC$"
+//	        "$SERVICESTATE$" "$SERVICESTATETYPE$" "$SERVICEATTEMPT$" "$HOSTADDRESS$" "$HOSTNAME$" "$SERVICEDESC$"
 //	}
+//
+// An empty optional value is "not given"; an empty --status-file or
+// --command-file is looked up in --nagios-config (default
+// /etc/nagios4/nagios.cfg); an empty required value sends nothing and
+// leaves a comment saying which.
 //
 // Icinga 2 passes $service.state$ $service.state_type$ $service.check_attempt$
 // $address$ $host.name$ $service.name$ in the same order, and --fault
@@ -48,6 +57,8 @@
 //	--action restart         or start
 //	--soft-attempt N         also ask at SOFT CRITICAL from attempt N (0 = off); the agent restarts once per fault
 //	--command-file FIFO      Nagios' external command file: comments and a forced re-check
+//	--status-file FILE       Nagios' status.dat: the acknowledgement, this handler's comments
+//	--nagios-config FILE     nagios.cfg, where an empty --status-file/--command-file is looked up
 //	--recheck-delay 2s       when to re-check after a successful restart
 //	--dry-run                decide and print, send and write nothing
 //

@@ -32,7 +32,7 @@ type conn struct {
 	KeyFile       string        `required:"" placeholder:"FILE" help:"The fleet key (selfheal-fleet-v1, mode 0600/0400), or the agent's own host key."`
 	Agent         string        `placeholder:"NAME" help:"The agent's name (agent: in its config); requests are signed for it alone. Default: the Nagios host name, lower-cased."`
 	Target        string        `required:"" placeholder:"NAME" help:"Service name on the listener (a services: entry in its config)."`
-	Port          int           `default:"5690" help:"worker_listener's TCP port."`
+	Port          string        `default:"5690" placeholder:"PORT" help:"worker_listener's TCP port (empty: 5690)."`
 	TLSCA         string        `name:"tls-ca" placeholder:"FILE" help:"CA bundle that verifies the listener's certificate (enables TLS)."`
 	TLSCert       string        `name:"tls-cert" placeholder:"FILE" help:"Client certificate for mTLS (with --tls-key)."`
 	TLSKey        string        `name:"tls-key" placeholder:"FILE" help:"Client certificate's private key."`
@@ -45,26 +45,27 @@ type conn struct {
 type eventCmd struct {
 	State       string `arg:"" name:"STATE" help:"$SERVICESTATE$: OK, WARNING, UNKNOWN or CRITICAL."`
 	StateType   string `arg:"" name:"STATETYPE" help:"$SERVICESTATETYPE$: SOFT or HARD."`
-	Attempt     int    `arg:"" name:"ATTEMPT" help:"$SERVICEATTEMPT$."`
+	Attempt     string `arg:"" name:"ATTEMPT" help:"$SERVICEATTEMPT$."`
 	HostAddress string `arg:"" name:"HOSTADDRESS" help:"$HOSTADDRESS$: where the listener runs."`
 	HostName    string `arg:"" name:"HOSTNAME" help:"$HOSTNAME$ (names the record and the Nagios commands; lower-cased, the default --agent)."`
 	ServiceDesc string `arg:"" name:"SERVICEDESC" help:"$SERVICEDESC$."`
 
 	conn         `embed:""`
-	Fault        string        `default:"-" placeholder:"ID" help:"The fault's id: Nagios $SERVICEPROBLEMID$, Icinga 2 $service.last_state_change$ (- or 0: none). The agent restarts once per fault."`
-	Address      string        `placeholder:"ADDR" help:"Connect here instead of HOSTADDRESS."`
-	Action       string        `default:"restart" enum:"restart,start" help:"Verb to send when healing: restart or start."`
-	SoftAttempt  int           `default:"0" placeholder:"N" help:"Also ask at SOFT CRITICAL from attempt N (0 = only at HARD CRITICAL); the agent runs one restart per --fault."`
-	CommandFile  string        `placeholder:"FIFO" help:"Nagios external command file: write comments and a forced re-check there."`
-	RecheckDelay time.Duration `default:"2s" help:"Schedule the forced re-check this long after a successful restart."`
-	DryRun       bool          `help:"Decide and print what would be sent and written, without sending anything or writing the record or the command file."`
+	Fault        string  `default:"-" placeholder:"ID" help:"The fault's id: Nagios $SERVICEPROBLEMID$, Icinga 2 $service.last_state_change$ (- or 0: none). The agent restarts once per fault."`
+	Address      string  `placeholder:"ADDR" help:"Connect here instead of HOSTADDRESS."`
+	Action       string  `default:"restart" enum:"restart,start" help:"Verb to send when healing: restart or start."`
+	SoftAttempt  int     `default:"0" placeholder:"N" help:"Also ask at SOFT CRITICAL from attempt N (0 = only at HARD CRITICAL); the agent runs one restart per --fault."`
+	CommandFile  *string `placeholder:"FIFO" help:"Nagios external command file ($COMMANDFILE$): write comments and a forced re-check there. Given empty: command_file of --nagios-config."`
+	NagiosConfig string  `name:"nagios-config" placeholder:"FILE" help:"Nagios' main config ($MAINCONFIGFILE$; empty: /etc/nagios4/nagios.cfg): where --status-file and --command-file are looked up when given empty (Nagios 4.4 expands $STATUSDATAFILE$ to nothing after a reload)."`
+	RecheckDelay string  `default:"2s" placeholder:"DURATION" help:"Schedule the forced re-check this long after a successful restart (empty: 2s)."`
+	DryRun       bool    `help:"Decide and print what would be sent and written, without sending anything or writing the record or the command file."`
 
 	ServiceDowntime string  `placeholder:"N" help:"$SERVICEDOWNTIME$ (Icinga 2: $service.downtime_depth$): no restart while more than 0."`
 	HostDowntime    string  `placeholder:"N" help:"$HOSTDOWNTIME$ (Icinga 2: $host.downtime_depth$): no restart while more than 0."`
 	HostState       string  `placeholder:"STATE" help:"$HOSTSTATE$ (Icinga 2: $host.state$): no restart while DOWN or UNREACHABLE; the fault's restart is kept."`
 	Ack             string  `placeholder:"N" help:"$service.acknowledgement$ (Icinga 2): no restart while more than 0. Nagios has no such macro: give --status-file."`
 	Perfdata        *string `placeholder:"TEXT" help:"$SERVICEPERFDATA$ (Icinga 2: $service.perfdata$), as --perfdata=...: no restart when check_worker counted only dependency-scoped critical findings."`
-	StatusFile      string  `placeholder:"FILE" help:"Nagios' status.dat ($STATUSDATAFILE$): the acknowledgement, and this handler's comments to replace or remove by id."`
+	StatusFile      *string `placeholder:"FILE" help:"Nagios' status.dat ($STATUSDATAFILE$): the acknowledgement, and this handler's comments to replace or remove by id. Given empty: status_file of --nagios-config."`
 	judgeFlags      `embed:""`
 	icingaFlags     `embed:""`
 }
@@ -128,6 +129,7 @@ type sendCmd struct {
 	conn     `embed:""`
 	HostName string `name:"hostname" placeholder:"NAME" help:"Nagios host name the record is kept under, and lower-cased the default --agent (default: --host)."`
 	Service  string `placeholder:"DESC" help:"Nagios service description the record is kept under (default: --target)."`
+	JSON     bool   `name:"json" help:"Also write the JSON log line to stderr at a terminal (without --log-file it goes there only when stderr is not a terminal)."`
 }
 
 // checkCmd takes the flags of event that name files, with event's defaults.
@@ -171,10 +173,11 @@ type statusCmd struct {
 
 type reevaluateCmd struct {
 	KeyFile      string        `required:"" placeholder:"FILE" help:"The fleet key, as event's --key-file."`
-	StatusFile   string        `placeholder:"FILE" help:"Nagios' status.dat ($STATUSDATAFILE$): the engine's view of each held service (or --icinga-api)."`
+	StatusFile   *string       `placeholder:"FILE" help:"Nagios' status.dat ($STATUSDATAFILE$): the engine's view of each held service (or --icinga-api). Given empty: status_file of --nagios-config."`
+	NagiosConfig string        `name:"nagios-config" placeholder:"FILE" help:"As event's --nagios-config."`
 	MaxStatusAge time.Duration `default:"5m" help:"Refuse (UNKNOWN) a status file older than this: the engine is not writing it."`
 	StateDir     string        `default:"${state_dir}" placeholder:"DIR" help:"The handler's --state-dir."`
-	CommandFile  string        `placeholder:"FIFO" help:"Nagios' external command file, as event's."`
+	CommandFile  *string       `placeholder:"FIFO" help:"Nagios' external command file, as event's."`
 	icingaFlags  `embed:""`
 	LogFile      string        `placeholder:"FILE" help:"Append JSON log lines here (default: stderr)."`
 	Deadline     time.Duration `default:"50s" help:"The whole run (under the engine's check timeout); what is left waits for the next run."`
@@ -264,8 +267,9 @@ func (c conn) setup(trust fsutil.Trust, address, agent string) (handler.Conn, er
 	if c.Deadline <= 0 || c.Deadline > 10*time.Minute {
 		return handler.Conn{}, fmt.Errorf("--deadline %s: want more than 0 and at most 10m", c.Deadline)
 	}
-	if c.Port < 1 || c.Port > 65535 {
-		return handler.Conn{}, fmt.Errorf("--port %d out of range", c.Port)
+	port, err := parsePort(c.Port)
+	if err != nil {
+		return handler.Conn{}, err
 	}
 	if !protocol.ValidName(c.Target) {
 		return handler.Conn{}, fmt.Errorf("--target %q: use 1-64 of a-z 0-9 . _ - starting with a letter or digit", c.Target)
@@ -287,28 +291,27 @@ func (c conn) setup(trust fsutil.Trust, address, agent string) (handler.Conn, er
 			return handler.Conn{}, err
 		}
 	}
-	return handler.Conn{Address: address, Port: c.Port, Agent: agent, Target: c.Target, Key: key, TLS: tc}, nil
+	return handler.Conn{Address: address, Port: port, Agent: agent, Target: c.Target, Key: key, TLS: tc}, nil
 }
 
 // logger writes JSON lines to --log-file, or stderr when unset or when the
 // file cannot be opened or is refused by the trust rule (the reason is
-// then logged too). Without --log-file a human at a terminal gets the one
-// human line on stdout, not a JSON line beside it; an engine's pipe still
-// gets the JSON.
+// then logged too). Without --log-file, stderr gets them only when
+// wantJSON says so.
 func (c conn) logger(trust fsutil.Trust, stderr io.Writer) (zerolog.Logger, func()) {
+	return openLog(trust, c.LogFile, false, stderr)
+}
+
+func openLog(trust fsutil.Trust, logFile string, asked bool, stderr io.Writer) (zerolog.Logger, func()) {
 	w, closer, note := stderr, func() {}, ""
-	// A character device is a terminal or /dev/null, and neither wants
-	// JSON: the file mode suffices, no ioctl (or tty library) needed.
-	if f, ok := stderr.(*os.File); ok && c.LogFile == "" {
-		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
-			w = io.Discard
-		}
+	if !wantJSON(logFile, asked, isTerminal(stderr)) {
+		w = io.Discard
 	}
-	if c.LogFile != "" {
+	if logFile != "" {
 		// Never through a symlink, regular files only, opened without
 		// blocking: a FIFO is an error (then stderr), not an open that
 		// blocks past --deadline until Nagios' SIGKILL.
-		f, err := handler.OpenLog(trust, c.LogFile)
+		f, err := handler.OpenLog(trust, logFile)
 		if err == nil {
 			w, closer = f, func() { f.Close() }
 		} else {
@@ -322,16 +325,56 @@ func (c conn) logger(trust fsutil.Trust, stderr io.Writer) (zerolog.Logger, func
 	return l, closer
 }
 
+// wantJSON says whether the JSON log lines go out: to --log-file when
+// given; to stderr when asked (--json), or when stderr is no terminal (an
+// engine's pipe, a file, a log collector). A person at a terminal reads
+// the one human line on stdout, not a JSON line beside it.
+func wantJSON(logFile string, asked, stderrTerminal bool) bool {
+	return logFile != "" || asked || !stderrTerminal
+}
+
+// isTerminal: a character device is a terminal or /dev/null, and neither
+// wants JSON; the file mode suffices, no ioctl (or tty library) needed.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
 func (e *eventCmd) run(ctx context.Context, trust fsutil.Trust, stdout, stderr io.Writer) int {
-	ev, err := handler.ParseEvent(e.State, e.StateType, e.Attempt)
+	files := handler.NagiosFiles{StatusFile: e.StatusFile, CommandFile: e.CommandFile, MainConfig: e.NagiosConfig}.Resolve(trust)
+	cmdFile := files.CommandFile
+	// A value the engine left empty (a reload, a custom variable unset)
+	// is not the admin's typo: say which, on the service when it may
+	// need healing, and never as a usage error.
+	if miss := e.missing(); len(miss) > 0 {
+		msg := "the engine passed an empty " + strings.Join(miss, ", ") + ": nothing was sent"
+		if st := strings.TrimSpace(e.State); (st == "" || strings.EqualFold(st, "CRITICAL")) && e.HostName != "" && e.ServiceDesc != "" && !e.DryRun {
+			w, _ := e.engine(trust, cmdFile)
+			e.tell(ctx, w, cmdFile, "auto-healing impossible: "+msg+"; a human must look", stderr)
+		}
+		fmt.Fprintln(stdout, "handle_worker: not run: "+msg)
+		return handler.ExitUsage
+	}
+	attempt, err := strconv.Atoi(strings.TrimSpace(e.Attempt))
+	if err != nil {
+		return usage(stdout, fmt.Errorf("ATTEMPT %q: want a number", e.Attempt))
+	}
+	ev, err := handler.ParseEvent(e.State, e.StateType, attempt)
 	if err != nil {
 		return usage(stdout, err)
 	}
 	if e.SoftAttempt < 0 {
 		return usage(stdout, errors.New("--soft-attempt must be 0 (off) or more"))
 	}
-	if e.RecheckDelay < 0 {
-		return usage(stdout, errors.New("--recheck-delay must not be negative"))
+	recheck := 2 * time.Second
+	if v := strings.TrimSpace(e.RecheckDelay); v != "" {
+		if recheck, err = time.ParseDuration(v); err != nil || recheck < 0 {
+			return usage(stdout, fmt.Errorf("--recheck-delay %q: want a duration, 0 or more (e.g. 2s)", e.RecheckDelay))
+		}
 	}
 	addr := e.HostAddress
 	if e.Address != "" {
@@ -339,10 +382,10 @@ func (e *eventCmd) run(ctx context.Context, trust fsutil.Trust, stdout, stderr i
 	}
 	// A bad fact flag is a configuration error like the others below: on
 	// a CRITICAL service it gets the comment too.
-	facts, judgment, err := e.facts(trust)
+	facts, judgment, err := e.facts(trust, files)
 	var eng handler.Engine
 	if err == nil {
-		eng, err = e.engine(trust, e.CommandFile)
+		eng, err = e.engine(trust, cmdFile)
 	}
 	var fault string
 	if err == nil {
@@ -360,40 +403,87 @@ func (e *eventCmd) run(ctx context.Context, trust fsutil.Trust, stdout, stderr i
 		// healing and our own configuration (key, agent, fault macro, TLS
 		// files, a key the trust rule refuses) stops it, say so where
 		// on-call looks, on the service.
-		if ev.State == nagios.Critical && (e.CommandFile != "" || eng != nil) && !e.DryRun {
-			msg := "auto-healing impossible: handle_worker configuration error: " + cli.OneLine(err.Error()) + "; a human must look"
-			w := eng
-			if w == nil {
-				w = handler.NagiosEngine{CommandFile: e.CommandFile}
-			}
-			wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			if werr := w.Write(wctx, time.Now(), handler.AddSvcComment(e.HostName, e.ServiceDesc, true, handler.Author, msg)); werr != nil {
-				fmt.Fprintf(stderr, "handle_worker: could not write to %s: %v\n", w.Name(), werr)
-			}
-			cancel()
+		if ev.State == nagios.Critical && !e.DryRun {
+			e.tell(ctx, eng, cmdFile, "auto-healing impossible: handle_worker configuration error: "+cli.OneLine(err.Error())+"; a human must look", stderr)
 		}
 		return usage(stdout, err)
 	}
 	log, closeLog := e.logger(trust, stderr)
 	defer closeLog()
+	for _, n := range files.Notes {
+		log.Warn().Msg(n)
+	}
+	if files.CommandErr != nil {
+		log.Warn().Str("command_file_error", cli.OneLine(files.CommandErr.Error())).Msg("no write-back to Nagios")
+	}
 	res := handler.Run(ctx, handler.Config{
 		Event: ev, Fault: fault, HostName: e.HostName, ServiceDesc: e.ServiceDesc, Conn: cn,
 		Action: protocol.Verb(e.Action), StateDir: e.StateDir, Trust: trust, SoftAttempt: e.SoftAttempt,
-		Deadline: e.Deadline, CommandFile: e.CommandFile, Recheck: e.RecheckDelay, DryRun: e.DryRun,
+		Deadline: e.Deadline, CommandFile: cmdFile, Recheck: recheck, DryRun: e.DryRun,
 		Facts: facts, Judgment: judgment, Engine: eng,
 	}, handler.Deps{Log: log})
 	fmt.Fprintln(stdout, "handle_worker: "+res.Line)
 	if e.DryRun {
 		for _, c := range res.Commands {
-			fmt.Fprintf(stdout, "would write to %s: %s\n", orNone(e.CommandFile, e.IcingaAPI), c)
+			fmt.Fprintf(stdout, "would write to %s: %s\n", orNone(cmdFile, e.IcingaAPI), c)
 		}
 	}
 	return res.Code
 }
 
+// missing names the required values that reached the handler empty.
+func (e *eventCmd) missing() []string {
+	var m []string
+	need := func(v, name string) {
+		if strings.TrimSpace(v) == "" {
+			m = append(m, name)
+		}
+	}
+	need(e.State, "STATE ($SERVICESTATE$)")
+	need(e.StateType, "STATETYPE ($SERVICESTATETYPE$)")
+	need(e.Attempt, "ATTEMPT ($SERVICEATTEMPT$)")
+	if strings.TrimSpace(e.Address) == "" {
+		need(e.HostAddress, "HOSTADDRESS ($HOSTADDRESS$)")
+	}
+	need(e.HostName, "HOSTNAME ($HOSTNAME$)")
+	need(e.ServiceDesc, "SERVICEDESC ($SERVICEDESC$)")
+	need(e.Target, "--target ($_SERVICEWORKER_TARGET$)")
+	need(e.KeyFile, "--key-file")
+	return m
+}
+
+// tell leaves msg as a comment on the service through w, or the command
+// file when w is nil; a failure goes to stderr (Nagios logs it).
+func (e *eventCmd) tell(ctx context.Context, w handler.Engine, cmdFile, msg string, stderr io.Writer) {
+	if w == nil {
+		if cmdFile == "" {
+			return
+		}
+		w = handler.NagiosEngine{CommandFile: cmdFile}
+	}
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := w.Write(wctx, time.Now(), handler.AddSvcComment(e.HostName, e.ServiceDesc, true, handler.Author, msg)); err != nil {
+		fmt.Fprintf(stderr, "handle_worker: could not write to %s: %v\n", w.Name(), err)
+	}
+}
+
+// parsePort reads --port; empty (an unset custom variable) is 5690.
+func parsePort(s string) (int, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return 5690, nil
+	}
+	p, err := strconv.Atoi(s)
+	if err != nil || p < 1 || p > 65535 {
+		return 0, fmt.Errorf("--port %q: want 1-65535", s)
+	}
+	return p, nil
+}
+
 // facts validates the engine's other macros (an empty one is "not
 // given") and reads the status file, whose failure is only reported.
-func (e *eventCmd) facts(trust fsutil.Trust) (handler.Facts, handler.Judgment, error) {
+func (e *eventCmd) facts(trust fsutil.Trust, files handler.ResolvedFiles) (handler.Facts, handler.Judgment, error) {
 	f := handler.NoFacts
 	depth := func(flag, v string, dst *int) error {
 		if strings.TrimSpace(v) == "" {
@@ -425,8 +515,11 @@ func (e *eventCmd) facts(trust fsutil.Trust) (handler.Facts, handler.Judgment, e
 	if e.Perfdata != nil {
 		f.Perfdata, f.PerfdataGiven = *e.Perfdata, true
 	}
-	if e.StatusFile != "" {
-		f.Status, f.StatusErr = handler.ReadStatusFile(trust, e.StatusFile, e.HostName)
+	switch {
+	case files.StatusFile != "":
+		f.Status, f.StatusErr = handler.ReadStatusFile(trust, files.StatusFile, e.HostName)
+	case files.StatusErr != nil:
+		f.StatusErr = files.StatusErr
 	}
 	j, err := e.judgment()
 	return f, j, err
@@ -458,7 +551,7 @@ func (s *sendCmd) run(ctx context.Context, trust fsutil.Trust, stdout, stderr io
 	if err != nil {
 		return usage(stdout, err)
 	}
-	log, closeLog := s.logger(trust, stderr)
+	log, closeLog := openLog(trust, s.LogFile, s.JSON, stderr)
 	defer closeLog()
 	res := handler.Send(ctx, handler.SendConfig{
 		Verb: protocol.Verb(s.Verb), Conn: cn, Deadline: s.Deadline,
@@ -572,16 +665,19 @@ func (c *reevaluateCmd) run(ctx context.Context, trust fsutil.Trust, stdout, std
 			return unknown(err)
 		}
 	}
-	eng, err := c.engine(trust, c.CommandFile)
+	files := handler.NagiosFiles{StatusFile: c.StatusFile, CommandFile: c.CommandFile, MainConfig: c.NagiosConfig}.Resolve(trust)
+	eng, err := c.engine(trust, files.CommandFile)
 	if err != nil {
 		return unknown(err)
 	}
 	var sd *nagios.StatusData
 	switch {
-	case c.StatusFile != "" && eng != nil:
+	case c.StatusFile != nil && eng != nil:
 		return unknown(errors.New("--status-file and --icinga-api: give one engine"))
-	case c.StatusFile != "":
-		if sd, err = handler.ReadStatusFile(trust, c.StatusFile); err != nil {
+	case files.StatusErr != nil:
+		return unknown(files.StatusErr)
+	case files.StatusFile != "":
+		if sd, err = handler.ReadStatusFile(trust, files.StatusFile); err != nil {
 			return unknown(err)
 		}
 	case eng == nil:
@@ -589,8 +685,14 @@ func (c *reevaluateCmd) run(ctx context.Context, trust fsutil.Trust, stdout, std
 	}
 	log, closeLog := conn{LogFile: c.LogFile}.logger(trust, stderr)
 	defer closeLog()
+	for _, n := range files.Notes {
+		log.Warn().Msg(n)
+	}
+	if files.CommandErr != nil {
+		log.Warn().Str("command_file_error", cli.OneLine(files.CommandErr.Error())).Msg("no write-back to Nagios")
+	}
 	res := handler.Reevaluate(ctx, handler.ReevalConfig{StateDir: c.StateDir, Trust: trust, Status: sd, StatusAge: c.MaxStatusAge,
-		Key: key, TLS: tc, Judgment: j, CommandFile: c.CommandFile, Engine: eng, Deadline: c.Deadline, PerRequest: c.PerRequest},
+		Key: key, TLS: tc, Judgment: j, CommandFile: files.CommandFile, Engine: eng, Deadline: c.Deadline, PerRequest: c.PerRequest},
 		handler.Deps{Log: log})
 	fmt.Fprintln(stdout, res.Line)
 	for _, it := range res.Items {

@@ -231,13 +231,15 @@ func TestReevaluateCommand(t *testing.T) {
 	if o.code != 3 || !strings.HasPrefix(o.stdout, "UNKNOWN - status file is 10m") || s.l.Actions(t) != 0 {
 		t.Fatalf("stale status file: %d %q", o.code, o.stdout)
 	}
-	write(time.Now(), 1)
+	// The engine writes status.dat after the hold: a second later, so
+	// that it is newer than the hold in whole seconds.
+	write(time.Now().Add(time.Second), 1)
 	o = reeval()
 	if o.code != 1 || !strings.HasPrefix(o.stdout, "WARNING - 1 heal(s) held back: web1/Worker (host); 0 healed in this run |held=1 healed=0 failed=0 cleared=0\n"+
 		"web1/Worker: held (host): web1/Worker CRITICAL HARD 1: auto-restart held back (host DOWN)") || s.l.Actions(t) != 0 {
 		t.Fatalf("host still DOWN: %d %q", o.code, o.stdout)
 	}
-	write(time.Now(), 0)
+	write(time.Now().Add(time.Second), 0)
 	o = reeval()
 	if o.code != 0 || !strings.HasPrefix(o.stdout, "OK - no heal held back; 1 healed in this run |held=0 healed=1 failed=0 cleared=0\n"+
 		"web1/Worker: healed (host): web1/Worker CRITICAL HARD 1: restart demo on "+s.l.Addr()+" ok in") || s.l.Actions(t) != 1 {

@@ -100,7 +100,6 @@ func TestUsageErrors(t *testing.T) {
 		{"bad type", append(base, "CRITICAL", "FIRM", "3", "h", "h", "s"), `unknown state type "FIRM"`},
 		{"bad attempt", append(base, "CRITICAL", "HARD", "x", "h", "h", "s"), "usage error"},
 		{"unexpanded macro", append(base, "$SERVICESTATE$", "HARD", "3", "h", "h", "s"), "unknown service state"},
-		{"empty address", append(base, "CRITICAL", "HARD", "3", "", "h", "s"), "HOSTADDRESS is empty"},
 		{"bad target", append([]string{"event", "--key-file", k, "--target", "../x"}, ev...), `--target "../x"`},
 		{"loose key file", append([]string{"event", "--key-file", loose, "--target", "demo"}, ev...), "chmod 600"},
 		{"missing key file", append([]string{"event", "--key-file", k + ".nope", "--target", "demo"}, ev...), "no such file"},

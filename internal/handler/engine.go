@@ -76,7 +76,7 @@ func (e IcingaEngine) Status(ctx context.Context, names [][2]string) (*nagios.St
 	for k, s := range svcs {
 		sd.Services[k] = nagios.ServiceStatus{Host: s.Host, Service: s.Name, State: nagios.State(s.State), Hard: s.StateType == 1,
 			Checked: s.Checked, ProblemID: problemID(s), Acknowledged: s.Acknowledgement > 0, DowntimeDepth: s.DowntimeDepth,
-			Perfdata: s.Perfdata}
+			Perfdata: s.Perfdata, LastCheck: epoch(s.LastCheck)}
 		sd.Hosts[s.Host] = nagios.HostStatus{Host: s.Host, State: nagios.HostState(min(s.HostState, 1)), Checked: s.HostChecked,
 			DowntimeDepth: s.HostDowntimeDepth}
 		cs, err := e.Client.Comments(ctx, s.Host, s.Name, Author)
@@ -89,6 +89,15 @@ func (e IcingaEngine) Status(ctx context.Context, names [][2]string) (*nagios.St
 		}
 	}
 	return sd, nil
+}
+
+// epoch is an Icinga timestamp; 0 is none.
+func epoch(f float64) time.Time {
+	if f <= 0 {
+		return time.Time{}
+	}
+	sec := int64(f)
+	return time.Unix(sec, int64((f-float64(sec))*1e9))
 }
 
 // problemID is the fault id the EventCommand passes for the service's

@@ -248,11 +248,15 @@ func (r *run) act(ctx context.Context) (zerolog.Level, string) {
 		return zerolog.WarnLevel, summary + tail + r.feedback(ctx, &a)
 	}
 	r.res.Code, r.res.Err = ExitFailed, a.failure()
-	prefix := "auto-restart failed: "
+	prefix, tail := "auto-restart failed: ", "; a human must look"
 	if a.kind == kindNoReply {
 		prefix = "auto-restart unconfirmed: "
 	}
-	r.res.Commands = []Command{r.comment(true, prefix+summary+"; a human must look")}
+	if a.kind == kindUnreachable {
+		r.res.Hold = r.unreachableHold(a, prefix+summary)
+		tail += " (asked again by reevaluate from " + r.res.Hold.RetryAt.UTC().Format(time.RFC3339) + ", while the fault lasts)"
+	}
+	r.res.Commands = []Command{r.comment(true, prefix+summary+tail)}
 	return zerolog.ErrorLevel, summary + r.feedback(ctx, &a)
 }
 

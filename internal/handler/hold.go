@@ -86,6 +86,28 @@ func (r *run) admit(ctx context.Context) (breaker.Verdict, error) {
 	return bs.Admit(ctx, t, r.cfg.HostName+"!"+r.cfg.ServiceDesc, r.cfg.Fault)
 }
 
+// A heal that reached no agent (unreachable: nothing was sent) is kept as
+// a hold that reevaluate asks again: the agent's budget is untouched, the
+// same fault id keeps the retry to one restart, and the agent's budget and
+// breaker still decide. The wait doubles per failed try for the fault,
+// from unreachableFirst to unreachableMax, so that a host that is gone
+// for good costs reevaluate little.
+const (
+	unreachableFirst = 30 * time.Second
+	unreachableMax   = 15 * time.Minute
+)
+
+// unreachableHold is the hold for an unreachable agent.
+func (r *run) unreachableHold(a answer, text string) *Hold {
+	wait := unreachableFirst
+	if p := r.prev; p != nil && p.Held != nil && p.Held.Rule == kindUnreachable && p.Held.Fault == r.cfg.Fault {
+		if last := p.Held.RetryAt.Sub(p.At); last > 0 {
+			wait = min(2*last, unreachableMax)
+		}
+	}
+	return &Hold{Rule: kindUnreachable, Text: text, RetryAt: a.now.Add(wait)}
+}
+
 // held reports a restart held back: one comment (not repeated), and the
 // record reevaluate works from.
 func (r *run) held(ctx context.Context, h *Hold) (zerolog.Level, string) {

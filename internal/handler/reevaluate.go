@@ -17,7 +17,8 @@ import (
 
 // ReevalConfig is one `handle_worker reevaluate`: the engines run a
 // handler only when a state changes, so a fault held back (downtime, host
-// DOWN, a pause, the breaker, the agent's back-off) would stay unhealed
+// DOWN, a pause, the breaker, the agent's back-off, an unreachable agent)
+// would stay unhealed
 // after the reason went away. Reevaluate, run as a service check on the
 // monitoring node, reads what the engine says now and asks again for
 // every held fault that is still the service's fault, still HARD
@@ -150,6 +151,9 @@ func reevalOne(ctx context.Context, cfg ReevalConfig, deps Deps, store Store, re
 	case cfg.unread[[2]string{rec.Host, rec.Service}]:
 		it.Outcome, it.Text = "waiting", "the engine's view of it could not be read"
 		return it
+	case staleView(cfg.Status, st, ok, h.Since) != "":
+		it.Outcome, it.Text = "waiting", staleView(cfg.Status, st, ok, h.Since)
+		return it
 	case !ok:
 		return clear("the service is gone from the engine")
 	case !st.Checked:
@@ -166,6 +170,9 @@ func reevalOne(ctx context.Context, cfg ReevalConfig, deps Deps, store Store, re
 		return it
 	case deps.Now().Before(h.RetryAt):
 		it.Outcome, it.Text = "waiting", "the agent allows a restart in "+roundDur(h.RetryAt.Sub(deps.Now())).String()
+		if h.Rule == kindUnreachable {
+			it.Text = "the agent was unreachable; asked again in " + roundDur(h.RetryAt.Sub(deps.Now())).String()
+		}
 		return it
 	}
 	a := h.Ask
@@ -180,8 +187,9 @@ func reevalOne(ctx context.Context, cfg ReevalConfig, deps Deps, store Store, re
 	}, deps)
 	it.Text = res.Line
 	switch {
-	case res.Hold != nil && res.Verdict == kindHeld:
-		it.Outcome, it.Rule = "held", res.Hold.Rule
+	case res.Code == ExitFailed:
+		// An unreachable agent fails too, and stays held for a retry.
+		it.Outcome = "failed"
 	case res.Hold != nil:
 		it.Outcome, it.Rule = "held", res.Hold.Rule
 	case res.Code == ExitOK:
@@ -190,6 +198,29 @@ func reevalOne(ctx context.Context, cfg ReevalConfig, deps Deps, store Store, re
 		it.Outcome = "failed"
 	}
 	return it
+}
+
+// staleView says why the engine's view cannot judge a hold recorded at
+// since, or "". The view must be newer than the hold: a status.dat
+// written just before the HARD CRITICAL still shows the service OK, and
+// an HA peer's API may not have the CRITICAL yet; clearing the hold on
+// either loses the fault's restart for good (no handler runs again while
+// it stays HARD CRITICAL). Times are compared in whole seconds, as
+// status.dat has them: the hold's own second is not newer (the state
+// change that caused it may have come later in it). Besides the view's
+// time, a service that is no longer CRITICAL must have been checked
+// after the hold: else its state predates the hold. Both waits end by
+// themselves: the engine writes status.dat and checks the service again.
+func staleView(sd *nagios.StatusData, st nagios.ServiceStatus, found bool, since time.Time) string {
+	if !sd.Created.IsZero() && sd.Created.Unix() <= since.Unix() {
+		return fmt.Sprintf("the engine's view (of %s) is not newer than the hold (since %s): waiting for a newer one",
+			sd.Created.UTC().Format(time.RFC3339), since.UTC().Format(time.RFC3339))
+	}
+	if found && st.State != nagios.Critical && !st.LastCheck.IsZero() && st.LastCheck.Unix() <= since.Unix() {
+		return fmt.Sprintf("%s from a check (%s) not newer than the hold (since %s): waiting for the next check",
+			st.State, st.LastCheck.UTC().Format(time.RFC3339), since.UTC().Format(time.RFC3339))
+	}
+	return ""
 }
 
 // reevalSummary is the plugin's line: OK when nothing is held back,

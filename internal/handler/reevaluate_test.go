@@ -3,7 +3,10 @@ package handler_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -127,6 +130,7 @@ func TestReevaluateOutcomes(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnv(t, l) // no case makes a request: one agent serves them all
 			holdHostDown(t, e, "50")
+			e.clk.Advance(time.Second) // a status.dat written after the hold
 			before := l.Actions(t)
 			var sd *nagios.StatusData
 			if !tt.nilSD {
@@ -154,6 +158,7 @@ func TestReevaluateCommentOnce(t *testing.T) {
 	l := rigtest.StartHandlerListener(t)
 	e := newEnv(t, l)
 	holdHostDown(t, e, "50")
+	e.clk.Advance(time.Second)
 	sd := statusDat(t, e.clk.Now(), critical("50", "scheduled_downtime_depth=1"), hostStatus("web1", hostUp))
 	expectReeval(t, e.reevaluate(sd), 1, "WARNING - 1 heal(s) held back: web1/Worker (downtime); 0 healed in this run |held=1 healed=0 failed=0 cleared=0")
 	if c := e.commands(); strings.Count(c, "ADD_SVC_COMMENT;web1;Worker;0;handle_worker;"+heldText("downtime")) != 1 {
@@ -181,7 +186,7 @@ func TestReevaluateRetryAt(t *testing.T) {
 	now := e.clk.Now()
 	rec := handler.Record{Host: "web1", Service: "Worker", At: now, Source: "event", Verb: "restart", Agent: l.Agent, Fault: "60",
 		Result: "backoff", Outcome: "backoff", Summary: "back-off at the agent",
-		Held: &handler.Held{Rule: "backoff", Text: "auto-healing deferred (backoff): back-off at the agent", Since: now, RetryAt: now.Add(5 * time.Minute),
+		Held: &handler.Held{Rule: "backoff", Text: "auto-healing deferred (backoff): back-off at the agent", Since: now.Add(-time.Second), RetryAt: now.Add(5 * time.Minute),
 			Fault: "60", Ask: handler.Ask{Address: l.Host, Port: l.Port, Agent: l.Agent, Target: "demo", Action: "restart", RecheckMS: 2000}}}
 	if err := (handler.Store{Dir: e.state}).Write(context.Background(), rec); err != nil {
 		t.Fatal(err)
@@ -206,6 +211,12 @@ func TestReevaluateStale(t *testing.T) {
 	l := rigtest.StartHandlerListener(t)
 	e := newEnv(t, l)
 	holdHostDown(t, e, "50")
+	// A hold from 11 minutes ago: the stale file is still newer than it.
+	rec := e.record()
+	rec.Held.Since = rec.Held.Since.Add(-11 * time.Minute)
+	if err := (handler.Store{Dir: e.state}).Write(context.Background(), rec); err != nil {
+		t.Fatal(err)
+	}
 	written := e.clk.Now().Add(-10 * time.Minute)
 	sd := statusDat(t, written, critical("50"), hostStatus("web1", hostUp))
 	expectReeval(t, e.reevaluate(sd), 3, "UNKNOWN - status file is 10m0s old (written "+written.UTC().Format(time.RFC3339)+"): is the engine running?")
@@ -224,6 +235,7 @@ func TestReevaluateFailed(t *testing.T) {
 	e := newEnv(t, l)
 	e.cfg.Conn.Target = "failing"
 	holdHostDown(t, e, "50")
+	e.clk.Advance(time.Second)
 	sd := statusDat(t, e.clk.Now(), critical("50"), hostStatus("web1", hostUp))
 	r := e.reevaluate(sd)
 	expectReeval(t, r, 2, "CRITICAL - 1 held heal(s) failed when asked again: web1/Worker; 0 still held back |held=0 healed=0 failed=1 cleared=0")
@@ -258,5 +270,144 @@ func TestReevaluateOrder(t *testing.T) {
 	}
 	if l.Actions(t) != 1 {
 		t.Fatalf("%d actions", l.Actions(t))
+	}
+}
+
+// TestReevaluateEvidenceAfterHold: only a view of the engine newer than
+// the hold decides anything about it (issue 18): a status.dat written
+// before the HARD CRITICAL still shows the service OK, and clearing the
+// hold on it would lose the fault's restart for good. Whole seconds, as
+// status.dat has them: the hold's own second is not newer.
+func TestReevaluateEvidenceAfterHold(t *testing.T) {
+	l := rigtest.StartHandlerListener(t)
+	const none = -9999 // no last_check in the block
+	for _, tc := range []struct {
+		name             string
+		created, checked int64 // seconds after the hold's second (checked: none)
+		critical         bool  // the service still HARD CRITICAL (fault 50), the host UP
+		outcome, text    string
+	}{
+		{"written the second before, OK", -1, none, false, "waiting", "is not newer than the hold"},
+		{"written a minute before, OK", -60, -61, false, "waiting", "is not newer than the hold"},
+		{"written in the hold's second, OK", 0, none, false, "waiting", "is not newer than the hold"},
+		{"written after, OK from a check before", 1, -1, false, "waiting", "not newer than the hold (since"},
+		{"written after, OK from a check in the hold's second", 1, 0, false, "waiting", "not newer than the hold (since"},
+		{"written after, OK from a check after", 2, 1, false, "cleared", "no longer CRITICAL (OK)"},
+		{"written after, OK, no check time", 1, none, false, "cleared", "no longer CRITICAL (OK)"},
+		{"written before, still CRITICAL", -1, -2, true, "waiting", "is not newer than the hold"},
+		{"written after, still CRITICAL from a check before", 1, -1, true, "healed", "ok in"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, l)
+			holdHostDown(t, e, "50")
+			since := e.record().Held.Since.Unix()
+			f := []string{"current_state=0", "state_type=1", "current_problem_id=0"}
+			if tc.critical {
+				f = []string{"current_state=2", "state_type=1", "current_problem_id=50"}
+			}
+			if tc.checked != none {
+				f = append(f, fmt.Sprintf("last_check=%d", since+tc.checked))
+			}
+			svc := svcStatus("web1", "Worker", f...)
+			e.clk.Advance(2 * time.Second) // reevaluate runs after the status.dat is written
+			before := l.Actions(t)
+			r := e.reevaluate(statusDat(t, time.Unix(since+tc.created, 0), svc, hostStatus("web1", hostUp)))
+			if len(r.Items) != 1 || r.Items[0].Outcome != tc.outcome || !strings.Contains(r.Items[0].Text, tc.text) {
+				t.Fatalf("items %+v, want %s %q", r.Items, tc.outcome, tc.text)
+			}
+			held := e.record().Held != nil
+			if want := tc.outcome == "waiting"; held != want {
+				t.Fatalf("still held %v, want %v", held, want)
+			}
+			if acted, want := l.Actions(t)-before, map[bool]int{true: 1}[tc.outcome == "healed"]; acted != want {
+				t.Fatalf("%d restarts, want %d", acted, want)
+			}
+		})
+	}
+}
+
+// forward makes the agent reachable at 127.0.0.1:port (where nothing
+// listened before): a TCP proxy to l, closed with the test.
+func forward(t *testing.T, port int, l *rigtest.HandlerListener) {
+	t.Helper()
+	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", l.Addr())
+			if err != nil {
+				c.Close()
+				continue
+			}
+			wg.Add(2)
+			go func() { defer wg.Done(); io.Copy(up, c); up.(*net.TCPConn).CloseWrite() }()
+			go func() { defer wg.Done(); io.Copy(c, up); c.Close(); up.Close() }()
+		}
+	}()
+}
+
+// TestReevaluateRetriesUnreachable (issue 20): a heal that reached no
+// agent is kept as a hold; reevaluate asks again after a back-off that
+// doubles per failed try, and heals the same fault once the agent answers.
+func TestReevaluateRetriesUnreachable(t *testing.T) {
+	l := rigtest.StartHandlerListener(t)
+	e := newEnv(t, l)
+	port := rigtest.ClosedPort(t)
+	e.cfg.Conn.Port, e.cfg.Deadline = port, 2*time.Second
+	expect(t, e.run("CRITICAL", "HARD", 3, "80"), 2, "unreachable")
+	rec := e.record()
+	if h := rec.Held; h == nil || h.Rule != "unreachable" || h.Fault != "80" || h.RetryAt.Sub(rec.At) != 30*time.Second || h.Ask.Port != port {
+		t.Fatalf("record %+v, held %+v; want an unreachable hold retried in 30s", rec, rec.Held)
+	}
+	if c := e.commands(); !strings.Contains(c, "auto-restart failed: restart demo: listener 127.0.0.1:") ||
+		!strings.Contains(c, "a human must look (asked again by reevaluate from ") {
+		t.Fatalf("command file %q", c)
+	}
+	view := func() *nagios.StatusData {
+		e.clk.Advance(time.Second)
+		return statusDat(t, e.clk.Now(), critical("80"), hostStatus("web1", hostUp))
+	}
+	rv := func(sd *nagios.StatusData) handler.ReevalResult {
+		return handler.Reevaluate(context.Background(), handler.ReevalConfig{
+			StateDir: e.state, Status: sd, StatusAge: 5 * time.Minute, Key: e.l.Key,
+			CommandFile: e.fifo, Deadline: 10 * time.Second, PerRequest: 2 * time.Second,
+		}, e.deps())
+	}
+	r := rv(view())
+	if len(r.Items) != 1 || r.Items[0].Outcome != "waiting" || !strings.Contains(r.Items[0].Text, "the agent was unreachable; asked again in 2") {
+		t.Fatalf("before the back-off: %+v", r.Items)
+	}
+	// Still down after the back-off: failed (CRITICAL), held, the wait doubled.
+	e.clk.Advance(30 * time.Second)
+	r = rv(view())
+	if r.Code != 2 || len(r.Items) != 1 || r.Items[0].Outcome != "failed" || !strings.Contains(r.Items[0].Text, "unreachable") {
+		t.Fatalf("still down: exit %d %+v", r.Code, r.Items)
+	}
+	rec = e.record()
+	if h := rec.Held; h == nil || h.Rule != "unreachable" || h.RetryAt.Sub(rec.At) != time.Minute {
+		t.Fatalf("held %+v; want the wait doubled to 1m", rec.Held)
+	}
+	if l.Actions(t) != 0 {
+		t.Fatal("an action ran with the agent unreachable")
+	}
+	// The agent answers again at the same address: the same fault heals.
+	forward(t, port, l)
+	e.clk.Advance(time.Minute)
+	r = rv(view())
+	if r.Code != 0 || len(r.Items) != 1 || r.Items[0].Outcome != "healed" || l.Actions(t) != 1 {
+		t.Fatalf("agent back: exit %d %q %+v, %d actions", r.Code, r.Line, r.Items, l.Actions(t))
+	}
+	if rec := e.record(); rec.Held != nil || rec.Result != "healed" || rec.Fault != "80" {
+		t.Fatalf("record %+v", rec)
 	}
 }

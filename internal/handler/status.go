@@ -57,7 +57,10 @@ func Status(ctx context.Context, s Store, j Judgment, now time.Time) (string, er
 		held := "-"
 		if h := r.Held; h != nil {
 			held = fmt.Sprintf("%s since %s (fault %s)", h.Rule, roundDur(now.Sub(h.Since)), h.Fault)
-			if now.Before(h.RetryAt) {
+			switch {
+			case now.Before(h.RetryAt) && h.Rule == kindUnreachable:
+				held += ", asked again in " + roundDur(h.RetryAt.Sub(now)).String()
+			case now.Before(h.RetryAt):
 				held += ", agent allows in " + roundDur(h.RetryAt.Sub(now)).String()
 			}
 		}

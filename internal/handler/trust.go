@@ -209,30 +209,40 @@ const maxStatusFile = 256 << 20
 // t's user, not writable by others. A group may write it, as the command
 // file: Nagios' group can already submit any check result through that.
 func ReadStatusFile(t fsutil.Trust, path string, hosts ...string) (*nagios.StatusData, error) {
+	b, err := readNagiosFile(t, "status file", path)
+	if err != nil {
+		return nil, err
+	}
+	return nagios.ReadStatusData(bytes.NewReader(b), hosts...)
+}
+
+// readNagiosFile reads a file Nagios owns (status.dat, nagios.cfg) under
+// ReadStatusFile's rule; what names it in messages.
+func readNagiosFile(t fsutil.Trust, what, path string) ([]byte, error) {
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOFOLLOW, 0)
 	if err != nil {
-		return nil, fmt.Errorf("status file: %w", err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, fmt.Errorf("status file: %w", err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	st, _ := fi.Sys().(*syscall.Stat_t)
 	switch {
 	case !fi.Mode().IsRegular():
-		return nil, fmt.Errorf("status file %s refused: not a regular file", fsutil.Quote(path))
+		return nil, fmt.Errorf("%s %s refused: not a regular file", what, fsutil.Quote(path))
 	case st == nil || st.Uid != 0 && int(st.Uid) != t.UID:
-		return nil, fmt.Errorf("status file %s refused: not owned by root or the user the handler runs as (uid %d)", fsutil.Quote(path), t.UID)
+		return nil, fmt.Errorf("%s %s refused: not owned by root or the user the handler runs as (uid %d)", what, fsutil.Quote(path), t.UID)
 	case fi.Mode().Perm()&0o002 != 0:
-		return nil, fmt.Errorf("status file %s refused: writable by others (mode %04o)", fsutil.Quote(path), fi.Mode().Perm())
+		return nil, fmt.Errorf("%s %s refused: writable by others (mode %04o)", what, fsutil.Quote(path), fi.Mode().Perm())
 	}
 	b, err := io.ReadAll(io.LimitReader(f, maxStatusFile+1))
 	if err != nil {
-		return nil, fmt.Errorf("status file: %w", err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	if len(b) > maxStatusFile {
-		return nil, fmt.Errorf("status file %s: larger than %d bytes", fsutil.Quote(path), maxStatusFile)
+		return nil, fmt.Errorf("%s %s: larger than %d bytes", what, fsutil.Quote(path), maxStatusFile)
 	}
-	return nagios.ReadStatusData(bytes.NewReader(b), hosts...)
+	return b, nil
 }

@@ -192,10 +192,11 @@ func records(r *report, s handler.Store, cfg NodeConfig, now time.Time) {
 		name := rec.Host + "/" + rec.Service
 		recent := now.Sub(rec.At) < cfg.Recent
 		switch {
-		case rec.Held != nil:
-			held = append(held, fmt.Sprintf("%s (%s, since %s)", name, rec.Held.Rule, ago(now, rec.Held.Since)))
+		// An unreachable agent's heal is failing, though kept for a retry.
 		case failing[rec.Result] && recent:
 			fail = append(fail, fmt.Sprintf("%s (%s %s)", name, rec.Result, ago(now, rec.At)))
+		case rec.Held != nil:
+			held = append(held, fmt.Sprintf("%s (%s, since %s)", name, rec.Held.Rule, ago(now, rec.Held.Since)))
 		}
 		if refused[rec.Result] && recent {
 			ref = append(ref, name)

@@ -371,6 +371,9 @@ type Service struct {
 	// with U+FFFD, which the macro does not.
 	Perfdata string
 	Checked  bool // it has a check result
+	// LastCheck is last_check_result.execution_end (Unix seconds, 0:
+	// none): reevaluate judges a hold only on a check newer than it.
+	LastCheck float64
 	// From the joined host: 0 UP, 1 DOWN (Icinga 2 hosts have no
 	// UNREACHABLE state; HostReachable is false when a parent is down).
 	HostState         int
@@ -450,6 +453,7 @@ func parseService(raw json.RawMessage, host, service string) (Service, error) {
 	}
 	var cr *struct {
 		PerformanceData []json.RawMessage `json:"performance_data"`
+		ExecutionEnd    float64           `json:"execution_end"`
 	}
 	raw, ok := o.Attrs["last_check_result"]
 	if !ok {
@@ -459,7 +463,7 @@ func parseService(raw json.RawMessage, host, service string) (Service, error) {
 		return Service{}, fmt.Errorf("last_check_result: %w", err)
 	}
 	if cr != nil {
-		s.Checked = true
+		s.Checked, s.LastCheck = true, cr.ExecutionEnd
 		parts := make([]string, len(cr.PerformanceData))
 		for i, p := range cr.PerformanceData {
 			// Plugins' perfdata is kept as strings; Icinga would render

@@ -8,6 +8,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"strings"
@@ -122,11 +123,11 @@ func (j *judged) crashHeld(ctx context.Context, rule, comment string) {
 	}
 	j.waitLog(ctx, mark, hardHandler, "a handler run at HARD CRITICAL")
 	j.waitHeld(ctx, rule)
+	from := len(j.reevaluations())
 	if _, err := j.l.Inst.WaitComment(ctx, hostName, svcName, comment); err != nil {
 		j.fail("%v", err)
 	}
-	// Several checks and reevaluate runs (1 s each) later: still nothing.
-	time.Sleep(4 * time.Second)
+	j.keptHeld(ctx, from)
 	if c := restarts(j.t, j.l); c.Run != 1 {
 		j.fail("audit log: %s; want still 1 run (held back by %s)", c, rule)
 	}
@@ -139,6 +140,51 @@ func (j *judged) crashHeld(ctx context.Context, rule, comment string) {
 	}
 	if n := rig.Count(j.l.Log()[mark:], hardHandler); n < 1 {
 		j.fail("the engine never ran the handler at HARD CRITICAL")
+	}
+}
+
+// reevalRun is one reevaluate run, from the handler's log.
+type reevalRun struct {
+	Mode    string `json:"mode"`
+	Held    int    `json:"held"`
+	Message string `json:"message"`
+}
+
+// reevaluations are the reevaluate runs logged so far, in order.
+func (j *judged) reevaluations() []reevalRun {
+	b, _ := os.ReadFile(j.l.HandlerLog)
+	var out []reevalRun
+	for _, line := range strings.Split(string(b), "\n") {
+		var r reevalRun
+		if json.Unmarshal([]byte(line), &r) == nil && r.Mode == "reevaluate" {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// keptHeld waits for several reevaluate runs (one a second) after run
+// number from, and fails if any dropped the hold: the service is still
+// HARD CRITICAL, so nothing would ever ask for its restart again (issue
+// 18: a status.dat written before the HARD CRITICAL showed it OK). The
+// first run after from may have read the records before the hold.
+func (j *judged) keptHeld(ctx context.Context, from int) {
+	j.t.Helper()
+	const runs = 4
+	var got []reevalRun
+	for ctx.Err() == nil {
+		if got = j.reevaluations(); len(got) >= from+runs {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if len(got) < from+runs {
+		j.fail("only %d reevaluate runs after the hold, want %d", len(got)-from, runs)
+	}
+	for _, r := range got[from+1 : from+runs] {
+		if r.Held < 1 || !strings.Contains(r.Message, "cleared=0") {
+			j.fail("reevaluate dropped the hold while the service was HARD CRITICAL: held=%d %q", r.Held, r.Message)
+		}
 	}
 }
 

@@ -33,6 +33,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -417,4 +418,53 @@ func quoteIcinga(s string) string {
 // expand replaces ${dir} and ${command_file} in a resource value.
 func (in *Instance) expand(v string) string {
 	return strings.NewReplacer("${dir}", in.Dir, "${command_file}", in.CommandFile).Replace(v)
+}
+
+// Reload does what `service nagios4 reload` and `systemctl reload nagios4`
+// do: SIGHUP to Nagios, which rereads its config in the same process. It
+// returns once Nagios has logged the restart and written a status.dat
+// after it (Nagios 4 only).
+func (in *Instance) Reload(ctx context.Context) error {
+	if in.Kind != Nagios4 {
+		return fmt.Errorf("engine: Reload is for Nagios 4, not %s", in.Kind)
+	}
+	pid := in.PID()
+	if pid == 0 || !in.Running() {
+		return errors.New("engine: not running")
+	}
+	mark := 0
+	if es, err := ReadLog(in.LogFile); err == nil {
+		mark = len(es)
+	}
+	if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
+		return fmt.Errorf("engine: SIGHUP: %w", err)
+	}
+	var at time.Time
+	return poll(ctx, 50*time.Millisecond, func() (bool, error) {
+		if !in.Running() {
+			return false, fmt.Errorf("engine: %s exited on SIGHUP: %v (see %s)", in.Kind, in.waitErr(), in.LogFile)
+		}
+		if at.IsZero() {
+			es, _ := ReadLog(in.LogFile)
+			for _, e := range es[min(mark, len(es)):] {
+				if strings.Contains(e.Raw, "Caught SIGHUP, restarting") {
+					at = e.Time
+				}
+			}
+			return false, nil
+		}
+		// status.dat's created= is whole seconds: one written in a later
+		// second than the log line is the restarted Nagios'.
+		st, err := ReadStatus(in.StatusFile)
+		if err != nil {
+			return false, nil
+		}
+		for _, b := range st.Blocks {
+			if b.Type == "info" {
+				c, _ := strconv.ParseInt(b.Fields["created"], 10, 64)
+				return c > at.Unix(), nil
+			}
+		}
+		return false, nil
+	})
 }

@@ -270,6 +270,23 @@ func LinkBinaries(dir string, bin map[string]string) error {
 	return nil
 }
 
+// StartListener starts the agent of a NoListener loop: the agent coming
+// back. It binds the listen address of its config, the port the engine's
+// host was given at start (Activate cannot serve here: that port is
+// fixed), and answers the fleet key's ping before it returns.
+func (l *Loop) StartListener(ctx context.Context) error {
+	if !l.Opts.NoListener {
+		return errors.New("rig: the loop's listener runs already")
+	}
+	ln, err := StartListener(ctx, Serve{Bin: l.Bin("worker_listener"), Config: l.Keys.Config, Log: l.ListenerLog,
+		Ping: &l.Keys.Fleet, PingAgent: l.Agent})
+	if err != nil {
+		return err
+	}
+	l.closers = append(l.closers, func() error { return ln.Stop(10 * time.Second) })
+	return nil
+}
+
 func (l *Loop) path(name string) string { return filepath.Join(l.Opts.Dir, name) }
 
 // Bin returns the path of one of the suite's binaries.
