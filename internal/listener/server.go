@@ -531,6 +531,14 @@ func (s *Server) serveConn(conn net.Conn, sl *slot) {
 	// The clock is read again here: the handshake and the read may have
 	// taken seconds, which must not stretch the replay window.
 	now = s.deps.Now()
+	// Every authenticated nonce is recorded, whatever the answer: a
+	// request refused as skew (62 s in the future) must not run when the
+	// same bytes come back inside the window a few seconds later. The
+	// cache keeps it until its own timestamp is 10 minutes old.
+	if err := s.useNonce(cfg, req, now); err != nil {
+		deny(err.Error())
+		return
+	}
 	skew := now.Unix() - req.Timestamp
 	w := int64(cfg.ReplayWindow / time.Second)
 	if skew > w || skew < -w {
@@ -540,10 +548,6 @@ func (s *Server) serveConn(conn net.Conn, sl *slot) {
 		}
 		rec.reason = why
 		reply(notRun(protocol.OutcomeSkew, "clock skew: the request's time is outside the agent's replay window", why))
-		return
-	}
-	if err := s.useNonce(cfg, req, now); err != nil {
-		deny(err.Error())
 		return
 	}
 	if req.Verb == protocol.VerbPing {

@@ -307,7 +307,7 @@ func TestTimestampCheckedOnArrival(t *testing.T) {
 
 // TestSkewReply: an authentic request whose clock is off gets a signed
 // skew reply with the agent's time (so the handler can say "clock off by
-// N s"); nothing runs, the nonce is not spent, and the audit log says skew.
+// N s"); nothing runs, and the audit log says skew.
 func TestSkewReply(t *testing.T) {
 	h := newHarness(t, opts{})
 	for _, off := range []time.Duration{-2 * time.Minute, 3 * time.Minute} {
@@ -342,5 +342,37 @@ func TestSkewReply(t *testing.T) {
 	// The same fault, with a good clock, then runs.
 	if rep, err := h.doFault(protocol.VerbRestart, "demo", "f1"); err != nil || rep.Outcome != protocol.OutcomeOK || rep.Origin != protocol.OriginRun {
 		t.Fatalf("after the skew: %+v %v", rep, err)
+	}
+}
+
+// TestSkewNonceRecorded: issue 18's replay. A request 62 s in the future
+// gets skew; the same bytes 3 s later (59 s ahead, inside the window) are
+// a replay and are denied: the nonce was recorded although nothing ran.
+// A fresh request for the same fault then runs: the rig can run.
+func TestSkewNonceRecorded(t *testing.T) {
+	h := newHarness(t, opts{replayWindow: "60s"})
+	_, now, advance := fakeClockServer(t, h)
+	nonce, _ := protocol.NewNonce()
+	frame := protocol.NewRequest(h.key, protocol.VerbRestart, "demo", "4711", now().Add(62*time.Second), nonce).Marshal()
+	line := h.raw(frame)
+	rep, err := protocol.ParseReply([]byte(strings.TrimSuffix(line, "\n")), h.key, nonce)
+	if err != nil || rep.Outcome != protocol.OutcomeSkew {
+		t.Fatalf("62 s ahead: %q %+v %v", line, rep, err)
+	}
+	advance(3 * time.Second)
+	if got := h.raw(frame); got != deniedLine {
+		t.Fatalf("the same bytes 3 s later: %q, want denied", got)
+	}
+	if !auditEventually(h, `"reason":"replayed nonce"`) {
+		t.Fatalf("audit:\n%s", h.audit.String())
+	}
+	if h.marks("demo") != 0 {
+		t.Fatal("the replayed skew request ran")
+	}
+	// The same rig runs a fresh request for the same fault.
+	fresh := protocol.NewRequest(h.key, protocol.VerbRestart, "demo", "4711", now(), strings.Repeat("b", 32)).Marshal()
+	line = h.raw(fresh)
+	if rep, err := protocol.ParseReply([]byte(strings.TrimSuffix(line, "\n")), h.key, strings.Repeat("b", 32)); err != nil || rep.Outcome != protocol.OutcomeOK || h.marks("demo") != 1 {
+		t.Fatalf("a fresh request: %q %+v %v, %d runs", line, rep, err, h.marks("demo"))
 	}
 }
