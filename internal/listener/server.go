@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -111,6 +113,9 @@ func NewServer(cfg *Config, deps Deps) (*Server, error) {
 	s.exec.onBreakerError = func(service string, err error) {
 		deps.Log.Error().Err(err).Str("service", service).Msg("the breaker cannot answer: failing open, the restart is allowed")
 	}
+	s.exec.onDistrust = func(service string, verb protocol.Verb, err error) {
+		deps.Log.Error().Str("service", service).Str("verb", string(verb)).Msg("action refused, not run: " + err.Error())
+	}
 	if err := s.setAudit(cfg); err != nil {
 		state.Close()
 		return nil, err
@@ -189,6 +194,25 @@ func (s *Server) Reload(cfg *Config) error {
 	}
 	s.cfg.Store(cfg)
 	return nil
+}
+
+// Distrusted judges the running config's actions by the trust rule, as
+// every run does, and returns one line per action that fails: those are
+// refused until their files pass again. A refused reload (which keeps the
+// running config) logs them, so that "keeping the running config" never
+// hides an action that will not run.
+func (s *Server) Distrusted() []string {
+	cfg := s.cfg.Load()
+	var out []string
+	for _, n := range slices.Sorted(maps.Keys(cfg.Services)) {
+		acts := cfg.Services[n].Actions
+		for _, v := range slices.Sorted(maps.Keys(acts)) {
+			if err := judgeAction(s.exec.trust, "service "+n+" action "+v, acts[v].Argv); err != nil {
+				out = append(out, err.Error())
+			}
+		}
+	}
+	return out
 }
 
 // Serve accepts connections on every listener until ctx is done, then
