@@ -425,9 +425,12 @@ func TestTrustScriptHandedOverAfterStart(t *testing.T) {
 		noEvil(t, e)
 	}
 	refusedRun("2")
-	audit := readFile(filepath.Join(e.dir, "audit.log"))
-	if !strings.Contains(audit, `"outcome":"denied"`) || !strings.Contains(audit, "refused, not run: service demo action restart: argv[0] "+script+": owned by uid 65534") {
-		t.Fatalf("the audit log does not say why:\n%s", audit)
+	// The agent answers first and audits after: wait (bounded) for the line.
+	want := "refused, not run: service demo action restart: argv[0] " + script + ": owned by uid 65534"
+	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(readFile(filepath.Join(e.dir, "audit.log")), want); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the audit log does not say why:\n%s", readFile(filepath.Join(e.dir, "audit.log")))
+		}
 	}
 	d.Signal(syscall.SIGHUP)
 	waitLog(t, d, "action disabled until its files pass the trust rule again: service demo action restart", 1)
