@@ -499,9 +499,9 @@ func (s *Server) ServeConn(conn net.Conn) { s.serveConn(conn, nil) }
 // connection limits apply, as under inetd).
 func (s *Server) serveConn(conn net.Conn, sl *slot) {
 	defer conn.Close()
-	s.served.Add(1)
 	cfg := s.cfg.Load()
 	now := s.deps.Now()
+	s.served.Add(1) // after the clock is read: tests wait on it
 	rec := record{peer: conn.RemoteAddr().String(), start: now}
 	deny := func(reason string) {
 		rec.outcome, rec.reason = protocol.OutcomeDenied, reason
