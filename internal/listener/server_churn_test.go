@@ -19,8 +19,8 @@ import (
 // retryDo sends verb as handle_worker does: transport failures, busy and
 // rate-limited are retried with jittered backoff (100 ms doubling to 2 s,
 // ±50 %) within its 18 s deadline, same fault, new nonce. It returns the
-// last answer and the number of tries.
-func retryDo(c *protocol.Client, verb protocol.Verb, svc, fault string) (protocol.Reply, error, int) {
+// number of tries and the last answer.
+func retryDo(c *protocol.Client, verb protocol.Verb, svc, fault string) (int, protocol.Reply, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 18*time.Second)
 	defer cancel()
 	backoff := 100 * time.Millisecond
@@ -29,12 +29,12 @@ func retryDo(c *protocol.Client, verb protocol.Verb, svc, fault string) (protoco
 		retry := err == nil && rep.Outcome.Retryable() ||
 			err != nil && (errors.Is(err, protocol.ErrNotSent) || errors.Is(err, protocol.ErrNoReply))
 		if !retry || ctx.Err() != nil {
-			return rep, err, tries
+			return tries, rep, err
 		}
 		select {
 		case <-time.After(backoff/2 + rand.N(backoff)):
 		case <-ctx.Done():
-			return rep, err, tries
+			return tries, rep, err
 		}
 		backoff = min(2*backoff, 2*time.Second)
 	}
@@ -122,7 +122,7 @@ func TestChurnNeverLocksOut(t *testing.T) {
 			start := time.Now()
 			tries, ok := 0, 0
 			for i := range 10 {
-				rep, err, n := retryDo(c, protocol.VerbRestart, "demo", fmt.Sprintf("churn-%d", i))
+				n, rep, err := retryDo(c, protocol.VerbRestart, "demo", fmt.Sprintf("churn-%d", i))
 				tries += n
 				if err != nil || rep.Outcome != protocol.OutcomeOK || rep.Origin != protocol.OriginRun {
 					t.Errorf("restart %d after %d tries: %+v %v", i, n, rep, err)
