@@ -111,8 +111,14 @@ func TestChurnNeverLocksOut(t *testing.T) {
 			c := newClient(t, h.addr, h.fleet, h.agent, ctls)
 			stop := make(chan struct{})
 			opened := churn(h.addr, 4, tc.keep, stop)
-			// The churn is on before the first restart.
-			for deadline := time.Now().Add(10 * time.Second); h.srv.served.Load() < 200; time.Sleep(5 * time.Millisecond) {
+			// The churn is on before the first restart; keeping 600 each,
+			// it has overflowed the silent pool (1024 at the shipped
+			// max_conns).
+			want := int64(200)
+			if tc.keep*4 > silentPerConn*shippedLimits(t).MaxConns {
+				want = int64(silentPerConn*shippedLimits(t).MaxConns) + 500
+			}
+			for deadline := time.Now().Add(30 * time.Second); h.srv.served.Load() < want; time.Sleep(5 * time.Millisecond) {
 				if time.Now().After(deadline) {
 					close(stop)
 					opened()
