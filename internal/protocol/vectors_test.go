@@ -12,6 +12,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -164,4 +165,50 @@ func TestVectors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestPrintVectors prints the vectors block from its fixed inputs, as the
+// code encodes and signs them, for whoever changes the wire format:
+// SELFHEAL_PRINT_VECTORS=1 go test -run TestPrintVectors -v ./internal/protocol.
+// Check what it prints (TestVectors recomputes every MAC by the documented
+// formulas) before pasting it into docs/protocol.md.
+func TestPrintVectors(t *testing.T) {
+	if os.Getenv("SELFHEAL_PRINT_VECTORS") == "" {
+		t.Skip("SELFHEAL_PRINT_VECTORS not set")
+	}
+	secret := make([]byte, protocol.SecretBytes)
+	for i := range secret {
+		secret[i] = byte(i)
+	}
+	fleet := protocol.Key{Kind: protocol.FleetKey, ID: "fleet1", Secret: secret}
+	host, _ := fleet.ForAgent("web1")
+	fk, _ := fleet.MarshalText()
+	hk, _ := host.MarshalText()
+	q := func(s string) string { b, _ := json.Marshal(s); return string(b) }
+	var b strings.Builder
+	b.WriteString("fleet-key: " + string(fk) + "host-key: " + string(hk))
+	for _, v := range []struct {
+		name       string
+		verb       protocol.Verb
+		svc, fault string
+		ts         int64
+		nonce      string
+		rep        protocol.Reply
+	}{
+		{"restart-ok-run", protocol.VerbRestart, "demo", "4711", 1764024000, "9f0c4b1e6a3d2c58e7f1a0b9c8d7e6f5",
+			protocol.Reply{Outcome: protocol.OutcomeOK, Origin: protocol.OriginRun, Duration: 48213 * time.Microsecond, AgentTime: time.UnixMilli(1764024000051),
+				Budget: protocol.Budget{Used: 1, Max: 3, Window: time.Hour, RetryAfter: 120 * time.Second}, Output: "restarted (pid 4212)"}},
+		{"restart-skew", protocol.VerbRestart, "demo", "4712", 1764024062, "27aa5e0c913f4b8d6a2e7c1f0b9d8e3a",
+			protocol.Reply{Outcome: protocol.OutcomeSkew, Origin: protocol.OriginNone, ExitCode: -1, AgentTime: time.UnixMilli(1764024000420),
+				Output: "clock skew: the request's time is outside the agent's replay window"}},
+		{"ping", protocol.VerbPing, "", "", 1764024000, "00112233445566778899aabbccddeeff",
+			protocol.Reply{Outcome: protocol.OutcomeOK, Origin: protocol.OriginNone, AgentTime: time.UnixMilli(1764024000007), Output: "worker_listener 1.0.0"}},
+	} {
+		req := strings.TrimSuffix(string(protocol.NewRequest(host, v.verb, v.svc, v.fault, time.Unix(v.ts, 0), v.nonce).Marshal()), "\n")
+		rep := strings.TrimSuffix(string(protocol.MarshalReply(v.rep, &host, v.nonce)), "\n")
+		f, r := strings.Split(req, " "), strings.Split(rep, " ")
+		fmt.Fprintf(&b, "\nname: %s\nrequest: %s\nrequest-mac-input: %s\nreply: %s\nreply-mac-input: %s\noutput: %s\n", v.name, req,
+			q(strings.Join(f[:8], "\n")+"\n"), rep, q(strings.Join(append([]string{"SH2-reply", host.ID, host.Agent, v.nonce}, r[2:len(r)-1]...), "\n")+"\n"), q(v.rep.Output))
+	}
+	t.Log("\n" + b.String())
 }
