@@ -174,6 +174,11 @@ func serve(path string, stderr io.Writer) int {
 			}
 			if err != nil {
 				log.Error().Msg("reload refused, keeping the running config: " + err.Error())
+				// Kept, but not trusted blindly: an action whose files now
+				// fail the rule is refused at every run; say which.
+				for _, d := range srv.Distrusted() {
+					log.Error().Msg("action disabled until its files pass the trust rule again: " + d)
+				}
 				continue
 			}
 			log.Info().Strs("keys", nc.KeyIDs()).Int("services", len(nc.Services)).Msg("config reloaded")

@@ -19,6 +19,7 @@ import (
 	"github.com/selfheal/selfheal/internal/lab/rig"
 	"github.com/selfheal/selfheal/internal/lab/rig/rigtest"
 	"github.com/selfheal/selfheal/internal/lab/testutil"
+	"github.com/selfheal/selfheal/internal/proc"
 	"github.com/selfheal/selfheal/internal/protocol"
 )
 
@@ -43,11 +44,12 @@ type env struct {
 }
 
 // envScripts are the actions' scripts: mark.sh appends to $MARK; slow.sh
-// appends to $MARK.started that it started, then waits (bounded) for
-// $RELEASE.
+// appends its pid (its process group's id: the agent starts each action in
+// a group of its own) to $MARK.pid and to $MARK.started that it started,
+// then waits (bounded) for $RELEASE.
 var envScripts = map[string]string{
 	"mark.sh": "#!/bin/sh\necho ran >> \"$MARK\"\n",
-	"slow.sh": "#!/bin/sh\necho started >> \"$MARK.started\"\ni=0\nwhile [ ! -e \"$RELEASE\" ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done\necho ran >> \"$MARK\"\n",
+	"slow.sh": "#!/bin/sh\necho $$ >> \"$MARK.pid\"\necho started >> \"$MARK.started\"\ni=0\nwhile [ ! -e \"$RELEASE\" ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done\necho ran >> \"$MARK\"\n",
 	// iv.sh records when each run of $ACTION begins and ends (ns).
 	"iv.sh": "#!/bin/sh\necho \"begin $ACTION $(date +%s%N)\" >> \"$LOG\"\nsleep 0.2\necho \"end $ACTION $(date +%s%N)\" >> \"$LOG\"\n",
 }
@@ -425,7 +427,21 @@ func readFile(p string) string {
 // again; the restart counts against the budget.
 func TestCrashDuringRestart(t *testing.T) {
 	e := newEnv(t)
-	t.Cleanup(func() { e.release("slow") }) // the orphaned action ends
+	t.Cleanup(func() {
+		// The orphaned action (the killed agent's) writes into the temp
+		// dir: it must be gone, its whole group, before the dir goes.
+		e.release("slow")
+		for _, f := range strings.Fields(readFile(filepath.Join(e.dir, "mark-slow.pid"))) {
+			pgid, _ := strconv.Atoi(f)
+			for deadline := time.Now().Add(60 * time.Second); pgid > 0 && proc.GroupAlive(pgid); time.Sleep(20 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					syscall.Kill(-pgid, syscall.SIGKILL)
+					t.Errorf("the orphaned slow.sh (group %d) did not end within 60s of its release: killed", pgid)
+					break
+				}
+			}
+		}
+	})
 	d := startServe(t, e, false)
 	res := make(chan error, 1)
 	go func() {

@@ -391,3 +391,58 @@ func TestSampleInstallPassesTrust(t *testing.T) {
 		t.Fatalf("check-config on the installed sample: %v\n%s", err, out)
 	}
 }
+
+// TestTrustScriptHandedOverAfterStart: issue 18's attack. After start, the
+// action's script is handed to another user, who appends his line. The
+// next signed restart is refused (a signed denied, the reason in the audit
+// log) and nothing runs; a SIGHUP's refused reload says the action is
+// disabled, and it stays refused. Once root owns the file again (and its
+// content is root's), the same action runs: the rig runs.
+func TestTrustScriptHandedOverAfterStart(t *testing.T) {
+	requireRoot(t)
+	e := newEnv(t)
+	d := startServe(t, e, false)
+	if rep, err := doFault(t, d.Addr, e.key, protocol.VerbRestart, "demo", "1"); err != nil || rep.Outcome != protocol.OutcomeOK {
+		t.Fatalf("restart before the hand-over: %+v %v", rep, err)
+	}
+	script := filepath.Join(e.dir, "mark.sh")
+	clean := readFile(script)
+	chown(t, script, stranger)
+	evil := clean + "id >> \"" + filepath.Join(e.dir, "evil-mark") + "\"\n"
+	if err := os.WriteFile(script, []byte(evil), 0o755); err != nil { // what he writes, now that he can
+		t.Fatal(err)
+	}
+	refusedRun := func(fault string) {
+		t.Helper()
+		rep, err := doFault(t, d.Addr, e.key, protocol.VerbRestart, "demo", fault)
+		if err != nil || rep.Outcome != protocol.OutcomeDenied || rep.Agent != "worker1" || rep.Origin != protocol.OriginNone ||
+			!strings.Contains(rep.Output, "refused") {
+			t.Fatalf("restart of a script another user owns: %+v %v", rep, err)
+		}
+		if e.marks("mark") != 1 {
+			t.Fatalf("the action ran: %d marks", e.marks("mark"))
+		}
+		noEvil(t, e)
+	}
+	refusedRun("2")
+	// The agent answers first and audits after: wait (bounded) for the line.
+	want := "refused, not run: service demo action restart: argv[0] " + script + ": owned by uid 65534"
+	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(readFile(filepath.Join(e.dir, "audit.log")), want); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the audit log does not say why:\n%s", readFile(filepath.Join(e.dir, "audit.log")))
+		}
+	}
+	d.Signal(syscall.SIGHUP)
+	waitLog(t, d, "action disabled until its files pass the trust rule again: service demo action restart", 1)
+	refusedRun("3")
+
+	// Root takes the file back (and its content): the action runs again.
+	if err := os.WriteFile(script, []byte(clean), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	chown(t, script, 0)
+	if rep, err := doFault(t, d.Addr, e.key, protocol.VerbRestart, "demo", "4"); err != nil || rep.Outcome != protocol.OutcomeOK || e.marks("mark") != 2 {
+		t.Fatalf("restart once root owns the script again: %+v %v (%d marks)", rep, err, e.marks("mark"))
+	}
+	noEvil(t, e)
+}

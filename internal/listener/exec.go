@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/selfheal/selfheal/internal/breaker"
+	"github.com/selfheal/selfheal/internal/fsutil"
 	"github.com/selfheal/selfheal/internal/proc"
 	"github.com/selfheal/selfheal/internal/protocol"
 	"github.com/selfheal/selfheal/internal/textsafe"
@@ -135,6 +136,12 @@ type Executor struct {
 	onWait func(service string)
 	// onBreakerError, when set, hears that the breaker failed open.
 	onBreakerError func(service string, err error)
+	// trust is whom the files an action runs must belong to; judged
+	// again before every run (judgeAction).
+	trust fsutil.Trust
+	// onDistrust, when set, hears that an action was refused because its
+	// files fail the trust rule.
+	onDistrust func(service string, verb protocol.Verb, err error)
 	// hard is cancelled when a drain runs out of time: running actions are
 	// then killed like a timeout, and queued ones do not start.
 	hard       context.Context
@@ -155,7 +162,7 @@ func NewExecutor(stateDir string, now func() time.Time) *Executor {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Executor{inflight: map[string]*call{}, locks: map[string]*sync.Mutex{}, ledger: newLedger(stateDir), now: now,
-		hard: ctx, cancelHard: cancel}
+		trust: fsutil.Self(), hard: ctx, cancelHard: cancel}
 }
 
 // Runs counts actions actually started; Joined counts callers that waited
@@ -240,6 +247,17 @@ func notRun(o protocol.Outcome, output, detail string) Result {
 func (e *Executor) execute(j Job) Result {
 	if e.hard.Err() != nil {
 		return notRun(protocol.OutcomeBusy, "agent shutting down: not run", "shutting down")
+	}
+	// The trust rule, again, before the records are touched: a refused
+	// action leaves no fault record, uses no budget and tells the breaker
+	// nothing. Who could change a file that passes cannot, by the rule,
+	// so the moment between this check and the exec is not a race.
+	if err := judgeAction(e.trust, "service "+j.Service+" action "+string(j.Verb), j.Action.Argv); err != nil {
+		if e.onDistrust != nil {
+			e.onDistrust(j.Service, j.Verb, err)
+		}
+		return notRun(protocol.OutcomeDenied, "refused: a file this action runs fails the agent's trust rule (see its audit log); not run",
+			"refused, not run: "+err.Error())
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), j.LockWait)
 	defer cancel()

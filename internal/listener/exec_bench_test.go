@@ -4,13 +4,16 @@ import (
 	"context"
 	"io"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/selfheal/selfheal/internal/fsutil"
 	"github.com/selfheal/selfheal/internal/protocol"
 )
 
@@ -103,4 +106,19 @@ func BenchmarkServerRestart(b *testing.B) {
 	b.StopTimer()
 	cancel()
 	<-done
+}
+
+// BenchmarkJudgeAction: the trust rule judged again before every run, for
+// an interpreter and its script.
+func BenchmarkJudgeAction(b *testing.B) {
+	script := filepath.Join(b.TempDir(), "restart.sh")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		b.Fatal(err)
+	}
+	t := fsutil.Self()
+	for b.Loop() {
+		if err := judgeAction(t, "service demo action restart", []string{"/bin/sh", script}); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

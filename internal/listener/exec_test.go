@@ -269,3 +269,46 @@ func TestJoinedFaultIsRecorded(t *testing.T) {
 		t.Fatalf("%d runs for faults a, b, b, c; want 2", n)
 	}
 }
+
+// TestTrustAtExec: the executor judges an action's files before each run,
+// the script an interpreter runs included. Handed to another user after
+// the config was loaded, the script is refused (denied, the finding in the
+// detail) and nothing runs, no fault record is spent; the same job ran
+// before the hand-over.
+func TestTrustAtExec(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the script must belong to another user")
+	}
+	dir := t.TempDir()
+	script, mark := filepath.Join(dir, "restart.sh"), filepath.Join(dir, "mark")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\necho ran >> \"$MARK\"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	e := NewExecutor(filepath.Join(dir, "state"), nil)
+	job := func(fault string) Job {
+		a := Action{Argv: []string{"/bin/sh", script}, Timeout: 10 * time.Second, KillGrace: time.Second, Dir: "/", env: []string{"MARK=" + mark}}
+		return Job{Service: "demo", Verb: protocol.VerbRestart, Fault: fault, Arrived: time.Now(), Action: a,
+			Budget: Budget{Max: 10, Window: time.Hour}, LockWait: 5 * time.Second}
+	}
+	if res := e.Run(t.Context(), job("1")); res.Outcome != protocol.OutcomeOK || e.Runs() != 1 {
+		t.Fatalf("before the hand-over: %+v", res)
+	}
+	if err := os.Chown(script, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	res := e.Run(t.Context(), job("2"))
+	if res.Outcome != protocol.OutcomeDenied || res.Origin != protocol.OriginNone || e.Runs() != 1 ||
+		!strings.Contains(res.Detail, "argv[1] "+script+": owned by uid 65534") {
+		t.Fatalf("a script another user owns: %+v (%d runs)", res, e.Runs())
+	}
+	if b, _ := os.ReadFile(mark); string(b) != "ran\n" {
+		t.Fatalf("marks: %q", b)
+	}
+	// Root takes it back: fault 2 was never recorded, so it runs now.
+	if err := os.Chown(script, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if res := e.Run(t.Context(), job("2")); res.Outcome != protocol.OutcomeOK || res.Origin != protocol.OriginRun || e.Runs() != 2 {
+		t.Fatalf("fault 2 once root owns the script again: %+v", res)
+	}
+}

@@ -25,8 +25,9 @@ var ErrReplay = errors.New("nonce already used")
 // accepted requests/s sustained for 10 minutes.
 const maxNonces = 1 << 20
 
-// NonceCache remembers the nonces of accepted requests for as long as
-// their timestamps are inside the replay window. It persists them in
+// NonceCache remembers the nonces of authenticated requests (whatever the
+// answer, skew included) for as long as their timestamps are inside the
+// replay window. It persists them in
 // state_dir/nonces (append-only, compacted now and then) so that a replay
 // after a restart of the agent is refused too. A lock file keeps two
 // agents from sharing one state_dir. Both are reached through the checked
@@ -114,8 +115,9 @@ func (c *NonceCache) compact() error {
 	return err
 }
 
-// Use records nonce (from a request with timestamp ts, already checked to
-// be inside the window) or returns ErrReplay if it was seen. The record is
+// Use records nonce (from an authenticated request with timestamp ts, in
+// the window or not: one dated in the future is kept until its time is
+// past the window) or returns ErrReplay if it was seen. The record is
 // written to the file before Use returns, so a restart cannot forget it.
 func (c *NonceCache) Use(nonce string, ts int64, now time.Time) error {
 	c.mu.Lock()

@@ -55,11 +55,26 @@ type nopCloser struct{}
 
 func (nopCloser) Close() error { return nil }
 
-// admitted admits a connection from a and, when framed, marks its request
-// as arrived (it then holds its slot until released).
+// try lets a connection from a in and has it speak: a slot, or why not.
+func try(l *limiter, a netip.Addr, now time.Time, lim Limits, pending func() bool) (*slot, []*slot, protocol.Outcome, string) {
+	s, evicted, o, why := l.enter(a, nopCloser{}, pending, now, lim)
+	if s == nil {
+		return nil, evicted, o, why
+	}
+	ev, o, why, ok := l.spoke(s, lim)
+	evicted = append(evicted, ev...)
+	if !ok {
+		l.release(s)
+		return nil, evicted, o, why
+	}
+	return s, evicted, "", ""
+}
+
+// admitted lets a connection from a in and speak and, when framed, marks
+// its request as arrived (it then holds its slot until released).
 func admitted(t *testing.T, l *limiter, a netip.Addr, now time.Time, lim Limits, framed bool) *slot {
 	t.Helper()
-	s, evicted, _, why := l.admit(a, nopCloser{}, now, lim)
+	s, evicted, _, why := try(l, a, now, lim, nil)
 	if s == nil || len(evicted) != 0 {
 		t.Fatalf("admit %s: %s (evicted %d)", a, why, len(evicted))
 	}
@@ -119,7 +134,7 @@ func TestLimiterFollowsReload(t *testing.T) {
 	fast := Limits{Rate: 100, Burst: 1, MaxConnsPerSource: 1, MaxConns: 64}
 	t1 := now.Add(time.Second)
 	first := admitted(t, l, a, t1, fast, true) // a request in progress holds the only slot
-	if s, _, o, why := l.admit(a, nopCloser{}, t1.Add(50*time.Millisecond), fast); s != nil || o != protocol.OutcomeRateLimited || !strings.Contains(why, "concurrent") {
+	if s, _, o, why := try(l, a, t1.Add(50*time.Millisecond), fast, nil); s != nil || o != protocol.OutcomeRateLimited || !strings.Contains(why, "concurrent") {
 		t.Fatalf("new per-source connection cap not applied: %v %s %s", s, o, why)
 	}
 	l.release(first)
@@ -138,7 +153,7 @@ func TestRateLimiter(t *testing.T) {
 	a, b := mustAddr(t, "10.0.0.1"), mustAddr(t, "10.0.0.2")
 	now := time.Unix(1000, 0)
 	held := []*slot{admitted(t, l, a, now, lim, true), admitted(t, l, a, now, lim, true)}
-	if s, _, o, _ := l.admit(a, nopCloser{}, now, lim); s != nil || o != protocol.OutcomeRateLimited {
+	if s, _, o, _ := try(l, a, now, lim, nil); s != nil || o != protocol.OutcomeRateLimited {
 		t.Fatal("third concurrent connection with two requests in progress admitted")
 	}
 	for _, s := range held {
@@ -161,21 +176,32 @@ func TestRateLimiter(t *testing.T) {
 	}
 }
 
-// TestLimiterEvicts: a newcomer over a limit takes the slot of the oldest
-// connection that has sent no request yet (of its own source for the
-// per-source limit, of anyone for max_conns); connections with a request
-// in progress are never evicted, and when only they are left the newcomer
-// is refused.
+// TestLimiterEvicts: silent connections hold no slot; a connection over a
+// limit when it speaks takes the slot of an idle one (spoke, then silent
+// both ways for idleGrace, nothing waiting in its socket) of the source
+// holding the most, of its own source for the per-source limit; one under
+// way, one that spoke within the grace, one with bytes waiting and one
+// with a request in progress are never evicted: the newcomer is refused.
+// A full silent pool displaces its oldest silent connection without
+// bytes waiting, of the source holding the most.
 func TestLimiterEvicts(t *testing.T) {
 	l := newLimiter()
+	var clock time.Duration
+	l.clock = func() time.Duration { return clock }
 	lim := Limits{Rate: 100, Burst: 100, MaxConnsPerSource: 2, MaxConns: 4}
 	a, b, c := mustAddr(t, "10.0.0.1"), mustAddr(t, "10.0.0.2"), mustAddr(t, "10.0.0.3")
 	now := time.Unix(1000, 0)
-	b1 := admitted(t, l, b, now, lim, false) // the oldest idle one, of another source
+	b1 := admitted(t, l, b, now, lim, false)
 	a1 := admitted(t, l, a, now, lim, false)
 	a2 := admitted(t, l, a, now, lim, false)
-	// Per source: a's third evicts a's oldest idle one, not b's.
-	a3, evicted, _, why := l.admit(a, nopCloser{}, now, lim)
+	// Within the grace a's third is refused, nothing evicted.
+	if s, ev, o, why := try(l, a, now, lim, nil); s != nil || len(ev) != 0 || o != protocol.OutcomeRateLimited {
+		t.Fatalf("a fresh connection was not protected: %v %v %s %s", s, ev, o, why)
+	}
+	// After it, a's third takes a1's slot (a's oldest idle), not b's.
+	clock += idleGrace
+	l.touch(a2) // a2 is under way: a byte just went
+	a3, evicted, _, why := try(l, a, now, lim, nil)
 	if a3 == nil || len(evicted) != 1 || evicted[0] != a1 {
 		t.Fatalf("per-source eviction: %v %v %s", a3, evicted, why)
 	}
@@ -186,35 +212,62 @@ func TestLimiterEvicts(t *testing.T) {
 	if l.total != 3 || l.sources[a].conns != 2 {
 		t.Fatalf("slots %d, a holds %d", l.total, l.sources[a].conns)
 	}
-	if !l.framed(a2) || !l.framed(a3) {
-		t.Fatal("framed refused")
-	}
-	// Per source with a's two in progress: refused, nothing evicted.
-	if s, ev, o, _ := l.admit(a, nopCloser{}, now, lim); s != nil || len(ev) != 0 || o != protocol.OutcomeRateLimited {
-		t.Fatalf("a's requests in progress were not protected: %v %v %s", s, ev, o)
-	}
-	// Global: c's connection fills max_conns; the next evicts b1, the
-	// oldest idle one, whoever's it is.
+	// Global: c1 fills max_conns. Later a2 and a3 are idle, and so is b1:
+	// c's second takes a's oldest (a holds the most idle), not b1, older.
 	c1 := admitted(t, l, c, now, lim, false)
-	c2, evicted, _, _ := l.admit(c, nopCloser{}, now, lim)
-	if c2 == nil || len(evicted) != 1 || evicted[0] != b1 {
+	clock += idleGrace
+	l.touch(c1)
+	c2, evicted, _, _ := try(l, c, now, lim, nil)
+	if c2 == nil || len(evicted) != 1 || evicted[0] != a2 {
 		t.Fatalf("global eviction: %v %v", c2, evicted)
 	}
-	// Only requests in progress and c's two idle ones: a newcomer from b
-	// evicts c1 (the oldest idle); once all are in progress, busy.
-	b2, evicted, _, _ := l.admit(b, nopCloser{}, now, lim)
-	if b2 == nil || len(evicted) != 1 || evicted[0] != c1 {
+	// Bytes waiting in b1's socket: not idle; a3 is taken instead.
+	b1.pending = func() bool { return true }
+	b2, evicted, _, _ := try(l, b, now, lim, nil)
+	if b2 == nil || len(evicted) != 1 || evicted[0] != a3 {
 		t.Fatalf("second global eviction: %v %v", b2, evicted)
 	}
+	// Now every slot spoke within the grace, had bytes waiting or holds a
+	// frame: busy.
 	l.framed(c2)
-	l.framed(b2)
-	if s, ev, o, why := l.admit(b, nopCloser{}, now, lim); s != nil || len(ev) != 0 || o != protocol.OutcomeBusy || !strings.Contains(why, "max_conns") {
+	if s, ev, o, why := try(l, a, now, lim, nil); s != nil || len(ev) != 0 || o != protocol.OutcomeBusy || !strings.Contains(why, "max_conns") {
 		t.Fatalf("all slots in progress: %v %v %s %s", s, ev, o, why)
 	}
-	for _, s := range []*slot{a2, a3, c2, b2, b1, c1} {
+
+	// The silent pool (16 × max_conns): full of c's silent connections
+	// and one of b's, the next newcomer displaces c's oldest, skipping
+	// one with bytes waiting.
+	var silent []*slot
+	for i := range silentPerConn * lim.MaxConns {
+		src, pend := c, func() bool { return false }
+		if i == 0 {
+			src = b
+		}
+		if i == 1 {
+			pend = func() bool { return true }
+		}
+		s, ev, _, why := l.enter(src, nopCloser{}, pend, now, lim)
+		if s == nil || len(ev) != 0 {
+			t.Fatalf("silent %d: %s %v", i, why, ev)
+		}
+		silent = append(silent, s)
+	}
+	if l.total != 4 {
+		t.Fatalf("silent connections took slots: %d", l.total)
+	}
+	s, ev, _, _ := l.enter(a, nopCloser{}, nil, now, lim)
+	if s == nil || len(ev) != 1 || ev[0] != silent[2] {
+		t.Fatalf("silent pool full: %v evicted %v, want the third", s, ev)
+	}
+	for _, s := range append(silent, s, b1, c1, c2, b2, a1, a2, a3) {
 		l.release(s)
 	}
-	if l.total != 0 || l.waiting.Len() != 0 {
-		t.Fatalf("after releasing everything: %d slots, %d waiting", l.total, l.waiting.Len())
+	if l.total != 0 || l.silent.Len() != 0 || l.spoken.Len() != 0 {
+		t.Fatalf("after releasing everything: %d slots, %d silent, %d spoken", l.total, l.silent.Len(), l.spoken.Len())
+	}
+	for a, src := range l.sources {
+		if src.conns != 0 || src.silent != 0 {
+			t.Fatalf("source %s still counts %d slots, %d silent", a, src.conns, src.silent)
+		}
 	}
 }

@@ -7,12 +7,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -111,6 +114,9 @@ func NewServer(cfg *Config, deps Deps) (*Server, error) {
 	s.exec.onBreakerError = func(service string, err error) {
 		deps.Log.Error().Err(err).Str("service", service).Msg("the breaker cannot answer: failing open, the restart is allowed")
 	}
+	s.exec.onDistrust = func(service string, verb protocol.Verb, err error) {
+		deps.Log.Error().Str("service", service).Str("verb", string(verb)).Msg("action refused, not run: " + err.Error())
+	}
 	if err := s.setAudit(cfg); err != nil {
 		state.Close()
 		return nil, err
@@ -189,6 +195,25 @@ func (s *Server) Reload(cfg *Config) error {
 	}
 	s.cfg.Store(cfg)
 	return nil
+}
+
+// Distrusted judges the running config's actions by the trust rule, as
+// every run does, and returns one line per action that fails: those are
+// refused until their files pass again. A refused reload (which keeps the
+// running config) logs them, so that "keeping the running config" never
+// hides an action that will not run.
+func (s *Server) Distrusted() []string {
+	cfg := s.cfg.Load()
+	var out []string
+	for _, n := range slices.Sorted(maps.Keys(cfg.Services)) {
+		acts := cfg.Services[n].Actions
+		for _, v := range slices.Sorted(maps.Keys(acts)) {
+			if err := judgeAction(s.exec.trust, "service "+n+" action "+v, acts[v].Argv); err != nil {
+				out = append(out, err.Error())
+			}
+		}
+	}
+	return out
 }
 
 // Serve accepts connections on every listener until ctx is done, then
@@ -279,9 +304,10 @@ func (s *Server) acceptLoop(ctx context.Context, ln net.Listener) {
 	}
 }
 
-// admit applies the allow list and the connection limits to a new
-// connection, in the accept loop: refusals are one small write to a fresh
-// socket, which does not block. Idle connections in the way are evicted.
+// admit applies the allow list to a new connection, in the accept loop,
+// and lets it in to wait for its first byte (limiter): refusals are one
+// small write to a fresh socket, which does not block. Silent connections
+// displaced by it are closed.
 func (s *Server) admit(conn net.Conn) {
 	cfg := s.cfg.Load()
 	refuse := func(o protocol.Outcome, reason string) {
@@ -299,7 +325,7 @@ func (s *Server) admit(conn net.Conn) {
 		refuse(protocol.OutcomeDenied, "source not in allow list")
 		return
 	}
-	sl, evicted, refusal, why := s.lim.admit(peer, conn, s.deps.Now(), cfg.Limits)
+	sl, evicted, refusal, why := s.lim.enter(peer, conn, pendingBytes(conn), s.deps.Now(), cfg.Limits)
 	for _, v := range evicted {
 		v.conn.Close() // its goroutine audits it
 	}
@@ -313,8 +339,78 @@ func (s *Server) admit(conn net.Conn) {
 		defer s.conns.Done()
 		defer s.active.Add(-1)
 		defer s.lim.release(sl)
-		s.serveConn(conn, sl)
+		s.serveConn(&watched{Conn: conn, s: s, sl: sl, lim: cfg.Limits}, sl)
 	}()
+}
+
+// watched is a connection under the limiter: its first byte takes a slot
+// (limiter.spoke), and every byte either way marks it as not idle.
+type watched struct {
+	net.Conn
+	s       *Server
+	sl      *slot
+	lim     Limits
+	spoken  bool
+	refusal protocol.Outcome // set when its slot was refused
+	why     string
+}
+
+// errNoSlot ends the reads of a connection refused a slot.
+var errNoSlot = errors.New("no connection slot")
+
+func (w *watched) Read(p []byte) (int, error) {
+	if w.refusal != "" {
+		return 0, errNoSlot
+	}
+	n, err := w.Conn.Read(p)
+	if n > 0 {
+		if !w.spoken {
+			w.spoken = true
+			evicted, o, why, ok := w.s.lim.spoke(w.sl, w.lim)
+			for _, v := range evicted {
+				v.conn.Close()
+			}
+			if !ok {
+				if o == "" {
+					return 0, errNoSlot // evicted first: serveConn says so
+				}
+				w.refusal, w.why = o, why
+				return 0, errNoSlot
+			}
+		}
+		w.s.lim.touch(w.sl)
+	}
+	return n, err
+}
+
+func (w *watched) Write(p []byte) (int, error) {
+	n, err := w.Conn.Write(p)
+	if n > 0 {
+		w.s.lim.touch(w.sl)
+	}
+	return n, err
+}
+
+// pendingBytes reports, without reading them, whether bytes wait unread
+// in c's socket: a frame the connection's goroutine has not read yet is a
+// frame under way, never an idle connection.
+func pendingBytes(c net.Conn) func() bool {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return func() bool {
+		var buf [1]byte
+		n := 0
+		rc.Control(func(fd uintptr) {
+			n, _, _ = syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		})
+		return n > 0
+	}
 }
 
 // record is one audit line.
@@ -403,9 +499,9 @@ func (s *Server) ServeConn(conn net.Conn) { s.serveConn(conn, nil) }
 // connection limits apply, as under inetd).
 func (s *Server) serveConn(conn net.Conn, sl *slot) {
 	defer conn.Close()
-	s.served.Add(1)
 	cfg := s.cfg.Load()
 	now := s.deps.Now()
+	s.served.Add(1) // after the clock is read: tests wait on it
 	rec := record{peer: conn.RemoteAddr().String(), start: now}
 	deny := func(reason string) {
 		rec.outcome, rec.reason = protocol.OutcomeDenied, reason
@@ -413,12 +509,23 @@ func (s *Server) serveConn(conn net.Conn, sl *slot) {
 		conn.Write(protocol.MarshalReply(protocol.Reply{Outcome: protocol.OutcomeDenied, ExitCode: -1}, nil, ""))
 		s.auditLine(cfg, rec)
 	}
-	// evicted: the accept loop closed this idle connection for a newcomer.
+	// evicted: a newcomer displaced this idle connection, or it was
+	// refused a slot at its first byte (then told so, on plain TCP: a TLS
+	// peer is mid-handshake and could not read it).
 	evicted := func() bool {
+		if w, ok := conn.(*watched); ok && w.refusal != "" {
+			rec.outcome, rec.reason = w.refusal, w.why
+			if !rec.tls && cfg.tlsConf == nil {
+				conn.SetWriteDeadline(time.Now().Add(cfg.Limits.WriteTimeout))
+				conn.Write(protocol.MarshalReply(protocol.Reply{Outcome: w.refusal, ExitCode: -1}, nil, ""))
+			}
+			s.auditRefusal(cfg, rec)
+			return true
+		}
 		if sl == nil || !s.lim.wasEvicted(sl) {
 			return false
 		}
-		rec.outcome, rec.reason = protocol.OutcomeBusy, "evicted: no request frame yet, and a new connection needed the slot"
+		rec.outcome, rec.reason = protocol.OutcomeBusy, "evicted: idle (no request frame, nothing heard), and a new connection needed its place"
 		s.auditRefusal(cfg, rec)
 		return true
 	}
@@ -455,7 +562,17 @@ func (s *Server) serveConn(conn net.Conn, sl *slot) {
 		tc := tls.Server(conn, cfg.tlsConf)
 		conn.SetDeadline(time.Now().Add(cfg.Limits.HandshakeTimeout))
 		if err := tc.Handshake(); err != nil {
-			if evicted() || limited(false) {
+			if evicted() {
+				return
+			}
+			if w, ok := conn.(*watched); ok && !w.spoken {
+				// Closed or timed out before its first byte: an idle
+				// socket, which costs its source no token.
+				rec.outcome, rec.reason = protocol.OutcomeDenied, "TLS handshake: "+err.Error()
+				s.auditRefusal(cfg, rec)
+				return
+			}
+			if limited(false) {
 				return
 			}
 			rec.outcome, rec.reason = protocol.OutcomeDenied, "TLS handshake: "+err.Error()
@@ -472,7 +589,12 @@ func (s *Server) serveConn(conn net.Conn, sl *slot) {
 	br := bufio.NewReaderSize(conn, 2*protocol.MaxRequestFrame)
 	line, err := protocol.ReadFrame(br, protocol.MaxRequestFrame)
 	if sl != nil && !s.lim.framed(sl) {
-		evicted()
+		if !evicted() {
+			// Closed or timed out before its first byte: it never held a
+			// slot, and nothing needs saying.
+			rec.outcome, rec.reason = protocol.OutcomeDenied, fmt.Sprintf("reading request: %v", err)
+			s.auditRefusal(cfg, rec)
+		}
 		return
 	}
 	if limited(true) {
@@ -531,6 +653,14 @@ func (s *Server) serveConn(conn net.Conn, sl *slot) {
 	// The clock is read again here: the handshake and the read may have
 	// taken seconds, which must not stretch the replay window.
 	now = s.deps.Now()
+	// Every authenticated nonce is recorded, whatever the answer: a
+	// request refused as skew (62 s in the future) must not run when the
+	// same bytes come back inside the window a few seconds later. The
+	// cache keeps it until its own timestamp is 10 minutes old.
+	if err := s.useNonce(cfg, req, now); err != nil {
+		deny(err.Error())
+		return
+	}
 	skew := now.Unix() - req.Timestamp
 	w := int64(cfg.ReplayWindow / time.Second)
 	if skew > w || skew < -w {
@@ -540,10 +670,6 @@ func (s *Server) serveConn(conn net.Conn, sl *slot) {
 		}
 		rec.reason = why
 		reply(notRun(protocol.OutcomeSkew, "clock skew: the request's time is outside the agent's replay window", why))
-		return
-	}
-	if err := s.useNonce(cfg, req, now); err != nil {
-		deny(err.Error())
 		return
 	}
 	if req.Verb == protocol.VerbPing {

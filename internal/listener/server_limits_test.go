@@ -74,15 +74,16 @@ func waitServed(t *testing.T, h *harness, n, held int64) {
 	}
 }
 
-// TestIdleConnectionsEvicted: with the shipped limits, 20 idle connections
-// from the monitoring node's own address (any local user there can open
-// them) do not keep its signed restart out: it gets through at once, on
-// the first try, long before the read timeout would free a slot.
-func TestIdleConnectionsEvicted(t *testing.T) {
+// TestIdleConnectionsHoldNoSlot: with the shipped limits, 20 idle
+// connections from the monitoring node's own address (any local user there
+// can open them) do not keep its signed restart out: they hold no slot, and
+// it gets through at once, on the first try, long before the read timeout
+// would free one.
+func TestIdleConnectionsHoldNoSlot(t *testing.T) {
 	lim := shippedLimits(t)
 	h := newHarness(t, opts{limits: lim})
 	holdIdle(t, h, "127.0.0.1", 20)
-	waitServed(t, h, 20, int64(lim.MaxConnsPerSource))
+	waitServed(t, h, 20, 20)
 	start := time.Now()
 	rep, err := h.do(protocol.VerbRestart, "demo")
 	if err != nil || rep.Outcome != protocol.OutcomeOK || rep.Origin != protocol.OriginRun {
@@ -94,24 +95,21 @@ func TestIdleConnectionsEvicted(t *testing.T) {
 	if h.marks("demo") != 1 {
 		t.Fatal("the restart did not run")
 	}
-	if !auditEventually(h, `evicted: no request frame yet`) {
-		t.Fatalf("no eviction in the audit log:\n%s", h.audit.String())
-	}
 }
 
-// TestIdleSourcesEvicted: idle connections from nine sources inside the
-// allowed network fill max_conns (9 x 8 > 64); a signed restart from a
-// tenth still gets through at once.
-func TestIdleSourcesEvicted(t *testing.T) {
+// TestIdleSourcesHoldNoSlot: idle connections from nine sources inside the
+// allowed network, more than max_conns (9 x 8 > 64); a signed restart from
+// a tenth still gets through at once.
+func TestIdleSourcesHoldNoSlot(t *testing.T) {
 	lim := shippedLimits(t)
 	h := newHarness(t, opts{limits: lim, allow: []string{"127.0.0.0/8"}})
 	for i := 2; i <= 10; i++ {
 		holdIdle(t, h, fmt.Sprintf("127.0.0.%d", i), lim.MaxConnsPerSource)
 	}
-	waitServed(t, h, int64(9*lim.MaxConnsPerSource), int64(lim.MaxConns))
+	waitServed(t, h, int64(9*lim.MaxConnsPerSource), int64(9*lim.MaxConnsPerSource))
 	start := time.Now()
 	if rep, err := h.do(protocol.VerbRestart, "demo"); err != nil || rep.Outcome != protocol.OutcomeOK {
-		t.Fatalf("signed restart with max_conns full of idle connections: %+v %v", rep, err)
+		t.Fatalf("signed restart with more idle connections than max_conns: %+v %v", rep, err)
 	}
 	if d := time.Since(start); d > 2*time.Second {
 		t.Fatalf("the restart took %s", d)

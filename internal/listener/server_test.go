@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -64,6 +65,7 @@ func TestFloodDoesNotStarveOthers(t *testing.T) {
 	defer cancel()
 	var wg sync.WaitGroup
 	var attempts, refused sync.Map
+	var opened atomic.Int64
 	for w := range 16 {
 		wg.Add(1)
 		go func() {
@@ -74,6 +76,7 @@ func TestFloodDoesNotStarveOthers(t *testing.T) {
 					continue
 				}
 				attempts.Store(fmt.Sprint(w, i), true)
+				opened.Add(1)
 				if i%2 == 0 { // slowloris: one byte, then silence
 					c.Write([]byte("S"))
 					c.SetReadDeadline(time.Now().Add(3 * time.Second))
@@ -90,7 +93,14 @@ func TestFloodDoesNotStarveOthers(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(300 * time.Millisecond) // the flood is on
+	// The flood is on: 64 of its connections made.
+	for deadline := time.Now().Add(20 * time.Second); opened.Load() < 64; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			cancel()
+			wg.Wait()
+			t.Fatalf("the flood never got going: %d connections", opened.Load())
+		}
+	}
 	rep, err := h.do(protocol.VerbRestart, "demo")
 	cancel()
 	wg.Wait()
@@ -244,17 +254,21 @@ func TestRefusalsDoNotFloodAudit(t *testing.T) {
 	if limit := refusalLogBurst + int(elapsed.Seconds()*refusalLogRate) + 5; logged > limit {
 		t.Fatalf("%d audit lines for %d refused connections in %s (limit %d)", logged, sent, elapsed, limit)
 	}
-	time.Sleep(200 * time.Millisecond) // the budget refills a little
-	c, err := d.Dial("tcp", h.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	c.Read(make([]byte, 64))
-	c.Close()
-	// The agent replies first and audits after, so poll (bounded) for the lines.
-	if !auditEventually(h, `"unlogged_refusals":`) {
-		t.Fatalf("no line counts the skipped refusals:\n%s", h.audit.String()[max(0, len(h.audit.String())-2000):])
+	// Once the budget refills by a line (50 ms at 20/s), the next refusal
+	// logged counts the skipped ones. Refused connections, until it shows
+	// (the agent replies first and audits after).
+	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(h.audit.String(), `"unlogged_refusals":`); {
+		if time.Now().After(deadline) {
+			t.Fatalf("no line counts the skipped refusals:\n%s", h.audit.String()[max(0, len(h.audit.String())-2000):])
+		}
+		c, err := d.Dial("tcp", h.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		c.Read(make([]byte, 64))
+		c.Close()
+		time.Sleep(20 * time.Millisecond) // pacing, not ordering: the loop waits on the condition
 	}
 	if rep, err := h.do(protocol.VerbRestart, "demo"); err != nil || rep.Outcome != protocol.OutcomeOK {
 		t.Fatalf("legitimate restart after the flood: %+v %v", rep, err)
@@ -277,12 +291,15 @@ func TestTimestampCheckedOnArrival(t *testing.T) {
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(30 * time.Second))
-	// Wait until the agent has taken the connection (and its clock).
+	// Wait until the agent has taken the connection and read its clock
+	// (served counts after the read).
 	deadline := time.Now().Add(10 * time.Second)
-	for srv.active.Load() == 0 && time.Now().Before(deadline) {
+	for srv.served.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the agent never took the connection")
+		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	time.Sleep(50 * time.Millisecond)
 	opened := now()
 	advance(40 * time.Second)
 	// 50 s old when the connection opened, 90 s old when it arrives.
@@ -307,7 +324,7 @@ func TestTimestampCheckedOnArrival(t *testing.T) {
 
 // TestSkewReply: an authentic request whose clock is off gets a signed
 // skew reply with the agent's time (so the handler can say "clock off by
-// N s"); nothing runs, the nonce is not spent, and the audit log says skew.
+// N s"); nothing runs, and the audit log says skew.
 func TestSkewReply(t *testing.T) {
 	h := newHarness(t, opts{})
 	for _, off := range []time.Duration{-2 * time.Minute, 3 * time.Minute} {
@@ -342,5 +359,37 @@ func TestSkewReply(t *testing.T) {
 	// The same fault, with a good clock, then runs.
 	if rep, err := h.doFault(protocol.VerbRestart, "demo", "f1"); err != nil || rep.Outcome != protocol.OutcomeOK || rep.Origin != protocol.OriginRun {
 		t.Fatalf("after the skew: %+v %v", rep, err)
+	}
+}
+
+// TestSkewNonceRecorded: issue 18's replay. A request 62 s in the future
+// gets skew; the same bytes 3 s later (59 s ahead, inside the window) are
+// a replay and are denied: the nonce was recorded although nothing ran.
+// A fresh request for the same fault then runs: the rig can run.
+func TestSkewNonceRecorded(t *testing.T) {
+	h := newHarness(t, opts{replayWindow: "60s"})
+	_, now, advance := fakeClockServer(t, h)
+	nonce, _ := protocol.NewNonce()
+	frame := protocol.NewRequest(h.key, protocol.VerbRestart, "demo", "4711", now().Add(62*time.Second), nonce).Marshal()
+	line := h.raw(frame)
+	rep, err := protocol.ParseReply([]byte(strings.TrimSuffix(line, "\n")), h.key, nonce)
+	if err != nil || rep.Outcome != protocol.OutcomeSkew {
+		t.Fatalf("62 s ahead: %q %+v %v", line, rep, err)
+	}
+	advance(3 * time.Second)
+	if got := h.raw(frame); got != deniedLine {
+		t.Fatalf("the same bytes 3 s later: %q, want denied", got)
+	}
+	if !auditEventually(h, `"reason":"replayed nonce"`) {
+		t.Fatalf("audit:\n%s", h.audit.String())
+	}
+	if h.marks("demo") != 0 {
+		t.Fatal("the replayed skew request ran")
+	}
+	// The same rig runs a fresh request for the same fault.
+	fresh := protocol.NewRequest(h.key, protocol.VerbRestart, "demo", "4711", now(), strings.Repeat("b", 32)).Marshal()
+	line = h.raw(fresh)
+	if rep, err := protocol.ParseReply([]byte(strings.TrimSuffix(line, "\n")), h.key, strings.Repeat("b", 32)); err != nil || rep.Outcome != protocol.OutcomeOK || h.marks("demo") != 1 {
+		t.Fatalf("a fresh request: %q %+v %v, %d runs", line, rep, err, h.marks("demo"))
 	}
 }

@@ -120,6 +120,23 @@ func (c *trustCheck) checkAction(what string, argv []string) bool {
 	return ok
 }
 
+// judgeAction is checkAction at exec time, for what (a service's action):
+// the rule is judged again before every run, because the files may have
+// changed hands since the config was loaded (a script handed to a user,
+// who then appends a line). The findings come as one line each, joined
+// by "; ", for the audit log.
+func judgeAction(t fsutil.Trust, what string, argv []string) error {
+	c := trustCheck{t: t}
+	if c.checkAction(what, argv) {
+		return nil
+	}
+	lines := make([]string, len(c.out))
+	for i, f := range c.out {
+		lines[i] = f.Error()
+	}
+	return errors.New(strings.Join(lines, "; "))
+}
+
 // openStateDir creates state_dir (0700) if it is missing and opens it as
 // the agent's private directory: what the agent writes there (nonces,
 // lock, service records) goes through the Dir, never through a symlink.

@@ -378,7 +378,9 @@ func (r Request) Marshal() []byte {
 
 // replyMAC binds the reply to the host key's fleet id and agent and to the
 // request's nonce, so a reply cannot be forged, come from another agent, or
-// be replayed onto another request.
+// be replayed onto another request. f is the frame's fields after the
+// agent (outcome to output): the agent is covered once, as k's, which the
+// frame's agent field must equal (docs/protocol.md, and its test vectors).
 func replyMAC(k Key, nonce string, f []string) []byte {
 	return mac(k.Secret, append([]string{Version + "-reply", k.ID, k.Agent, nonce}, f...)...)
 }
@@ -451,7 +453,7 @@ func MarshalReply(rep Reply, k *Key, nonce string) []byte {
 	ms := max(rep.AgentTime.UnixMilli(), 0)
 	f := []string{k.Agent, string(rep.Outcome), string(origin), strconv.Itoa(rep.ExitCode),
 		strconv.FormatInt(us, 10), strconv.FormatInt(ms, 10), formatBudget(rep.Budget), b64}
-	m := hex.EncodeToString(replyMAC(*k, nonce, f))
+	m := hex.EncodeToString(replyMAC(*k, nonce, f[1:]))
 	return []byte(Version + " " + strings.Join(f, " ") + " " + m + "\n")
 }
 
@@ -524,7 +526,7 @@ func ParseReply(line []byte, k Key, nonce string) (Reply, error) {
 		return Reply{}, fmt.Errorf("%w: reply mac", ErrMalformed)
 	}
 	got, _ := hex.DecodeString(f[9])
-	if !hmac.Equal(got, replyMAC(k, nonce, f[1:9])) {
+	if !hmac.Equal(got, replyMAC(k, nonce, f[2:9])) {
 		return Reply{}, errors.New("reply MAC does not verify: not from the agent holding this host key")
 	}
 	return Reply{Agent: f[1], Outcome: o, Origin: origin, ExitCode: int(exit), Duration: time.Duration(us) * time.Microsecond,
