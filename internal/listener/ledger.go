@@ -758,7 +758,7 @@ func (s *serviceState) decideWith(j Job, now time.Time, admit gate) (Result, boo
 			} else {
 				r := f.result(protocol.OriginRecorded)
 				r.Budget, r.Age = b, max(now.Sub(f.At), 0)
-				r.Detail = fmt.Sprintf("fault %s was restarted %s ago (at %s): %s; not run again",
+				r.Detail = fmt.Sprintf("fault %s was restarted %s ago (at %s): %s",
 					f.Fault, shortDur(r.Age), f.At.UTC().Format(time.RFC3339), orPending(f.outcomeRecord))
 				return r, false
 			}
@@ -836,7 +836,7 @@ func (s *serviceState) withinGap(j Job, last *runRecord, b protocol.Budget, now 
 	if !j.Since.IsZero() && !j.Since.After(end.Add(sinceSlack)) {
 		r := last.result(protocol.OriginRecorded)
 		r.Budget, r.Age = b, max(now.Sub(last.Start), 0)
-		r.Detail = fmt.Sprintf("fault %s began %s the restart for fault %s (at %s) finished: the same fault under another id; that restart's answer (%s), not run again, not counted",
+		r.Detail = fmt.Sprintf("fault %s began %s the restart for fault %s (at %s) finished: the same fault under another id; that restart's answer (%s), not counted",
 			j.Fault, beforeAfter(end.Sub(j.Since)), lastFault, last.Start.UTC().Format(time.RFC3339), orPending(last.outcomeRecord))
 		if j.Fault != "-" && j.Fault != last.Fault {
 			s.addFault(faultRecord{Fault: j.Fault, Verb: j.Verb, At: last.Start, outcomeRecord: last.outcomeRecord})
@@ -846,10 +846,10 @@ func (s *serviceState) withinGap(j Job, last *runRecord, b protocol.Budget, now 
 	}
 	var msg string
 	if j.Since.IsZero() {
-		msg = fmt.Sprintf("a restart ran %s ago (fault %s, %s); the request does not say when fault %s began, so whether that restart covered it is not known; min_gap %s keeps restarts apart: allowed in %s",
+		msg = fmt.Sprintf("a restart ran %s ago (fault %s, %s); the request does not say when fault %s began, so whether it covered this is unknown; min_gap %s: allowed in %s",
 			shortDur(now.Sub(last.Start)), lastFault, orPending(last.outcomeRecord), j.Fault, shortDur(j.Budget.MinGap), shortDur(wait))
 	} else {
-		msg = fmt.Sprintf("fault %s began %s after the last restart (fault %s, %s) finished: a new fault; min_gap %s keeps restarts apart: allowed in %s",
+		msg = fmt.Sprintf("fault %s began %s after the last restart (fault %s, %s) ended: a new fault; min_gap %s: allowed in %s",
 			j.Fault, shortDur(j.Since.Sub(end)), lastFault, orPending(last.outcomeRecord), shortDur(j.Budget.MinGap), shortDur(wait))
 	}
 	b.RetryAfter = max(b.RetryAfter, wait)
