@@ -88,13 +88,12 @@ const (
 	// window's default (1h), so it never lets a fault restart twice that
 	// was ever going to be asked about again for the same outage.
 	faultRecordTTL = 24 * time.Hour
-	// sinceSlack is how far the agent's estimate of when a fault began
-	// can be off: the request's timestamp and the fault's start are whole
-	// seconds (up to 1 s each), plus transit. A fault that began within
-	// it of a restart's end is read as one that restart covered; new
-	// faults begin only after a recovery the engine saw, which takes a
-	// check after the restart.
-	sinceSlack = 2 * time.Second
+	// sinceSlack: a fault that began within it after a restart ended is
+	// read as one that restart covered. It absorbs a fault start given in
+	// whole seconds (Nagios) and a split brain's two endpoints seeing one
+	// fault apart (~0.5 s measured); a new fault begins only after a
+	// recovery the engine saw, which takes a check after the restart.
+	sinceSlack = time.Second
 )
 
 const (
@@ -716,20 +715,15 @@ func (s *serviceState) decide(j Job, now time.Time) (Result, bool) { return s.de
 // as it stands, for the reply.
 type gate func(b protocol.Budget) (Result, bool)
 
-// FaultStart is when a fault began on the agent's clock: since (unix
-// seconds on the client's clock, 0: not given) moved by how far the
-// agent's clock at arrival is from the request's timestamp (their clocks'
-// offset plus the transit), and never after the arrival. Zero when not
-// given.
-func FaultStart(since, ts int64, arrived time.Time) time.Time {
-	if since <= 0 {
+// FaultStart is when a fault began on the agent's clock: age (how long
+// before the request was made, on the client's clock, in milliseconds;
+// -1: not given) before its arrival. The clocks' offset does not enter;
+// the transit makes the start look later (a new fault, the safe side).
+func FaultStart(ageMS int64, arrived time.Time) time.Time {
+	if ageMS < 0 {
 		return time.Time{}
 	}
-	t := time.Unix(since, 0).Add(arrived.Sub(time.Unix(ts, 0)))
-	if t.After(arrived) {
-		return arrived
-	}
-	return t
+	return arrived.Add(-time.Duration(ageMS) * time.Millisecond)
 }
 
 // staleFor says why f cannot answer j (its authority ended, or it

@@ -17,14 +17,22 @@ import (
 // TestWithinGapDuplicateOrNew: inside min_gap, a fault that began before
 // the last restart finished is that restart's (recorded, not counted); one
 // that began after it, or whose start the request does not give, waits for
-// the gap (backoff) and is never told ok. The fault's start travels on the
-// client's clock and is moved to the agent's by the request's timestamp,
-// so an offset between the clocks changes nothing.
+// the gap (backoff) and is never told ok. The request carries the fault's
+// age on the client's clock, so an offset between the clocks changes
+// nothing: each case runs with the client's clock off by up to 3h.
 func TestWithinGapDuplicateOrNew(t *testing.T) {
 	b := Budget{Max: 5, Window: time.Hour, MinGap: 2 * time.Minute}
 	t0 := time.Unix(1_764_024_000, 0) // the restart began, on the agent's clock
 	end := t0.Add(4 * time.Second)    // and ended
 	arrive := end.Add(40 * time.Second)
+	fleet, err := protocol.GenerateFleetKey("fleet1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := fleet.ForAgent("worker1")
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, offset := range []time.Duration{0, 1500 * time.Millisecond, -time.Hour, 3 * time.Hour} {
 		for _, tc := range []struct {
 			name  string
@@ -32,10 +40,11 @@ func TestWithinGapDuplicateOrNew(t *testing.T) {
 			dup   bool
 		}{
 			{"split brain, same start", -2 * time.Second, true},
+			{"split brain, half a second later", -1500 * time.Millisecond, true},
 			{"began while it ran", 2 * time.Second, true},
-			{"began just as it ended", 4 * time.Second, true},
+			{"began just as it ended", 4500 * time.Millisecond, true},
 			{"crash 30s after it ended", 34 * time.Second, false},
-			{"crash 10s after it ended", 14 * time.Second, false},
+			{"crash 2s after it ended", 6 * time.Second, false},
 			{"start not given", 1, false},
 		} {
 			t.Run(fmt.Sprintf("%s/offset %s", tc.name, offset), func(t *testing.T) {
@@ -44,22 +53,25 @@ func TestWithinGapDuplicateOrNew(t *testing.T) {
 				s.begin(j, t0)
 				s.finish(j, t0, end, Result{Outcome: protocol.OutcomeOK, Output: "did a"})
 				// The client's clock reads agent time + offset; the request
-				// was signed 300 ms before it arrived, and its fields are
-				// whole seconds.
-				ts := arrive.Add(offset - 300*time.Millisecond).Unix()
-				var since int64
+				// was made 300 ms before it arrived.
+				c := protocol.Call{Verb: protocol.VerbRestart, Service: "demo", Fault: "b"}
 				if tc.began != 1 {
-					since = t0.Add(tc.began + offset).Unix()
+					c.Since = t0.Add(tc.began + offset)
 				}
-				k := restartJob("b", arrive, b)
-				k.Since = FaultStart(since, ts, arrive)
-				r, run := s.decide(k, arrive)
+				req := protocol.NewExtendedRequest(k, c, arrive.Add(offset-300*time.Millisecond), "00112233445566778899aabbccddeeff")
+				parsed, err := protocol.ParseRequest(bytes.TrimSuffix(req.Marshal(), []byte{'\n'}))
+				if err != nil || !parsed.Verify(k) {
+					t.Fatalf("request: %v", err)
+				}
+				jb := restartJob("b", arrive, b)
+				jb.Since = FaultStart(parsed.FaultAge, arrive)
+				r, run := s.decide(jb, arrive)
 				if run {
 					t.Fatal("ran inside min_gap")
 				}
 				if tc.dup {
 					if r.Outcome != protocol.OutcomeOK || r.Origin != protocol.OriginRecorded || r.Output != "did a" || r.Budget.Used != 1 ||
-						r.Age != 40*time.Second+4*time.Second || !strings.Contains(r.Detail, "the same fault under another id") {
+						r.Age != 44*time.Second || !strings.Contains(r.Detail, "the same fault under another id") {
 						t.Fatalf("duplicate: %+v", r)
 					}
 					if f := s.fault("b"); f == nil || f.Outcome != protocol.OutcomeOK || !s.noted {
@@ -80,8 +92,8 @@ func TestWithinGapDuplicateOrNew(t *testing.T) {
 				}
 				// After the gap the same request runs.
 				after := t0.Add(b.MinGap)
-				k.Arrived = after
-				if _, run := s.decide(k, after); !run {
+				jb.Arrived = after
+				if _, run := s.decide(jb, after); !run {
 					t.Fatal("not run after the gap")
 				}
 			})
@@ -89,23 +101,17 @@ func TestWithinGapDuplicateOrNew(t *testing.T) {
 	}
 }
 
-// TestFaultStart: the client's clock moved to the agent's; never after
-// the arrival; 0 is not given.
+// TestFaultStart: the age before the arrival; -1 is not given.
 func TestFaultStart(t *testing.T) {
 	arr := time.Unix(1_000_000, 0)
-	for _, tc := range []struct {
-		since, ts int64
-		want      time.Time
-	}{
-		{0, 999_990, time.Time{}},
-		{999_950, 1_000_000, time.Unix(999_950, 0)},
-		{999_950 + 3600, 1_000_000 + 3600, time.Unix(999_950, 0)}, // the client an hour ahead
-		{999_950 - 60, 1_000_000 - 60 - 5, time.Unix(999_955, 0)}, // a minute behind, 5 s in transit
-		{1_000_100, 1_000_000, arr},                               // "began" after it was signed
-	} {
-		if got := FaultStart(tc.since, tc.ts, arr); !got.Equal(tc.want) {
-			t.Errorf("FaultStart(%d, %d) = %v, want %v", tc.since, tc.ts, got, tc.want)
-		}
+	if got := FaultStart(-1, arr); !got.IsZero() {
+		t.Errorf("not given: %v", got)
+	}
+	if got := FaultStart(0, arr); !got.Equal(arr) {
+		t.Errorf("age 0: %v", got)
+	}
+	if got := FaultStart(61_500, arr); !got.Equal(arr.Add(-61500 * time.Millisecond)) {
+		t.Errorf("61.5 s: %v", got)
 	}
 }
 

@@ -570,7 +570,7 @@ func (s *Server) serveConn(conn net.Conn, sl *slot) {
 	// grace (and, under inetd, the wait for a sibling's run); the action
 	// itself is bounded by its timeout either way.
 	conn.SetDeadline(time.Time{})
-	j := Job{Service: req.Service, Verb: verb, Fault: req.Fault, Arrived: now, Since: FaultStart(req.Since, req.Timestamp, now),
+	j := Job{Service: req.Service, Verb: verb, Fault: req.Fault, Arrived: now, Since: FaultStart(req.FaultAge, now),
 		Action: act, Budget: svc.RestartBudget(), Backoff: svc.RestartBackoff(), Breaker: s.breaker(cfg), LockWait: svc.maxHold()}
 	if req.Verb == protocol.VerbQuery {
 		reply(s.exec.Query(context.Background(), j))

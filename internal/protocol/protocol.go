@@ -188,10 +188,12 @@ type Request struct {
 	Verb    Verb
 	Service string
 	Fault   string // "-" when the request names no fault
-	// Since is when the fault began (unix seconds, the client's clock);
-	// 0: not given.
-	Since int64
-	// Extended: the 10-field form, which carries Since and asks for the
+	// FaultAge is how long before the request was made the fault began,
+	// in milliseconds on the client's clock; -1: not given. Relative, so
+	// that it means the same on the agent's clock whatever the offset
+	// between the two, and to the millisecond.
+	FaultAge int64
+	// Extended: the 10-field form, which carries FaultAge and asks for the
 	// extended reply.
 	Extended  bool
 	Timestamp int64
@@ -311,10 +313,10 @@ func splitFields(line []byte, n int) ([]string, error) {
 // form:
 //
 //	SH2 <key-id> <agent> <verb> <service> <fault> <unix-seconds> <nonce> <mac>
-//	SH2 <key-id> <agent> <verb> <service> <fault> <since> <unix-seconds> <nonce> <mac>
+//	SH2 <key-id> <agent> <verb> <service> <fault> <fault-age-ms> <unix-seconds> <nonce> <mac>
 //
-// The second (extended) form carries when the fault began ("-": not
-// known) and asks for the extended reply. It checks syntax only; Verify
+// The second (extended) form carries how long before the request the
+// fault began ("-": not known) and asks for the extended reply. It checks syntax only; Verify
 // checks the MAC.
 func ParseRequest(line []byte) (Request, error) {
 	if len(line) > MaxRequestFrame-1 {
@@ -329,15 +331,15 @@ func ParseRequest(line []byte) (Request, error) {
 	if f[0] != Version {
 		return Request{}, ErrBadVersion
 	}
-	r := Request{KeyID: f[1], Agent: f[2], Verb: Verb(f[3]), Service: f[4], Fault: f[5]}
+	r := Request{KeyID: f[1], Agent: f[2], Verb: Verb(f[3]), Service: f[4], Fault: f[5], FaultAge: -1}
 	if len(f) == 10 {
 		r.Extended = true
 		if f[6] != "-" {
-			since, ok := parseUint(f[6])
-			if !ok || since == 0 {
-				return Request{}, fmt.Errorf("%w: since", ErrMalformed)
+			age, ok := parseUint(f[6])
+			if !ok || age > maxFaultAge {
+				return Request{}, fmt.Errorf("%w: fault age", ErrMalformed)
 			}
-			r.Since = since
+			r.FaultAge = age
 		}
 		f = append(f[:6], f[7:]...)
 	}
@@ -355,8 +357,8 @@ func ParseRequest(line []byte) (Request, error) {
 		if r.Service != "-" || r.Fault != "-" {
 			return Request{}, fmt.Errorf("%w: ping takes service - and fault -", ErrMalformed)
 		}
-		if r.Since != 0 {
-			return Request{}, fmt.Errorf("%w: ping takes since -", ErrMalformed)
+		if r.FaultAge >= 0 {
+			return Request{}, fmt.Errorf("%w: ping takes fault age -", ErrMalformed)
 		}
 	} else if !nameOK(r.Service) {
 		return Request{}, fmt.Errorf("%w: service", ErrMalformed)
@@ -393,23 +395,26 @@ func requestMAC(k Key, keyID, agent string, verb Verb, service, fault, ts, nonce
 	return mac(k.Secret, Version, keyID, agent, string(verb), service, fault, ts, nonce)
 }
 
-// extendedMAC is the extended form's: since follows the fault. The field
+// maxFaultAge bounds a fault's age: ten years in milliseconds.
+const maxFaultAge = 10 * 366 * 24 * 3600 * 1000
+
+// extendedMAC is the extended form's: the fault's age follows the fault. The field
 // count differs from the short form's, so neither MAC can stand in for
 // the other.
-func extendedMAC(k Key, keyID, agent string, verb Verb, service, fault, since, ts, nonce string) []byte {
-	return mac(k.Secret, Version, keyID, agent, string(verb), service, fault, since, ts, nonce)
+func extendedMAC(k Key, keyID, agent string, verb Verb, service, fault, age, ts, nonce string) []byte {
+	return mac(k.Secret, Version, keyID, agent, string(verb), service, fault, age, ts, nonce)
 }
 
-func sinceText(since int64) string {
-	if since <= 0 {
+func ageText(age int64) string {
+	if age < 0 {
 		return "-"
 	}
-	return strconv.FormatInt(since, 10)
+	return strconv.FormatInt(age, 10)
 }
 
 func (r Request) sign(k Key) []byte {
 	if r.Extended {
-		return extendedMAC(k, r.KeyID, r.Agent, r.Verb, r.Service, r.Fault, sinceText(r.Since), r.ts, r.Nonce)
+		return extendedMAC(k, r.KeyID, r.Agent, r.Verb, r.Service, r.Fault, ageText(r.FaultAge), r.ts, r.Nonce)
 	}
 	return requestMAC(k, r.KeyID, r.Agent, r.Verb, r.Service, r.Fault, r.ts, r.Nonce)
 }
@@ -441,12 +446,12 @@ func NewRequest(k Key, verb Verb, service, fault string, now time.Time, nonce st
 	}
 	ts := strconv.FormatInt(now.Unix(), 10)
 	m := requestMAC(k, k.ID, k.Agent, verb, service, fault, ts, nonce)
-	return Request{KeyID: k.ID, Agent: k.Agent, Verb: verb, Service: service, Fault: fault, Timestamp: now.Unix(), ts: ts, Nonce: nonce, MAC: hex.EncodeToString(m)}
+	return Request{KeyID: k.ID, Agent: k.Agent, Verb: verb, Service: service, Fault: fault, FaultAge: -1, Timestamp: now.Unix(), ts: ts, Nonce: nonce, MAC: hex.EncodeToString(m)}
 }
 
 // NewExtendedRequest builds an extended request for c, signed with the
-// host key k: it carries when the fault began, and asks for the extended
-// reply. An agent older than the extended form refuses it (denied).
+// host key k: it carries how long before now the fault began (c.Since;
+// a start after now is age 0), and asks for the extended reply. An agent older than the extended form refuses it (denied).
 func NewExtendedRequest(k Key, c Call, now time.Time, nonce string) Request {
 	service, fault := c.Service, c.Fault
 	if c.Verb == VerbPing || service == "" {
@@ -455,12 +460,12 @@ func NewExtendedRequest(k Key, c Call, now time.Time, nonce string) Request {
 	if c.Verb == VerbPing || fault == "" {
 		fault = "-"
 	}
-	var since int64
-	if !c.Since.IsZero() && c.Verb != VerbPing && c.Since.Unix() > 0 {
-		since = c.Since.Unix()
+	age := int64(-1)
+	if !c.Since.IsZero() && c.Verb != VerbPing {
+		age = min(max(now.Sub(c.Since).Milliseconds(), 0), maxFaultAge)
 	}
 	ts := strconv.FormatInt(now.Unix(), 10)
-	r := Request{KeyID: k.ID, Agent: k.Agent, Verb: c.Verb, Service: service, Fault: fault, Since: since, Extended: true,
+	r := Request{KeyID: k.ID, Agent: k.Agent, Verb: c.Verb, Service: service, Fault: fault, FaultAge: age, Extended: true,
 		Timestamp: now.Unix(), ts: ts, Nonce: nonce}
 	r.MAC = hex.EncodeToString(r.sign(k))
 	return r
@@ -474,7 +479,7 @@ func (r Request) Marshal() []byte {
 	}
 	fault := r.Fault
 	if r.Extended {
-		fault += " " + sinceText(r.Since)
+		fault += " " + ageText(r.FaultAge)
 	}
 	return []byte(Version + " " + r.KeyID + " " + r.Agent + " " + string(r.Verb) + " " + r.Service + " " + fault + " " + ts + " " + r.Nonce + " " + r.MAC + "\n")
 }
