@@ -384,6 +384,19 @@ func TestRunMinGapAtAgent(t *testing.T) {
 	if c := e.commands(); !strings.Contains(c, "auto-healing deferred (backoff)") || strings.Contains(c, "auto-restart ok") {
 		t.Fatalf("command file: %q", c)
 	}
+	// The dry run asks the agent, which would hold a fourth fault too; the
+	// split brain's id would be answered from the record. Nothing runs.
+	e.cfg.DryRun = true
+	r = e.run("CRITICAL", "HARD", 3, "4")
+	expect(t, r, 0, "the agent would hold it: restart demo on "+l.Addr()+": back-off at the agent")
+	if len(r.Commands) != 1 || !strings.Contains(string(r.Commands[0]), "auto-healing deferred (backoff)") {
+		t.Fatalf("dry-run commands %q", r.Commands)
+	}
+	e.cfg.FaultSince = e.clk.Now().Add(-5 * time.Second)
+	expect(t, e.run("CRITICAL", "HARD", 3, "2"), 0, "the agent would not run it again: restart demo on "+l.Addr()+": ok, not run again")
+	if l.Actions(t) != 1 || e.commands() != "" {
+		t.Fatal("a dry run ran or wrote something")
+	}
 }
 
 // TestRunNagiosSoftAttempt: Nagios' sequence with --soft-attempt 2. The
