@@ -256,13 +256,6 @@ func (h *harness) doFault(verb protocol.Verb, svc, fault string) (protocol.Reply
 	return h.client().Do(ctx, verb, svc, fault)
 }
 
-// send sends c in the extended form.
-func (h *harness) send(c protocol.Call) (protocol.Reply, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	return h.client().Send(ctx, c)
-}
-
 // raw sends bytes on a fresh connection, half-closes, and returns the
 // first reply line ("" if the agent closed without one).
 func (h *harness) raw(b []byte) string {
