@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -607,6 +608,44 @@ func TestRunCancelled(t *testing.T) {
 
 // TestRunSkew: a clock outside the agent's replay window is refused with a
 // signed reply that gives the agent's time; the handler says "check NTP".
+// delayedDoer is a real client on a clock that runs 20 min behind until its
+// request is answered: to the handler the request was signed 20 min before
+// the reply came, as a stalled handler or network would make it, while
+// the clocks agree.
+type delayedDoer struct {
+	c   *protocol.Client
+	off *atomic.Int64
+}
+
+func (d delayedDoer) Send(ctx context.Context, q protocol.Call) (protocol.Reply, error) {
+	r, err := d.c.Send(ctx, q)
+	d.off.Store(0)
+	return r, err
+}
+
+// TestRunDelayed (issue 18): a request that reached the agent after its
+// replay window, with the clocks agreeing, is reported as delayed, not as
+// a clock to fix with NTP.
+func TestRunDelayed(t *testing.T) {
+	l := rigtest.StartHandlerListener(t)
+	e := newEnv(t, l)
+	var off atomic.Int64
+	off.Store(int64(-20 * time.Minute))
+	deps := handler.Deps{Now: func() time.Time { return time.Now().Add(time.Duration(off.Load())) }, Log: zerolog.New(e.logs),
+		Dial: func(c protocol.ClientConfig) (handler.Doer, error) {
+			cl, err := protocol.NewClient(c)
+			return delayedDoer{c: cl, off: &off}, err
+		}}
+	cfg := e.cfg
+	cfg.Fault = "7"
+	cfg.Event, _ = handler.ParseEvent("CRITICAL", "HARD", 3)
+	r := handler.Run(context.Background(), cfg, deps)
+	expect(t, r, 2, "skew: the request reached the agent too late: 20m0s after it was signed, longer than its replay window; the clocks agree (off by 0 s)")
+	if strings.Contains(r.Line, "check NTP") || !strings.Contains(r.Line, "(the agent: timestamp 1200s in the past (window ") || l.Actions(t) != 0 {
+		t.Fatalf("line %q, %d actions", r.Line, l.Actions(t))
+	}
+}
+
 func TestRunSkew(t *testing.T) {
 	l := rigtest.StartHandlerListener(t)
 	e := newEnv(t, l)

@@ -296,9 +296,11 @@ func TestClockMovedBackNeverBlocks(t *testing.T) {
 			}
 			_, now, advance := fakeClockServer(t, h)
 			c := clockClient(t, h, now)
-			rep := restart(t, c, "demo", "new")
-			if rep.Outcome != protocol.OutcomeBackoff || h.marks("demo") != 0 ||
-				!strings.Contains(rep.Output, "the last restart is dated 2h in the future: the clock moved back; counted as now") {
+			// The extended reply's note carries it too (the handler's line).
+			rep, err := c.Send(context.Background(), protocol.Call{Verb: protocol.VerbRestart, Service: "demo", Fault: "new"})
+			if err != nil || rep.Outcome != protocol.OutcomeBackoff || h.marks("demo") != 0 ||
+				!strings.Contains(rep.Output, "the last restart is dated 2h in the future: the clock moved back; counted as now") ||
+				!strings.Contains(rep.Note, "the clock moved back") {
 				t.Fatalf("new fault within min_gap of the step: %+v", rep)
 			}
 			advance(2 * time.Minute)
