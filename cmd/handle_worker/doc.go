@@ -53,6 +53,7 @@
 // Flags of event only:
 //
 //	--fault ID               the fault: $SERVICEPROBLEMID$ or $service.last_state_change$ (default -: none)
+//	--fault-since=UNIX       when it began: $LASTSERVICESTATECHANGE$ or $service.last_state_change$ (empty: not known)
 //	--address ADDR           connect here instead of HOSTADDRESS
 //	--action restart         or start
 //	--soft-attempt N         also ask at SOFT CRITICAL from attempt N (0 = off); the agent restarts once per fault
@@ -60,7 +61,7 @@
 //	--status-file FILE       Nagios' status.dat: the acknowledgement, this handler's comments
 //	--nagios-config FILE     nagios.cfg, where an empty --status-file/--command-file is looked up
 //	--recheck-delay 2s       when to re-check after a successful restart
-//	--dry-run                decide and print, send and write nothing
+//	--dry-run                decide, ask the agent what it would answer (a query that changes nothing), print; write nothing
 //
 // Flags of send only: --host ADDR (required), --hostname NAME and --service
 // DESC (the Nagios names the record is kept under, and --hostname
@@ -85,7 +86,8 @@
 //
 // event and send print one human line on stdout. Exit codes: 0 healed (now,
 // or already for this fault) or nothing to do; 1 healing needed but withheld
-// (the agent's budget is spent); 2 healing attempted and failed or
+// (the agent's budget is spent, its back-off or breaker holds it, or a new
+// fault came inside its min_gap: reevaluate asks again); 2 healing attempted and failed or
 // unconfirmed (listener unreachable, sent without a reply, denied, clock
 // skew, busy, action failed or timed out); 3 usage or configuration error
 // (then no request is sent). genkey and issue-key print to stdout only what

@@ -52,6 +52,7 @@ type eventCmd struct {
 
 	conn         `embed:""`
 	Fault        string  `default:"-" placeholder:"ID" help:"The fault's id: Nagios $SERVICEPROBLEMID$, Icinga 2 $service.last_state_change$ (- or 0: none). The agent restarts once per fault."`
+	FaultSince   string  `name:"fault-since" placeholder:"UNIX" help:"When the fault began, as --fault-since=$LASTSERVICESTATECHANGE$ (Icinga 2: $service.last_state_change$); empty, 0 or unreadable: not known. The agent tells a new crash inside its min_gap from the same fault seen twice by it."`
 	Address      string  `placeholder:"ADDR" help:"Connect here instead of HOSTADDRESS."`
 	Action       string  `default:"restart" enum:"restart,start" help:"Verb to send when healing: restart or start."`
 	SoftAttempt  int     `default:"0" placeholder:"N" help:"Also ask at SOFT CRITICAL from attempt N (0 = only at HARD CRITICAL); the agent runs one restart per --fault."`
@@ -417,7 +418,7 @@ func (e *eventCmd) run(ctx context.Context, trust fsutil.Trust, stdout, stderr i
 		log.Warn().Str("command_file_error", cli.OneLine(files.CommandErr.Error())).Msg("no write-back to Nagios")
 	}
 	res := handler.Run(ctx, handler.Config{
-		Event: ev, Fault: fault, HostName: e.HostName, ServiceDesc: e.ServiceDesc, Conn: cn,
+		Event: ev, Fault: fault, FaultSince: handler.FaultSince(e.FaultSince), HostName: e.HostName, ServiceDesc: e.ServiceDesc, Conn: cn,
 		Action: protocol.Verb(e.Action), StateDir: e.StateDir, Trust: trust, SoftAttempt: e.SoftAttempt,
 		Deadline: e.Deadline, CommandFile: cmdFile, Recheck: recheck, DryRun: e.DryRun,
 		Facts: facts, Judgment: judgment, Engine: eng,

@@ -213,13 +213,15 @@ func TestEventEndToEnd(t *testing.T) {
 	s := newSetup(t, rig.Budget{Max: 3, Window: "1h", MinGap: "2m"})
 	ev := []string{"CRITICAL", "HARD", "3", "127.0.0.1", "web1", "Worker Svc"}
 
-	o := runBin(t, nil, s.bin, append(s.event("--dry-run", "--fault", "7"), ev...)...)
-	if o.code != 0 || !strings.Contains(o.stdout, "dry-run: would send restart demo to "+s.l.Addr()+" (agent web1, fault 7; HARD CRITICAL)") ||
+	began := strconv.FormatInt(time.Now().Add(-10*time.Second).Unix(), 10)
+	o := runBin(t, nil, s.bin, append(s.event("--dry-run", "--fault", "7", "--fault-since="+began), ev...)...)
+	if o.code != 0 || !strings.Contains(o.stdout, "dry-run: would send restart demo to "+s.l.Addr()+" (agent web1, fault 7, began ") ||
+		!strings.Contains(o.stdout, "; HARD CRITICAL); the agent says: a restart would run now (restart 1 of 3 in 1h)") ||
 		!strings.Contains(o.stdout, "would write to "+s.fifo+": SCHEDULE_FORCED_SVC_CHECK;web1;Worker Svc;") || s.l.Actions(t) != 0 {
 		t.Fatalf("dry-run: %d %q", o.code, o.stdout)
 	}
 
-	o = runBin(t, nil, s.bin, append(s.event("--fault", "7"), ev...)...)
+	o = runBin(t, nil, s.bin, append(s.event("--fault", "7", "--fault-since="+began), ev...)...)
 	line := oneLine(t, o)
 	if o.code != 0 || !strings.HasPrefix(line, "handle_worker: web1/Worker Svc CRITICAL HARD 3: restart demo on "+s.l.Addr()+" ok in") ||
 		!strings.HasSuffix(line, "(budget 1/3 per 1h0m0s)") {
@@ -240,28 +242,36 @@ func TestEventEndToEnd(t *testing.T) {
 	// Nagios does not call again while HARD, but a second handler for the
 	// same fault (the other HA endpoint, a HARD after a SOFT restart) gets
 	// the agent's record: ok, not run again.
-	o = runBin(t, nil, s.bin, append(s.event("--fault", "7"), ev...)...)
-	if o.code != 0 || !strings.Contains(o.stdout, "already restarted for this fault") || s.l.Actions(t) != 1 {
+	o = runBin(t, nil, s.bin, append(s.event("--fault", "7", "--fault-since="+began), ev...)...)
+	if o.code != 0 || !strings.Contains(o.stdout, "ok, not run again, answered from the agent's record") || s.l.Actions(t) != 1 {
 		t.Fatalf("repeat: %d %q", o.code, o.stdout)
 	}
 	s.commands()
+	// A split brain's other endpoint names it 9, with the same start: the
+	// same fault, not run again.
+	o = runBin(t, nil, s.bin, append(s.event("--fault", "9", "--fault-since="+began), ev...)...)
+	if o.code != 0 || !strings.Contains(o.stdout, "the same fault under another id") || s.l.Actions(t) != 1 {
+		t.Fatalf("split brain: %d %q", o.code, o.stdout)
+	}
+	s.commands()
 
-	// Recovery, then a second fault inside the agent's min gap: the agent
-	// answers with the restart that just ran; it is not run again.
+	// Recovery, then a second fault inside the agent's min gap, its start
+	// not given (an empty macro): it may be a new crash, so it is
+	// deferred to the gap's end, never called healed.
 	o = runBin(t, nil, s.bin, append(s.event("--fault", "0"), "OK", "HARD", "3", "127.0.0.1", "web1", "Worker Svc")...)
 	if o.code != 0 || !strings.Contains(o.stdout, "recovered") {
 		t.Fatalf("recovery: %d %q", o.code, o.stdout)
 	}
-	o = runBin(t, nil, s.bin, append(s.event("--fault", "8"), ev...)...)
-	if o.code != 0 || !strings.Contains(o.stdout, "within the agent's min gap") || s.l.Actions(t) != 1 {
+	o = runBin(t, nil, s.bin, append(s.event("--fault", "8", "--fault-since="), ev...)...)
+	if o.code != 1 || !strings.Contains(o.stdout, "the request does not say when fault 8 began") || s.l.Actions(t) != 1 {
 		t.Fatalf("min gap: %d %q", o.code, o.stdout)
 	}
-	if c := s.commands(); len(c) != 2 || !strings.Contains(c[0], ";0;handle_worker;auto-restart ok: already restarted") {
+	if c := s.commands(); len(c) != 1 || !strings.Contains(c[0], ";0;handle_worker;auto-healing deferred (backoff): ") {
 		t.Fatalf("command file: %q", c)
 	}
-	// The advisory record says what the agent last answered.
+	// The advisory record says what the agent last answered, and holds it.
 	rec, err := handler.Store{Dir: s.state}.Read("web1", "Worker Svc")
-	if err != nil || rec == nil || rec.Fault != "8" || rec.Origin != "recorded" || rec.Agent != "web1" {
+	if err != nil || rec == nil || rec.Fault != "8" || rec.Outcome != "backoff" || rec.Agent != "web1" || rec.Held == nil {
 		t.Fatalf("record %+v, %v", rec, err)
 	}
 
@@ -283,8 +293,8 @@ func TestEventEndToEnd(t *testing.T) {
 		}
 		n++
 	}
-	if n != 5 {
-		t.Fatalf("%d log lines for 5 invocations", n)
+	if n != 6 {
+		t.Fatalf("%d log lines for 6 invocations", n)
 	}
 }
 
@@ -447,10 +457,12 @@ func TestSendEndToEnd(t *testing.T) {
 		!strings.Contains(o.stdout, "recorded in "+s.state) {
 		t.Fatalf("restart: %d %q", o.code, o.stdout)
 	}
-	// The manual restart counts at the agent: a fault inside its min gap
-	// gets that restart's answer and is not restarted again.
-	o = runBin(t, nil, s.bin, append(s.event("--fault", "9"), "CRITICAL", "HARD", "3", "127.0.0.1", "web1", "Worker Svc")...)
-	if o.code != 0 || !strings.Contains(o.stdout, "within the agent's min gap") {
+	// The manual restart counts at the agent: a fault that began before it,
+	// asked about inside its min gap, gets that restart's answer and is
+	// not restarted again.
+	began := strconv.FormatInt(time.Now().Add(-30*time.Second).Unix(), 10)
+	o = runBin(t, nil, s.bin, append(s.event("--fault", "9", "--fault-since="+began), "CRITICAL", "HARD", "3", "127.0.0.1", "web1", "Worker Svc")...)
+	if o.code != 0 || !strings.Contains(o.stdout, "the same fault under another id") {
 		t.Fatalf("event after manual restart: %d %q", o.code, o.stdout)
 	}
 	if s.l.Actions(t) != 1 {

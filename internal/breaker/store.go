@@ -190,6 +190,25 @@ func (m *Memory) Admit(ctx context.Context, now time.Time, key, fault string) (V
 	return v, nil
 }
 
+// Try is Store.Try, in memory: what Admit would answer for key and
+// fault, recording nothing (the agent's query verb).
+func (m *Memory) Try(_ context.Context, now time.Time, key, fault string) (Verdict, error) {
+	if err := m.Store.Config.Validate(); err != nil {
+		return Verdict{}, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	st := m.st
+	if !m.loaded || (!m.written.IsZero() && !m.exists()) {
+		var err error
+		if st, _, err = m.Store.read(); err != nil {
+			return Verdict{}, err
+		}
+	}
+	_, v := Step(st, now, key, fault, m.Store.Config)
+	return v, nil
+}
+
 // exists reports whether the state file is there.
 func (m *Memory) exists() bool {
 	_, _, err := m.Store.Dir.ReadRegular(m.Store.Name+".json", maxFile)

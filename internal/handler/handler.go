@@ -37,9 +37,11 @@ const (
 	ExitUsage    = 3
 )
 
-// Doer is the part of *protocol.Client the handler uses.
+// Doer is the part of *protocol.Client the handler uses: the extended
+// form, which tells the agent when the fault began and brings back its
+// note and the age of a recorded answer.
 type Doer interface {
-	Do(ctx context.Context, verb protocol.Verb, service, fault string) (protocol.Reply, error)
+	Send(ctx context.Context, c protocol.Call) (protocol.Reply, error)
 }
 
 // Deps are the handler's outside world, injected.
@@ -98,7 +100,11 @@ type Config struct {
 	// Fault names the fault ("-": none): Nagios' $SERVICEPROBLEMID$,
 	// Icinga 2's $service.last_state_change$. The agent runs one restart
 	// per fault and answers every later request for it from its record.
-	Fault       string
+	Fault string
+	// FaultSince is when the fault began (Nagios' $LASTSERVICESTATECHANGE$,
+	// Icinga 2's $service.last_state_change$); zero: not known. With it the
+	// agent tells a new crash inside its min_gap from a duplicate.
+	FaultSince  time.Time
 	HostName    string // $HOSTNAME$: names the record and the command-file lines
 	ServiceDesc string // $SERVICEDESC$
 	Conn        Conn
@@ -165,7 +171,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) Result {
 		return r.report(r.held(ctx, h))
 	}
 	if cfg.DryRun {
-		return r.report(r.dryRun())
+		return r.report(r.dryRun(ctx))
 	}
 	return r.report(r.act(ctx))
 }
@@ -187,14 +193,16 @@ func newRun(cfg Config, deps Deps) *run {
 	return &run{cfg: cfg, deps: deps, start: deps.Now(),
 		log: deps.Log.With().Str("host", cfg.HostName).Str("service", cfg.ServiceDesc).
 			Str("state", ev.State.String()).Str("state_type", string(ev.Type)).Int("attempt", ev.Attempt).
-			Str("agent", cfg.Conn.Agent).Str("fault", cfg.Fault).
+			Str("agent", cfg.Conn.Agent).Str("fault", cfg.Fault).Time("fault_since", cfg.FaultSince).
 			Str("target", cfg.Conn.Target).Str("addr", cfg.Conn.Addr()).Str("source", cfg.Source).Bool("dry_run", cfg.DryRun).Logger()}
 }
 
-// dryRun says what would be sent, with the last answer recorded here.
-func (r *run) dryRun() (zerolog.Level, string) {
+// dryRun asks the agent what it would answer to the restart now (the
+// query verb: signed, nothing changes at the agent but its nonce cache)
+// and says what would be sent and written, with the last answer recorded
+// here.
+func (r *run) dryRun(ctx context.Context) (zerolog.Level, string) {
 	cfg := r.cfg
-	r.res.Commands = r.okCommands(answer{kind: kindHealed, verb: cfg.Action, conn: cfg.Conn})
 	last := "no earlier answer recorded here"
 	if cfg.StateDir != "" {
 		rec, err := Store{Dir: cfg.StateDir, Trust: cfg.Trust}.Read(cfg.HostName, cfg.ServiceDesc)
@@ -211,14 +219,67 @@ func (r *run) dryRun() (zerolog.Level, string) {
 			}
 		}
 	}
-	return zerolog.InfoLevel, fmt.Sprintf("dry-run: would send %s %s to %s (agent %s, fault %s; %s); %s; would write %d command(s)",
-		cfg.Action, cfg.Conn.Target, cfg.Conn.Addr(), cfg.Conn.Agent, cfg.Fault, r.res.Decision.Reason, last, len(r.res.Commands))
+	predict := "the agent's judgment applies to restart only: it would run " + string(cfg.Action)
+	r.res.Commands = r.okCommands(answer{kind: kindHealed, verb: cfg.Action, conn: cfg.Conn})
+	if cfg.Action == protocol.VerbRestart {
+		q := protocol.Call{Verb: protocol.VerbQuery, Service: cfg.Conn.Target, Fault: cfg.Fault, Since: cfg.FaultSince}
+		a, err := request(ctx, cfg.Deadline, q, cfg.Conn, r.deps)
+		if err != nil {
+			r.res.Code, r.res.Err = ExitUsage, err
+			return zerolog.ErrorLevel, "dry-run: handle_worker configuration error: " + textsafe.OneLine(err.Error())
+		}
+		r.res.Attempts, r.res.Reply = a.attempts, a.reply()
+		a.verb = cfg.Action
+		predict, r.res.Commands = r.prediction(a)
+	}
+	return zerolog.InfoLevel, fmt.Sprintf("dry-run: would send %s %s to %s (agent %s, fault %s%s; %s); %s; %s; would write %d command(s)",
+		cfg.Action, cfg.Conn.Target, cfg.Conn.Addr(), cfg.Conn.Agent, cfg.Fault, sinceText(cfg.FaultSince), r.res.Decision.Reason,
+		predict, last, len(r.res.Commands))
+}
+
+// prediction reads the agent's answer to a query: what a restart would
+// get now, and the comments it would bring.
+func (r *run) prediction(q answer) (string, []Command) {
+	rep := q.rep
+	note := textsafe.OneLine(rep.Note)
+	switch {
+	case q.final && rep.Outcome == protocol.OutcomeOK && rep.Origin == protocol.OriginNone:
+		a := answer{kind: kindHealed, verb: q.verb, conn: q.conn, exchange: exchange{rep: rep}}
+		return orText(prefixed("the agent says: ", note), "the agent would run it now"), r.okCommands(a)
+	case q.final && (rep.Origin == protocol.OriginRecorded || rep.Origin == protocol.OriginJoined):
+		a := q
+		a.kind = kindAlready
+		if rep.Outcome != protocol.OutcomeOK {
+			a.kind = string(rep.Outcome)
+			return "the agent would not run it again, and answer " + string(rep.Outcome) + " from its record: " + a.summary(),
+				[]Command{r.comment(true, "auto-restart failed: "+a.summary()+"; a human must look")}
+		}
+		return "the agent would not run it again: " + a.summary(), r.okCommands(a)
+	case q.final && (rep.Outcome == protocol.OutcomeBackoff || rep.Outcome == protocol.OutcomeBreaker || rep.Outcome == protocol.OutcomeSpent):
+		a := q
+		a.kind = q.classify()
+		h := deferral(a)
+		return "the agent would hold it: " + a.summary(), []Command{r.comment(h.persistent, h.Text+h.tail)}
+	case q.final && rep.Outcome == protocol.OutcomeDenied, q.refusal == protocol.OutcomeDenied:
+		return "the agent refused the query (denied: wrong key or agent name, address not allowed, the service has no restart action, " +
+			"or an agent older than the query verb: see its audit log)", nil
+	}
+	return "the agent's answer is unknown: " + q.summary(), nil
+}
+
+// sinceText names when the fault began, for a line.
+func sinceText(t time.Time) string {
+	if t.IsZero() {
+		return ", began: not given"
+	}
+	return ", began " + t.UTC().Format(time.RFC3339)
 }
 
 // act asks the agent, records its answer and tells Nagios.
 func (r *run) act(ctx context.Context) (zerolog.Level, string) {
 	cfg := r.cfg
-	a, err := request(ctx, cfg.Deadline, cfg.Action, cfg.Fault, cfg.Conn, r.deps)
+	q := protocol.Call{Verb: cfg.Action, Service: cfg.Conn.Target, Fault: cfg.Fault, Since: cfg.FaultSince}
+	a, err := request(ctx, cfg.Deadline, q, cfg.Conn, r.deps)
 	if err != nil {
 		// Only a key that cannot sign for this agent gets here (main
 		// checks it first): a configuration error, fail closed.
@@ -237,15 +298,10 @@ func (r *run) act(ctx context.Context) (zerolog.Level, string) {
 		// The agent holds it (budget, back-off, breaker): reevaluate asks
 		// again once it said it may run, as long as the fault lasts.
 		r.res.Code, r.res.Err = ExitWithheld, a.failure()
-		h := &Hold{Rule: a.kind, Text: "auto-healing deferred (" + a.kind + "): " + summary, RetryAt: a.now.Add(a.rep.Budget.RetryAfter)}
-		persistent, tail := false, "; asked again when the agent allows it, while the fault lasts"
-		if a.kind == kindSpent {
-			h.Text = "auto-healing suspended: " + summary
-			persistent, tail = true, "; a human must look (asked again when the budget frees up, while the fault lasts)"
-		}
-		r.res.Hold = h
-		r.res.Commands = []Command{r.comment(persistent, h.Text+tail)}
-		return zerolog.WarnLevel, summary + tail + r.feedback(ctx, &a)
+		d := deferral(a)
+		r.res.Hold = &d.Hold
+		r.res.Commands = []Command{r.comment(d.persistent, d.Text+d.tail)}
+		return zerolog.WarnLevel, summary + d.tail + r.feedback(ctx, &a)
 	}
 	r.res.Code, r.res.Err = ExitFailed, a.failure()
 	prefix, tail := "auto-restart failed: ", "; a human must look"
@@ -258,6 +314,28 @@ func (r *run) act(ctx context.Context) (zerolog.Level, string) {
 	}
 	r.res.Commands = []Command{r.comment(true, prefix+summary+tail)}
 	return zerolog.ErrorLevel, summary + r.feedback(ctx, &a)
+}
+
+// deferred is the hold an answer that withholds the restart calls for,
+// and how its comment reads.
+type deferred struct {
+	Hold
+	persistent bool
+	tail       string
+}
+
+// deferral: the agent holds it (budget, back-off, the gap after a
+// restart, breaker): reevaluate asks again once it said it may run, as
+// long as the fault lasts.
+func deferral(a answer) deferred {
+	summary := a.summary()
+	d := deferred{Hold: Hold{Rule: a.kind, Text: "auto-healing deferred (" + a.kind + "): " + summary, RetryAt: a.now.Add(a.rep.Budget.RetryAfter)},
+		tail: "; asked again when the agent allows it, while the fault lasts"}
+	if a.kind == kindSpent {
+		d.Text = "auto-healing suspended: " + summary
+		d.persistent, d.tail = true, "; a human must look (asked again when the budget frees up, while the fault lasts)"
+	}
+	return d
 }
 
 // ask is how this run reached the agent, for reevaluate.
@@ -323,6 +401,12 @@ func logReply(e *zerolog.Event, rep *protocol.Reply) *zerolog.Event {
 	if !rep.AgentTime.IsZero() {
 		e = e.Time("agent_time", rep.AgentTime)
 	}
+	if rep.Extended && (rep.Origin == protocol.OriginRecorded || rep.Origin == protocol.OriginJoined) {
+		e = e.Int64("record_age_s", int64(rep.Age/time.Second))
+	}
+	if rep.Note != "" {
+		e = e.Str("agent_note", textsafe.OneLine(rep.Note))
+	}
 	return e
 }
 
@@ -346,7 +430,7 @@ func (r *run) okCommands(a answer) []Command {
 	}
 	text := fmt.Sprintf("auto-restart ok in %s (%s)", roundDur(a.took), via)
 	if a.kind == kindAlready {
-		text = "auto-restart ok: " + alreadyText + " (" + via + ")"
+		text = "auto-restart ok: " + a.alreadyText() + " (" + via + ")"
 	}
 	return []Command{r.comment(false, text), ScheduleForcedSvcCheck(cfg.HostName, cfg.ServiceDesc, r.deps.Now().Add(cfg.Recheck))}
 }
@@ -355,14 +439,15 @@ func (r *run) okCommands(a answer) []Command {
 // it for recording the answer and writing the command file, so that
 // everything ends before the deadline. err is set only when no client
 // could be made (the key cannot sign for the agent).
-func request(ctx context.Context, deadline time.Duration, verb protocol.Verb, fault string, c Conn, deps Deps) (answer, error) {
+func request(ctx context.Context, deadline time.Duration, q protocol.Call, c Conn, deps Deps) (answer, error) {
 	actCtx, cancel := context.WithDeadline(ctx, actDeadline(ctx, deadline))
 	defer cancel()
 	client, err := deps.Dial(protocol.ClientConfig{Addr: c.Addr(), Key: c.Key, Agent: c.Agent, TLS: c.TLS, Now: deps.Now})
 	if err != nil {
 		return answer{}, err
 	}
-	a := answer{exchange: call(actCtx, client, verb, c.Target, fault, deps), verb: verb, fault: fault, conn: c}
+	q.Service = c.Target
+	a := answer{exchange: call(actCtx, client, q, deps), verb: q.Verb, fault: q.Fault, conn: c}
 	a.now = deps.Now()
 	a.kind = a.classify()
 	return a, nil
@@ -448,9 +533,21 @@ func (a answer) failure() error {
 
 // alreadyText says what an ok from the agent's records means: the agent
 // answers so for this fault's restart (a retry after a lost reply, the
-// other HA endpoint, a duplicate) and for a restart less than its min_gap
-// ago (a split brain's second fault id for one real fault).
-const alreadyText = "already restarted for this fault by another request (or within the agent's min gap), not run again"
+// other HA endpoint, a duplicate) and for a fault that began before a
+// restart less than its min_gap ago finished (a split brain's second
+// fault id for one real fault). An agent that gives its note says which,
+// and how old its record is; an older one does not.
+func (a answer) alreadyText() string {
+	rep := a.rep
+	note := firstLine(rep.Note)
+	if !rep.Extended || note == "" {
+		return "already restarted for this fault by another request (or within the agent's min gap), not run again"
+	}
+	if rep.Origin == protocol.OriginJoined {
+		return "not run again, this request shared a restart in progress: " + note
+	}
+	return fmt.Sprintf("not run again, answered from the agent's record (%s old): %s", roundDur(rep.Age), note)
+}
 
 // summary is the one human sentence for the answer, honest about what the
 // handler knows: unreachable (nothing reached the agent) is not "sent, no
@@ -470,7 +567,10 @@ func (a answer) summary() string {
 			s += " (" + budget + ")"
 		}
 	case kindAlready:
-		s = on + ": " + alreadyText + ": ok"
+		s = on + ": " + a.alreadyText() + ": ok"
+		if rep.Extended && rep.Note != "" {
+			s = on + ": ok, " + a.alreadyText()
+		}
 		if budget != "" {
 			s += " (" + budget + ")"
 		}
@@ -479,8 +579,9 @@ func (a answer) summary() string {
 		s = fmt.Sprintf("%s: restart budget spent at the agent: %d/%d in %s; next restart allowed in %s",
 			on, b.Used, b.Max, b.Window, roundDur(b.RetryAfter))
 	case string(protocol.OutcomeBackoff):
+		words := orText(firstLine(rep.Note), firstLine(rep.Output))
 		s = fmt.Sprintf("%s: back-off at the agent: restarts of this service are spaced out; next restart allowed in %s%s",
-			on, roundDur(rep.Budget.RetryAfter), prefixed(" (", firstLine(rep.Output))+closeIf(rep.Output))
+			on, roundDur(rep.Budget.RetryAfter), prefixed(" (", words)+closeIf(words))
 	case string(protocol.OutcomeBreaker):
 		s = fmt.Sprintf("%s: the agent's mass-failure breaker is open (%s); it may let a restart through in %s",
 			on, orText(firstLine(rep.Output), "too many of its services needed a restart at once"), roundDur(rep.Budget.RetryAfter))
@@ -491,7 +592,7 @@ func (a answer) summary() string {
 	case string(protocol.OutcomeDenied):
 		s = on + ": denied (wrong key, wrong agent name, address not allowed, or service/action not configured: see the agent's audit log)"
 	case string(protocol.OutcomeSkew):
-		s = on + ": skew: " + skewText(rep.AgentTime, a.now)
+		s = on + ": skew: " + skewText(rep, a.now, a.signed)
 	case string(protocol.OutcomeBusy):
 		s = on + ": busy on every try (nothing ran for these requests: the agent's connection slots were full, another action of this service kept running, or the agent was shutting down)"
 	case string(protocol.OutcomeRateLimited):
@@ -518,17 +619,38 @@ func (a answer) summary() string {
 	if out := firstLine(rep.Output); out != "" && a.final && (rep.Outcome == protocol.OutcomeFailed || rep.Outcome == protocol.OutcomeTimeout) {
 		s += ": " + out
 	}
+	// The agent's own account, where the sentence above does not carry it
+	// (a record whose authority ended, a clock that moved back, a breaker
+	// trial, a record it could not write).
+	if note := firstLine(rep.Note); note != "" && a.final && (a.kind == kindHealed || rep.Outcome == protocol.OutcomeFailed || rep.Outcome == protocol.OutcomeTimeout) {
+		s += "; the agent: " + note
+	}
 	return s
 }
 
-// skewText: the agent verified the request and says its clock.
-func skewText(agent, ours time.Time) string {
-	if agent.IsZero() {
-		return "the agent says our clock is outside its replay window (its time unknown): check NTP"
+// skewText: the agent verified the request and found its timestamp
+// outside its replay window. Either the clocks disagree (check NTP) or
+// the request took that long to arrive (a stalled handler or network):
+// the handler tells them apart by its own clock. signed is when the
+// request was made, ours when the reply came; the agent's clock against
+// ours is the offset, ours against signed the delay.
+func skewText(rep protocol.Reply, ours, signed time.Time) string {
+	note := prefixed(" (the agent: ", firstLine(rep.Note)) + closeIf(rep.Note)
+	if rep.AgentTime.IsZero() {
+		return "the agent says our clock is outside its replay window (its time unknown): check NTP" + note
 	}
-	off := int64(math.Round(math.Abs(ours.Sub(agent).Seconds())))
-	return fmt.Sprintf("clock off by %d s from the agent (its time %s, ours %s): check NTP",
-		off, agent.UTC().Format(time.RFC3339), ours.UTC().Format(time.RFC3339))
+	offset := rep.AgentTime.Sub(ours)
+	off := int64(math.Round(math.Abs(offset.Seconds())))
+	var delay time.Duration
+	if !signed.IsZero() {
+		delay = ours.Sub(signed)
+	}
+	if delay > offset.Abs() {
+		return fmt.Sprintf("the request reached the agent too late: %s after it was signed, longer than its replay window; the clocks agree (off by %d s): "+
+			"the request was delayed (a stalled handler, the network, a full agent), not a clock problem%s", roundDur(delay), off, note)
+	}
+	return fmt.Sprintf("clock off by %d s from the agent (its time %s, ours %s): check NTP%s",
+		off, rep.AgentTime.UTC().Format(time.RFC3339), ours.UTC().Format(time.RFC3339), note)
 }
 
 func faultHint(fault string) string {
@@ -572,8 +694,8 @@ func firstLine(s string) string {
 	if i := strings.IndexByte(s, '\n'); i >= 0 {
 		s = s[:i]
 	}
-	if len(s) > 200 {
-		s = s[:200]
+	if len(s) > 300 {
+		s = s[:300]
 	}
 	return textsafe.OneLine(s)
 }

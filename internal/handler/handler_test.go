@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -324,7 +325,7 @@ func TestRunBudgetSpent(t *testing.T) {
 		t.Fatalf("record %+v", rec)
 	}
 	// The first fault, asked again: its record, not the budget.
-	expect(t, e.run("CRITICAL", "HARD", 3, "1"), 0, "already restarted for this fault")
+	expect(t, e.run("CRITICAL", "HARD", 3, "1"), 0, "not run again, answered from the agent's record")
 	if l.Actions(t) != 1 {
 		t.Fatalf("listener ran %d actions, want 1", l.Actions(t))
 	}
@@ -348,22 +349,54 @@ func TestRunBudgetFreesUp(t *testing.T) {
 	}
 }
 
-// TestRunMinGapAtAgent: a second fault id within the agent's min gap (a
-// split brain names one real fault twice) gets the first restart's answer:
-// ok, not run again, not counted.
+// TestRunMinGapAtAgent: a second fault id within the agent's min gap that
+// began with the first (a split brain names one real fault twice) gets
+// the first restart's answer: ok, not run again, not counted, and the
+// line says so in the agent's words. A third whose start is not given may
+// be a new crash: deferred (held for reevaluate), never "ok".
 func TestRunMinGapAtAgent(t *testing.T) {
 	l := rigtest.StartHandlerListener(t, rigtest.HandlerOptions{Budget: &rig.Budget{Max: 3, Window: "1h", MinGap: "2m"}})
 	e := newEnv(t, l)
+	e.cfg.FaultSince = e.clk.Now().Add(-5 * time.Second)
 	expect(t, e.run("CRITICAL", "HARD", 3, "1"), 0, "ok in 0s (budget 1/3 per 1h0m0s)")
 	e.commands()
 	r := e.run("CRITICAL", "HARD", 3, "2")
-	expect(t, r, 0, "already restarted for this fault by another request (or within the agent's min gap), not run again: ok (budget 1/3 per 1h0m0s)")
-	if r.Reply.Origin != protocol.OriginRecorded || l.Actions(t) != 1 {
-		t.Fatalf("origin %s, %d actions", r.Reply.Origin, l.Actions(t))
+	expect(t, r, 0, "ok, not run again, answered from the agent's record (0s old): fault 2 began")
+	if r.Reply.Origin != protocol.OriginRecorded || l.Actions(t) != 1 || !strings.Contains(r.Line, "the same fault under another id") {
+		t.Fatalf("origin %s, %d actions: %s", r.Reply.Origin, l.Actions(t), r.Line)
 	}
 	c := e.commands()
-	if !strings.Contains(c, ";0;handle_worker;auto-restart ok: already restarted") || !strings.Contains(c, "SCHEDULE_FORCED_SVC_CHECK;web1;Worker;") {
+	if !strings.Contains(c, ";0;handle_worker;auto-restart ok: not run again, answered from the agent's record") ||
+		!strings.Contains(c, "SCHEDULE_FORCED_SVC_CHECK;web1;Worker;") {
 		t.Fatalf("command file: %q", c)
+	}
+	if log := e.lastLog(); log["record_age_s"] != float64(0) || !strings.Contains(fmt.Sprint(log["agent_note"]), "the same fault under another id") {
+		t.Fatalf("log: %v", log)
+	}
+	e.cfg.FaultSince = time.Time{}
+	r = e.run("CRITICAL", "HARD", 3, "3")
+	expect(t, r, 1, "back-off at the agent: restarts of this service are spaced out; next restart allowed in 2m0s (a restart ran 0s ago (fault 1, ok); the request does not say when fault 3 began")
+	if r.Hold == nil || r.Hold.Rule != "backoff" || l.Actions(t) != 1 || strings.Contains(r.Line, "ok,") {
+		t.Fatalf("hold %+v, %d actions", r.Hold, l.Actions(t))
+	}
+	if rec := e.record(); rec.Held == nil || rec.Held.Fault != "3" || rec.Held.RetryAt.Sub(e.clk.Now()) < 110*time.Second {
+		t.Fatalf("record %+v", rec)
+	}
+	if c := e.commands(); !strings.Contains(c, "auto-healing deferred (backoff)") || strings.Contains(c, "auto-restart ok") {
+		t.Fatalf("command file: %q", c)
+	}
+	// The dry run asks the agent, which would hold a fourth fault too; the
+	// split brain's id would be answered from the record. Nothing runs.
+	e.cfg.DryRun = true
+	r = e.run("CRITICAL", "HARD", 3, "4")
+	expect(t, r, 0, "the agent would hold it: restart demo on "+l.Addr()+": back-off at the agent")
+	if len(r.Commands) != 1 || !strings.Contains(string(r.Commands[0]), "auto-healing deferred (backoff)") {
+		t.Fatalf("dry-run commands %q", r.Commands)
+	}
+	e.cfg.FaultSince = e.clk.Now().Add(-5 * time.Second)
+	expect(t, e.run("CRITICAL", "HARD", 3, "2"), 0, "the agent would not run it again: restart demo on "+l.Addr()+": ok, not run again")
+	if l.Actions(t) != 1 || e.commands() != "" {
+		t.Fatal("a dry run ran or wrote something")
 	}
 }
 
@@ -383,7 +416,7 @@ func TestRunNagiosSoftAttempt(t *testing.T) {
 	}{
 		{"CRITICAL", "SOFT", 1, "101", "waiting for attempt 2", 0},
 		{"CRITICAL", "SOFT", 2, "101", "ok in", 1},
-		{"CRITICAL", "HARD", 3, "101", "already restarted for this fault", 1},
+		{"CRITICAL", "HARD", 3, "101", "not run again, answered from the agent's record", 1},
 		{"OK", "HARD", 3, "0", "recovered", 1},
 		{"CRITICAL", "SOFT", 1, "102", "waiting", 1},
 		{"CRITICAL", "SOFT", 2, "102", "ok in", 2},
@@ -438,7 +471,7 @@ func TestRunOncePerFault(t *testing.T) {
 	l := rigtest.StartHandlerListener(t)
 	e := newEnv(t, l)
 	expect(t, e.run("CRITICAL", "HARD", 3, "1"), 0, "ok in")
-	expect(t, e.run("CRITICAL", "HARD", 3, "1"), 0, "already restarted for this fault")
+	expect(t, e.run("CRITICAL", "HARD", 3, "1"), 0, "not run again, answered from the agent's record")
 	expect(t, e.run("CRITICAL", "SOFT", 1, "2"), 0, "waiting for the HARD state")
 	expect(t, e.run("CRITICAL", "HARD", 3, "2"), 0, "ok in")
 
@@ -446,7 +479,7 @@ func TestRunOncePerFault(t *testing.T) {
 	e.cfg.SoftAttempt = 1
 	expect(t, e.run("CRITICAL", "SOFT", 1, "3"), 0, "ok in")
 	r := e.run("CRITICAL", "HARD", 3, "3")
-	expect(t, r, 0, "already restarted")
+	expect(t, r, 0, "not run again, answered from the agent's record")
 	if r.Reply.Origin != protocol.OriginRecorded || e.record().Origin != "recorded" {
 		t.Fatalf("origin %s, record %+v", r.Reply.Origin, e.record())
 	}
@@ -524,7 +557,7 @@ func TestRunDryRun(t *testing.T) {
 	e := newEnv(t, l)
 	e.cfg.DryRun = true
 	r := e.run("CRITICAL", "HARD", 3, "7")
-	expect(t, r, 0, "dry-run: would send restart demo to "+l.Addr()+" (agent "+l.Agent+", fault 7; HARD CRITICAL); no earlier answer recorded here; would write 2 command(s)")
+	expect(t, r, 0, "dry-run: would send restart demo to "+l.Addr()+" (agent "+l.Agent+", fault 7, began: not given; HARD CRITICAL); the agent says: a restart would run now (restart 1 of 3 in 1h); no earlier answer recorded here; would write 2 command(s)")
 	if len(r.Commands) != 2 || !strings.HasPrefix(string(r.Commands[1]), "SCHEDULE_FORCED_SVC_CHECK;web1;Worker;") {
 		t.Fatalf("commands %q", r.Commands)
 	}
@@ -541,8 +574,8 @@ func TestRunDryRun(t *testing.T) {
 	e.cfg.DryRun = false
 	expect(t, e.run("CRITICAL", "HARD", 3, "7"), 0, "ok in")
 	e.cfg.DryRun = true
-	e.clk.Advance(3 * time.Minute)
-	expect(t, e.run("CRITICAL", "HARD", 3, "8"), 0, "; the agent's last answer here, 3m0s ago: healed (ok, run), budget 1/3 per 1h0m0s; would write 2")
+	e.clk.Advance(30 * time.Second)
+	expect(t, e.run("CRITICAL", "HARD", 3, "8"), 0, "; the agent's last answer here, 30s ago: healed (ok, run), budget 1/3 per 1h0m0s; would write 2")
 	if l.Actions(t) != 1 {
 		t.Fatalf("%d actions", l.Actions(t))
 	}
@@ -575,6 +608,44 @@ func TestRunCancelled(t *testing.T) {
 
 // TestRunSkew: a clock outside the agent's replay window is refused with a
 // signed reply that gives the agent's time; the handler says "check NTP".
+// delayedDoer is a real client on a clock that runs 20 min behind until its
+// request is answered: to the handler the request was signed 20 min before
+// the reply came, as a stalled handler or network would make it, while
+// the clocks agree.
+type delayedDoer struct {
+	c   *protocol.Client
+	off *atomic.Int64
+}
+
+func (d delayedDoer) Send(ctx context.Context, q protocol.Call) (protocol.Reply, error) {
+	r, err := d.c.Send(ctx, q)
+	d.off.Store(0)
+	return r, err
+}
+
+// TestRunDelayed (issue 18): a request that reached the agent after its
+// replay window, with the clocks agreeing, is reported as delayed, not as
+// a clock to fix with NTP.
+func TestRunDelayed(t *testing.T) {
+	l := rigtest.StartHandlerListener(t)
+	e := newEnv(t, l)
+	var off atomic.Int64
+	off.Store(int64(-20 * time.Minute))
+	deps := handler.Deps{Now: func() time.Time { return time.Now().Add(time.Duration(off.Load())) }, Log: zerolog.New(e.logs),
+		Dial: func(c protocol.ClientConfig) (handler.Doer, error) {
+			cl, err := protocol.NewClient(c)
+			return delayedDoer{c: cl, off: &off}, err
+		}}
+	cfg := e.cfg
+	cfg.Fault = "7"
+	cfg.Event, _ = handler.ParseEvent("CRITICAL", "HARD", 3)
+	r := handler.Run(context.Background(), cfg, deps)
+	expect(t, r, 2, "skew: the request reached the agent too late: 20m0s after it was signed, longer than its replay window; the clocks agree (off by 0 s)")
+	if strings.Contains(r.Line, "check NTP") || !strings.Contains(r.Line, "(the agent: timestamp 1200s in the past (window ") || l.Actions(t) != 0 {
+		t.Fatalf("line %q, %d actions", r.Line, l.Actions(t))
+	}
+}
+
 func TestRunSkew(t *testing.T) {
 	l := rigtest.StartHandlerListener(t)
 	e := newEnv(t, l)
@@ -688,7 +759,7 @@ func TestRunLostReplies(t *testing.T) {
 			p := startProxy(t, l.Addr(), mode, mode)
 			e.cfg.Conn.Port = p.port()
 			r := e.run("CRITICAL", "HARD", 3, "77")
-			expect(t, r, 0, "already restarted for this fault by another request")
+			expect(t, r, 0, "not run again, answered from the agent's record")
 			expect(t, r, 0, "after 3 attempts")
 			if r.Reply == nil || r.Reply.Outcome != protocol.OutcomeOK || r.Reply.Origin != protocol.OriginRecorded || r.Attempts != 3 || p.count() != 3 {
 				t.Fatalf("reply %+v after %d attempts (%d connections)", r.Reply, r.Attempts, p.count())
@@ -699,7 +770,7 @@ func TestRunLostReplies(t *testing.T) {
 			if rec := e.record(); rec.Origin != "recorded" || rec.Result != "already" || rec.Attempts != 3 {
 				t.Fatalf("record %+v", rec)
 			}
-			if c := e.commands(); !strings.Contains(c, ";0;handle_worker;auto-restart ok: already restarted") {
+			if c := e.commands(); !strings.Contains(c, ";0;handle_worker;auto-restart ok: not run again, answered from the agent's record") {
 				t.Fatalf("command file: %q", c)
 			}
 		})

@@ -249,7 +249,7 @@ func (r *run) feedback(ctx context.Context, a *answer) string {
 			if p := r.prev; p != nil && p.Held != nil && p.Held.Fault == r.cfg.Fault && p.Held.Rule == h.Rule {
 				since = p.Held.Since
 			}
-			rec.Held = &Held{Rule: h.Rule, Text: h.Text, Since: since, RetryAt: h.RetryAt.UTC(), Fault: r.cfg.Fault, Ask: r.ask()}
+			rec.Held = &Held{Rule: h.Rule, Text: h.Text, Since: since, RetryAt: h.RetryAt.UTC(), Fault: r.cfg.Fault, FaultSince: r.cfg.FaultSince, Ask: r.ask()}
 			if h.RetryAt.IsZero() {
 				rec.Held.RetryAt = h.RetryAt
 			}

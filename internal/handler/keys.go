@@ -2,7 +2,9 @@ package handler
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/selfheal/selfheal/internal/protocol"
 )
@@ -46,4 +48,19 @@ func FaultID(s string) (string, error) {
 		return "", fmt.Errorf("--fault %q: want - or 1-64 of a-z 0-9 . _ : - starting with a letter or digit (Nagios: $SERVICEPROBLEMID$, Icinga 2: $service.last_state_change$)", s)
 	}
 	return s, nil
+}
+
+// FaultSince reads the --fault-since argument: when the fault began, in
+// Unix seconds (Nagios' $LASTSERVICESTATECHANGE$, an integer; Icinga 2's
+// $service.last_state_change$, with a fraction). Empty, 0, negative or
+// anything else it cannot read is "not given" (the zero time), never an
+// error: an engine that expands the macro to nothing, or an old command
+// line, must not stop healing. The agent then cannot tell a new fault
+// from a duplicate inside its min_gap, and defers it.
+func FaultSince(s string) time.Time {
+	f, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+	if err != nil || !(f >= 1) || f > 1<<40 {
+		return time.Time{}
+	}
+	return time.Unix(int64(f), 0)
 }

@@ -76,3 +76,19 @@ func TestFaultID(t *testing.T) {
 		}
 	}
 }
+
+// TestFaultSince: Nagios' whole seconds and Icinga 2's fractions are read;
+// an empty, zero, negative or unreadable value is "not known", never an
+// error (an engine that expands the macro to nothing must not stop
+// healing).
+func TestFaultSince(t *testing.T) {
+	for in, want := range map[string]int64{
+		"1764024000": 1764024000, " 1764024000 ": 1764024000, "1764024000.734512": 1764024000,
+		"": 0, "0": 0, "-5": 0, "$LASTSERVICESTATECHANGE$": 0, "abc": 0, "NaN": 0, "Inf": 0, "1e300": 0,
+	} {
+		got := FaultSince(in)
+		if (want == 0 && !got.IsZero()) || (want != 0 && got.Unix() != want) {
+			t.Errorf("FaultSince(%q) = %v, want %d", in, got, want)
+		}
+	}
+}

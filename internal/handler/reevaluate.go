@@ -177,7 +177,7 @@ func reevalOne(ctx context.Context, cfg ReevalConfig, deps Deps, store Store, re
 	}
 	a := h.Ask
 	res := Run(ctx, Config{
-		Event: Event{State: nagios.Critical, Type: Hard, Attempt: 1}, Fault: h.Fault,
+		Event: Event{State: nagios.Critical, Type: Hard, Attempt: 1}, Fault: h.Fault, FaultSince: h.FaultSince,
 		HostName: rec.Host, ServiceDesc: rec.Service,
 		Conn:   Conn{Address: a.Address, Port: a.Port, Agent: a.Agent, Target: a.Target, Key: cfg.Key, TLS: cfg.TLS},
 		Action: protocol.Verb(a.Action), StateDir: cfg.StateDir, Trust: cfg.Trust,

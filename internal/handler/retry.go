@@ -43,6 +43,7 @@ type exchange struct {
 	err      error // the last transport (or request) error, when the last try had no reply
 	attempts int
 	took     time.Duration
+	signed   time.Time // when the last try began (its request's timestamp, on our clock)
 }
 
 // call sends verb for fault until the agent gives a final answer or ctx
@@ -53,13 +54,14 @@ type exchange struct {
 // its record, so a retry after a lost reply cannot restart twice. Retries
 // are never counted anywhere. Any other error (an invalid request) ends
 // the loop at once.
-func call(ctx context.Context, c Doer, verb protocol.Verb, target, fault string, deps Deps) (x exchange) {
+func call(ctx context.Context, c Doer, q protocol.Call, deps Deps) (x exchange) {
 	b := newBackoff(deps.Rand)
 	t0 := deps.Now()
 	defer func() { x.took = deps.Now().Sub(t0) }()
 	for {
 		x.attempts++
-		rep, err := c.Do(ctx, verb, target, fault)
+		x.signed = deps.Now()
+		rep, err := c.Send(ctx, q)
 		x.refusal, x.err = "", nil
 		switch {
 		case err == nil && !rep.Outcome.Retryable():

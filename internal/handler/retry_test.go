@@ -41,8 +41,8 @@ type fakeDoer struct {
 	faults []string
 }
 
-func (f *fakeDoer) Do(_ context.Context, verb protocol.Verb, service, fault string) (protocol.Reply, error) {
-	f.faults = append(f.faults, fault)
+func (f *fakeDoer) Send(_ context.Context, c protocol.Call) (protocol.Reply, error) {
+	f.faults = append(f.faults, c.Fault)
 	n := len(f.faults) - 1
 	if n >= len(f.script) {
 		return protocol.Reply{}, fmt.Errorf("%w: script ended", protocol.ErrNotSent)
@@ -78,7 +78,7 @@ func TestCallRetries(t *testing.T) {
 	var pauses []time.Duration
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	x := call(ctx, f, protocol.VerbRestart, "demo", "42", testDeps(&pauses))
+	x := call(ctx, f, protocol.Call{Verb: protocol.VerbRestart, Service: "demo", Fault: "42"}, testDeps(&pauses))
 	if !x.final || x.rep.Origin != protocol.OriginRecorded || x.attempts != 5 || !x.sent {
 		t.Fatalf("exchange %+v", x)
 	}
@@ -103,7 +103,7 @@ func TestCallFinal(t *testing.T) {
 		protocol.OutcomeDenied, protocol.OutcomeSkew, protocol.OutcomeSpent} {
 		f := &fakeDoer{script: []func() (protocol.Reply, error){reply(o, protocol.OriginNone)}}
 		var pauses []time.Duration
-		x := call(context.Background(), f, protocol.VerbRestart, "demo", "1", testDeps(&pauses))
+		x := call(context.Background(), f, protocol.Call{Verb: protocol.VerbRestart, Service: "demo", Fault: "1"}, testDeps(&pauses))
 		if !x.final || x.attempts != 1 || len(pauses) != 0 {
 			t.Errorf("%s: %+v after %v", o, x, pauses)
 		}
@@ -114,7 +114,7 @@ func TestCallFinal(t *testing.T) {
 		return protocol.Reply{}, errors.New("invalid service name")
 	}}}
 	var pauses []time.Duration
-	x := call(context.Background(), f, protocol.VerbRestart, "demo", "1", testDeps(&pauses))
+	x := call(context.Background(), f, protocol.Call{Verb: protocol.VerbRestart, Service: "demo", Fault: "1"}, testDeps(&pauses))
 	a := answer{exchange: x}
 	if a.kind = a.classify(); x.attempts != 1 || a.kind != kindError || a.code() != ExitFailed {
 		t.Fatalf("%+v kind %s", x, a.kind)
@@ -157,7 +157,7 @@ func TestCallDeadline(t *testing.T) {
 				}
 				return nil
 			}
-			x := call(context.Background(), f, protocol.VerbRestart, "demo", "5", deps)
+			x := call(context.Background(), f, protocol.Call{Verb: protocol.VerbRestart, Service: "demo", Fault: "5"}, deps)
 			a := answer{exchange: x, verb: protocol.VerbRestart, fault: "5", conn: Conn{Address: "127.0.0.1", Port: 5690, Target: "demo"}}
 			a.kind = a.classify()
 			if x.attempts != 9 || a.kind != tt.kind || a.code() != ExitFailed || !strings.Contains(a.summary(), tt.says) {
@@ -170,7 +170,7 @@ func TestCallDeadline(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
 	defer cancel()
 	var pauses []time.Duration
-	if x := call(ctx, f, protocol.VerbRestart, "demo", "5", testDeps(&pauses)); x.attempts != 1 || len(pauses) != 0 {
+	if x := call(ctx, f, protocol.Call{Verb: protocol.VerbRestart, Service: "demo", Fault: "5"}, testDeps(&pauses)); x.attempts != 1 || len(pauses) != 0 {
 		t.Fatalf("%d attempts, pauses %v", x.attempts, pauses)
 	}
 }

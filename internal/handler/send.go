@@ -45,12 +45,15 @@ func Send(ctx context.Context, cfg SendConfig, deps Deps) Result {
 	ctx, cancel := context.WithTimeout(ctx, cfg.Deadline)
 	defer cancel()
 	fault := cfg.Fault
+	var since time.Time
 	if fault == "" && cfg.Verb == protocol.VerbRestart {
 		f, err := protocol.NewManualFault(deps.Now())
 		if err != nil {
 			return Result{Code: ExitFailed, Err: err, Line: "cannot make a fault id: " + err.Error()}
 		}
-		fault = f
+		// A person's restart is a fault of its own that begins now: the
+		// agent never answers it with a restart that ended before.
+		fault, since = f, deps.Now()
 	}
 	if fault == "" {
 		fault = "-"
@@ -60,7 +63,7 @@ func Send(ctx context.Context, cfg SendConfig, deps Deps) Result {
 		Str("host", cfg.HostName).Str("service", cfg.ServiceDesc).Logger()
 
 	var res Result
-	a, err := request(ctx, cfg.Deadline, cfg.Verb, fault, cfg.Conn, deps)
+	a, err := request(ctx, cfg.Deadline, protocol.Call{Verb: cfg.Verb, Fault: fault, Since: since}, cfg.Conn, deps)
 	if err != nil {
 		res.Code, res.Err, res.Line = ExitUsage, err, "configuration error: "+textsafe.OneLine(err.Error())
 		log.Error().Int("exit", res.Code).AnErr("error", err).Msg(res.Line)

@@ -72,7 +72,10 @@ type Held struct {
 	// RetryAt: not asked again before (the agent said when).
 	RetryAt time.Time `json:"retry_at,omitzero"`
 	Fault   string    `json:"fault"`
-	Ask     Ask       `json:"ask"`
+	// FaultSince is when the fault began (zero: not known): asked again,
+	// the agent tells it from a duplicate by it.
+	FaultSince time.Time `json:"fault_since,omitzero"`
+	Ask        Ask       `json:"ask"`
 }
 
 // Ask is how the handler reached the agent for a service: reevaluate asks

@@ -30,6 +30,9 @@ type Job struct {
 	Verb    protocol.Verb
 	Fault   string    // "-" when the request names none
 	Arrived time.Time // when it was verified, on the agent's clock
+	// Since is when the fault began, on the agent's clock (FaultStart);
+	// zero: the request does not say.
+	Since   time.Time
 	Action  Action
 	Budget  Budget // the service's restart budget
 	Backoff Backoff
@@ -49,9 +52,12 @@ type Result struct {
 	Duration time.Duration
 	Output   string
 	Budget   protocol.Budget // restarts only
-	// Detail says, for the audit log, how an answer that did not run came
-	// about, or what went wrong with the records.
+	// Detail says, for the audit log and the reply's note, how an answer
+	// that did not run came about, or what went wrong with the records.
 	Detail string
+	// Age: for an answer from the records (recorded, joined), how long
+	// ago the run that answered began.
+	Age time.Duration
 	// Breaker is the breaker's verdict when it held this restart back or
 	// admitted it as its trial (for the audit log).
 	Breaker *breaker.Verdict
@@ -76,15 +82,22 @@ const breakerWait = 5 * time.Second
 // admit asks the breaker whether j's restart may run. A breaker that
 // cannot answer (its file unreadable, its lock stuck) fails open: a
 // broken breaker must not stop healing; the error is logged and audited.
-func (e *Executor) admit(j Job, now time.Time, note func(string)) gate {
+// With try, it only asks what the breaker would answer, counting nothing
+// (a query).
+func (e *Executor) admit(j Job, now time.Time, note func(string), try bool) gate {
 	return func(b protocol.Budget) (Result, bool) {
 		ctx, cancel := context.WithTimeout(context.Background(), breakerWait)
 		defer cancel()
 		var v breaker.Verdict
 		var err error
-		if m := j.Breaker.Memory; m != nil {
+		switch m := j.Breaker.Memory; {
+		case try && m != nil:
+			v, err = m.Try(ctx, now, j.Service, j.Fault)
+		case try:
+			v, err = j.Breaker.Store.Try(ctx, now, j.Service, j.Fault)
+		case m != nil:
 			v, err = m.Admit(ctx, now, j.Service, j.Fault)
-		} else {
+		default:
 			v, err = j.Breaker.Store.Admit(ctx, now, j.Service, j.Fault)
 		}
 		if err != nil {
@@ -282,7 +295,7 @@ func (e *Executor) execute(j Job) Result {
 	var admit gate
 	var verdict *breaker.Verdict
 	if j.Verb == protocol.VerbRestart && j.Breaker != nil {
-		ask := e.admit(j, now, note)
+		ask := e.admit(j, now, note, false)
 		admit = func(b protocol.Budget) (Result, bool) {
 			r, ok := ask(b)
 			verdict = r.Breaker
@@ -320,9 +333,10 @@ func (e *Executor) execute(j Job) Result {
 			return notRun(protocol.OutcomeFailed, "the agent cannot record the restart: not run", err.Error())
 		}
 	}
+	pre := res.Detail // why no record answered, when one matched
 	res = e.runAction(j.Action)
 	end := e.now()
-	res.Origin = protocol.OriginRun
+	res.Origin, res.Detail = protocol.OriginRun, pre
 	err = ent.finish(j, now, end, res)
 	if j.Verb == protocol.VerbRestart {
 		res.Budget = ent.st.budget(j.Budget, j.Backoff, end)
@@ -334,12 +348,65 @@ func (e *Executor) execute(j Job) Result {
 		res.Budget, res.LastRestart = ent.st.budget(j.Budget, j.Backoff, end), ent.st.lastRestart(end)
 	}
 	if err != nil {
-		res.Detail = "outcome not recorded: " + err.Error()
+		res.Detail = strings.TrimPrefix(res.Detail+"; outcome not recorded: "+err.Error(), "; ")
 	}
 	if verdict != nil && verdict.State != breaker.Closed {
 		res.Breaker = verdict
 	}
 	addNotes(&res)
+	return res
+}
+
+// queryWait bounds a query's wait for the service's lock: a run in
+// progress holds it, and the query then answers busy (retried by the
+// client) rather than hold its connection for the run.
+const queryWait = 3 * time.Second
+
+// Query answers j, a restart, with what Run would answer now, and runs
+// nothing: the records are read under the service's lock and decided as
+// for a restart (fault record, a run in progress, min_gap, the breaker,
+// the back-off, the budget), then dropped, and the breaker is only
+// asked. Nothing is written: no fault record, budget, back-off or
+// breaker count changes. A restart that would run is answered ok with
+// origin "-" and the budget as it stands.
+func (e *Executor) Query(ctx context.Context, j Job) Result {
+	if e.hard.Err() != nil {
+		return notRun(protocol.OutcomeBusy, "agent shutting down", "shutting down")
+	}
+	ctx, cancel := context.WithTimeout(ctx, queryWait)
+	defer cancel()
+	ent, err := e.ledger.open(ctx, j.Service, e.now, nil)
+	if errors.Is(err, errLockBusy) {
+		return notRun(protocol.OutcomeBusy, "an action of this service is running now: a restart would wait for it", err.Error())
+	}
+	if err != nil {
+		return notRun(protocol.OutcomeFailed, "the agent cannot read its records for this service: a restart would not run", err.Error())
+	}
+	ent.discard = true
+	defer ent.close()
+	now := e.now()
+	var notes []string
+	note := func(s string) { notes = append(notes, s) }
+	if n := ent.clockNote(); n != "" {
+		note(n)
+	}
+	var admit gate
+	if j.Breaker != nil {
+		admit = e.admit(j, now, note, true)
+	}
+	res, run := ent.st.decideWith(j, now, admit)
+	if run {
+		b := ent.st.budget(j.Budget, j.Backoff, now)
+		msg := "a restart would run now"
+		if b.Max > 0 {
+			msg += fmt.Sprintf(" (restart %d of %d in %s)", b.Used+1, b.Max, shortDur(j.Budget.Window))
+		}
+		res = Result{Outcome: protocol.OutcomeOK, Origin: protocol.OriginNone, ExitCode: -1, Budget: b,
+			Detail: strings.TrimPrefix(res.Detail+"; "+msg, "; ")}
+	}
+	if len(notes) > 0 {
+		res.Detail = strings.TrimPrefix(res.Detail+"; "+strings.Join(notes, "; "), "; ")
+	}
 	return res
 }
 

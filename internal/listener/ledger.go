@@ -80,6 +80,20 @@ const (
 	// the lock is free: the agent that ran it died (the kernel drops a dead
 	// process's flock). It is not run again for that fault.
 	crashedOutput = "agent stopped during this restart; not run again"
+	// faultRecordTTL ends a fault record's authority: a request whose
+	// fault id matches a record older than this is a new fault that
+	// reuses the id (Nagios' problem ids restart after its retention is
+	// reset; two setups can share small numbers). A day is far beyond any
+	// retry or duplicate (seconds to minutes) and beyond the budget
+	// window's default (1h), so it never lets a fault restart twice that
+	// was ever going to be asked about again for the same outage.
+	faultRecordTTL = 24 * time.Hour
+	// sinceSlack: a fault that began within it after a restart ended is
+	// read as one that restart covered. It absorbs a fault start given in
+	// whole seconds (Nagios) and a split brain's two endpoints seeing one
+	// fault apart (~0.5 s measured); a new fault begins only after a
+	// recovery the engine saw, which takes a check after the restart.
+	sinceSlack = time.Second
 )
 
 const (
@@ -298,6 +312,7 @@ type entry struct {
 	future  time.Duration // how far in the future the latest restart time was (the clock went back)
 	compact bool          // the next write rewrites the journal (missing, a lost write at its end, long, dirty)
 	broken  bool          // a write failed: the file may not say what st says
+	discard bool          // st was changed for an answer only (a query): not kept for the next open
 	unlock  func() error
 }
 
@@ -626,7 +641,9 @@ func (e *entry) close() {
 	if e.f != nil {
 		if fi, err := e.f.Stat(); err == nil && !e.broken && !e.dirty {
 			if k, ok := keyOf(fi); ok {
-				e.l.put(e.service, &snapshot{key: k, st: e.st, size: e.size, head: e.head, lines: e.lines, compact: e.compact})
+				if !e.discard {
+					e.l.put(e.service, &snapshot{key: k, st: e.st, size: e.size, head: e.head, lines: e.lines, compact: e.compact})
+				}
 			}
 		}
 		e.f.Close()
@@ -696,33 +713,74 @@ func (s *serviceState) backoff(b Budget, bo Backoff, now time.Time) (k int, gap 
 }
 
 // decide answers j from the records, or reports that it must run. In
-// order: this fault's restart already ran; a run of the same verb had not
-// finished when j arrived (j shares it); a restart ran less than min_gap
-// ago (any fault: a split brain gives one real fault two ids); then, for
-// a restart that would run, gate (the host's breaker; nil: none) may hold
-// it; the back-off spacing has not passed, or the budget is spent
-// (whichever frees up later; spent on a tie).
+// order: this fault's restart already ran (a record younger than
+// faultRecordTTL that does not predate the fault); a run of the same verb
+// had not finished when j arrived (j shares it); a restart ran less than
+// min_gap ago: if this fault began before it finished, it is the same
+// fault seen under another id (a split brain) and gets its answer; if it
+// began later, or the request does not say, it waits for the gap
+// (backoff); then, for a restart that would run, gate (the host's
+// breaker; nil: none) may hold it; the back-off spacing has not passed,
+// or the budget is spent (whichever frees up later; spent on a tie).
 func (s *serviceState) decide(j Job, now time.Time) (Result, bool) { return s.decideWith(j, now, nil) }
 
 // gate holds a restart back (false) with its answer; b is the budget
 // as it stands, for the reply.
 type gate func(b protocol.Budget) (Result, bool)
 
+// FaultStart is when a fault began on the agent's clock: age (how long
+// before the request was made, on the client's clock, in milliseconds;
+// -1: not given) before its arrival. The clocks' offset does not enter;
+// the transit makes the start look later (a new fault, the safe side).
+func FaultStart(ageMS int64, arrived time.Time) time.Time {
+	if ageMS < 0 {
+		return time.Time{}
+	}
+	return arrived.Add(-time.Duration(ageMS) * time.Millisecond)
+}
+
+// staleFor says why f cannot answer j (its authority ended, or it
+// predates j's fault), or "".
+func (f *faultRecord) staleFor(j Job, now time.Time) string {
+	if age := now.Sub(f.At); age > faultRecordTTL {
+		return fmt.Sprintf("the record of fault %s is %s old (more than %s): a new fault that reuses its id", f.Fault, shortDur(age), shortDur(faultRecordTTL))
+	}
+	if !j.Since.IsZero() && j.Since.After(f.At.Add(sinceSlack)) {
+		return fmt.Sprintf("fault %s began %s after its recorded restart (at %s): a new fault that reuses its id",
+			f.Fault, shortDur(j.Since.Sub(f.At)), f.At.UTC().Format(time.RFC3339))
+	}
+	return ""
+}
+
 func (s *serviceState) decideWith(j Job, now time.Time, admit gate) (Result, bool) {
 	restart := j.Verb == protocol.VerbRestart
 	var b protocol.Budget
+	var notes []string // why a record did not answer, for the answer that did
 	if restart {
 		s.prune(j.Budget, now)
 		b = s.budget(j.Budget, j.Backoff, now)
 		if f := s.fault(j.Fault); f != nil && j.Fault != "-" {
-			r := f.result(protocol.OriginRecorded)
-			r.Budget, r.Detail = b, fmt.Sprintf("fault %s: restarted at %s", f.Fault, f.At.Format(time.RFC3339))
-			return r, false
+			if why := f.staleFor(j, now); why != "" {
+				notes = append(notes, why)
+			} else {
+				r := f.result(protocol.OriginRecorded)
+				r.Budget, r.Age = b, max(now.Sub(f.At), 0)
+				r.Detail = fmt.Sprintf("fault %s was restarted %s ago (at %s): %s",
+					f.Fault, shortDur(r.Age), f.At.UTC().Format(time.RFC3339), orPending(f.outcomeRecord))
+				return r, false
+			}
 		}
+	}
+	withNotes := func(r Result) Result {
+		if len(notes) > 0 {
+			r.Detail = strings.Join(append(notes, r.Detail), "; ")
+		}
+		return r
 	}
 	if last := s.Last[j.Verb]; last != nil && last.State == stateDone && last.End.After(j.Arrived) && !last.Clamped {
 		r := last.result(protocol.OriginJoined)
-		r.Budget, r.Detail = b, fmt.Sprintf("shared the %s that started at %s", j.Verb, last.Start.Format(time.RFC3339Nano))
+		r.Budget, r.Age = b, max(now.Sub(last.Start), 0)
+		r.Detail = fmt.Sprintf("shared the %s that started at %s", j.Verb, last.Start.UTC().Format(time.RFC3339Nano))
 		if restart && j.Fault != "-" && j.Fault != last.Fault {
 			// This fault was answered by another fault's restart: record
 			// it, so that its retry gets the same answer rather than a
@@ -730,20 +788,19 @@ func (s *serviceState) decideWith(j Job, now time.Time, admit gate) (Result, boo
 			s.addFault(faultRecord{Fault: j.Fault, Verb: j.Verb, At: last.Start, outcomeRecord: last.outcomeRecord})
 			s.noted = true
 		}
-		return r, false
+		return withNotes(r), false
 	}
 	if !restart {
 		return Result{}, true
 	}
 	if last := s.Last[protocol.VerbRestart]; last != nil && j.Budget.MinGap > 0 && now.Sub(last.Start) < j.Budget.MinGap {
-		r := last.result(protocol.OriginRecorded)
-		ago := now.Sub(last.Start).Truncate(time.Second)
-		r.Budget, r.Detail = b, fmt.Sprintf("a restart ran %s ago (min_gap %s): its answer, not counted", ago, j.Budget.MinGap)
-		return r, false
+		if r, ok := s.withinGap(j, last, b, now); ok {
+			return withNotes(r), false
+		}
 	}
 	if admit != nil {
 		if r, ok := admit(b); !ok {
-			return r, false
+			return withNotes(r), false
 		}
 	}
 	var spentUntil time.Duration
@@ -755,13 +812,71 @@ func (s *serviceState) decideWith(j Job, now time.Time, admit gate) (Result, boo
 		msg := fmt.Sprintf("back-off: after %d restarts in a row (less than %s apart) the next waits %s; allowed in %s",
 			k, shortDur(j.Backoff.ResetAfter), shortDur(gap), shortDur(wait))
 		b.RetryAfter = max(b.RetryAfter, wait)
-		return Result{Outcome: protocol.OutcomeBackoff, Origin: protocol.OriginNone, ExitCode: -1, Budget: b, Output: msg, Detail: msg}, false
+		return withNotes(Result{Outcome: protocol.OutcomeBackoff, Origin: protocol.OriginNone, ExitCode: -1, Budget: b, Output: msg, Detail: msg}), false
 	}
 	if b.Used >= b.Max {
 		msg := fmt.Sprintf("restart budget spent: %d restarts in %s; the next is allowed in %s", b.Used, j.Budget.Window, b.RetryAfter.Round(time.Second))
-		return Result{Outcome: protocol.OutcomeSpent, Origin: protocol.OriginNone, ExitCode: -1, Budget: b, Output: msg, Detail: msg}, false
+		return withNotes(Result{Outcome: protocol.OutcomeSpent, Origin: protocol.OriginNone, ExitCode: -1, Budget: b, Output: msg, Detail: msg}), false
+	}
+	if len(notes) > 0 {
+		return Result{Detail: strings.Join(notes, "; ")}, true
 	}
 	return Result{}, true
+}
+
+// withinGap answers a restart that arrives less than min_gap after the
+// last one began. A fault that began before that restart finished (with
+// sinceSlack) is the one it covered, seen under another id (a split
+// brain's other endpoint): its answer, origin recorded, not counted, and
+// the fault is recorded so that its retries get the same. A fault that
+// began later is a new crash, and one whose start the request does not
+// give may be: neither is told "ok"; both wait for the gap (backoff,
+// retry-after its end), so that a client that holds the fault and asks
+// again then gets its own restart. ok false: the gap does not decide.
+func (s *serviceState) withinGap(j Job, last *runRecord, b protocol.Budget, now time.Time) (Result, bool) {
+	end := last.End
+	if last.State != stateDone || end.IsZero() {
+		end = last.Start
+	}
+	wait := last.Start.Add(j.Budget.MinGap).Sub(now)
+	lastFault := cmp.Or(last.Fault, "-")
+	if !j.Since.IsZero() && !j.Since.After(end.Add(sinceSlack)) {
+		r := last.result(protocol.OriginRecorded)
+		r.Budget, r.Age = b, max(now.Sub(last.Start), 0)
+		r.Detail = fmt.Sprintf("fault %s began %s the restart for fault %s (at %s) finished: the same fault under another id; that restart's answer (%s), not counted",
+			j.Fault, beforeAfter(end.Sub(j.Since)), lastFault, last.Start.UTC().Format(time.RFC3339), orPending(last.outcomeRecord))
+		if j.Fault != "-" && j.Fault != last.Fault {
+			s.addFault(faultRecord{Fault: j.Fault, Verb: j.Verb, At: last.Start, outcomeRecord: last.outcomeRecord})
+			s.noted = true
+		}
+		return r, true
+	}
+	var msg string
+	if j.Since.IsZero() {
+		msg = fmt.Sprintf("a restart ran %s ago (fault %s, %s); the request does not say when fault %s began, so whether it covered this is unknown; min_gap %s: allowed in %s",
+			shortDur(now.Sub(last.Start)), lastFault, orPending(last.outcomeRecord), j.Fault, shortDur(j.Budget.MinGap), shortDur(wait))
+	} else {
+		msg = fmt.Sprintf("fault %s began %s after the last restart (fault %s, %s) ended: a new fault; min_gap %s: allowed in %s",
+			j.Fault, shortDur(j.Since.Sub(end)), lastFault, orPending(last.outcomeRecord), shortDur(j.Budget.MinGap), shortDur(wait))
+	}
+	b.RetryAfter = max(b.RetryAfter, wait)
+	return Result{Outcome: protocol.OutcomeBackoff, Origin: protocol.OriginNone, ExitCode: -1, Budget: b, Output: msg, Detail: msg}, true
+}
+
+// beforeAfter is "12s before" for d > 0, "3s after" for d < 0.
+func beforeAfter(d time.Duration) string {
+	if d < 0 {
+		return shortDur(-d) + " after"
+	}
+	return shortDur(d) + " before"
+}
+
+// orPending names a record's outcome ("pending" while it runs).
+func orPending(o outcomeRecord) string {
+	if o.State != stateDone {
+		return "still running"
+	}
+	return string(o.Outcome)
 }
 
 // begin records, before a restart runs, its time and its fault, pending.
@@ -782,8 +897,11 @@ func (s *serviceState) begin(j Job, now time.Time) {
 	s.addFault(faultRecord{Fault: j.Fault, Verb: j.Verb, At: now, outcomeRecord: outcomeRecord{State: statePending, Exit: -1}})
 }
 
-// addFault keeps f as the newest of the last maxFaultRecords fault records.
+// addFault keeps f as the newest of the last maxFaultRecords fault
+// records, in place of an older record of the same id (one whose
+// authority ended).
 func (s *serviceState) addFault(f faultRecord) {
+	s.Faults = slices.DeleteFunc(s.Faults, func(o faultRecord) bool { return o.Fault == f.Fault })
 	if len(s.Faults) >= maxFaultRecords {
 		s.Faults = slices.Delete(s.Faults, 0, len(s.Faults)-maxFaultRecords+1)
 	}

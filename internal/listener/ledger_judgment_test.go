@@ -229,7 +229,9 @@ func TestBackoffDoublesAndResets(t *testing.T) {
 	advance(time.Minute)
 	run("f2", 2*time.Minute)
 	advance(59 * time.Second)
-	if rep := restart(t, c, "demo", "f3"); rep.Outcome != protocol.OutcomeOK || rep.Origin != protocol.OriginRecorded {
+	// A new fault within min_gap waits for it (the request does not say
+	// when the fault began: it may be new).
+	if rep := restart(t, c, "demo", "f3"); rep.Outcome != protocol.OutcomeBackoff || rep.Budget.RetryAfter != 61*time.Second {
 		t.Fatalf("f3 within min_gap: %+v", rep)
 	}
 	advance(31 * time.Second)
@@ -306,9 +308,11 @@ func TestClockMovedBackNeverBlocks(t *testing.T) {
 			}
 			_, now, advance := fakeClockServer(t, h)
 			c := clockClient(t, h, now)
-			rep := restart(t, c, "demo", "new")
-			if rep.Origin != protocol.OriginRecorded || h.marks("demo") != 0 ||
-				!strings.Contains(rep.Output, "the last restart is dated 2h in the future: the clock moved back; counted as now") {
+			// The extended reply's note carries it too (the handler's line).
+			rep, err := c.Send(context.Background(), protocol.Call{Verb: protocol.VerbRestart, Service: "demo", Fault: "new"})
+			if err != nil || rep.Outcome != protocol.OutcomeBackoff || h.marks("demo") != 0 ||
+				!strings.Contains(rep.Output, "the last restart is dated 2h in the future: the clock moved back; counted as now") ||
+				!strings.Contains(rep.Note, "the clock moved back") {
 				t.Fatalf("new fault within min_gap of the step: %+v", rep)
 			}
 			advance(2 * time.Minute)

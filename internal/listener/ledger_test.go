@@ -50,17 +50,35 @@ func TestDecide(t *testing.T) {
 	if run || r.Origin != protocol.OriginRecorded || r.Output != "did a" {
 		t.Fatalf("same fault: %+v %v", r, run)
 	}
-	// Another fault within min_gap: a's answer, recorded, not counted.
-	r, run = s.decide(restartJob("c", t0.Add(time.Minute), b), t0.Add(time.Minute))
-	if run || r.Origin != protocol.OriginRecorded || r.Output != "did a" || r.Budget.Used != 1 || r.Budget.RetryAfter != time.Minute {
+	// Another fault within min_gap that began before a's restart ended
+	// (a split brain's other id): a's answer, recorded, not counted.
+	dup := restartJob("c", t0.Add(time.Minute), b)
+	dup.Since = t0.Add(-time.Second)
+	r, run = s.decide(dup, t0.Add(time.Minute))
+	if run || r.Origin != protocol.OriginRecorded || r.Output != "did a" || r.Budget.Used != 1 || r.Budget.RetryAfter != time.Minute ||
+		r.Age != time.Minute {
 		t.Fatalf("within min_gap: %+v %v", r, run)
+	}
+	// One that began after it ended, or that does not say when: a new
+	// fault for all the agent knows, which waits for the gap.
+	for _, since := range []time.Time{t0.Add(30 * time.Second), {}} {
+		j := restartJob("d", t0.Add(time.Minute), b)
+		j.Since = since
+		r, run = s.decide(j, t0.Add(time.Minute))
+		if run || r.Outcome != protocol.OutcomeBackoff || r.Origin != protocol.OriginNone || r.Budget.RetryAfter != time.Minute {
+			t.Fatalf("new fault within min_gap (since %v): %+v %v", since, r, run)
+		}
+	}
+	// c was answered by a's restart: its retry gets the same answer.
+	if r, run := s.decide(restartJob("c", t0.Add(90*time.Second), b), t0.Add(90*time.Second)); run || r.Output != "did a" {
+		t.Fatalf("retry of the duplicate: %+v %v", r, run)
 	}
 	// After min_gap: runs.
 	t1 := t0.Add(3 * time.Minute)
-	if _, run := s.decide(restartJob("c", t1, b), t1); !run {
+	if _, run := s.decide(restartJob("e", t1, b), t1); !run {
 		t.Fatal("after min_gap not run")
 	}
-	ran(s, "c", t1, time.Second, b)
+	ran(s, "e", t1, time.Second, b)
 	// Budget spent until a's restart leaves the window.
 	t2 := t0.Add(10 * time.Minute)
 	r, run = s.decide(restartJob("d", t2, b), t2)

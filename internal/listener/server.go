@@ -644,7 +644,8 @@ func (s *Server) serveConn(conn net.Conn, sl *slot) {
 			out = strings.TrimPrefix(out+"\n"+protocol.FormatLastRestart(req.Nonce, *res.LastRestart), "\n")
 		}
 		rep := protocol.Reply{Agent: cfg.Agent, Outcome: res.Outcome, Origin: res.Origin, ExitCode: res.ExitCode,
-			Duration: res.Duration, AgentTime: s.deps.Now(), Budget: res.Budget, Output: out}
+			Duration: res.Duration, AgentTime: s.deps.Now(), Budget: res.Budget, Output: out,
+			Extended: req.Extended, Age: res.Age, Note: sanitize(res.Detail)}
 		if _, err := conn.Write(protocol.MarshalReply(rep, &key, req.Nonce)); err != nil {
 			rec.reason = "writing reply: " + err.Error()
 		}
@@ -681,7 +682,12 @@ func (s *Server) serveConn(conn net.Conn, sl *slot) {
 		deny("unknown service")
 		return
 	}
-	act, ok := svc.Actions[string(req.Verb)]
+	// A query asks about the restart action, and runs nothing.
+	verb := req.Verb
+	if verb == protocol.VerbQuery {
+		verb = protocol.VerbRestart
+	}
+	act, ok := svc.Actions[string(verb)]
 	if !ok {
 		deny("service has no such action")
 		return
@@ -690,8 +696,12 @@ func (s *Server) serveConn(conn net.Conn, sl *slot) {
 	// grace (and, under inetd, the wait for a sibling's run); the action
 	// itself is bounded by its timeout either way.
 	conn.SetDeadline(time.Time{})
-	j := Job{Service: req.Service, Verb: req.Verb, Fault: req.Fault, Arrived: now, Action: act,
-		Budget: svc.RestartBudget(), Backoff: svc.RestartBackoff(), Breaker: s.breaker(cfg), LockWait: svc.maxHold()}
+	j := Job{Service: req.Service, Verb: verb, Fault: req.Fault, Arrived: now, Since: FaultStart(req.FaultAge, now),
+		Action: act, Budget: svc.RestartBudget(), Backoff: svc.RestartBackoff(), Breaker: s.breaker(cfg), LockWait: svc.maxHold()}
+	if req.Verb == protocol.VerbQuery {
+		reply(s.exec.Query(context.Background(), j))
+		return
+	}
 	wait := act.Timeout + act.KillGrace + pipeWait + 5*time.Second
 	if s.deps.Inetd {
 		wait += j.LockWait

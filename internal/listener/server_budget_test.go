@@ -1,6 +1,7 @@
 package listener
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -80,35 +81,64 @@ func TestFaultRunsOnce(t *testing.T) {
 }
 
 // TestMinGap: a restart for another fault less than min_gap after the last
-// one gets that restart's answer, not counted; other verbs are never
-// budgeted.
+// one gets that restart's answer, not counted, when the fault began before
+// it finished (a split brain's other id); a fault that began after it
+// waits for the gap. Other verbs are never budgeted.
 func TestMinGap(t *testing.T) {
 	h := newHarness(t, opts{budget: &rig.Budget{Max: 3, Window: "1h", MinGap: "2m"}})
-	if rep, err := h.doFault(protocol.VerbRestart, "demo", "1764024000.1"); err != nil || rep.Origin != protocol.OriginRun {
-		t.Fatalf("first: %+v %v", rep, err)
+	_, now, advance := fakeClockServer(t, h)
+	c := clockClient(t, h, now)
+	send := func(fault string, since time.Time) protocol.Reply {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		rep, err := c.Send(ctx, protocol.Call{Verb: protocol.VerbRestart, Service: "demo", Fault: fault, Since: since})
+		if err != nil || !rep.Extended {
+			t.Fatalf("restart %s: %+v %v", fault, rep, err)
+		}
+		return rep
 	}
+	began := now().Add(-3 * time.Second)
+	if rep := send("1764024000.1", began); rep.Origin != protocol.OriginRun {
+		t.Fatalf("first: %+v", rep)
+	}
+	advance(5 * time.Second)
 	// The other HA endpoint saw the same failure half a second later.
-	rep, err := h.doFault(protocol.VerbRestart, "demo", "1764024000.6")
-	if err != nil || rep.Outcome != protocol.OutcomeOK || rep.Origin != protocol.OriginRecorded || rep.Output != "did restart" ||
-		rep.Budget.Used != 1 || rep.Budget.Max != 3 || rep.Budget.Window != time.Hour || rep.Budget.RetryAfter < 100*time.Second {
-		t.Fatalf("second fault within min_gap: %+v %v", rep, err)
+	rep := send("1764024000.6", began.Add(500*time.Millisecond))
+	if rep.Outcome != protocol.OutcomeOK || rep.Origin != protocol.OriginRecorded || rep.Output != "did restart" ||
+		rep.Budget.Used != 1 || rep.Budget.Max != 3 || rep.Budget.Window != time.Hour || rep.Budget.RetryAfter != 115*time.Second ||
+		rep.Age != 5*time.Second || !strings.Contains(rep.Note, "the same fault under another id") {
+		t.Fatalf("second fault within min_gap: %+v", rep)
 	}
 	// A fault id that was only answered from the gap is not recorded as run.
 	recs := h.restartRecords("demo", 2)
 	if recs[0].Fault == "1764024000.6" {
 		recs[0], recs[1] = recs[1], recs[0]
 	}
-	if !recs[0].Ran() || recs[1].Origin != "recorded" || !strings.Contains(recs[1].Raw, "min_gap 2m0s") {
+	if !recs[0].Ran() || recs[1].Origin != "recorded" || !strings.Contains(recs[1].Raw, "the same fault under another id") {
 		t.Fatalf("audit: %s", recs[1].Raw)
+	}
+	// A crash 25 s after the restart finished: a new fault, deferred to
+	// the gap's end, never "ok"; asked again then, it runs.
+	advance(25 * time.Second)
+	crash := now().Add(-5 * time.Second)
+	rep = send("1764024099.2", crash)
+	if rep.Outcome != protocol.OutcomeBackoff || rep.Origin != protocol.OriginNone || rep.Budget.RetryAfter != 90*time.Second ||
+		!strings.Contains(rep.Note, "began 25s after the last restart") || !strings.Contains(rep.Note, "a new fault") || h.marks("demo") != 1 {
+		t.Fatalf("new fault within min_gap: %+v", rep)
+	}
+	advance(90 * time.Second)
+	if rep := send("1764024099.2", crash); rep.Origin != protocol.OriginRun || h.marks("demo") != 2 {
+		t.Fatalf("the new fault after the gap: %+v", rep)
 	}
 	// stop and start: serialised, never budgeted.
 	for _, v := range []protocol.Verb{protocol.VerbStop, protocol.VerbStart, protocol.VerbStop} {
-		if rep, err := h.do(v, "demo"); err != nil || rep.Outcome != protocol.OutcomeOK || rep.Origin != protocol.OriginRun || rep.Budget.Max != 0 {
+		if rep, err := c.Do(context.Background(), v, "demo", "-"); err != nil || rep.Outcome != protocol.OutcomeOK || rep.Origin != protocol.OriginRun || rep.Budget.Max != 0 {
 			t.Fatalf("%s: %+v %v", v, rep, err)
 		}
 	}
-	if h.marks("demo") != 4 {
-		t.Fatalf("marks %d, want 1 restart + 3 others", h.marks("demo"))
+	if h.marks("demo") != 5 {
+		t.Fatalf("marks %d, want 2 restarts + 3 others", h.marks("demo"))
 	}
 }
 

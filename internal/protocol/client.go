@@ -63,15 +63,29 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 // use it to come from a second loopback source).
 func (c *Client) SetLocalAddr(a net.Addr) { c.dialer.LocalAddr = a }
 
-// Do sends one authenticated request and waits for the reply, bounded by
-// ctx. err != nil only for transport/protocol failures, and then wraps
-// ErrNotSent (nothing reached the agent: dial refused, TLS handshake
-// failed) or ErrNoReply (the request was written; the reply was lost,
-// reset, malformed, unauthenticated or from another agent). Both are safe
-// to retry with the same fault: the agent runs a fault's restart once. A
+// Do sends one authenticated request in the short form (no fault start
+// time, the short reply) and waits for the reply, bounded by ctx. err !=
+// nil only for transport/protocol failures, and then wraps ErrNotSent
+// (nothing reached the agent: dial refused, TLS handshake failed) or
+// ErrNoReply (the request was written; the reply was lost, reset,
+// malformed, unauthenticated or from another agent). Both are safe to
+// retry with the same fault: the agent runs a fault's restart once. A
 // refusal or a failed action is a Reply with nil error. For VerbPing the
 // service and fault are ignored.
 func (c *Client) Do(ctx context.Context, verb Verb, service, fault string) (Reply, error) {
+	return c.send(ctx, Call{Verb: verb, Service: service, Fault: fault}, false)
+}
+
+// Send is Do in the extended form: the request carries when the fault
+// began (c.Since, zero: not known) and the reply the agent's note and the
+// age of a recorded answer. An agent older than the extended form denies
+// it.
+func (c *Client) Send(ctx context.Context, call Call) (Reply, error) {
+	return c.send(ctx, call, true)
+}
+
+func (c *Client) send(ctx context.Context, call Call, extended bool) (Reply, error) {
+	verb, service, fault := call.Verb, call.Service, call.Fault
 	if !verb.Valid() {
 		return Reply{}, fmt.Errorf("unknown verb %q", verb)
 	}
@@ -91,6 +105,10 @@ func (c *Client) Do(ctx context.Context, verb Verb, service, fault string) (Repl
 		return Reply{}, err
 	}
 	req := NewRequest(c.key, verb, service, fault, c.cfg.Now(), nonce)
+	if extended {
+		call.Service, call.Fault = service, fault
+		req = NewExtendedRequest(c.key, call, c.cfg.Now(), nonce)
+	}
 
 	conn, err := c.dialer.DialContext(ctx, "tcp", c.cfg.Addr)
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -42,19 +43,22 @@ const (
 // Verb is what the client asks the agent to do.
 type Verb string
 
-// The verbs. Ping checks the agent itself and runs nothing.
+// The verbs. Ping checks the agent itself and runs nothing. Query asks
+// what a restart of the service for the fault would be answered now,
+// and changes nothing but the nonce cache (a dry run).
 const (
 	VerbPing    Verb = "ping"
 	VerbStatus  Verb = "status"
 	VerbStart   Verb = "start"
 	VerbStop    Verb = "stop"
 	VerbRestart Verb = "restart"
+	VerbQuery   Verb = "query"
 )
 
 // Valid reports whether v is one of the protocol's verbs.
 func (v Verb) Valid() bool {
 	switch v {
-	case VerbPing, VerbStatus, VerbStart, VerbStop, VerbRestart:
+	case VerbPing, VerbStatus, VerbStart, VerbStop, VerbRestart, VerbQuery:
 		return true
 	}
 	return false
@@ -124,7 +128,8 @@ const (
 	OriginJoined Origin = "joined"
 	// OriginRecorded: the agent answered from its records: this fault's
 	// restart already ran (a retry, the other HA endpoint, a duplicate), or
-	// a restart ran less than the service's min_gap ago.
+	// a restart that ran less than the service's min_gap ago finished
+	// after this fault began (a split brain's second fault id).
 	OriginRecorded Origin = "recorded"
 )
 
@@ -149,6 +154,8 @@ type Budget struct {
 // combined stdout and stderr. Agent is the answering agent's name (empty on
 // an unsigned refusal). AgentTime is the agent's clock when it answered
 // (zero on unsigned refusals).
+//
+// Extended replies (to an extended request) also carry Age and Note.
 type Reply struct {
 	Agent     string
 	Outcome   Outcome
@@ -158,20 +165,50 @@ type Reply struct {
 	AgentTime time.Time
 	Budget    Budget
 	Output    string
+	// Extended: the reply has the age and note fields (the agent sends
+	// them to an extended request only, so an older client can read it).
+	Extended bool
+	// Age: for origin recorded or joined, how long ago the run that
+	// answered ended (or began, if it never ended); else 0.
+	Age time.Duration
+	// Note is the agent's own account of how it came to this answer
+	// (which record, the gap, the fault's start, a clock that moved
+	// back, the replay window); "" when it has none.
+	Note string
 }
+
+// MaxNote bounds a reply's note (before base64).
+const MaxNote = 1024
 
 // Request is a parsed request frame. Fields hold the exact wire text, so
 // the MAC is computed over what was received, not a re-encoding of it.
 type Request struct {
-	KeyID     string
-	Agent     string
-	Verb      Verb
-	Service   string
-	Fault     string // "-" when the request names no fault
+	KeyID   string
+	Agent   string
+	Verb    Verb
+	Service string
+	Fault   string // "-" when the request names no fault
+	// FaultAge is how long before the request was made the fault began,
+	// in milliseconds on the client's clock; -1: not given. Relative, so
+	// that it means the same on the agent's clock whatever the offset
+	// between the two, and to the millisecond.
+	FaultAge int64
+	// Extended: the 10-field form, which carries FaultAge and asks for the
+	// extended reply.
+	Extended  bool
 	Timestamp int64
 	Nonce     string // 32 lower-case hex digits
 	MAC       string // 64 lower-case hex digits
 	ts        string
+}
+
+// Call is what a client asks: a verb for a service, about a fault that
+// began at Since (zero: not known).
+type Call struct {
+	Verb    Verb
+	Service string
+	Fault   string
+	Since   time.Time
 }
 
 // Parse errors. The agent logs them; the peer only ever sees "denied".
@@ -272,23 +309,41 @@ func splitFields(line []byte, n int) ([]string, error) {
 	return out, nil
 }
 
-// ParseRequest parses one request frame without its newline:
+// ParseRequest parses one request frame without its newline, in either
+// form:
 //
 //	SH2 <key-id> <agent> <verb> <service> <fault> <unix-seconds> <nonce> <mac>
+//	SH2 <key-id> <agent> <verb> <service> <fault> <fault-age-ms> <unix-seconds> <nonce> <mac>
 //
-// It checks syntax only; Verify checks the MAC.
+// The second (extended) form carries how long before the request the
+// fault began ("-": not known) and asks for the extended reply. It checks syntax only; Verify
+// checks the MAC.
 func ParseRequest(line []byte) (Request, error) {
 	if len(line) > MaxRequestFrame-1 {
 		return Request{}, ErrFrameTooLong
 	}
 	f, err := splitFields(line, 9)
 	if err != nil {
-		return Request{}, err
+		if f, err = splitFields(line, 10); err != nil {
+			return Request{}, err
+		}
 	}
 	if f[0] != Version {
 		return Request{}, ErrBadVersion
 	}
-	r := Request{KeyID: f[1], Agent: f[2], Verb: Verb(f[3]), Service: f[4], Fault: f[5], ts: f[6], Nonce: f[7], MAC: f[8]}
+	r := Request{KeyID: f[1], Agent: f[2], Verb: Verb(f[3]), Service: f[4], Fault: f[5], FaultAge: -1}
+	if len(f) == 10 {
+		r.Extended = true
+		if f[6] != "-" {
+			age, ok := parseUint(f[6])
+			if !ok || age > maxFaultAge {
+				return Request{}, fmt.Errorf("%w: fault age", ErrMalformed)
+			}
+			r.FaultAge = age
+		}
+		f = append(f[:6], f[7:]...)
+	}
+	r.ts, r.Nonce, r.MAC = f[6], f[7], f[8]
 	if !nameOK(r.KeyID) {
 		return Request{}, fmt.Errorf("%w: key id", ErrMalformed)
 	}
@@ -301,6 +356,9 @@ func ParseRequest(line []byte) (Request, error) {
 	if r.Verb == VerbPing {
 		if r.Service != "-" || r.Fault != "-" {
 			return Request{}, fmt.Errorf("%w: ping takes service - and fault -", ErrMalformed)
+		}
+		if r.FaultAge >= 0 {
+			return Request{}, fmt.Errorf("%w: ping takes fault age -", ErrMalformed)
 		}
 	} else if !nameOK(r.Service) {
 		return Request{}, fmt.Errorf("%w: service", ErrMalformed)
@@ -337,6 +395,30 @@ func requestMAC(k Key, keyID, agent string, verb Verb, service, fault, ts, nonce
 	return mac(k.Secret, Version, keyID, agent, string(verb), service, fault, ts, nonce)
 }
 
+// maxFaultAge bounds a fault's age: ten years in milliseconds.
+const maxFaultAge = 10 * 366 * 24 * 3600 * 1000
+
+// extendedMAC is the extended form's: the fault's age follows the fault. The field
+// count differs from the short form's, so neither MAC can stand in for
+// the other.
+func extendedMAC(k Key, keyID, agent string, verb Verb, service, fault, age, ts, nonce string) []byte {
+	return mac(k.Secret, Version, keyID, agent, string(verb), service, fault, age, ts, nonce)
+}
+
+func ageText(age int64) string {
+	if age < 0 {
+		return "-"
+	}
+	return strconv.FormatInt(age, 10)
+}
+
+func (r Request) sign(k Key) []byte {
+	if r.Extended {
+		return extendedMAC(k, r.KeyID, r.Agent, r.Verb, r.Service, r.Fault, ageText(r.FaultAge), r.ts, r.Nonce)
+	}
+	return requestMAC(k, r.KeyID, r.Agent, r.Verb, r.Service, r.Fault, r.ts, r.Nonce)
+}
+
 // Verify reports whether the request's MAC is valid under the host key k,
 // in constant time. The key id and the agent must be k's too: a host key
 // signs only for its own fleet id and agent.
@@ -344,7 +426,7 @@ func (r Request) Verify(k Key) bool {
 	if k.Kind != HostKey || !lowerHex(r.MAC, macHexLen) {
 		return false
 	}
-	want := requestMAC(k, r.KeyID, r.Agent, r.Verb, r.Service, r.Fault, r.ts, r.Nonce)
+	want := r.sign(k)
 	got := make([]byte, sha256.Size)
 	if _, err := hex.Decode(got, []byte(r.MAC)); err != nil {
 		return false
@@ -364,7 +446,29 @@ func NewRequest(k Key, verb Verb, service, fault string, now time.Time, nonce st
 	}
 	ts := strconv.FormatInt(now.Unix(), 10)
 	m := requestMAC(k, k.ID, k.Agent, verb, service, fault, ts, nonce)
-	return Request{KeyID: k.ID, Agent: k.Agent, Verb: verb, Service: service, Fault: fault, Timestamp: now.Unix(), ts: ts, Nonce: nonce, MAC: hex.EncodeToString(m)}
+	return Request{KeyID: k.ID, Agent: k.Agent, Verb: verb, Service: service, Fault: fault, FaultAge: -1, Timestamp: now.Unix(), ts: ts, Nonce: nonce, MAC: hex.EncodeToString(m)}
+}
+
+// NewExtendedRequest builds an extended request for c, signed with the
+// host key k: it carries how long before now the fault began (c.Since;
+// a start after now is age 0), and asks for the extended reply. An agent older than the extended form refuses it (denied).
+func NewExtendedRequest(k Key, c Call, now time.Time, nonce string) Request {
+	service, fault := c.Service, c.Fault
+	if c.Verb == VerbPing || service == "" {
+		service = "-"
+	}
+	if c.Verb == VerbPing || fault == "" {
+		fault = "-"
+	}
+	age := int64(-1)
+	if !c.Since.IsZero() && c.Verb != VerbPing {
+		age = min(max(now.Sub(c.Since).Milliseconds(), 0), maxFaultAge)
+	}
+	ts := strconv.FormatInt(now.Unix(), 10)
+	r := Request{KeyID: k.ID, Agent: k.Agent, Verb: c.Verb, Service: service, Fault: fault, FaultAge: age, Extended: true,
+		Timestamp: now.Unix(), ts: ts, Nonce: nonce}
+	r.MAC = hex.EncodeToString(r.sign(k))
+	return r
 }
 
 // Marshal renders the request frame, newline included.
@@ -373,7 +477,11 @@ func (r Request) Marshal() []byte {
 	if ts == "" {
 		ts = strconv.FormatInt(r.Timestamp, 10)
 	}
-	return []byte(Version + " " + r.KeyID + " " + r.Agent + " " + string(r.Verb) + " " + r.Service + " " + r.Fault + " " + ts + " " + r.Nonce + " " + r.MAC + "\n")
+	fault := r.Fault
+	if r.Extended {
+		fault += " " + ageText(r.FaultAge)
+	}
+	return []byte(Version + " " + r.KeyID + " " + r.Agent + " " + string(r.Verb) + " " + r.Service + " " + fault + " " + ts + " " + r.Nonce + " " + r.MAC + "\n")
 }
 
 // replyMAC binds the reply to the host key's fleet id and agent and to the
@@ -426,9 +534,10 @@ func unsignedFrame(o Outcome) []byte {
 	return []byte(Version + " - " + string(o) + " - -1 0 0 - - -\n")
 }
 
-// MarshalReply renders a reply frame:
+// MarshalReply renders a reply frame, extended when rep.Extended:
 //
 //	SH2 <agent> <outcome> <origin> <exit-code> <duration-µs> <agent-unix-ms> <budget> <base64-output|-> <mac|->
+//	SH2 <agent> <outcome> <origin> <exit-code> <duration-µs> <agent-unix-ms> <budget> <base64-output|-> <age-s|-> <base64-note|-> <mac>
 //
 // k is the host key the request verified under, and nonce the request's
 // nonce. With k nil the reply is unsigned, which only Denied, RateLimited
@@ -453,6 +562,20 @@ func MarshalReply(rep Reply, k *Key, nonce string) []byte {
 	ms := max(rep.AgentTime.UnixMilli(), 0)
 	f := []string{k.Agent, string(rep.Outcome), string(origin), strconv.Itoa(rep.ExitCode),
 		strconv.FormatInt(us, 10), strconv.FormatInt(ms, 10), formatBudget(rep.Budget), b64}
+	if rep.Extended {
+		age := "-"
+		if origin == OriginRecorded || origin == OriginJoined {
+			age = strconv.FormatInt(int64(max(rep.Age, 0)/time.Second), 10)
+		}
+		note := "-"
+		if n := rep.Note; n != "" {
+			if len(n) > MaxNote {
+				n = n[:MaxNote]
+			}
+			note = base64.StdEncoding.EncodeToString([]byte(n))
+		}
+		f = append(f, age, note)
+	}
 	m := hex.EncodeToString(replyMAC(*k, nonce, f[1:]))
 	return []byte(Version + " " + strings.Join(f, " ") + " " + m + "\n")
 }
@@ -465,8 +588,13 @@ func ParseReply(line []byte, k Key, nonce string) (Reply, error) {
 		return Reply{}, ErrFrameTooLong
 	}
 	f, err := splitFields(line, 10)
+	var ext []string // the extended reply's age and note
 	if err != nil {
-		return Reply{}, err
+		if f, err = splitFields(line, 12); err != nil {
+			return Reply{}, err
+		}
+		ext = slices.Clone(f[9:11])
+		f = append(f[:9], f[11])
 	}
 	if f[0] != Version {
 		return Reply{}, ErrBadVersion
@@ -476,6 +604,9 @@ func ParseReply(line []byte, k Key, nonce string) (Reply, error) {
 		return Reply{}, fmt.Errorf("%w: outcome", ErrMalformed)
 	}
 	if f[9] == "-" {
+		if ext != nil {
+			return Reply{}, fmt.Errorf("%w: unsigned reply carries fields", ErrMalformed)
+		}
 		if !o.mayBeUnsigned() {
 			return Reply{}, fmt.Errorf("%w: unsigned %q reply", ErrMalformed, o)
 		}
@@ -525,12 +656,32 @@ func ParseReply(line []byte, k Key, nonce string) (Reply, error) {
 	if !lowerHex(f[9], macHexLen) {
 		return Reply{}, fmt.Errorf("%w: reply mac", ErrMalformed)
 	}
+	rep := Reply{Agent: f[1], Outcome: o, Origin: origin, ExitCode: int(exit), Duration: time.Duration(us) * time.Microsecond,
+		AgentTime: time.UnixMilli(ms), Budget: budget, Output: string(output)}
+	signed := f[2:9]
+	if ext != nil {
+		rep.Extended = true
+		if ext[0] != "-" {
+			age, ok := parseUint(ext[0])
+			if !ok || age > 1<<40 || (origin != OriginRecorded && origin != OriginJoined) {
+				return Reply{}, fmt.Errorf("%w: age", ErrMalformed)
+			}
+			rep.Age = time.Duration(age) * time.Second
+		}
+		if ext[1] != "-" {
+			note, err := base64.StdEncoding.Strict().DecodeString(ext[1])
+			if err != nil || len(note) > MaxNote {
+				return Reply{}, fmt.Errorf("%w: note", ErrMalformed)
+			}
+			rep.Note = string(note)
+		}
+		signed = append(slices.Clone(signed), ext...)
+	}
 	got, _ := hex.DecodeString(f[9])
-	if !hmac.Equal(got, replyMAC(k, nonce, f[2:9])) {
+	if !hmac.Equal(got, replyMAC(k, nonce, signed)) {
 		return Reply{}, errors.New("reply MAC does not verify: not from the agent holding this host key")
 	}
-	return Reply{Agent: f[1], Outcome: o, Origin: origin, ExitCode: int(exit), Duration: time.Duration(us) * time.Microsecond,
-		AgentTime: time.UnixMilli(ms), Budget: budget, Output: string(output)}, nil
+	return rep, nil
 }
 
 // RequestMAC returns the hex MAC of arbitrary field strings under k. Tests

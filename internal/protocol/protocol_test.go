@@ -389,6 +389,8 @@ func FuzzVerify(f *testing.F) {
 	f.Add(NewRequest(k, VerbRestart, "demo", "4711", time.Unix(1700000000, 0), testNonce).Marshal())
 	f.Add(NewRequest(k, VerbPing, "", "", time.Unix(1, 0), testNonce).Marshal())
 	f.Add([]byte("SH2 fleet1 web1 restart demo - 0 x y\n"))
+	f.Add(NewExtendedRequest(k, Call{Verb: VerbQuery, Service: "demo", Fault: "4711", Since: time.Unix(1699999990, 0)}, time.Unix(1700000000, 0), testNonce).Marshal())
+	f.Add(NewExtendedRequest(k, Call{Verb: VerbRestart, Service: "demo", Fault: "4711"}, time.Unix(1700000000, 0), testNonce).Marshal())
 	f.Fuzz(func(t *testing.T, in []byte) {
 		line := bytes.TrimSuffix(in, []byte{'\n'})
 		r, err := ParseRequest(line)
@@ -399,6 +401,13 @@ func FuzzVerify(f *testing.F) {
 			return
 		}
 		want := NewRequest(k, r.Verb, r.Service, r.Fault, time.Unix(r.Timestamp, 0), r.Nonce).Marshal()
+		if r.Extended {
+			var since time.Time
+			if r.FaultAge >= 0 {
+				since = time.Unix(r.Timestamp, 0).Add(-time.Duration(r.FaultAge) * time.Millisecond)
+			}
+			want = NewExtendedRequest(k, Call{Verb: r.Verb, Service: r.Service, Fault: r.Fault, Since: since}, time.Unix(r.Timestamp, 0), r.Nonce).Marshal()
+		}
 		if !bytes.Equal(append(line, '\n'), want) {
 			t.Fatalf("verified non-canonical frame %q (canonical %q)", line, want)
 		}
@@ -406,4 +415,74 @@ func FuzzVerify(f *testing.F) {
 			t.Fatal("a request parsed as a reply")
 		}
 	})
+}
+
+// TestExtendedForm: the extended request carries how long before it the
+// fault began ("-": not known) under its own MAC, which the short form's cannot stand
+// in for; the extended reply carries the age of a recorded answer and
+// the agent's note, both under the reply MAC.
+func TestExtendedForm(t *testing.T) {
+	k := testKey(t)
+	now := time.Unix(1700000000, 0)
+	for _, since := range []time.Time{{}, time.Unix(1699999950, 0).Add(-250 * time.Millisecond)} {
+		r := NewExtendedRequest(k, Call{Verb: VerbRestart, Service: "demo", Fault: "4711", Since: since}, now, testNonce)
+		line := bytes.TrimSuffix(r.Marshal(), []byte{'\n'})
+		got, err := ParseRequest(line)
+		if err != nil || !got.Extended || !got.Verify(k) || got.Fault != "4711" || got.Timestamp != now.Unix() {
+			t.Fatalf("%q: %+v %v", line, got, err)
+		}
+		if (since.IsZero() && got.FaultAge != -1) || (!since.IsZero() && got.FaultAge != 50250) {
+			t.Fatalf("fault age %d, for %v", got.FaultAge, since)
+		}
+		// The short form's MAC on the extended frame, and the since
+		// field changed: neither verifies.
+		short := NewRequest(k, VerbRestart, "demo", "4711", now, testNonce)
+		f := strings.Fields(string(line))
+		f[9] = short.MAC
+		if g, err := ParseRequest([]byte(strings.Join(f, " "))); err != nil || g.Verify(k) {
+			t.Fatalf("short MAC on the extended form: %v", err)
+		}
+		f = strings.Fields(string(line))
+		f[6] = "1"
+		if g, err := ParseRequest([]byte(strings.Join(f, " "))); err != nil || g.Verify(k) {
+			t.Fatalf("fault age changed: %v", err)
+		}
+	}
+	for _, bad := range []string{"01", "+5", "1.5", "", "99999999999999"} {
+		line := "SH2 fleet1 web1 restart demo 4711 " + bad + " 1700000000 " + testNonce + " " + strings.Repeat("a", 64)
+		if _, err := ParseRequest([]byte(line)); err == nil {
+			t.Errorf("fault age %q accepted", bad)
+		}
+	}
+	if _, err := ParseRequest([]byte("SH2 fleet1 web1 ping - - 5 1700000000 " + testNonce + " " + strings.Repeat("a", 64))); err == nil {
+		t.Error("ping with a fault age accepted")
+	}
+
+	rep := Reply{Agent: "web1", Outcome: OutcomeOK, Origin: OriginRecorded, ExitCode: 0, AgentTime: time.UnixMilli(1700000000123),
+		Budget: Budget{Used: 1, Max: 3, Window: time.Hour}, Output: "did it", Extended: true, Age: 192 * time.Second,
+		Note: "fault 4711 was restarted 3m12s ago"}
+	frame := bytes.TrimSuffix(MarshalReply(rep, &k, testNonce), []byte{'\n'})
+	got, err := ParseReply(frame, k, testNonce)
+	if err != nil || got != rep {
+		t.Fatalf("round trip: %+v %v\n%s", got, err, frame)
+	}
+	f := strings.Fields(string(frame))
+	if len(f) != 12 || f[9] != "192" {
+		t.Fatalf("extended reply %q", frame)
+	}
+	f[9] = "1"
+	if _, err := ParseReply([]byte(strings.Join(f, " ")), k, testNonce); err == nil {
+		t.Fatal("a changed age verified")
+	}
+	// Without the two fields, the MAC is not the short reply's.
+	short := append(f[:9:9], f[11])
+	if _, err := ParseReply([]byte(strings.Join(short, " ")), k, testNonce); err == nil {
+		t.Fatal("an extended reply cut to the short form verified")
+	}
+	// An age is only said of an answer from the records.
+	rep.Origin, rep.Age = OriginRun, 0
+	got, err = ParseReply(bytes.TrimSuffix(MarshalReply(rep, &k, testNonce), []byte{'\n'}), k, testNonce)
+	if err != nil || got != rep || !strings.Contains(string(MarshalReply(rep, &k, testNonce)), " - ZmF1bHQ") {
+		t.Fatalf("run: %+v %v", got, err)
+	}
 }

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -153,25 +154,27 @@ func TestHAZone(t *testing.T) {
 	lab.logf("phase 2: both endpoints healed %.1fs after the crash; handler runs: %s; audit: %s; faults %s (budget %s)",
 		healed.Seconds(), lab.handlerSummary(m), c2, faultsOf(p2), budgetOf(run2))
 
-	// A request with yet another fault id inside min_gap (as a split brain
-	// gives when the endpoints' fault times differ; here an on-call
-	// restart) is answered from the run's record, not run, not counted.
+	// An on-call restart inside min_gap is a fault of its own that begins
+	// now, after the run ended: the agent defers it to the gap's end
+	// (backoff, signed, nothing run, not counted), and send says so (exit
+	// 1) rather than call the earlier restart its own.
 	m = lab.mark()
 	pid2 := lab.worker.PID()
 	out, err := lab.send("restart")
-	if err != nil {
-		lab.fail("send restart within min_gap: %v\n%s", err, out)
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(out, "back-off at the agent") {
+		lab.fail("send restart within min_gap: %v, want exit 1 and a back-off\n%s", err, out)
 	}
 	p2b := lab.restartsSince(m)
-	if c := rig.CountRestarts(p2b); len(p2b) != 1 || c.Recorded != 1 || !strings.HasPrefix(p2b[0].Fault, "manual-") ||
+	if c := rig.CountRestarts(p2b); len(p2b) != 1 || c.Run != 0 || p2b[0].Outcome != "backoff" || !strings.HasPrefix(p2b[0].Fault, "manual-") ||
 		budgetOf(p2b[0]) != budgetOf(run2) {
-		lab.fail("a manual restart inside min_gap: %s; want it recorded, not counted", faultsOf(p2b))
+		lab.fail("a manual restart inside min_gap: %s; want it deferred, not run, not counted", faultsOf(p2b))
 	}
 	if p := lab.worker.PID(); p != pid2 {
 		lab.fail("a manual restart inside min_gap restarted the worker: pid %d -> %d", pid2, p)
 	}
 	lab.logf("phase 2: a manual restart %.0fs after the run, fault %s: %s, budget %s; handle_worker said %q",
-		p2b[0].Time.Sub(run2.Time).Seconds(), p2b[0].Fault, p2b[0].Origin, budgetOf(p2b[0]), strings.TrimSpace(out))
+		p2b[0].Time.Sub(run2.Time).Seconds(), p2b[0].Fault, p2b[0].Outcome, budgetOf(p2b[0]), strings.TrimSpace(out))
 
 	// Phase 3, still split: a third fault past min_gap finds the budget
 	// (2 an hour) spent, whichever endpoint asks.
