@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -66,7 +67,7 @@ func TestSampleEmptyMacros(t *testing.T) {
 	given := map[string]string{
 		"USER1": filepath.Dir(s.bin), "USER3": s.l.KeyFile, "USER4": s.state, "USER5": s.log, "USER6": rig.DefaultHandlerArgs,
 		"COMMANDFILE": s.fifo, "STATUSDATAFILE": statusFile, "MAINCONFIGFILE": mainCfg,
-		"_SERVICEWORKER_TARGET": "demo", "_HOSTLISTENER_PORT": itoa(s.l.Port), "SERVICEPROBLEMID": "",
+		"_SERVICEWORKER_TARGET": "demo", "_HOSTLISTENER_PORT": itoa(s.l.Port), "SERVICEPROBLEMID": "", "LASTSERVICESTATECHANGE": "",
 		"_SERVICEHEAL_RECHECK": "1s", "SERVICEDOWNTIME": "0", "HOSTDOWNTIME": "0", "HOSTSTATE": "UP",
 		"SERVICEPERFDATA": "'critical_self'=1;;;0; 'critical_dependency'=0;;;0;",
 		"SERVICESTATE":    "CRITICAL", "SERVICESTATETYPE": "HARD", "SERVICEATTEMPT": "3",
@@ -83,6 +84,7 @@ func TestSampleEmptyMacros(t *testing.T) {
 		{"STATUSDATAFILE", healed, nil, false},
 		{"MAINCONFIGFILE", healed, nil, false},
 		{"SERVICEPROBLEMID", healed, nil, false},
+		{"LASTSERVICESTATECHANGE", healed, nil, false},
 		{"_SERVICEHEAL_RECHECK", healed, nil, false},
 		{"SERVICEDOWNTIME", healed, nil, false},
 		{"HOSTDOWNTIME", healed, nil, false},
@@ -111,6 +113,7 @@ func TestSampleEmptyMacros(t *testing.T) {
 				vals[k] = v
 			}
 			vals["SERVICEPROBLEMID"] = itoa(100 + i) // a new fault each: the agent restarts once per fault
+			vals["LASTSERVICESTATECHANGE"] = strconv.FormatInt(time.Now().Unix(), 10)
 			if tc.macro != "" {
 				vals[tc.macro] = ""
 			}
