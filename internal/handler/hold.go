@@ -483,7 +483,7 @@ func (r *run) writeCommands(ctx context.Context) ([]WriteResult, string) {
 // Nagios, whose ADD_SVC_COMMENT has no expiry, reevaluate removes them by
 // id from status.dat (and a Nagios restart drops them: not persistent).
 const (
-	okTTL   = 24 * time.Hour    // the success: a day of history is enough
+	okTTL   = 24 * time.Hour     // the success: a day of history is enough
 	holdTTL = 7 * 24 * time.Hour // a hold or deferral: a pause lasts at most a week too
 )
 
