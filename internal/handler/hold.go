@@ -459,7 +459,7 @@ func (r *run) status(ctx context.Context) *nagios.StatusData {
 
 // writeCommands writes res.Commands through the engine's write-back and
 // returns what became of each, and a suffix for the human line when a
-// command failed (kept in the record, to be retried).
+// command failed (the record keeps it, to be retried).
 func (r *run) writeCommands(ctx context.Context) ([]WriteResult, string) {
 	if len(r.res.Commands) == 0 || r.cfg.DryRun {
 		return nil, ""
@@ -467,11 +467,10 @@ func (r *run) writeCommands(ctx context.Context) ([]WriteResult, string) {
 	e := r.engine()
 	res := writeBack(ctx, e, r.deps.Now(), r.res.Commands)
 	if err := joinResults(res); err != nil {
-		sfx := "; engine not told (" + e.Name() + "): " + textsafe.OneLine(err.Error())
 		if r.cfg.StateDir != "" {
-			sfx += "; kept to retry"
+			r.notes = append(r.notes, "write-back kept to retry")
 		}
-		return res, sfx
+		return res, "; engine not told (" + e.Name() + "): " + textsafe.OneLine(err.Error())
 	}
 	return res, ""
 }
