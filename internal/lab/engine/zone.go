@@ -215,9 +215,15 @@ func (z *Zone) clusterObjects(names []string, i, port int, password string) stri
 	fmt.Fprintf(&b, `object ApiListener "api" {
   bind_host = "127.0.0.1"
   bind_port = %d
-  /* Every endpoint loads the same objects itself: no config sync, no remote commands. */
-  accept_config = false
-  accept_commands = false
+  /* As Icinga's distributed-monitoring docs set up an HA master zone (the
+   * second master is set up as a satellite of the first, accepting config
+   * and commands): runtime objects made through one endpoint's API
+   * (comments, downtimes) reach the others as config updates, which an
+   * endpoint with accept_config = false ignores ("Ignoring config
+   * update"). Every endpoint receives them, so every endpoint accepts. The
+   * objects themselves are loaded by each endpoint from its own files. */
+  accept_config = true
+  accept_commands = true
 }
 `, port)
 	for j, n := range names {
@@ -232,7 +238,8 @@ func (z *Zone) clusterObjects(names []string, i, port int, password string) stri
 		quoted[j] = quoteIcinga(n)
 	}
 	fmt.Fprintf(&b, "object Zone %s { endpoints = [ %s ] }\n", quoteIcinga(z.Name), strings.Join(quoted, ", "))
-	fmt.Fprintf(&b, "object ApiUser \"lab\" {\n  password = %s\n  permissions = [ \"objects/query/*\" ]\n}\n\n", quoteIcinga(password))
+	// The lab's user queries, and comments (the replication test).
+	fmt.Fprintf(&b, "object ApiUser \"lab\" {\n  password = %s\n  permissions = [ \"objects/query/*\", \"actions/add-comment\", \"actions/remove-comment\" ]\n}\n\n", quoteIcinga(password))
 	return b.String()
 }
 
@@ -316,6 +323,13 @@ func copyFile(src, dst string) error {
 	}
 	return os.WriteFile(dst, b, 0o600)
 }
+
+// CAFile is the zone's CA certificate, which signed every endpoint's.
+func (z *Zone) CAFile() string { return filepath.Join(z.Dir, "pki", "ca", "ca.crt") }
+
+// Credentials are the lab's ApiUser on every endpoint (objects/query/*,
+// actions/add-comment, actions/remove-comment).
+func (e *ZoneEndpoint) Credentials() (user, password string) { return e.user, e.password }
 
 // Endpoint returns the endpoint called name, or nil.
 func (z *Zone) Endpoint(name string) *ZoneEndpoint {
