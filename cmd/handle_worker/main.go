@@ -79,7 +79,7 @@ type icingaFlags struct {
 }
 
 // engine is the Icinga 2 API engine, or nil when --icinga-api is unset.
-func (f icingaFlags) engine(trust fsutil.Trust, commandFile string) (handler.Engine, error) {
+func (f icingaFlags) engine(trust fsutil.Trust, commandFile, stateDir string) (handler.Engine, error) {
 	if f.IcingaAPI == "" {
 		return nil, nil
 	}
@@ -94,7 +94,7 @@ func (f icingaFlags) engine(trust fsutil.Trust, commandFile string) (handler.Eng
 		return nil, err
 	}
 	c, err := icingaapi.New(icingaapi.Config{URL: f.IcingaAPI, CAFile: f.IcingaCA, ServerName: f.IcingaServerName,
-		User: user, Password: pass, Timeout: f.IcingaTimeout})
+		User: user, Password: pass, Timeout: f.IcingaTimeout, Sessions: icingaapi.SessionFile{Trust: trust, Dir: stateDir}})
 	if err != nil {
 		return nil, err
 	}
@@ -342,7 +342,7 @@ func (e *eventCmd) run(ctx context.Context, trust fsutil.Trust, stdout, stderr i
 	facts, judgment, err := e.facts(trust)
 	var eng handler.Engine
 	if err == nil {
-		eng, err = e.engine(trust, e.CommandFile)
+		eng, err = e.engine(trust, e.CommandFile, e.StateDir)
 	}
 	var fault string
 	if err == nil {
@@ -572,7 +572,7 @@ func (c *reevaluateCmd) run(ctx context.Context, trust fsutil.Trust, stdout, std
 			return unknown(err)
 		}
 	}
-	eng, err := c.engine(trust, c.CommandFile)
+	eng, err := c.engine(trust, c.CommandFile, c.StateDir)
 	if err != nil {
 		return unknown(err)
 	}
