@@ -344,6 +344,10 @@ func (e *eventCmd) run(ctx context.Context, trust fsutil.Trust, stdout, stderr i
 	if err == nil {
 		eng, err = e.engine(trust, e.CommandFile, e.StateDir)
 	}
+	if err == nil && eng == nil && e.StatusFile != "" {
+		// status.dat is read when a decision needs it, not on every run.
+		eng = handler.NagiosEngine{StatusFile: e.StatusFile, CommandFile: e.CommandFile, Trust: trust}
+	}
 	var fault string
 	if err == nil {
 		fault, err = handler.FaultID(e.Fault)
@@ -367,7 +371,7 @@ func (e *eventCmd) run(ctx context.Context, trust fsutil.Trust, stdout, stderr i
 				w = handler.NagiosEngine{CommandFile: e.CommandFile}
 			}
 			wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			if werr := w.Write(wctx, time.Now(), handler.AddSvcComment(e.HostName, e.ServiceDesc, true, handler.Author, msg)); werr != nil {
+			if werr := handler.ConfigError(wctx, w, handler.Store{Dir: e.StateDir, Trust: trust}, e.HostName, e.ServiceDesc, msg, time.Now()); werr != nil {
 				fmt.Fprintf(stderr, "handle_worker: could not write to %s: %v\n", w.Name(), werr)
 			}
 			cancel()
@@ -424,9 +428,6 @@ func (e *eventCmd) facts(trust fsutil.Trust) (handler.Facts, handler.Judgment, e
 	}
 	if e.Perfdata != nil {
 		f.Perfdata, f.PerfdataGiven = *e.Perfdata, true
-	}
-	if e.StatusFile != "" {
-		f.Status, f.StatusErr = handler.ReadStatusFile(trust, e.StatusFile, e.HostName)
 	}
 	j, err := e.judgment()
 	return f, j, err

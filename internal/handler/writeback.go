@@ -146,3 +146,28 @@ func (c ReevalConfig) writeEngine() Engine {
 	}
 	return nil
 }
+
+// ConfigError writes the persistent "auto-healing impossible" comment that
+// main writes when its own configuration stops a heal, and records it
+// (best effort: the state directory may be what is wrong), so that the
+// recovery removes it like any other and a failed write is retried.
+func ConfigError(ctx context.Context, eng Engine, store Store, host, service, text string, now time.Time) error {
+	res := writeBack(ctx, eng, now, []Command{AddSvcComment(host, service, true, Author, text)})
+	if store.Dir != "" {
+		fresh := false
+		err := store.Update(ctx, host, service, func(cur *Record) bool {
+			if cur == nil {
+				fresh = true
+				return false
+			}
+			cur.apply(res, now, cur.Fault)
+			return true
+		})
+		if err == nil && fresh {
+			rec := Record{Host: host, Service: service, At: now.UTC(), Source: "event", Fault: "-", Result: kindError, Summary: text}
+			rec.apply(res, now, "-")
+			_ = store.Write(ctx, rec)
+		}
+	}
+	return joinResults(res)
+}

@@ -318,3 +318,27 @@ func TestReevaluateExpiresNagiosComments(t *testing.T) {
 		t.Fatalf("command file:\n got %q\nwant %q", c, want)
 	}
 }
+
+// TestConfigErrorCommentRecorded: the comment main writes for its own
+// configuration error is on record, so the recovery removes it by name.
+func TestConfigErrorCommentRecorded(t *testing.T) {
+	l := rigtest.StartHandlerListener(t)
+	e := newEnv(t, l)
+	f, engine := newFakeIcinga(t)
+	eng, done := engine()
+	defer done()
+	msg := "auto-healing impossible: handle_worker configuration error: key file: mode 0644; a human must look"
+	if err := handler.ConfigError(context.Background(), eng, handler.Store{Dir: e.state}, "web1", "Worker", msg, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if txt := f.texts(); len(txt) != 1 || txt[0] != msg {
+		t.Fatalf("comments %q", txt)
+	}
+	e.cfg.CommandFile, e.cfg.Engine, e.cfg.Facts = "", eng, icingaFacts()
+	if r := e.run("OK", "HARD", 1, "1764026300"); r.Code != 0 {
+		t.Fatalf("recovery: %s", r.Line)
+	}
+	if txt := f.texts(); len(txt) != 0 {
+		t.Fatalf("comments after the recovery: %q", txt)
+	}
+}
