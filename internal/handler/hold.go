@@ -125,12 +125,15 @@ func (r *run) recovered(ctx context.Context) {
 	}
 	r.res.Commands = dedupe(append(r.pending(false, true), cmds...))
 	p := r.prev
-	if p == nil || len(r.res.Commands) == 0 && p.Held == nil && p.Comment == "" && len(p.Pending) == 0 {
+	if len(r.res.Commands) == 0 && (p == nil || p.Held == nil && p.Comment == "" && len(p.Pending) == 0) {
 		return
 	}
 	results, sfx := r.writeCommands(ctx)
 	if sfx != "" {
 		r.notes = append(r.notes, strings.TrimPrefix(sfx, "; "))
+	}
+	if p == nil || r.cfg.StateDir == "" {
+		return // status.dat showed comments of ours, and there is no record to keep
 	}
 	rec := *p
 	rec.Held, rec.Comment = nil, ""
