@@ -500,6 +500,8 @@ func (c *Client) Services(ctx context.Context, names [][2]string) (map[[2]string
 type Comment struct {
 	Name, Author, Text string
 	EntryTime          time.Time
+	Expiry             time.Time // zero: it does not expire
+	Persistent         bool
 }
 
 // commentFilter is constant: the names are filter_vars, never text in it.
@@ -521,7 +523,7 @@ func (c *Client) Comments(ctx context.Context, host, service, author string) ([]
 		"type":        "Comment",
 		"filter":      commentFilter,
 		"filter_vars": map[string]string{"selfheal_host": host, "selfheal_service": service, "selfheal_author": author},
-		"attrs":       []string{"host_name", "service_name", "author", "text", "entry_time"},
+		"attrs":       []string{"host_name", "service_name", "author", "text", "entry_time", "expire_time", "persistent"},
 		"verbose":     true,
 	}
 	res, err := c.call(ctx, op, "/v1/objects/comments", true, body, maxQueryBody)
@@ -538,6 +540,8 @@ func (c *Client) Comments(ctx context.Context, host, service, author string) ([]
 				Author    string  `json:"author"`
 				Text      string  `json:"text"`
 				EntryTime float64 `json:"entry_time"`
+				Expire    float64 `json:"expire_time"`
+				Persist   bool    `json:"persistent"`
 			} `json:"attrs"`
 		}
 		if err := json.Unmarshal(raw, &o); err != nil {
@@ -548,7 +552,11 @@ func (c *Client) Comments(ctx context.Context, host, service, author string) ([]
 		if o.Attrs.Host != host || o.Attrs.Service != service || o.Attrs.Author != author || o.Name == "" {
 			return nil, &Error{Op: op, Code: 200, Status: fmt.Sprintf("answer holds comment %q, not one by %q on that service", o.Name, author), Kind: ErrResponse}
 		}
-		out = append(out, Comment{Name: o.Name, Author: o.Attrs.Author, Text: o.Attrs.Text, EntryTime: floatTime(o.Attrs.EntryTime)})
+		c := Comment{Name: o.Name, Author: o.Attrs.Author, Text: o.Attrs.Text, EntryTime: floatTime(o.Attrs.EntryTime), Persistent: o.Attrs.Persist}
+		if o.Attrs.Expire > 0 {
+			c.Expiry = floatTime(o.Attrs.Expire)
+		}
+		out = append(out, c)
 	}
 	slices.SortStableFunc(out, func(a, b Comment) int { return a.EntryTime.Compare(b.EntryTime) })
 	return out, nil

@@ -156,15 +156,21 @@ func TestIcingaStartMakesNoAPICall(t *testing.T) {
 	if err := w.Fault(ctx, "crash"); err != nil {
 		t.Fatal(err)
 	}
-	for ctx.Err() == nil {
-		cs, err := client.Comments(ctx, rig.HostName, rig.ServiceName, "handle_worker")
-		if err == nil && slices.ContainsFunc(cs, func(c icingaapi.Comment) bool { return strings.HasPrefix(c.Text, "auto-restart ok") }) {
+	var ok icingaapi.Comment
+	for ctx.Err() == nil && ok.Name == "" {
+		cs, _ := client.Comments(ctx, rig.HostName, rig.ServiceName, "handle_worker")
+		if i := slices.IndexFunc(cs, func(c icingaapi.Comment) bool { return strings.HasPrefix(c.Text, "auto-restart ok") }); i >= 0 {
+			ok = cs[i]
 			break
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	if ctx.Err() != nil {
+	if ok.Name == "" {
 		t.Fatalf("no success comment after the crash\n%s", report())
+	}
+	// A routine comment goes by itself: Icinga expires it in a day.
+	if d := ok.Expiry.Sub(ok.EntryTime); d < 23*time.Hour || d > 25*time.Hour {
+		t.Errorf("the success comment expires %s after it was made (%+v), want a day", d, ok)
 	}
 	healConns := proxy.Conns()
 	if healConns != 1 {
