@@ -342,3 +342,25 @@ func TestConfigErrorCommentRecorded(t *testing.T) {
 		t.Fatalf("comments after the recovery: %q", txt)
 	}
 }
+
+// TestVolatileOneSuccessComment: under Nagios too, a volatile service's
+// later runs for a healed fault (the agent answers "already") write
+// neither a second success comment nor a second forced re-check.
+func TestVolatileOneSuccessComment(t *testing.T) {
+	l := rigtest.StartHandlerListener(t)
+	e := newEnv(t, l)
+	e.cfg.Facts = handler.NoFacts
+	expect(t, e.run("CRITICAL", "HARD", 3, "7"), 0, "ok in")
+	if c := e.commands(); strings.Count(c, "ADD_SVC_COMMENT") != 1 || strings.Count(c, "SCHEDULE_FORCED_SVC_CHECK") != 1 {
+		t.Fatalf("the heal wrote %q", c)
+	}
+	for range 3 {
+		expect(t, e.run("CRITICAL", "HARD", 3, "7"), 0, "already restarted")
+		if c := e.commands(); c != "" {
+			t.Fatalf("a volatile service's later run wrote %q", c)
+		}
+	}
+	if l.Actions(t) != 1 {
+		t.Fatalf("%d restarts, want 1", l.Actions(t))
+	}
+}
