@@ -48,6 +48,10 @@ type ZoneConfig struct {
 	Constants   map[string]string
 	// Stderr receives every endpoint's stdout and stderr; nil discards.
 	Stderr *os.File
+	// Users are ApiUser objects given to every endpoint (besides the
+	// lab's own). In Resources, ${api_url} is the endpoint's own API
+	// (https://127.0.0.1:PORT) and ${api_ca} its CA file.
+	Users []APIUser
 	// Child, when set, adds a child zone (a satellite zone) under this
 	// one: its endpoints come after the zone's own in Zone.Endpoints. The
 	// zone itself may then have one endpoint.
@@ -194,15 +198,16 @@ func NewZone(cfg ZoneConfig) (_ *Zone, err error) {
 
 	for i, name := range all {
 		res := map[string]string{"NodeName": name, "ZoneName": zoneOf[name]}
+		url := "https://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[i]))
 		for k, v := range cfg.Resources {
-			res[k] = v
+			res[k] = strings.NewReplacer("${api_url}", url, "${api_ca}", "${dir}/var/lib/certs/ca.crt").Replace(v)
 		}
 		inst, err := New(Config{
 			Kind:        Icinga2,
 			Binary:      bin,
 			Dir:         filepath.Join(dir, name),
 			ObjectFiles: cfg.ObjectFiles,
-			Objects:     z.clusterObjects(all, i, ports[i], password) + cfg.Objects,
+			Objects:     z.clusterObjects(all, i, ports[i], password) + apiUsers(cfg.Users) + cfg.Objects,
 			Resources:   res,
 			Constants:   cfg.Constants,
 			Stderr:      cfg.Stderr,
