@@ -81,7 +81,7 @@ type icingaFlags struct {
 }
 
 // engine is the Icinga 2 API engine, or nil when --icinga-api is unset.
-func (f icingaFlags) engine(trust fsutil.Trust, commandFile string) (handler.Engine, error) {
+func (f icingaFlags) engine(trust fsutil.Trust, commandFile, stateDir string) (handler.Engine, error) {
 	if f.IcingaAPI == "" {
 		return nil, nil
 	}
@@ -96,7 +96,7 @@ func (f icingaFlags) engine(trust fsutil.Trust, commandFile string) (handler.Eng
 		return nil, err
 	}
 	c, err := icingaapi.New(icingaapi.Config{URL: f.IcingaAPI, CAFile: f.IcingaCA, ServerName: f.IcingaServerName,
-		User: user, Password: pass, Timeout: f.IcingaTimeout})
+		User: user, Password: pass, Timeout: f.IcingaTimeout, Sessions: icingaapi.SessionFile{Trust: trust, Dir: stateDir}})
 	if err != nil {
 		return nil, err
 	}
@@ -354,8 +354,8 @@ func (e *eventCmd) run(ctx context.Context, trust fsutil.Trust, stdout, stderr i
 	if miss := e.missing(); len(miss) > 0 {
 		msg := "the engine passed an empty " + strings.Join(miss, ", ") + ": nothing was sent"
 		if st := strings.TrimSpace(e.State); (st == "" || strings.EqualFold(st, "CRITICAL")) && e.HostName != "" && e.ServiceDesc != "" && !e.DryRun {
-			w, _ := e.engine(trust, cmdFile)
-			e.tell(ctx, w, cmdFile, "auto-healing impossible: "+msg+"; a human must look", stderr)
+			w, _ := e.engine(trust, cmdFile, e.StateDir)
+			e.tell(ctx, trust, w, cmdFile, "auto-healing impossible: "+msg+"; a human must look", stderr)
 		}
 		fmt.Fprintln(stdout, "handle_worker: not run: "+msg)
 		return handler.ExitUsage
@@ -386,7 +386,11 @@ func (e *eventCmd) run(ctx context.Context, trust fsutil.Trust, stdout, stderr i
 	facts, judgment, err := e.facts(trust, files)
 	var eng handler.Engine
 	if err == nil {
-		eng, err = e.engine(trust, cmdFile)
+		eng, err = e.engine(trust, cmdFile, e.StateDir)
+	}
+	if err == nil && eng == nil && files.StatusFile != "" {
+		// status.dat is read when a decision needs it, not on every run.
+		eng = handler.NagiosEngine{StatusFile: files.StatusFile, CommandFile: cmdFile, Trust: trust}
 	}
 	var fault string
 	if err == nil {
@@ -405,7 +409,7 @@ func (e *eventCmd) run(ctx context.Context, trust fsutil.Trust, stdout, stderr i
 		// files, a key the trust rule refuses) stops it, say so where
 		// on-call looks, on the service.
 		if ev.State == nagios.Critical && !e.DryRun {
-			e.tell(ctx, eng, cmdFile, "auto-healing impossible: handle_worker configuration error: "+cli.OneLine(err.Error())+"; a human must look", stderr)
+			e.tell(ctx, trust, eng, cmdFile, "auto-healing impossible: handle_worker configuration error: "+cli.OneLine(err.Error())+"; a human must look", stderr)
 		}
 		return usage(stdout, err)
 	}
@@ -455,7 +459,7 @@ func (e *eventCmd) missing() []string {
 
 // tell leaves msg as a comment on the service through w, or the command
 // file when w is nil; a failure goes to stderr (Nagios logs it).
-func (e *eventCmd) tell(ctx context.Context, w handler.Engine, cmdFile, msg string, stderr io.Writer) {
+func (e *eventCmd) tell(ctx context.Context, trust fsutil.Trust, w handler.Engine, cmdFile, msg string, stderr io.Writer) {
 	if w == nil {
 		if cmdFile == "" {
 			return
@@ -464,7 +468,8 @@ func (e *eventCmd) tell(ctx context.Context, w handler.Engine, cmdFile, msg stri
 	}
 	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if err := w.Write(wctx, time.Now(), handler.AddSvcComment(e.HostName, e.ServiceDesc, true, handler.Author, msg)); err != nil {
+	// Recorded like every comment of ours, so the recovery removes it.
+	if err := handler.ConfigError(wctx, w, handler.Store{Dir: e.StateDir, Trust: trust}, e.HostName, e.ServiceDesc, msg, time.Now()); err != nil {
 		fmt.Fprintf(stderr, "handle_worker: could not write to %s: %v\n", w.Name(), err)
 	}
 }
@@ -516,10 +521,7 @@ func (e *eventCmd) facts(trust fsutil.Trust, files handler.ResolvedFiles) (handl
 	if e.Perfdata != nil {
 		f.Perfdata, f.PerfdataGiven = *e.Perfdata, true
 	}
-	switch {
-	case files.StatusFile != "":
-		f.Status, f.StatusErr = handler.ReadStatusFile(trust, files.StatusFile, e.HostName)
-	case files.StatusErr != nil:
+	if files.StatusErr != nil {
 		f.StatusErr = files.StatusErr
 	}
 	j, err := e.judgment()
@@ -667,7 +669,7 @@ func (c *reevaluateCmd) run(ctx context.Context, trust fsutil.Trust, stdout, std
 		}
 	}
 	files := handler.NagiosFiles{StatusFile: c.StatusFile, CommandFile: c.CommandFile, MainConfig: c.NagiosConfig}.Resolve(trust)
-	eng, err := c.engine(trust, files.CommandFile)
+	eng, err := c.engine(trust, files.CommandFile, c.StateDir)
 	if err != nil {
 		return unknown(err)
 	}

@@ -157,7 +157,6 @@ func Run(ctx context.Context, cfg Config, deps Deps) Result {
 	ctx, cancel := context.WithTimeout(ctx, cfg.Deadline)
 	defer cancel()
 	r.readPrev()
-	r.readStatus(ctx)
 
 	r.res.Decision = Decide(cfg.Event, cfg.SoftAttempt)
 	switch {
@@ -186,6 +185,9 @@ type run struct {
 	recordErr error   // the record could not be written (never a failure)
 	prev      *Record // the record before this run, if readable
 	notes     []string
+	// statusSeen: the Nagios comments were found in a status.dat written
+	// then (see live).
+	statusSeen time.Time
 }
 
 func newRun(cfg Config, deps Deps) *run {

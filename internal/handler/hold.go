@@ -3,12 +3,14 @@ package handler
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/selfheal/selfheal/internal/breaker"
+	"github.com/selfheal/selfheal/internal/nagios"
 	"github.com/selfheal/selfheal/internal/textsafe"
 )
 
@@ -36,19 +38,23 @@ func (r *run) readPrev() {
 // facts (downtime, ack, host, dependency), then the node's breaker, which
 // counts only the restarts the other rules let through.
 func (r *run) hold(ctx context.Context) *Hold {
-	cfg, j := r.cfg, r.cfg.Judgment
+	j := r.cfg.Judgment
 	now := r.deps.Now()
-	if cfg.Facts.StatusErr != nil {
-		r.notes = append(r.notes, "status file unreadable, its facts unused: "+textsafe.OneLine(cfg.Facts.StatusErr.Error()))
-	}
-	if !j.Ignore[RulePause] && cfg.StateDir != "" {
+	if !j.Ignore[RulePause] && r.cfg.StateDir != "" {
 		ps, err := r.store().Pauses(now)
 		if err != nil {
 			r.notes = append(r.notes, "pauses unreadable: "+textsafe.OneLine(err.Error()))
 		}
-		if p := PausedFor(ps, cfg.HostName, cfg.ServiceDesc); p != nil {
+		if p := PausedFor(ps, r.cfg.HostName, r.cfg.ServiceDesc); p != nil {
 			return &Hold{Rule: string(RulePause), Text: pauseText(p)}
 		}
+	}
+	if factsMissing(r.cfg.Facts) {
+		r.status(ctx)
+	}
+	cfg := r.cfg
+	if cfg.Facts.StatusErr != nil {
+		r.notes = append(r.notes, "status file unreadable, its facts unused: "+textsafe.OneLine(cfg.Facts.StatusErr.Error()))
 	}
 	if h := judge(j, cfg.Facts, cfg.HostName, cfg.ServiceDesc); h != nil {
 		return h
@@ -121,51 +127,120 @@ func (r *run) held(ctx context.Context, h *Hold) (zerolog.Level, string) {
 }
 
 // recovered cleans up after an OK: this node's comments other than the
-// last success go (by id, from status.dat: never DEL_ALL_SVC_COMMENTS,
-// which would delete the humans' too), and nothing stays held.
+// last success go, and nothing stays held. With nothing of this node's on
+// record but a success (the engine's start runs the handler for every
+// service, OK HARD 1), it reads and writes nothing: no status file, no
+// API call, no connection.
 func (r *run) recovered(ctx context.Context) {
 	if r.cfg.DryRun {
 		return
 	}
-	for _, c := range r.ours() {
-		if commentKey(c.Text) != okKey {
-			if cmd, ok := DelSvcComment(c.ID); ok {
-				r.res.Commands = append(r.res.Commands, cmd)
+	var cmds []Command
+	if r.cfg.Facts.Status != nil || r.prev != nil && slices.ContainsFunc(r.prev.kinds(), func(k string) bool { return k != okKey }) {
+		for _, c := range r.live(ctx) {
+			if c.Kind != okKey {
+				if cmd, ok := DelSvcComment(c.ID); ok {
+					cmds = append(cmds, cmd)
+				}
 			}
 		}
 	}
-	if p := r.prev; p != nil && (p.Held != nil || p.Comment != "") {
-		rec := *p
-		rec.Held, rec.Comment = nil, ""
-		if err := r.store().Write(ctx, rec); err != nil {
-			r.recordErr = err
-		}
+	r.res.Commands = dedupe(append(r.pending(false, true), cmds...))
+	p := r.prev
+	if len(r.res.Commands) == 0 && (p == nil || p.Held == nil && p.Comment == "" && len(p.Pending) == 0) {
+		return
 	}
-	if sfx := r.writeCommands(ctx); sfx != "" {
+	results, sfx := r.writeCommands(ctx)
+	if sfx != "" {
 		r.notes = append(r.notes, strings.TrimPrefix(sfx, "; "))
 	}
+	if p == nil || r.cfg.StateDir == "" {
+		return // status.dat showed comments of ours, and there is no record to keep
+	}
+	rec := *p
+	rec.Held, rec.Comment = nil, ""
+	r.settle(&rec, results)
+	r.writeRecord(ctx, rec)
 }
 
-// ours are this handler's comments on the service, from status.dat.
-func (r *run) ours() []commentRef {
-	sd := r.cfg.Facts.Status
-	if sd == nil {
-		return nil
+// kinds are the kinds of the comments the record says are live.
+func (rec *Record) kinds() []string {
+	var out []string
+	for _, w := range rec.Comments {
+		out = append(out, keyKind(w.Key))
 	}
-	// Nagios numbers its comments: anything else in status.dat is not
-	// one of them. Icinga 2's API names them.
-	_, api := r.cfg.Engine.(IcingaEngine)
-	var out []commentRef
-	for _, c := range sd.CommentsOn(r.cfg.HostName, r.cfg.ServiceDesc, Author) {
-		if !api && strings.Trim(c.ID, "0123456789") != "" {
-			continue
-		}
-		out = append(out, commentRef{ID: c.ID, Text: c.Text})
+	if rec.legacy() {
+		out = append(out, keyKind(rec.Comment))
 	}
 	return out
 }
 
-type commentRef struct{ ID, Text string }
+// legacy: the record names a comment written but not which (written by a
+// handler that did not keep Comments yet).
+func (rec *Record) legacy() bool {
+	return len(rec.Comments) == 0 && rec.Comment != "" && !slices.ContainsFunc(rec.Pending, func(p Pending) bool {
+		return strings.HasPrefix(p.Cmd, "ADD_SVC_COMMENT;")
+	})
+}
+
+// keyKind is the kind of a "kind|fault" key.
+func keyKind(key string) string {
+	if i := strings.LastIndexByte(key, '|'); i >= 0 {
+		return key[:i]
+	}
+	return key
+}
+
+// live are this node's comments on the service, to remove when a new one
+// replaces them or the fault ends. Under Icinga 2 they are the names on
+// record: no search. Under Nagios the FIFO names nothing, so the ids come
+// from status.dat, read only when the record says there is something to
+// find (or when the caller read it already).
+func (r *run) live(ctx context.Context) []commentRef {
+	p := r.prev
+	if ie, api := r.cfg.Engine.(IcingaEngine); api {
+		var out []commentRef
+		if p != nil && p.legacy() {
+			// A record from before the names were kept: one search.
+			cs, err := ie.Comments(ctx, r.cfg.HostName, r.cfg.ServiceDesc)
+			if err != nil {
+				r.notes = append(r.notes, "comments unread: "+textsafe.OneLine(err.Error()))
+			}
+			for _, c := range cs {
+				out = append(out, commentRef{ID: c.ID, Kind: commentKey(c.Text)})
+			}
+			return out
+		}
+		if p != nil {
+			for _, w := range p.Comments {
+				if w.Name != "" {
+					out = append(out, commentRef{ID: w.Name, Kind: keyKind(w.Key)})
+				}
+			}
+		}
+		return out
+	}
+	sd := r.cfg.Facts.Status
+	if sd == nil && p != nil && (len(p.Comments) > 0 || p.Comment != "") {
+		sd = r.status(ctx)
+	}
+	if sd == nil {
+		return nil
+	}
+	r.statusSeen = sd.Created
+	var out []commentRef
+	for _, c := range sd.CommentsOn(r.cfg.HostName, r.cfg.ServiceDesc, Author) {
+		// Nagios numbers its comments: anything else in status.dat is
+		// not one of them.
+		if strings.Trim(c.ID, "0123456789") != "" {
+			continue
+		}
+		out = append(out, commentRef{ID: c.ID, Kind: commentKey(c.Text)})
+	}
+	return out
+}
+
+type commentRef struct{ ID, Kind string }
 
 // okKey is the key of the routine success comment.
 const okKey = "auto-restart ok"
@@ -191,14 +266,17 @@ func commentKey(text string) string {
 
 // planComments keeps at most one live comment of this handler per service:
 // a comment whose kind was already written for this fault is not written
-// again (a volatile service runs the handler at every check), and a new
-// one replaces the handler's earlier ones. It returns the key to record.
-func (r *run) planComments() string {
+// again (a volatile service runs the handler at every check: one success
+// comment per fault, and its re-check once), and a new one replaces the
+// handler's earlier ones. Write-backs an earlier run could not make go
+// first. It returns the key to record.
+func (r *run) planComments(ctx context.Context) string {
 	key := ""
 	if r.prev != nil {
 		key = r.prev.Comment
 	}
 	var out []Command
+	added, repeatedOK := false, false
 	for _, c := range r.res.Commands {
 		text, ok := c.commentText()
 		if !ok {
@@ -206,31 +284,135 @@ func (r *run) planComments() string {
 			continue
 		}
 		k := commentKey(text) + "|" + r.cfg.Fault
-		if r.prev != nil && r.prev.Comment == k && commentKey(text) != okKey {
+		if r.prev != nil && r.prev.Comment == k {
 			r.notes = append(r.notes, "comment already written for this fault, not repeated")
+			repeatedOK = repeatedOK || commentKey(text) == okKey
 			continue
 		}
-		for _, o := range r.ours() {
+		for _, o := range r.live(ctx) {
 			if cmd, ok := DelSvcComment(o.ID); ok {
 				out = append(out, cmd)
 			}
 		}
 		out = append(out, c)
-		key = k
+		key, added = k, true
 	}
-	r.res.Commands = out
+	if repeatedOK {
+		// The forced re-check went with the success comment already.
+		out = slices.DeleteFunc(out, func(c Command) bool { return strings.HasPrefix(string(c), "SCHEDULE_FORCED_SVC_CHECK;") })
+	}
+	r.res.Commands = dedupe(append(r.pending(added, false), out...))
 	return key
 }
 
-// feedback settles the comments, writes the record (the agent's answer a,
-// or a hold) and the commands, and returns a suffix for the human line
-// when Nagios could not be told. None of it changes whether healing
-// happened.
+// pending are the write-backs earlier runs could not make, to make now:
+// every removal, and the comment that was not added unless a newer one
+// supersedes it (added) or the fault is over and it was not a success
+// (okOnly).
+func (r *run) pending(added, okOnly bool) []Command {
+	if r.prev == nil {
+		return nil
+	}
+	var out []Command
+	for _, p := range r.prev.Pending {
+		c := Command(p.Cmd)
+		if text, ok := c.commentText(); ok && (added || okOnly && commentKey(text) != okKey) {
+			continue
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+func dedupe(cmds []Command) []Command {
+	seen := map[Command]bool{}
+	return slices.DeleteFunc(cmds, func(c Command) bool {
+		if seen[c] {
+			return true
+		}
+		seen[c] = true
+		return false
+	})
+}
+
+// settle records in rec what this run's write-back did, from the
+// previous record's comments and pending write-backs: those this run
+// did not retry were superseded, and go.
+func (r *run) settle(rec *Record, results []WriteResult) {
+	rec.Comments, rec.Pending = nil, nil
+	if p := r.prev; p != nil {
+		rec.Comments = slices.Clone(p.Comments)
+		for _, pe := range p.Pending {
+			if slices.Contains(r.res.Commands, Command(pe.Cmd)) {
+				rec.Pending = append(rec.Pending, pe)
+			}
+		}
+	}
+	if !r.statusSeen.IsZero() {
+		// Nagios: what status.dat showed was removed by id (or is gone);
+		// what it could not show yet stays on record.
+		rec.Comments = slices.DeleteFunc(rec.Comments, func(w Written) bool { return w.Name == "" && !w.At.After(r.statusSeen) })
+	}
+	rec.apply(results, r.deps.Now(), r.cfg.Fault)
+}
+
+// apply records what a write-back did: the comments added (with their
+// names) and removed leave Pending and change Comments; a failure is kept
+// in Pending to be retried, except a forced re-check (the next scheduled
+// check replaces it).
+func (rec *Record) apply(results []WriteResult, now time.Time, fault string) {
+	now = now.UTC()
+	for _, res := range results {
+		verb, f := res.Cmd.fields()
+		i := slices.IndexFunc(rec.Pending, func(p Pending) bool { return p.Cmd == string(res.Cmd) })
+		if res.Err != nil {
+			if verb == "SCHEDULE_FORCED_SVC_CHECK" {
+				continue
+			}
+			if i < 0 {
+				p := Pending{Cmd: string(res.Cmd), Since: now}
+				if verb == "ADD_SVC_COMMENT" && len(f) == 5 {
+					p.Key = commentKey(f[4]) + "|" + fault
+				}
+				rec.Pending, i = append(rec.Pending, p), len(rec.Pending)
+			}
+			rec.Pending[i].Tries++
+			rec.Pending[i].Error = textsafe.OneLine(res.Err.Error())
+			continue
+		}
+		key := commentKey(fieldOr(f, 4)) + "|" + fault
+		if i >= 0 {
+			if rec.Pending[i].Key != "" {
+				key = rec.Pending[i].Key
+			}
+			rec.Pending = slices.Delete(rec.Pending, i, i+1)
+		}
+		switch {
+		case verb == "DEL_SVC_COMMENT" && len(f) == 1:
+			rec.Comments = slices.DeleteFunc(rec.Comments, func(w Written) bool { return w.Name == f[0] })
+		case verb == "ADD_SVC_COMMENT" && len(f) == 5:
+			rec.Comments = append(rec.Comments, Written{Key: key, Name: res.Name, At: now, Persistent: f[2] == "1"})
+		}
+	}
+}
+
+func fieldOr(f []string, i int) string {
+	if i < len(f) {
+		return f[i]
+	}
+	return ""
+}
+
+// feedback settles the comments, writes the commands and the record (the
+// agent's answer a, or a hold, and what the write-back did), and returns
+// a suffix for the human line when the engine could not be told. None of
+// it changes whether healing happened.
 func (r *run) feedback(ctx context.Context, a *answer) string {
 	if r.cfg.DryRun {
 		return ""
 	}
-	key := r.planComments()
+	key := r.planComments(ctx)
+	results, sfx := r.writeCommands(ctx)
 	if r.cfg.StateDir != "" {
 		now := r.deps.Now()
 		var rec Record
@@ -255,9 +437,18 @@ func (r *run) feedback(ctx context.Context, a *answer) string {
 			}
 		}
 		rec.Comment = key
-		r.recordErr = r.store().Write(ctx, rec)
+		r.settle(&rec, results)
+		r.writeRecord(ctx, rec)
 	}
-	return r.writeCommands(ctx)
+	return sfx
+}
+
+// writeRecord writes rec even when the run's deadline has just passed:
+// it says what was written to the engine, and what is left to retry.
+func (r *run) writeRecord(ctx context.Context, rec Record) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	r.recordErr = r.store().Write(ctx, rec)
 }
 
 // engine is the write-back: cfg.Engine, or the command file.
@@ -268,28 +459,65 @@ func (r *run) engine() Engine {
 	return NagiosEngine{CommandFile: r.cfg.CommandFile}
 }
 
-// readStatus asks the engine for the service's view when the caller gave
-// none (Icinga 2's API; status.dat read by main). Bounded to a tenth of
-// the deadline: it can only hold a restart back, never delay one much.
-func (r *run) readStatus(ctx context.Context) {
+// factsMissing: a fact the rules read was not passed as a macro, so the
+// engine's view is read for it (Nagios has no acknowledgement macro;
+// Icinga 2 passes $host.state$ only once the host was checked).
+func factsMissing(f Facts) bool {
+	return f.ServiceDowntime < 0 || f.HostDowntime < 0 || f.Ack < 0 || f.HostState == nil || !f.PerfdataGiven
+}
+
+// status is the engine's view of the service (Icinga 2's API, or
+// status.dat when main did not read it), read at most once and only when
+// a decision needs it: never for an OK with nothing on record, nor for a
+// SOFT state. Bounded to a tenth of the deadline: it can only hold a
+// restart back, never delay one much.
+func (r *run) status(ctx context.Context) *nagios.StatusData {
 	f := &r.cfg.Facts
 	if r.cfg.Engine == nil || f.Status != nil || f.StatusErr != nil {
-		return
+		return f.Status
 	}
 	ctx, cancel := context.WithTimeout(ctx, max(r.cfg.Deadline/10, 500*time.Millisecond))
 	defer cancel()
 	f.Status, f.StatusErr = r.cfg.Engine.Status(ctx, [][2]string{{r.cfg.HostName, r.cfg.ServiceDesc}})
+	return f.Status
 }
 
 // writeCommands writes res.Commands through the engine's write-back and
-// returns a suffix for the human line when that failed.
-func (r *run) writeCommands(ctx context.Context) string {
+// returns what became of each, and a suffix for the human line when a
+// command failed (the record keeps it, to be retried).
+func (r *run) writeCommands(ctx context.Context) ([]WriteResult, string) {
 	if len(r.res.Commands) == 0 || r.cfg.DryRun {
-		return ""
+		return nil, ""
 	}
 	e := r.engine()
-	if err := e.Write(ctx, r.deps.Now(), r.res.Commands...); err != nil {
-		return "; engine not told (" + e.Name() + "): " + textsafe.OneLine(err.Error())
+	res := writeBack(ctx, e, r.deps.Now(), r.res.Commands)
+	if err := joinResults(res); err != nil {
+		if r.cfg.StateDir != "" {
+			r.notes = append(r.notes, "write-back kept to retry")
+		}
+		return res, "; engine not told (" + e.Name() + "): " + textsafe.OneLine(err.Error())
 	}
-	return ""
+	return res, ""
+}
+
+// Comment lifetimes. A comment that asks a human to act (persistent)
+// stays until the fault is over; the others go by themselves even when no
+// later run removes them (the record lost, the other HA endpoint handling
+// the recovery): Icinga 2 expires them (add-comment's expiry), and under
+// Nagios, whose ADD_SVC_COMMENT has no expiry, reevaluate removes them by
+// id from status.dat (and a Nagios restart drops them: not persistent).
+const (
+	okTTL   = 24 * time.Hour     // the success: a day of history is enough
+	holdTTL = 7 * 24 * time.Hour // a hold or deferral: a pause lasts at most a week too
+)
+
+// commentTTL is how long a comment lives unless removed; 0 for ever.
+func commentTTL(text string, persistent bool) time.Duration {
+	switch {
+	case persistent:
+		return 0
+	case commentKey(text) == okKey:
+		return okTTL
+	}
+	return holdTTL
 }

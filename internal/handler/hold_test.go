@@ -410,3 +410,19 @@ func TestRunBreakerCountsOnlyLetThrough(t *testing.T) {
 		t.Fatalf("%d actions, want 2", l.Actions(t))
 	}
 }
+
+// TestRunOKWithoutRecordUsesGivenStatus: with no record (a state directory
+// wiped) but status.dat in hand, an OK still deletes the handler's
+// comments other than the success.
+func TestRunOKWithoutRecordUsesGivenStatus(t *testing.T) {
+	l := rigtest.StartHandlerListener(t)
+	e := newEnv(t, l)
+	e.cfg.Facts = handler.NoFacts
+	e.cfg.Facts.Status = statusDat(t, e.clk.Now(), svcStatus("web1", "Worker", "current_state=0", "state_type=1"),
+		svcComment("web1", "Worker", "41", "handle_worker", "auto-restart failed: x; a human must look"),
+		svcComment("web1", "Worker", "42", "handle_worker", "auto-restart ok in 0s (restart demo via x after CRITICAL HARD 3)"))
+	expect(t, e.run("OK", "HARD", 3, "0"), 0, "recovered")
+	if c, want := e.commands(), fmt.Sprintf("[%d] DEL_SVC_COMMENT;41\n", e.clk.Now().Unix()); c != want {
+		t.Fatalf("command file: %q, want %q", c, want)
+	}
+}

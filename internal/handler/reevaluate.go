@@ -117,6 +117,7 @@ func Reevaluate(ctx context.Context, cfg ReevalConfig, deps Deps) ReevalResult {
 		}
 		res.Items = append(res.Items, reevalOne(ctx, cfg, deps, store, rec))
 	}
+	RetryWriteBacks(ctx, store, cfg.writeEngine(), cfg.Status, deps)
 	res.Code, res.Line = reevalSummary(res.Items)
 	deps.Log.Info().Str("mode", "reevaluate").Int("held", len(recs)).Int("exit", res.Code).Msg(res.Line)
 	return res

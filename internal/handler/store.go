@@ -62,6 +62,34 @@ type Record struct {
 	// same one is not written again (a volatile service runs the handler
 	// at every check).
 	Comment string `json:"comment,omitempty"`
+	// Comments are this node's comments on the service that are live (or
+	// were when written), oldest first: what a later run removes, without
+	// asking the engine which there are.
+	Comments []Written `json:"comments,omitempty"`
+	// Pending are write-backs that failed; the next run for the service,
+	// or reevaluate, writes them.
+	Pending []Pending `json:"pending,omitempty"`
+}
+
+// Written is one comment this node wrote.
+type Written struct {
+	Key string `json:"key"` // "kind|fault"
+	// Name is Icinga 2's name for it (add-comment's answer), what
+	// remove-comment takes. Empty under Nagios: the command file answers
+	// nothing, and the comment_id is found in status.dat when needed.
+	Name       string    `json:"name,omitempty"`
+	At         time.Time `json:"at"`
+	Persistent bool      `json:"persistent,omitempty"`
+}
+
+// Pending is a write-back that failed: the command (without its
+// timestamp), since when, and the last error.
+type Pending struct {
+	Cmd   string    `json:"cmd"`
+	Key   string    `json:"key,omitempty"` // a comment's "kind|fault"
+	Since time.Time `json:"since"`
+	Tries int       `json:"tries"`
+	Error string    `json:"error,omitempty"`
 }
 
 // Held is a restart held back, with what reevaluate needs to ask for it.

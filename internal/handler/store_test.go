@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"syscall"
@@ -102,7 +103,9 @@ func TestStoreRoundTripAndFileName(t *testing.T) {
 	}
 	want := Record{Host: "web 1", Service: "Worker/Svc;x", At: at, Source: "event", Verb: "restart", Agent: "web1",
 		Fault: "42", Result: kindHealed, Outcome: "ok", Origin: "run",
-		Budget: &RecordBudget{Used: 1, Max: 3, WindowS: 3600}, Attempts: 2, Summary: "restart demo ok"}
+		Budget: &RecordBudget{Used: 1, Max: 3, WindowS: 3600}, Attempts: 2, Summary: "restart demo ok",
+		Comments: []Written{{Key: okKey + "|42", Name: "web 1!Worker/Svc;x!abc", At: at}},
+		Pending:  []Pending{{Cmd: "DEL_SVC_COMMENT;old", Since: at, Tries: 1, Error: "timeout"}}}
 	if err := s.Write(ctx, want); err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +118,7 @@ func TestStoreRoundTripAndFileName(t *testing.T) {
 		t.Fatalf("round trip lost data: %+v", got)
 	}
 	got.At, got.Budget, want.At, want.Budget = at, nil, at, nil
-	if *got != want {
+	if !reflect.DeepEqual(*got, want) {
 		t.Fatalf("round trip: got %+v, want %+v", *got, want)
 	}
 	// The name stays inside dir and is what Path says.

@@ -231,7 +231,14 @@ object ApiUser %s {
   permissions = [ "objects/query/*" ]
 }
 `, port, quoteIcinga(labUser), quoteIcinga(labPassword))
-	for _, u := range cfg.Users {
+	b.WriteString(apiUsers(cfg.Users))
+	return b.String()
+}
+
+// apiUsers is the ApiUser objects of users.
+func apiUsers(users []APIUser) string {
+	var b strings.Builder
+	for _, u := range users {
 		fmt.Fprintf(&b, "object ApiUser %s {\n", quoteIcinga(u.Name))
 		if u.Password != "" {
 			fmt.Fprintf(&b, "  password = %s\n", quoteIcinga(u.Password))

@@ -257,7 +257,8 @@ func (in *Instance) Start(ctx context.Context) error {
 	err := poll(ctx, 50*time.Millisecond, func() (bool, error) {
 		select {
 		case <-in.done:
-			return false, fmt.Errorf("engine: %s exited during start-up: %v (see %s)", in.Kind, in.waitErr(), in.startupLog())
+			// The log goes with the temp dir: quote its end.
+			return false, fmt.Errorf("engine: %s exited during start-up: %v (see %s):\n%s", in.Kind, in.waitErr(), in.startupLog(), logTail(in.startupLog()))
 		default:
 		}
 		if in.ready != nil {
@@ -274,6 +275,15 @@ func (in *Instance) Start(ctx context.Context) error {
 		return err
 	}
 	return nil
+}
+
+// logTail is the last lines of a log, for an error that outlives it.
+func logTail(path string) string {
+	b, _ := os.ReadFile(path)
+	if len(b) > 2000 {
+		b = b[len(b)-2000:]
+	}
+	return string(b)
 }
 
 func (in *Instance) startupLog() string {

@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -47,6 +48,20 @@ type ZoneConfig struct {
 	Constants   map[string]string
 	// Stderr receives every endpoint's stdout and stderr; nil discards.
 	Stderr *os.File
+	// Users are ApiUser objects given to every endpoint (besides the
+	// lab's own). In Resources, ${api_url} is the endpoint's own API
+	// (https://127.0.0.1:PORT) and ${api_ca} its CA file.
+	Users []APIUser
+	// Child, when set, adds a child zone (a satellite zone) under this
+	// one: its endpoints come after the zone's own in Zone.Endpoints. The
+	// zone itself may then have one endpoint.
+	Child *ChildZone
+}
+
+// ChildZone is a zone whose parent is the ZoneConfig's zone.
+type ChildZone struct {
+	Name      string
+	Endpoints []string
 }
 
 // Zone is a prepared (and possibly running) HA zone. The endpoints reach
@@ -73,6 +88,8 @@ type Zone struct {
 	Endpoints []*ZoneEndpoint
 
 	proxies []*linkProxy // proxies[i] leads to Endpoints[i]
+	child   *ChildZone
+	zoneOf  map[string]string // endpoint -> its zone's name
 }
 
 // ZoneEndpoint is one endpoint: a full lab Instance (status.dat, compat
@@ -80,6 +97,7 @@ type Zone struct {
 type ZoneEndpoint struct {
 	*Instance
 	Name string
+	Zone string // its zone's name
 	// APIPort is the endpoint's own ApiListener port on 127.0.0.1. Peers
 	// do not use it (they go through the proxy); the lab's API client does.
 	APIPort int
@@ -99,11 +117,25 @@ func NewZone(cfg ZoneConfig) (_ *Zone, err error) {
 	if len(cfg.Endpoints) == 0 {
 		cfg.Endpoints = []string{"lab-a", "lab-b"}
 	}
-	if len(cfg.Endpoints) < 2 {
+	if len(cfg.Endpoints) < 2 && cfg.Child == nil {
 		return nil, errors.New("engine: a zone needs at least two endpoints")
 	}
-	seen := map[string]bool{}
+	zoneOf := map[string]string{}
+	all := slices.Clone(cfg.Endpoints)
 	for _, n := range cfg.Endpoints {
+		zoneOf[n] = cfg.Name
+	}
+	if c := cfg.Child; c != nil {
+		if c.Name == "" || c.Name == cfg.Name || len(c.Endpoints) == 0 {
+			return nil, errors.New("engine: a child zone needs its own name and endpoints")
+		}
+		for _, n := range c.Endpoints {
+			zoneOf[n] = c.Name
+		}
+		all = append(all, c.Endpoints...)
+	}
+	seen := map[string]bool{}
+	for _, n := range all {
 		// Each name is a directory and a file name too.
 		if n == "" || n == "." || n == ".." || n == "pki" || strings.ContainsAny(n, "/\x00") || seen[n] {
 			return nil, fmt.Errorf("engine: bad or repeated endpoint name %q", n)
@@ -128,7 +160,7 @@ func NewZone(cfg ZoneConfig) (_ *Zone, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("engine: %w", err)
 	}
-	z := &Zone{Name: cfg.Name, Dir: dir}
+	z := &Zone{Name: cfg.Name, Dir: dir, child: cfg.Child, zoneOf: zoneOf}
 	defer func() {
 		if err != nil {
 			z.Close()
@@ -136,7 +168,7 @@ func NewZone(cfg ZoneConfig) (_ *Zone, err error) {
 	}()
 
 	pki := filepath.Join(dir, "pki")
-	if err := z.makeCerts(bin, pki, cfg.Endpoints); err != nil {
+	if err := z.makeCerts(bin, pki, all); err != nil {
 		return nil, err
 	}
 	ca, err := os.ReadFile(filepath.Join(pki, "ca", "ca.crt"))
@@ -148,7 +180,7 @@ func NewZone(cfg ZoneConfig) (_ *Zone, err error) {
 		return nil, errors.New("engine: icinga2 pki wrote no usable CA certificate")
 	}
 
-	ports := make([]int, len(cfg.Endpoints))
+	ports := make([]int, len(all))
 	for i := range ports {
 		if ports[i], err = freePort(); err != nil {
 			return nil, err
@@ -164,17 +196,18 @@ func NewZone(cfg ZoneConfig) (_ *Zone, err error) {
 		return nil, err
 	}
 
-	for i, name := range cfg.Endpoints {
-		res := map[string]string{"NodeName": name, "ZoneName": cfg.Name}
+	for i, name := range all {
+		res := map[string]string{"NodeName": name, "ZoneName": zoneOf[name]}
+		url := "https://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[i]))
 		for k, v := range cfg.Resources {
-			res[k] = v
+			res[k] = strings.NewReplacer("${api_url}", url, "${api_ca}", "${dir}/var/lib/certs/ca.crt").Replace(v)
 		}
 		inst, err := New(Config{
 			Kind:        Icinga2,
 			Binary:      bin,
 			Dir:         filepath.Join(dir, name),
 			ObjectFiles: cfg.ObjectFiles,
-			Objects:     z.clusterObjects(cfg.Endpoints, i, ports[i], password) + cfg.Objects,
+			Objects:     z.clusterObjects(all, i, ports[i], password) + apiUsers(cfg.Users) + cfg.Objects,
 			Resources:   res,
 			Constants:   cfg.Constants,
 			Stderr:      cfg.Stderr,
@@ -182,7 +215,7 @@ func NewZone(cfg ZoneConfig) (_ *Zone, err error) {
 		if err != nil {
 			return nil, err
 		}
-		ep := &ZoneEndpoint{Instance: inst, Name: name, APIPort: ports[i], user: "lab", password: password}
+		ep := &ZoneEndpoint{Instance: inst, Name: name, Zone: zoneOf[name], APIPort: ports[i], user: "lab", password: password}
 		z.Endpoints = append(z.Endpoints, ep)
 		// ApiListener reads DataDir/certs/<NodeName>.{crt,key} and ca.crt.
 		certs := filepath.Join(inst.icingaDataDir(), "certs")
@@ -215,9 +248,15 @@ func (z *Zone) clusterObjects(names []string, i, port int, password string) stri
 	fmt.Fprintf(&b, `object ApiListener "api" {
   bind_host = "127.0.0.1"
   bind_port = %d
-  /* Every endpoint loads the same objects itself: no config sync, no remote commands. */
-  accept_config = false
-  accept_commands = false
+  /* As Icinga's distributed-monitoring docs set up an HA master zone (the
+   * second master is set up as a satellite of the first, accepting config
+   * and commands): runtime objects made through one endpoint's API
+   * (comments, downtimes) reach the others as config updates, which an
+   * endpoint with accept_config = false ignores ("Ignoring config
+   * update"). Every endpoint receives them, so every endpoint accepts. The
+   * objects themselves are loaded by each endpoint from its own files. */
+  accept_config = true
+  accept_commands = true
 }
 `, port)
 	for j, n := range names {
@@ -227,12 +266,21 @@ func (z *Zone) clusterObjects(names []string, i, port int, password string) stri
 		}
 		fmt.Fprintf(&b, "object Endpoint %s {\n  host = \"127.0.0.1\"\n  port = %d\n}\n", quoteIcinga(n), z.proxies[j].Port())
 	}
-	quoted := make([]string, len(names))
-	for j, n := range names {
-		quoted[j] = quoteIcinga(n)
+	members := func(zone string) string {
+		var q []string
+		for _, n := range names {
+			if z.zoneOf[n] == zone {
+				q = append(q, quoteIcinga(n))
+			}
+		}
+		return strings.Join(q, ", ")
 	}
-	fmt.Fprintf(&b, "object Zone %s { endpoints = [ %s ] }\n", quoteIcinga(z.Name), strings.Join(quoted, ", "))
-	fmt.Fprintf(&b, "object ApiUser \"lab\" {\n  password = %s\n  permissions = [ \"objects/query/*\" ]\n}\n\n", quoteIcinga(password))
+	fmt.Fprintf(&b, "object Zone %s { endpoints = [ %s ] }\n", quoteIcinga(z.Name), members(z.Name))
+	if c := z.child; c != nil {
+		fmt.Fprintf(&b, "object Zone %s {\n  endpoints = [ %s ]\n  parent = %s\n}\n", quoteIcinga(c.Name), members(c.Name), quoteIcinga(z.Name))
+	}
+	// The lab's user queries, and comments (the replication test).
+	fmt.Fprintf(&b, "object ApiUser \"lab\" {\n  password = %s\n  permissions = [ \"objects/query/*\", \"actions/add-comment\", \"actions/remove-comment\" ]\n}\n\n", quoteIcinga(password))
 	return b.String()
 }
 
@@ -316,6 +364,13 @@ func copyFile(src, dst string) error {
 	}
 	return os.WriteFile(dst, b, 0o600)
 }
+
+// CAFile is the zone's CA certificate, which signed every endpoint's.
+func (z *Zone) CAFile() string { return filepath.Join(z.Dir, "pki", "ca", "ca.crt") }
+
+// Credentials are the lab's ApiUser on every endpoint (objects/query/*,
+// actions/add-comment, actions/remove-comment).
+func (e *ZoneEndpoint) Credentials() (user, password string) { return e.user, e.password }
 
 // Endpoint returns the endpoint called name, or nil.
 func (z *Zone) Endpoint(name string) *ZoneEndpoint {

@@ -19,10 +19,11 @@ type linkProxy struct {
 	target string
 	wg     sync.WaitGroup
 
-	mu     sync.Mutex
-	cut    bool
-	closed bool
-	conns  map[net.Conn]struct{}
+	mu       sync.Mutex
+	cut      bool
+	closed   bool
+	conns    map[net.Conn]struct{}
+	accepted int // connections let through, ever
 }
 
 func newLinkProxy(target string) (*linkProxy, error) {
@@ -59,6 +60,7 @@ func (p *linkProxy) serve() {
 			continue
 		}
 		p.conns[c] = struct{}{}
+		p.accepted++
 		p.wg.Add(1)
 		p.mu.Unlock()
 		go p.forward(c)
@@ -68,7 +70,10 @@ func (p *linkProxy) serve() {
 func (p *linkProxy) forward(down net.Conn) {
 	defer p.wg.Done()
 	defer p.drop(down)
-	up, err := net.DialTimeout("tcp", p.target, 5*time.Second)
+	p.mu.Lock()
+	target := p.target
+	p.mu.Unlock()
+	up, err := net.DialTimeout("tcp", target, 5*time.Second)
 	if err != nil {
 		return
 	}
@@ -148,3 +153,38 @@ func reset(c net.Conn) {
 	}
 	_ = c.Close()
 }
+
+// Proxy is a TCP forwarder on 127.0.0.1 that counts the connections it
+// lets through: put in front of an API, it tells whether a client opened
+// any connection at all (TLS stays end to end, the proxy sees bytes only).
+type Proxy struct{ p *linkProxy }
+
+// NewProxy forwards 127.0.0.1:<a port from the kernel> to target.
+func NewProxy(target string) (*Proxy, error) {
+	p, err := newLinkProxy(target)
+	if err != nil {
+		return nil, err
+	}
+	return &Proxy{p: p}, nil
+}
+
+// Port is the proxy's own port.
+func (x *Proxy) Port() int { return x.p.Port() }
+
+// SetTarget forwards the next connections to target (e.g. once the API's
+// port is known, after the proxy's went into the engine's config).
+func (x *Proxy) SetTarget(target string) {
+	x.p.mu.Lock()
+	x.p.target = target
+	x.p.mu.Unlock()
+}
+
+// Conns is how many connections went through so far.
+func (x *Proxy) Conns() int {
+	x.p.mu.Lock()
+	defer x.p.mu.Unlock()
+	return x.p.accepted
+}
+
+// Close closes the proxy and every connection through it.
+func (x *Proxy) Close() error { return x.p.Close() }
