@@ -59,7 +59,7 @@ build: ## Build static binaries into bin/ (CGO_ENABLED=0, -trimpath, version sta
 	@ls $(BIN)
 
 .PHONY: test
-test: lint build ## gofmt + vet, all tests with -race (real Nagios e2e included), brief fuzzing
+test: lint build tools ## gofmt + vet, all tests with -race (real Nagios e2e included), brief fuzzing
 	SELFHEAL_BIN=$(BIN) $(GO) test -race -count=1 -timeout 20m ./...
 	@$(MAKE) --no-print-directory fuzz
 
@@ -102,6 +102,10 @@ man: build ## Man pages, rendered by each binary from its own grammar, into buil
 		$(BIN)/$$b --help-man >$(BUILD)/man/$$b.$$sec || exit 1; \
 	done
 	@ls $(BUILD)/man
+
+.PHONY: tools
+tools: ## Build the pinned packaging tools once per machine (nfpm, ~/.cache/selfheal/tools)
+	@GO='$(GO)' bash packaging/tools.sh nfpm >/dev/null
 
 .PHONY: package
 package: man ## Debian packages selfheal-node and selfheal-agent into dist/ (nfpm; docs/packaging.md)

@@ -17,11 +17,9 @@ rm -rf "$stage"
 mkdir -p "$stage/common" "$dist"
 
 # nfpm, pinned in its own module (tools/nfpm) so the product's go.mod
-# carries none of its dependencies.
-nfpm=$root/build/tools/nfpm
-if [ ! -x "$nfpm" ] || [ tools/nfpm/go.mod -nt "$nfpm" ]; then
-    "$GO" -C tools/nfpm build -o "$nfpm" github.com/goreleaser/nfpm/v2/cmd/nfpm
-fi
+# carries none of its dependencies; built by packaging/tools.sh (make
+# tools), once per pinned version and machine, not per tree or build.
+nfpm=$(GO=$GO bash packaging/tools.sh nfpm)
 
 # The commit's time: the changelog's date and every file's mtime.
 if epoch=$(git log -1 --format=%ct HEAD 2>/dev/null); then :; else epoch=0; fi
@@ -61,17 +59,29 @@ debianize() {
     sed "${resource[@]}" "$1"
 }
 debianize nagios-config/nagios4/commands.cfg >"$c/nagios4/selfheal-commands.cfg"
-# Site samples to copy into conf.d and edit (not linked: they name hosts).
-for f in worker.cfg healer.cfg; do
-    [ -f "nagios-config/nagios4/$f" ] && debianize "nagios-config/nagios4/$f" >"$c/nagios4/site/$f"
-done
+# The site sample to copy into conf.d and edit (not linked: it names
+# hosts): the worker and, with it, check_selfheal's healer checks, so one
+# copy enables both. Each object also uses Debian's linux-server (as
+# Debian's localhost does; generic-host names no contacts) or
+# generic-service, from /etc/nagios4/objects/templates.cfg, which Debian's
+# nagios.cfg always reads, for contacts and periods. Ours come first, so
+# ours win where both set a directive: `nagios4 -v` has nothing to warn of.
+{
+    debianize nagios-config/nagios4/worker.cfg
+    if [ -f nagios-config/nagios4/healer.cfg ]; then
+        echo
+        sed "${resource[@]}" nagios-config/nagios4/healer.cfg
+    fi
+} | sed -E -e 's/^([[:space:]]*use[[:space:]]+selfheal-host)[[:space:]]*$/\1,linux-server/' \
+            -e 's/^([[:space:]]*use[[:space:]]+selfheal-(worker|reevaluator|healer))[[:space:]]*$/\1,generic-service/' \
+    >"$c/nagios4/site/worker.cfg"
 # Debian's nagios.cfg has interval_length=60, so the templates' intervals
 # are minutes. The site's worker service checks faster on its own, not
 # through the global interval_length (which would speed up, and page for,
 # every other check): 0.5 and 0.25 are 30 s and 15 s, whole seconds, which
 # Nagios 4 schedules exactly (README.md, "How fast it heals").
 awk '{ print }
-     /^[[:space:]]*use[[:space:]]+selfheal-worker[[:space:]]*$/ && !done {
+     /^[[:space:]]*use[[:space:]]+selfheal-worker,generic-service[[:space:]]*$/ && !done {
          print "  # Debian: interval_length=60. Check every 30 s, re-check a problem every"
          print "  # 15 s: HARD CRITICAL 30-60 s after a crash (README.md, \"How fast it heals\")."
          print "  check_interval       0.5"
