@@ -36,6 +36,7 @@ const cacheDir = "/var/cache/selfheal-lab"
 const (
 	host, svc = "worker1", "worker"
 	nagiosLog = "/var/log/nagios4/nagios.log"
+	minGap    = 2 * time.Minute // budget.min_gap in the packaged worker_listener.yaml
 )
 
 // can reports whether this machine can boot a container, and why not.
@@ -62,11 +63,11 @@ func can() (bool, string) {
 // ```sh install-systemd), and checks what can only be checked under a real
 // systemd: the packaged socket unit enabled by the package, the packaged
 // Nagios healing a worker the agent had never started and then a killed
-// one, the polkit rule letting the agent restart exactly its unit (not
-// Nagios, and not for the worker's own user), the demo worker under an
-// identity of its own, a stopped agent leaving no process, healing after
-// `systemctl reload nagios4`, and the README's purge leaving no process,
-// file or file owned by selfheal.
+// one, all after the README's `systemctl reload nagios4` (a SIGHUP), the
+// polkit rule letting the agent restart exactly its unit (not Nagios, and
+// not for the worker's own user), the demo worker under an identity of its
+// own, a stopped agent leaving no process, and the README's purge leaving
+// no process, file or file owned by selfheal.
 func TestSystemdPath(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: the systemd test boots a container and takes minutes")
@@ -119,7 +120,10 @@ func TestSystemdPath(t *testing.T) {
 	}
 
 	// The README's commands alone heal the worker: it is not running, so
-	// the first HARD CRITICAL has the agent start it.
+	// the first HARD CRITICAL has the agent start it. Nagios runs since
+	// apt started it, so the README's reload is a SIGHUP, and this heal
+	// happens after one: it needs the handler to survive the macros a
+	// reload empties ($STATUSDATAFILE$, issue 17).
 	first := c.waitHeal(t, start)
 	t.Logf("%d README commands; the worker, never started, healed: HARD CRITICAL +%s, OK +%s",
 		steps, first.Hard.Sub(start), first.OK.Sub(start))
@@ -135,7 +139,13 @@ func TestSystemdPath(t *testing.T) {
 		t.Errorf("the worker's user can read the host key: %s", out)
 	}
 
-	// A kill: Nagios heals it through the socket-activated agent.
+	// A kill: Nagios heals it through the socket-activated agent. After
+	// the agent's min_gap (2m, the packaged default) since the first
+	// restart: a crash inside it is another story (issue 17), not this one.
+	if wait := time.Until(first.Handler.Add(minGap + 2*time.Second)); wait > 0 {
+		t.Logf("waiting %s for the agent's min_gap to pass", wait.Round(time.Second))
+		time.Sleep(wait)
+	}
 	killed := time.Now().Truncate(time.Second)
 	runBlock("heal-demo-systemd")
 	h := c.waitHeal(t, killed)
@@ -175,24 +185,6 @@ func TestSystemdPath(t *testing.T) {
 		t.Errorf("processes of selfheal left after stopping the agent:\n%s", out)
 	}
 	c.must(t, "systemctl start worker_listener.socket")
-
-	// A reload (SIGHUP) of Nagios, then a kill: still healed. Needs the
-	// handler to survive the macros a reload empties (issue 17).
-	reload := time.Now().Truncate(time.Second)
-	c.must(t, "systemctl reload nagios4")
-	if !waitFor(2*time.Minute, func() bool {
-		return c.logSince(reload, func(e engine.LogEntry) bool { return strings.Contains(e.Raw, "Caught SIGHUP") })
-	}) {
-		t.Fatalf("no SIGHUP in %s after systemctl reload nagios4", nagiosLog)
-	}
-	pid = c.mainPID(t, "selfheal-demo.service")
-	killed = time.Now().Truncate(time.Second)
-	runBlock("heal-demo-systemd")
-	h = c.waitHeal(t, killed)
-	if now := c.mainPID(t, "selfheal-demo.service"); now == pid || now == 0 {
-		t.Errorf("after the reload the demo worker was not restarted: pid %d, then %d", pid, now)
-	}
-	t.Logf("after systemctl reload nagios4, killed, healed: OK +%s", h.OK.Sub(killed))
 
 	// The README's purge: no process, no file, nothing owned by selfheal.
 	runBlock("uninstall")
@@ -315,13 +307,18 @@ func boot(t *testing.T, root, dist string) *container {
 	}) {
 		t.Fatalf("systemd-nspawn started no container:\n%s", lastLines(out.String(), 20))
 	}
-	// running, or degraded (a unit a container cannot run, e.g. a getty).
-	o, _ := c.sh("timeout 120 systemctl is-system-running --wait", 3*time.Minute)
-	if s := strings.TrimSpace(o); s != "running" && s != "degraded" {
+	// running, or degraded (a unit a container cannot run, e.g. a getty);
+	// until systemd has its bus, systemctl cannot even ask.
+	var state string
+	if !waitFor(3*time.Minute, func() bool {
+		o, _ := c.sh("systemctl is-system-running", time.Minute)
+		state = strings.TrimSpace(o)
+		return state == "running" || state == "degraded"
+	}) {
 		failed, _ := c.sh("systemctl --failed --no-legend", time.Minute)
-		t.Fatalf("systemd in the container: %q\n%s", s, failed)
+		t.Fatalf("systemd in the container: %q\n%s", state, failed)
 	}
-	o, _ = c.sh("readlink /proc/1/exe", time.Minute)
+	o, _ := c.sh("readlink /proc/1/exe", time.Minute)
 	t.Logf("booted: PID 1 is %s", strings.TrimSpace(o))
 	return c
 }
