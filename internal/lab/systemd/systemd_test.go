@@ -25,7 +25,8 @@ import (
 // README's `apt-get install nagios4-core` finds it installed, as it would
 // find it on a host where apt had fetched it). libnss-systemd resolves the
 // demo worker's dynamic user, as on a standard install.
-var rootPackages = []string{"systemd", "systemd-sysv", "dbus", "libnss-systemd", "libpam-systemd", "polkitd", "nagios4-core", "procps"}
+// make is for the README's source path (make install).
+var rootPackages = []string{"systemd", "systemd-sysv", "dbus", "libnss-systemd", "libpam-systemd", "polkitd", "nagios4-core", "procps", "make"}
 
 // cacheDir keeps the root between runs, keyed by the package list: an
 // mmdebstrap costs about a minute and Debian's mirror; a cached root
@@ -85,22 +86,27 @@ func TestSystemdPath(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, tag := range []string{"install", "install-systemd", "heal-demo-systemd", "uninstall"} {
+	for _, tag := range []string{"install", "install-systemd", "heal-demo-systemd", "uninstall", "source", "source-uninstall"} {
 		if len(blocks[tag]) == 0 {
 			t.Fatalf("README.md has no ```sh %s block", tag)
 		}
 	}
 	osRoot := cachedRoot(t)
 	dist := packages(t, root)
-	c := boot(t, osRoot, dist)
+	src := sourceTree(t, root)
+	c := boot(t, osRoot, dist, src)
 
 	steps := 0
 	runBlock := func(tag string) {
 		t.Helper()
+		dir := "/dist"
+		if strings.HasPrefix(tag, "source") {
+			dir = "/src"
+		}
 		for _, cmd := range blocks[tag] {
 			steps++
 			t.Logf("README %s #%d: %s", tag, steps, cmd)
-			out, err := c.sh(cmd, 5*time.Minute)
+			out, err := c.shIn(dir, cmd, 5*time.Minute)
 			if err != nil {
 				t.Fatalf("README %s: %s: %v\n%s", tag, cmd, err, out)
 			}
@@ -188,18 +194,69 @@ func TestSystemdPath(t *testing.T) {
 
 	// The README's purge: no process, no file, nothing owned by selfheal.
 	runBlock("uninstall")
+	checkClean(t, c, "the purge")
+
+	// The source path on the same host, now clean: the README's six
+	// commands as root (make install, no sudo, nothing built: bin/ is
+	// there), healed the same way, then make uninstall PURGE=1 leaving
+	// nothing. Debian's conffiles stay as shipped.
+	verify := c.must(t, "dpkg --verify nagios4-core nagios4-common || true")
+	steps = 0
+	start = time.Now().Truncate(time.Second)
+	runBlock("source")
+	h = c.waitHeal(t, start)
+	t.Logf("source path: %d README commands; the worker, never started, healed: HARD CRITICAL +%s, OK +%s",
+		steps, h.Hard.Sub(start), h.OK.Sub(start))
+	if got := c.must(t, "dpkg --verify nagios4-core nagios4-common || true"); got != verify {
+		t.Errorf("make install changed Debian's Nagios files:\n%s", got)
+	}
+	if wuid = c.uid(t, c.mainPID(t, "selfheal-demo.service")); wuid == suid || wuid == "0" {
+		t.Errorf("source install: the demo worker runs as uid %s", wuid)
+	}
+	runBlock("source-uninstall")
+	checkClean(t, c, "make uninstall PURGE=1")
+}
+
+// checkClean: no process of ours, no file of the selfheal user, no file
+// named for the project (but the mounted packages and tree).
+func checkClean(t *testing.T, c *container, after string) {
+	t.Helper()
 	if out, _ := c.sh("ps -eo user=,args= | grep -E 'worker_listener|demo_worker|selfheal' | grep -v grep", time.Minute); strings.TrimSpace(out) != "" {
-		t.Errorf("processes left after the purge:\n%s", out)
+		t.Errorf("processes left after %s:\n%s", after, out)
 	}
 	if out, _ := c.sh("find / -xdev \\( -user selfheal -o -group selfheal \\) -print", 2*time.Minute); strings.TrimSpace(out) != "" {
-		t.Errorf("files owned by selfheal left after the purge:\n%s", out)
+		t.Errorf("files owned by selfheal left after %s:\n%s", after, out)
 	}
-	if out, _ := c.sh("find / -xdev \\( -name '*selfheal*' -o -name 'worker_listener*' \\) -not -path '/dist/*' -print", 2*time.Minute); strings.TrimSpace(out) != "" {
-		t.Errorf("files left after the purge:\n%s", out)
+	if out, _ := c.sh("find / -xdev \\( -name '*selfheal*' -o -name 'worker_listener*' -o -name 'demo-ctl' \\) -not -path '/dist/*' -not -path '/src/*' -print", 2*time.Minute); strings.TrimSpace(out) != "" {
+		t.Errorf("files left after %s:\n%s", after, out)
 	}
 	if out, err := c.sh("nagios4 -v /etc/nagios4/nagios.cfg", time.Minute); err != nil {
-		t.Errorf("nagios4 -v after the purge: %v\n%s", err, lastLines(out, 20))
+		t.Errorf("nagios4 -v after %s: %v\n%s", after, err, lastLines(out, 20))
 	}
+}
+
+// sourceTree is what `make install` reads, copied to a temp dir that the
+// container mounts at /src: the Makefile, packaging/, nagios-config/ and
+// the built binaries in bin/ (SELFHEAL_BIN, as make test passes, or built
+// here), so the container needs make but no Go.
+func sourceTree(t *testing.T, root string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, p := range []string{"Makefile", "packaging", "nagios-config"} {
+		if out, err := exec.Command("cp", "-a", filepath.Join(root, p), dir+"/").CombinedOutput(); err != nil {
+			t.Fatalf("cp %s: %v\n%s", p, err, out)
+		}
+	}
+	bin := filepath.Join(dir, "bin")
+	if err := os.Mkdir(bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range []string{"check_worker", "handle_worker", "worker_listener", "demo_worker", "check_selfheal"} {
+		if out, err := exec.Command("cp", testutil.Binary(t, b), filepath.Join(bin, b)).CombinedOutput(); err != nil {
+			t.Fatalf("cp %s: %v\n%s", b, err, out)
+		}
+	}
+	return dir
 }
 
 // cachedRoot returns a Debian 12 root with rootPackages, made by
@@ -278,11 +335,11 @@ type container struct {
 // boot starts the container on a tmpfs overlay of root, with loopback
 // only (its ports never meet the host's), the .debs at /dist, and waits
 // for systemd to finish booting. Cleanup powers it off and reaps it.
-func boot(t *testing.T, root, dist string) *container {
+func boot(t *testing.T, root, dist, src string) *container {
 	t.Helper()
 	var out bytes.Buffer
 	cmd := exec.Command("systemd-nspawn", "-D", root, "--volatile=overlay", "--boot", "--register=no", "--keep-unit",
-		"--private-network", "--bind-ro="+dist+":/dist", "--machine=selfheal-lab-"+strconv.Itoa(os.Getpid()), "--quiet")
+		"--private-network", "--bind-ro="+dist+":/dist", "--bind-ro="+src+":/src", "--machine=selfheal-lab-"+strconv.Itoa(os.Getpid()), "--quiet")
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.Stdin = nil
 	if err := cmd.Start(); err != nil {
@@ -347,11 +404,16 @@ func child(pid int) int {
 // sh runs one command line in the container, as root, in /dist (where the
 // README's ./selfheal-*_*.deb globs find the packages), bounded.
 func (c *container) sh(cmdline string, limit time.Duration) (string, error) {
+	return c.shIn("/dist", cmdline, limit)
+}
+
+// shIn runs one command line in the container, as root, in dir.
+func (c *container) shIn(dir, cmdline string, limit time.Duration) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "nsenter", "-t", strconv.Itoa(c.leader), "-a", "--",
 		"/usr/bin/env", "-i", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "DEBIAN_FRONTEND=noninteractive",
-		"LANG=C.UTF-8", "HOME=/root", "/bin/bash", "-o", "pipefail", "-c", "cd /dist && "+cmdline)
+		"LANG=C.UTF-8", "HOME=/root", "/bin/bash", "-o", "pipefail", "-c", "cd "+dir+" && "+cmdline)
 	cmd.WaitDelay = 5 * time.Second
 	var b bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &b, &b
