@@ -441,21 +441,6 @@ func (c *container) uid(t *testing.T, pid int) string {
 	return strings.TrimSpace(c.must(t, fmt.Sprintf("stat -c %%u /proc/%d", pid)))
 }
 
-// logSince reports whether Nagios' log in the container has an entry from
-// since on that matches.
-func (c *container) logSince(since time.Time, match func(engine.LogEntry) bool) bool {
-	log, err := engine.ReadLog(filepath.Join("/proc", strconv.Itoa(c.leader), "root") + nagiosLog)
-	if err != nil {
-		return false
-	}
-	for _, e := range log {
-		if !e.Time.Before(since) && match(e) {
-			return true
-		}
-	}
-	return false
-}
-
 // waitHeal waits for HARD CRITICAL, its event handler and HARD OK of the
 // sample's worker in Nagios' log, from since on.
 func (c *container) waitHeal(t *testing.T, since time.Time) install.Heal {
