@@ -94,8 +94,13 @@ install_() {
 # Every process still running the installed agent or demo worker:
 # SIGTERM, 5 s, SIGKILL (matched by executable, nothing else is touched).
 stop_ours() {
+    local self
+    self=$(readlink /proc/self/ns/pid)
     ours() {
         for p in /proc/[0-9]*; do
+            # This host's processes only, not a container's (another pid
+            # namespace) that happens to run the same package.
+            [ "$(readlink "$p/ns/pid" 2>/dev/null)" = "$self" ] || continue
             case "$(readlink "$p/exe" 2>/dev/null)" in
             "$sbin/worker_listener" | "$lib/demo_worker") echo "${p#/proc/}" ;;
             esac
