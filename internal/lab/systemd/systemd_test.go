@@ -297,6 +297,14 @@ func cachedRoot(t *testing.T) string {
 	if err := os.Rename(tmp, dir); err != nil {
 		t.Fatal(err)
 	}
+	// Roots of other package lists are stale: one root is kept, not one
+	// per change of the list.
+	old, _ := filepath.Glob(filepath.Join(cacheDir, "bookworm-*"))
+	for _, o := range old {
+		if o != dir {
+			os.RemoveAll(o)
+		}
+	}
 	t.Logf("made %s with mmdebstrap in %s", dir, time.Since(begin).Round(time.Second))
 	return dir
 }
