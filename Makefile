@@ -60,7 +60,7 @@ build: ## Build static binaries into bin/ (CGO_ENABLED=0, -trimpath, version sta
 	@ls $(BIN)
 
 .PHONY: test
-test: lint build ## gofmt + vet, all tests with -race (real Nagios e2e included), brief fuzzing
+test: lint build tools ## gofmt + vet, all tests with -race (real Nagios e2e included), brief fuzzing
 	SELFHEAL_BIN=$(BIN) $(GO) test -race -count=1 -timeout 20m ./...
 	@$(MAKE) --no-print-directory fuzz
 
@@ -113,32 +113,38 @@ man: build ## Man pages, rendered by each binary from its own grammar, into buil
 	done
 	@ls $(BUILD)/man
 
+.PHONY: tools
+tools: ## Build the pinned packaging tools once per machine (nfpm, ~/.cache/selfheal/tools)
+	@GO='$(GO)' bash packaging/tools.sh nfpm >/dev/null
+
 .PHONY: package
 package: man ## Debian packages selfheal-node and selfheal-agent into dist/ (nfpm; docs/packaging.md)
 	GO='$(GO)' LDFLAGS='$(LDFLAGS)' DEB_VERSION='$(DEB_VERSION)' MAN='$(BUILD)/man' DIST='$(DIST)' \
 		bash packaging/build.sh $(DEB_ARCHES)
 
-# install never builds: under sudo, secure_path has no Go, and a build as
-# root would leave root-owned files in the tree.
+# install builds only when it must and may: under sudo, secure_path has no
+# Go and a build would leave root-owned files in a user's tree, so it says
+# to build first; as root without sudo (a root-only host) it builds.
 .PHONY: install
-install: ## Install what `make build` built: plugins into PLUGINDIR, the agent into PREFIX/sbin, man pages
+install: ## Install as the packages do, under PREFIX (user, dirs, fleet key, config, objects, units); DESTDIR to stage
 	@for b in check_worker handle_worker worker_listener demo_worker; do \
 		if [ ! -x $(BIN)/$$b ]; then \
-			echo "make install: $(BIN)/$$b is missing. Build first, as your own user, then install:" >&2; \
-			echo "    make build && sudo make install" >&2; \
-			exit 1; \
+			if [ -n "$$SUDO_USER" ]; then \
+				echo "make install: $(BIN)/$$b is missing. Build first, as your own user, then install:" >&2; \
+				echo "    make build && sudo make install" >&2; \
+				exit 1; \
+			fi; \
+			$(MAKE) --no-print-directory build >/dev/null || exit 1; \
+			break; \
 		fi; \
 	done
-	install -d $(DESTDIR)$(PLUGINDIR) $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/lib/selfheal $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man8
-	install -m 0755 $(BIN)/check_worker $(BIN)/handle_worker $(DESTDIR)$(PLUGINDIR)/
-	@if [ -x $(BIN)/check_selfheal ]; then install -m 0755 $(BIN)/check_selfheal $(DESTDIR)$(PLUGINDIR)/; fi
-	install -m 0755 $(BIN)/worker_listener $(DESTDIR)$(PREFIX)/sbin/
-	install -m 0755 $(BIN)/demo_worker $(DESTDIR)$(PREFIX)/lib/selfheal/
-	@for b in $(BINARIES); do \
-		[ -x $(BIN)/$$b ] || continue; \
-		sec=$$($(BIN)/$$b --help-man | awk '/^\.TH/ {print $$3; exit}'); \
-		$(BIN)/$$b --help-man >$(DESTDIR)$(MANDIR)/man$$sec/$$b.$$sec && echo "man page $(DESTDIR)$(MANDIR)/man$$sec/$$b.$$sec" || exit 1; \
-	done
+	@BIN='$(BIN)' PREFIX='$(PREFIX)' PLUGINDIR='$(PLUGINDIR)' MANDIR='$(MANDIR)' DESTDIR='$(DESTDIR)' \
+		bash packaging/source-install.sh install
+
+.PHONY: uninstall
+uninstall: ## Stop and remove what `make install` installed (PURGE=1: also config, keys, state, logs)
+	@BIN='$(BIN)' PREFIX='$(PREFIX)' PLUGINDIR='$(PLUGINDIR)' MANDIR='$(MANDIR)' DESTDIR='$(DESTDIR)' PURGE='$(PURGE)' \
+		bash packaging/source-install.sh uninstall
 
 .PHONY: clean
 clean: ## Remove bin/, build/, dist/ and test caches

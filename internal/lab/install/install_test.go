@@ -39,6 +39,7 @@ const (
 	conffile   = "/etc/selfheal/worker_listener.yaml"
 	demoPID    = "/var/lib/selfheal/demo/demo.pid"
 	handlerDir = "/var/lib/selfheal/handler"
+	minGap     = 2 * time.Minute // budget.min_gap in the packaged worker_listener.yaml
 )
 
 // Nagios' own state, put back as it was found: the log, retention,
@@ -182,6 +183,51 @@ func TestInstallFromREADME(t *testing.T) {
 	t.Logf("healed: kill %s, HARD CRITICAL +%s, handler +%s, OK +%s (pid %d -> %d); %d commands from a fresh host to a monitored worker",
 		killed.UTC().Format(time.TimeOnly), heal.Hard.Sub(killed), heal.Handler.Sub(killed), heal.OK.Sub(killed), oldPID, newPID, toHealthy)
 
+	// A reload (SIGHUP, what `service nagios4 reload` and `systemctl
+	// reload nagios4` send), then a kill: still healed. This needs the
+	// handler to survive the macros a reload empties ($STATUSDATAFILE$,
+	// issue 17). After the agent's min_gap since the first restart, so that
+	// the gap is not what this step tests.
+	if wait := time.Until(heal.Handler.Add(minGap + 2*time.Second)); wait > 0 {
+		t.Logf("waiting %s for the agent's min_gap to pass", wait.Round(time.Second))
+		time.Sleep(wait)
+	}
+	reloaded := time.Now().Truncate(time.Second)
+	if out, err := sh("", "service nagios4 reload", time.Minute); err != nil {
+		t.Fatalf("service nagios4 reload: %v\n%s", err, out)
+	}
+	if !waitFor(2*time.Minute, func() bool {
+		log, _ := engine.ReadLog(nagiosLog)
+		for _, e := range log {
+			if !e.Time.Before(reloaded) && strings.Contains(e.Raw, "Caught SIGHUP") {
+				return true
+			}
+		}
+		return false
+	}) {
+		t.Fatalf("no SIGHUP in %s after service nagios4 reload", nagiosLog)
+	}
+	oldPID = readPID(demoPID)
+	killed = time.Now().Truncate(time.Second)
+	runBlock("heal-demo", dist1)
+	if !waitFor(4*time.Minute, func() bool {
+		log, err := engine.ReadLog(nagiosLog)
+		if err != nil {
+			return false
+		}
+		h, done := FindHeal(log, killed, host, svc)
+		heal = h
+		return done
+	}) {
+		t.Fatalf("after service nagios4 reload: no HARD CRITICAL -> SERVICE EVENT HANDLER -> OK for %s/%s after the kill at %s:\n%s\n%s",
+			host, svc, killed.UTC().Format(time.RFC3339), lastLines(readFile(nagiosLog), 30),
+			lastLines(readFile("/var/log/selfheal/handler/handle_worker.log"), 10))
+	}
+	if newPID = readPID(demoPID); newPID == 0 || newPID == oldPID || !alive(demoPID) {
+		t.Fatalf("after the reload the demo worker was not restarted: pid %d before, %d after", oldPID, newPID)
+	}
+	t.Logf("after service nagios4 reload, healed: HARD CRITICAL +%s, OK +%s", heal.Hard.Sub(killed), heal.OK.Sub(killed))
+
 	// On call: each command works as written; the dry run writes nothing.
 	for _, c := range blocks["oncall"] {
 		before := listing(t, handlerDir)
@@ -262,9 +308,52 @@ func TestInstallFromREADME(t *testing.T) {
 		t.Errorf("nagios4 -v after the upgrade: %v\n%s", err, lastLines(out, 20))
 	}
 
-	// Purge: nothing of the packages, their links or state is left, and
-	// Debian's Nagios config still validates.
+	// Purge with the agent and the demo worker running (started as the
+	// agent's action and by hand, as an admin would without systemd):
+	// nothing of the packages is left, no process, no file of the selfheal
+	// user anywhere, no link or state, and Debian's Nagios config still
+	// validates.
+	if out, err := sh("", "runuser -u selfheal -- /usr/lib/selfheal/demo-ctl start", time.Minute); err != nil {
+		t.Fatalf("demo-ctl start: %v\n%s", err, out)
+	}
+	agent := exec.Command("runuser", "-u", "selfheal", "--", "/usr/sbin/worker_listener", "serve", "--config", conffile)
+	if err := agent.Start(); err != nil {
+		t.Fatal(err)
+	}
+	agentDone := make(chan struct{})
+	go func() { agent.Wait(); close(agentDone) }()
+	t.Cleanup(func() {
+		select {
+		case <-agentDone:
+		case <-time.After(10 * time.Second):
+			agent.Process.Kill()
+			<-agentDone
+		}
+	})
+	if !waitFor(30*time.Second, func() bool { return !portFree("127.0.0.1:5690") && !portFree("127.0.0.1:8080") }) {
+		t.Fatal("the hand-run agent or the demo worker did not listen")
+	}
+	uid := strings.TrimSpace(mustRun(t, "id", "-u", "selfheal"))
+	gid := strings.TrimSpace(mustRun(t, "id", "-g", "selfheal"))
 	runBlock("uninstall", dist2)
+	if pids := ours(); len(pids) > 0 {
+		t.Errorf("processes of the package left after the purge: %v", pids)
+	}
+	select {
+	case <-agentDone:
+	case <-time.After(10 * time.Second):
+		t.Error("the hand-run agent still runs after the purge")
+	}
+	for _, addr := range []string{"127.0.0.1:5690", "127.0.0.1:8080"} {
+		if !portFree(addr) {
+			t.Errorf("%s still listens after the purge", addr)
+		}
+	}
+	// Not internal/lab/systemd's cached container root: its own users'
+	// numbers may be this host's selfheal's.
+	if out, _ := sh("", "find / -xdev -path /var/cache/selfheal-lab -prune -o \\( -uid "+uid+" -o -gid "+gid+" \\) -print", 5*time.Minute); strings.TrimSpace(out) != "" {
+		t.Errorf("files of the selfheal user left after the purge:\n%s", lastLines(out, 20))
+	}
 	for _, p := range []string{"selfheal-node", "selfheal-agent"} {
 		if installed(p) || version(p) != "" {
 			t.Errorf("%s is still known to dpkg after the purge", p)
@@ -287,6 +376,28 @@ func TestInstallFromREADME(t *testing.T) {
 		t.Errorf("nagios4 -v after the purge: %v\n%s", err, lastLines(out, 20))
 	}
 	t.Logf("README commands run: %d (versions %s -> %s)", steps, v1, v2)
+}
+
+// ours lists the processes running one of the agent package's binaries
+// (a deleted one included: the kernel appends " (deleted)").
+func ours() []string {
+	var out []string
+	self, _ := os.Readlink("/proc/self/ns/pid")
+	ds, _ := os.ReadDir("/proc")
+	for _, d := range ds {
+		if _, err := strconv.Atoi(d.Name()); err != nil {
+			continue
+		}
+		// Not a container's (internal/lab/systemd runs the same package).
+		if ns, _ := os.Readlink(filepath.Join("/proc", d.Name(), "ns", "pid")); ns != self {
+			continue
+		}
+		exe, err := os.Readlink(filepath.Join("/proc", d.Name(), "exe"))
+		if err == nil && (strings.HasPrefix(exe, "/usr/sbin/worker_listener") || strings.HasPrefix(exe, "/usr/lib/selfheal/")) {
+			out = append(out, d.Name()+" "+exe)
+		}
+	}
+	return out
 }
 
 // packages builds both .debs (make package, in a build dir of its own so
