@@ -1,0 +1,176 @@
+package main
+
+// Attacks on the agent's promises by a local user (uid 65534) and by
+// peers on loopback, against the real binary. Each test first shows the
+// rig working (the action runs when it should), then the attack failing.
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/selfheal/selfheal/internal/fsutil"
+	"github.com/selfheal/selfheal/internal/protocol"
+)
+
+// withRestart points the demo service's restart at argv.
+func (e *env) withRestart(argv ...string) {
+	e.t.Helper()
+	c := e.config(e.keyPath)
+	a := c.Services[0].Actions["restart"]
+	a.Argv = argv
+	c.Services[0].Actions["restart"] = a
+	if err := c.Write(e.cfg); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// waitAudit waits (bounded) until the audit log holds s.
+func waitAudit(t *testing.T, e *env, s string) {
+	t.Helper()
+	p := filepath.Join(e.dir, "audit.log")
+	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(readFile(p), s); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the audit log never said %q:\n%s", s, readFile(p))
+		}
+	}
+}
+
+// TestTrustShebangInterpreter: an action's script, root's, starts with
+// "#!INTERP": the kernel runs INTERP as root as surely as the script. An
+// interpreter a stranger owns, or one in his directory (which he makes a
+// script that leaves a mark, then runs /bin/sh) is refused at start and, handed over after start, at the
+// next run. The same interpreter, root's, runs.
+func TestTrustShebangInterpreter(t *testing.T) {
+	requireRoot(t)
+	setup := func(t *testing.T) (*env, string, string) {
+		e := newEnv(t)
+		tools := filepath.Join(e.dir, "tools")
+		if err := os.Mkdir(tools, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		interp := filepath.Join(tools, "sh")
+		if err := os.WriteFile(interp, []byte("#!/bin/sh\nexec /bin/sh \"$@\"\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		script := filepath.Join(e.dir, "shebang.sh")
+		if err := os.WriteFile(script, []byte("#! "+interp+" -e\necho ran >> \"$MARK\"\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		e.withRestart(script)
+		return e, interp, tools
+	}
+	t.Run("root's interpreter runs", func(t *testing.T) {
+		e, _, _ := setup(t)
+		d := startServe(t, e, false)
+		if rep, err := doFault(t, d.Addr, e.key, protocol.VerbRestart, "demo", "1"); err != nil || rep.Outcome != protocol.OutcomeOK || e.marks("mark") != 1 {
+			t.Fatalf("restart: %+v %v (%d marks)", rep, err, e.marks("mark"))
+		}
+	})
+	// evil is what the stranger makes of the interpreter once he can.
+	evil := func(t *testing.T, interp string) {
+		t.Helper()
+		os.Remove(interp) // his directory, or his file
+		if err := os.WriteFile(interp, []byte("#!/bin/sh\nid >> \""+filepath.Join(filepath.Dir(filepath.Dir(interp)), "evil-mark")+"\"\nexec /bin/sh \"$@\"\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		chown(t, interp, stranger)
+	}
+	for _, c := range []struct {
+		name  string
+		own   func(t *testing.T, interp, tools string)
+		where func(interp, tools string) string
+	}{
+		{"interpreter owned by a stranger", func(t *testing.T, interp, _ string) { evil(t, interp) },
+			func(interp, _ string) string { return fsutil.Quote(interp) + ": owned by uid 65534" }},
+		{"interpreter's directory owned by a stranger", func(t *testing.T, interp, tools string) { chown(t, tools, stranger); evil(t, interp) },
+			func(_, tools string) string { return fsutil.Quote(tools) + ": owned by uid 65534" }},
+	} {
+		t.Run(c.name+", at start", func(t *testing.T) {
+			e, interp, tools := setup(t)
+			c.own(t, interp, tools)
+			refused(t, e, "service demo action restart: interpreter of argv[0] "+fsutil.Quote(interp), c.where(interp, tools))
+		})
+		t.Run(c.name+", after start", func(t *testing.T) {
+			e, interp, tools := setup(t)
+			d := startServe(t, e, false)
+			if rep, err := doFault(t, d.Addr, e.key, protocol.VerbRestart, "demo", "1"); err != nil || rep.Outcome != protocol.OutcomeOK || e.marks("mark") != 1 {
+				t.Fatalf("restart before the hand-over: %+v %v", rep, err)
+			}
+			c.own(t, interp, tools)
+			rep, err := doFault(t, d.Addr, e.key, protocol.VerbRestart, "demo", "2")
+			if err != nil || rep.Outcome != protocol.OutcomeDenied || rep.Agent != "worker1" {
+				t.Fatalf("restart through a stranger's interpreter: %+v %v", rep, err)
+			}
+			if e.marks("mark") != 1 {
+				t.Fatalf("the action ran: %d marks", e.marks("mark"))
+			}
+			noEvil(t, e)
+			waitAudit(t, e, "interpreter of argv[0] ")
+			waitAudit(t, e, c.where(interp, tools))
+		})
+	}
+}
+
+// TestThirdPartyClient: a client written from docs/protocol.md alone, in
+// Python with its standard library (testdata/thirdparty_client.py),
+// against the real agent: it verifies every signed reply; the restart runs
+// once for its fault (again: recorded), and a replay of its bytes, a skew
+// request's bytes replayed (still outside the window, or not), re-ordered
+// fields and non-canonical MACs are refused with the one unsigned denied.
+func TestThirdPartyClient(t *testing.T) {
+	py, err := exec.LookPath("python3")
+	if err != nil {
+		t.Skip("no python3")
+	}
+	e := newEnv(t)
+	d := startServe(t, e, false)
+	host, port, _ := net.SplitHostPort(d.Addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, py, filepath.Join("testdata", "thirdparty_client.py"), e.fleetPath, "worker1", host, port).CombinedOutput()
+	if err != nil {
+		t.Fatalf("client: %v\n%s", err, out)
+	}
+	type step struct {
+		Step, Outcome, Origin, Output, Reply string
+		Verified, Unsigned                   bool
+	}
+	got := map[string]step{}
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		var s step
+		if err := json.Unmarshal([]byte(l), &s); err != nil {
+			t.Fatalf("%v: %s", err, l)
+		}
+		got[s.Step] = s
+	}
+	signed := func(name string, outcome protocol.Outcome, origin protocol.Origin) {
+		t.Helper()
+		s := got[name]
+		if !s.Verified || s.Outcome != string(outcome) || s.Origin != string(origin) {
+			t.Errorf("%s: %+v, want a verified %s %s", name, s, outcome, origin)
+		}
+	}
+	denied := func(name string) {
+		t.Helper()
+		if s := got[name]; s.Verified || !s.Unsigned || s.Outcome != "denied" {
+			t.Errorf("%s: %+v, want the unsigned denied", name, s)
+		}
+	}
+	signed("ping", protocol.OutcomeOK, protocol.OriginNone)
+	signed("restart", protocol.OutcomeOK, protocol.OriginRun)
+	signed("restart-again", protocol.OutcomeOK, protocol.OriginRecorded)
+	signed("skew", protocol.OutcomeSkew, protocol.OriginNone)
+	for _, n := range []string{"replay-bytes", "skew-replay", "reordered", "uppercase-mac", "crlf"} {
+		denied(n)
+	}
+	if n := e.marks("mark"); n != 1 {
+		t.Fatalf("the restart ran %d times, want 1\n%s", n, out)
+	}
+}
