@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -172,5 +173,74 @@ func TestThirdPartyClient(t *testing.T) {
 	}
 	if n := e.marks("mark"); n != 1 {
 		t.Fatalf("the restart ran %d times, want 1\n%s", n, out)
+	}
+}
+
+// TestTrustTakenBackWithHeldDescriptor: a script handed to a stranger
+// (issue 18's attack), then taken back. While it was his he opened it for
+// writing and kept the descriptor: ownership and mode are checked when a
+// file is opened, so the descriptor still writes after root owns the file
+// again. Taken back as docs/security.md says (a new file renamed over
+// it), his descriptor writes to the old inode, which nothing runs; taken
+// back in place (chown, rewrite) it writes to the file the agent runs.
+func TestTrustTakenBackWithHeldDescriptor(t *testing.T) {
+	requireRoot(t)
+	for _, inPlace := range []bool{false, true} {
+		name := map[bool]string{false: "replaced", true: "chowned back in place"}[inPlace]
+		t.Run(name, func(t *testing.T) {
+			if inPlace {
+				t.Skip("open: a descriptor opened while the file was the stranger's survives chown and chmod; no check of " +
+					"the path can see it (he writes and closes before the run). docs/security.md tells the admin to " +
+					"replace the file (a new inode), never to chown it back")
+			}
+			e := newEnv(t)
+			d := startServe(t, e, false)
+			script := filepath.Join(e.dir, "mark.sh")
+			clean := readFile(script)
+			chown(t, script, stranger)
+			// What he opens while the file is his: this process opens it for
+			// him (the test dir is root's 0700) and hands the descriptor to
+			// his process, which waits for a line on stdin, then writes.
+			f, err := os.OpenFile(script, os.O_WRONLY|os.O_APPEND, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			his := exec.CommandContext(ctx, "/bin/sh", "-c", `read go && echo 'id >> "`+filepath.Join(e.dir, "evil-mark")+`"' >&3`)
+			his.ExtraFiles = []*os.File{f}
+			his.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: stranger, Gid: stranger}}
+			stdin, err := his.StdinPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := his.Start(); err != nil {
+				t.Fatal(err)
+			}
+			f.Close()
+			if inPlace {
+				if err := os.WriteFile(script, []byte(clean), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				chown(t, script, 0)
+			} else {
+				tmp := script + ".new"
+				if err := os.WriteFile(tmp, []byte(clean), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Rename(tmp, script); err != nil {
+					t.Fatal(err)
+				}
+			}
+			stdin.Write([]byte("go\n"))
+			stdin.Close()
+			if err := his.Wait(); err != nil {
+				t.Fatalf("his write: %v", err)
+			}
+			if rep, err := doFault(t, d.Addr, e.key, protocol.VerbRestart, "demo", "1"); err != nil || rep.Outcome != protocol.OutcomeOK || e.marks("mark") != 1 {
+				t.Fatalf("restart once root has the script back: %+v %v (%d marks)", rep, err, e.marks("mark"))
+			}
+			noEvil(t, e)
+		})
 	}
 }
