@@ -6,17 +6,22 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/selfheal/selfheal/internal/fsutil"
+	"github.com/selfheal/selfheal/internal/lab/rig"
 	"github.com/selfheal/selfheal/internal/protocol"
 )
 
@@ -241,6 +246,130 @@ func TestTrustTakenBackWithHeldDescriptor(t *testing.T) {
 				t.Fatalf("restart once root has the script back: %+v %v (%d marks)", rep, err, e.marks("mark"))
 			}
 			noEvil(t, e)
+		})
+	}
+}
+
+// TestFloodsFromAnotherSource: while 127.0.0.2 (inside the allow list)
+// attacks for a bounded time with 40 connections each trickling a byte
+// every 300 ms (slowloris), 20 connections writing 2 MiB each (oversized
+// frames), 500 silent sockets, and, under mTLS, stalled ClientHellos and
+// full handshakes without a client certificate, 5 signed restarts from
+// 127.0.0.1 each succeed on their first try, and the action ran 5 times.
+func TestFloodsFromAnotherSource(t *testing.T) {
+	for _, mtls := range []bool{false, true} {
+		t.Run(map[bool]string{false: "plain", true: "mtls"}[mtls], func(t *testing.T) {
+			e := newEnv(t)
+			c := e.config(e.keyPath)
+			c.Allow = []string{"127.0.0.0/8"}
+			var ctls *tls.Config
+			if mtls {
+				writePKI(t, e.dir)
+				p := func(n string) string { return filepath.Join(e.dir, n) }
+				c.TLS = &rig.TLS{Cert: p("server.crt"), Key: p("server.key"), ClientCA: p("ca.crt")}
+				var err error
+				if ctls, err = protocol.ClientTLS(p("ca.crt"), p("client.crt"), p("client.key"), "127.0.0.1"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := c.Write(e.cfg); err != nil {
+				t.Fatal(err)
+			}
+			d := startServe(t, e, false)
+			from := &net.Dialer{Timeout: 2 * time.Second, LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			var wg sync.WaitGroup
+			var attacks atomic.Int64
+			run := func(n int, f func(net.Conn)) {
+				for range n {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						for ctx.Err() == nil {
+							conn, err := from.DialContext(ctx, "tcp", d.Addr)
+							if err != nil {
+								select {
+								case <-ctx.Done():
+								case <-time.After(50 * time.Millisecond):
+								}
+								continue
+							}
+							attacks.Add(1)
+							stop := context.AfterFunc(ctx, func() { conn.Close() })
+							f(conn)
+							stop()
+							conn.Close()
+						}
+					}()
+				}
+			}
+			run(40, func(conn net.Conn) { // slowloris
+				for i := 0; i < 1000 && ctx.Err() == nil; i++ {
+					if _, err := conn.Write([]byte("S")); err != nil {
+						return
+					}
+					time.Sleep(300 * time.Millisecond)
+				}
+			})
+			junk := make([]byte, 64<<10)
+			for i := range junk {
+				junk[i] = 'A'
+			}
+			run(20, func(conn net.Conn) { // oversized frames
+				conn.SetWriteDeadline(time.Now().Add(3 * time.Second))
+				for range 32 {
+					if _, err := conn.Write(junk); err != nil {
+						return
+					}
+				}
+			})
+			run(5, func(conn net.Conn) { // silent sockets, 100 at a time
+				held := []net.Conn{conn}
+				for range 99 {
+					if c, err := from.DialContext(ctx, "tcp", d.Addr); err == nil {
+						held = append(held, c)
+					}
+				}
+				<-ctx.Done()
+				for _, c := range held {
+					c.Close()
+				}
+			})
+			if mtls {
+				run(8, func(conn net.Conn) { // a ClientHello, then nothing
+					tc := tls.Client(conn, &tls.Config{InsecureSkipVerify: true})
+					hctx, hcancel := context.WithTimeout(ctx, 200*time.Millisecond)
+					tc.HandshakeContext(hctx)
+					hcancel()
+				})
+				run(4, func(conn net.Conn) { // full handshakes, no client certificate
+					tc := tls.Client(conn, &tls.Config{InsecureSkipVerify: true})
+					tc.Handshake()
+					tc.Write([]byte("x"))
+				})
+			}
+			defer func() { cancel(); wg.Wait() }()
+			for deadline := time.Now().Add(10 * time.Second); attacks.Load() < 100; time.Sleep(10 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("the attack never got going: %d", attacks.Load())
+				}
+			}
+			for i := range 5 {
+				cl, err := protocol.NewClient(protocol.ClientConfig{Addr: d.Addr, Key: e.fleet, Agent: "worker1", TLS: ctls})
+				if err != nil {
+					t.Fatal(err)
+				}
+				rctx, rcancel := context.WithTimeout(context.Background(), 20*time.Second)
+				rep, err := cl.Do(rctx, protocol.VerbRestart, "demo", "flood-"+strconv.Itoa(i))
+				rcancel()
+				if err != nil || rep.Outcome != protocol.OutcomeOK || rep.Origin != protocol.OriginRun {
+					t.Errorf("restart %d under the floods (%d attack connections so far): %+v %v", i, attacks.Load(), rep, err)
+				}
+			}
+			t.Logf("%d attack connections from 127.0.0.2", attacks.Load())
+			if n := e.marks("mark"); n != 5 {
+				t.Errorf("the action ran %d times, want 5", n)
+			}
 		})
 	}
 }
