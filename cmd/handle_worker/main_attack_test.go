@@ -1,0 +1,90 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/selfheal/selfheal/internal/lab/rig"
+	"github.com/selfheal/selfheal/internal/lab/testutil"
+)
+
+// TestHostileWorkerThroughShippedLines: a worker (or whoever answers on
+// its port) that says CRITICAL with metric names, units and check names
+// full of shell syntax. The real check_worker renders it; its perfdata is
+// passed to the shipped event handler command line as Nagios would pass
+// $SERVICEPERFDATA$ with illegal_macro_output_chars unset (nothing
+// stripped), through /bin/sh -c. No command of the worker's runs, the
+// handler heals (the worker cannot fake critical_self=0 to hold it), and
+// exactly one restart runs.
+func TestHostileWorkerThroughShippedLines(t *testing.T) {
+	s := newSetup(t, bigBudget)
+	pwn, err := os.MkdirTemp("", "pw") // short: names are at most 128 bytes
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(pwn) })
+	sh := func(n int) []string {
+		p := filepath.Join(pwn, fmt.Sprint("p", n))
+		return []string{"$(touch " + p + ")", "`touch " + p + "`", "\"; touch " + p + "; \"", "'; touch " + p + "; '", "\\\"$(touch " + p + ")", "ok | x=1 \"$(touch " + p + ")\"\n| `touch " + p + "`"}
+	}
+	var metrics, checks []string
+	q := func(s string) string { b, _ := json.Marshal(s); return string(b) }
+	for i, v := range sh(1) {
+		if !strings.Contains(v, "\n") { // a name with a newline breaks the contract: UNKNOWN, nothing to pass on
+			metrics = append(metrics, fmt.Sprintf(`{"name": %s, "value": %d, "uom": %s}`, q(v), i, q(v)))
+		}
+		checks = append(checks, fmt.Sprintf(`{"name": %s, "status": "critical", "message": %s}`, q(sh(2)[i]), q(sh(3)[i])))
+	}
+	metrics = append(metrics, `{"name": "critical_self", "value": 0}`, `{"name": "CRITICAL_SELF", "value": 0}`,
+		`{"name": "critical_dependency", "value": 99}`)
+	doc := `{"status": "critical", "message": "fine | x=1 $(touch ` + filepath.Join(pwn, "p4") + `)", "checks": [` + strings.Join(checks, ",") +
+		`], "metrics": [` + strings.Join(metrics, ",") + `]}`
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(doc))
+	}))
+	defer srv.Close()
+	port := srv.Listener.Addr().(*net.TCPAddr).Port
+	o := runBin(t, nil, testutil.Binary(t, "check_worker"), "--hostname=127.0.0.1", fmt.Sprintf("--port=%d", port), "--path=/status", "--timeout=5")
+	if o.code != 2 {
+		t.Fatalf("check_worker exit %d, want CRITICAL:\n%s\n%s", o.code, o.stdout, o.stderr)
+	}
+	// $SERVICEPERFDATA$ is the perfdata of the first line and of every
+	// later line after a '|'.
+	var perf []string
+	for i, l := range strings.Split(strings.TrimRight(o.stdout, "\n"), "\n") {
+		if j := strings.Index(l, "|"); j >= 0 {
+			perf = append(perf, strings.TrimSpace(l[j+1:]))
+		} else if i > 0 && len(perf) > 1 {
+			perf = append(perf, l)
+		}
+	}
+	perfdata := strings.Join(perf, " ")
+	t.Logf("perfdata: %s", perfdata)
+	statusFile := filepath.Join(t.TempDir(), "status.dat")
+	os.WriteFile(statusFile, []byte("info {\n\tcreated=1\n\t}\n"), 0o644)
+	vals := map[string]string{
+		"USER1": filepath.Dir(s.bin), "USER3": s.l.KeyFile, "USER4": s.state, "USER5": s.log, "USER6": rig.DefaultHandlerArgs,
+		"COMMANDFILE": s.fifo, "STATUSDATAFILE": statusFile, "MAINCONFIGFILE": "",
+		"_SERVICEWORKER_TARGET": "demo", "_HOSTLISTENER_PORT": itoa(s.l.Port), "SERVICEPROBLEMID": "77",
+		"_SERVICEHEAL_RECHECK": "1s", "SERVICEDOWNTIME": "0", "HOSTDOWNTIME": "0", "HOSTSTATE": "UP",
+		"SERVICEPERFDATA": perfdata, "SERVICESTATE": "CRITICAL", "SERVICESTATETYPE": "HARD", "SERVICEATTEMPT": "3",
+		"HOSTADDRESS": "127.0.0.1", "HOSTNAME": "web1", "SERVICEDESC": "Worker Svc",
+	}
+	before := s.l.Actions(t)
+	o = runBin(t, nil, "/bin/sh", "-c", expandMacros(t, sampleCommandLine(t, "selfheal-handle-worker"), vals))
+	got := oneLine(t, o)
+	if ents, _ := os.ReadDir(pwn); len(ents) > 0 {
+		t.Fatalf("the worker's command ran through the handler's command line: %v", ents)
+	}
+	if o.code != 0 || !strings.Contains(got, "restart demo on "+s.l.Addr()+" ok in") || s.l.Actions(t)-before != 1 {
+		t.Fatalf("exit %d %q, %d restarts; want healed once", o.code, got, s.l.Actions(t)-before)
+	}
+}
