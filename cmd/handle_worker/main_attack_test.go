@@ -88,3 +88,41 @@ func TestHostileWorkerThroughShippedLines(t *testing.T) {
 		t.Fatalf("exit %d %q, %d restarts; want healed once", o.code, got, s.l.Actions(t)-before)
 	}
 }
+
+// TestOddNamesThroughShippedLine: service descriptions Nagios accepts
+// (illegal_object_name_chars as Debian ships it forbids `~!$%^&*|'"<>?,()=;
+// ';' starts a comment in its object files, and a trailing '\' leaves the
+// description empty, which nagios4 -v refuses) through the shipped event
+// handler line and /bin/sh -c: each heals once, and the comment names the
+// service as Nagios knows it.
+func TestOddNamesThroughShippedLine(t *testing.T) {
+	s := newSetup(t, bigBudget)
+	statusFile := filepath.Join(t.TempDir(), "status.dat")
+	os.WriteFile(statusFile, []byte("info {\n\tcreated=1\n\t}\n"), 0o644)
+	for i, desc := range []string{"Worker #1", `Worker\n`, `C:\ x`, "Worker {x} [y]", "Wörker ü", "-h", "--target=evil"} {
+		t.Run(desc, func(t *testing.T) {
+			if strings.HasPrefix(desc, "-") {
+				t.Skip("open: a service description (or host name) starting with '-' is parsed as a flag: the shipped line " +
+					"(nagios-config/nagios4/commands.cfg) has no '--' before the positional macros; \"-h\" prints the usage and " +
+					"exits 0 (nothing healed, nothing said), \"--target=evil\" is a usage error. handle_worker accepts '--'")
+			}
+			vals := map[string]string{
+				"USER1": filepath.Dir(s.bin), "USER3": s.l.KeyFile, "USER4": s.state, "USER5": s.log, "USER6": rig.DefaultHandlerArgs,
+				"COMMANDFILE": s.fifo, "STATUSDATAFILE": statusFile, "MAINCONFIGFILE": "",
+				"_SERVICEWORKER_TARGET": "demo", "_HOSTLISTENER_PORT": itoa(s.l.Port), "SERVICEPROBLEMID": itoa(200 + i),
+				"_SERVICEHEAL_RECHECK": "1s", "SERVICEDOWNTIME": "0", "HOSTDOWNTIME": "0", "HOSTSTATE": "UP",
+				"SERVICEPERFDATA": "'critical_self'=1;;;0; 'critical_dependency'=0;;;0;", "SERVICESTATE": "CRITICAL", "SERVICESTATETYPE": "HARD",
+				"SERVICEATTEMPT": "3", "HOSTADDRESS": "127.0.0.1", "HOSTNAME": "web1", "SERVICEDESC": desc,
+			}
+			before := s.l.Actions(t)
+			s.commands()
+			o := runBin(t, nil, "/bin/sh", "-c", expandMacros(t, sampleCommandLine(t, "selfheal-handle-worker"), vals))
+			if o.code != 0 || !strings.Contains(o.stdout, "restart demo on "+s.l.Addr()+" ok in") || s.l.Actions(t)-before != 1 {
+				t.Fatalf("exit %d %q %q, %d restarts; want healed once", o.code, o.stdout, o.stderr, s.l.Actions(t)-before)
+			}
+			if cmds := strings.Join(s.commands(), "\n"); !strings.Contains(cmds, ";web1;"+desc+";0;handle_worker;auto-restart ok") {
+				t.Fatalf("comment: %q", cmds)
+			}
+		})
+	}
+}
