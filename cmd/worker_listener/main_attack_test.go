@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/selfheal/selfheal/internal/fsutil"
 	"github.com/selfheal/selfheal/internal/lab/rig"
+	"github.com/selfheal/selfheal/internal/lab/testutil"
 	"github.com/selfheal/selfheal/internal/protocol"
 )
 
@@ -372,4 +374,119 @@ func TestFloodsFromAnotherSource(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestOneByteChurn: a local user on the monitoring node (the handler's
+// own address) opens a connection every 10 ms, writes one byte of an
+// opening message (of a frame; under mTLS, of a TLS record), and keeps it
+// open, silent (200 at a time). No connection of his trickles: each speaks
+// once. Before the fix every per-source slot was always held by one of
+// his, younger than the idle grace: of 3 handle_worker restarts, one was
+// "rate-limited on every try" (14 attempts), the others took 14 and 7
+// attempts (16 s and 6 s). Now 5 restarts, plain and mTLS, each ok on its
+// first attempt.
+func TestOneByteChurn(t *testing.T) {
+	for _, mode := range []string{"plain", "mtls", "mtls, a whole ClientHello each"} {
+		t.Run(mode, func(t *testing.T) {
+			mtls := mode != "plain"
+			if mode == "mtls, a whole ClientHello each" {
+				t.Skip("open (documented in security.md as not defended): a whole ClientHello per connection, 100 a second, " +
+					"each left unanswered, holds the source's slots within the 1 s grace: 3 of 5 restarts ok (one after 12 tries), " +
+					"2 unreachable after 13-14 tries")
+			}
+			e := newEnv(t)
+			var tlsArgs []string
+			first := []byte("S")
+			if mtls {
+				writePKI(t, e.dir)
+				c := e.config(e.keyPath)
+				p := func(n string) string { return filepath.Join(e.dir, n) }
+				c.TLS = &rig.TLS{Cert: p("server.crt"), Key: p("server.key"), ClientCA: p("ca.crt")}
+				if err := c.Write(e.cfg); err != nil {
+					t.Fatal(err)
+				}
+				tlsArgs = []string{"--tls-ca", p("ca.crt"), "--tls-cert", p("client.crt"), "--tls-key", p("client.key")}
+				first = []byte{22}
+				if mode == "mtls, a whole ClientHello each" {
+					first = clientHello(t)
+				}
+			}
+			d := startServe(t, e, false)
+			host, port, _ := net.SplitHostPort(d.Addr)
+			ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+			var wg sync.WaitGroup
+			var opened atomic.Int64
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				var ring []net.Conn
+				defer func() {
+					for _, c := range ring {
+						c.Close()
+					}
+				}()
+				tick := time.NewTicker(10 * time.Millisecond)
+				defer tick.Stop()
+				for {
+					select {
+					case <-ctx.Done():
+						return
+					case <-tick.C:
+					}
+					c, err := net.DialTimeout("tcp", d.Addr, time.Second)
+					if err != nil {
+						continue
+					}
+					c.Write(first)
+					opened.Add(1)
+					if ring = append(ring, c); len(ring) > 200 {
+						ring[0].Close()
+						ring = ring[1:]
+					}
+				}
+			}()
+			defer func() { cancel(); wg.Wait() }()
+			// Two seconds of churn: every slot is his, each younger than the grace.
+			for deadline := time.Now().Add(20 * time.Second); opened.Load() < 200; time.Sleep(10 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("the churn never got going: %d", opened.Load())
+				}
+			}
+			hstate := filepath.Join(e.dir, "handler-state")
+			if err := os.Mkdir(hstate, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			for i := range 5 {
+				rctx, rcancel := context.WithTimeout(ctx, 30*time.Second)
+				args := append([]string{"send", "restart", "--host", host, "--port", port, "--key-file", e.fleetPath,
+					"--agent", "worker1", "--target", "demo", "--deadline", "18s", "--state-dir", hstate}, tlsArgs...)
+				out, err := exec.CommandContext(rctx, testutil.Binary(t, "handle_worker"), args...).CombinedOutput()
+				rcancel()
+				if err != nil || !strings.Contains(string(out), " ok in ") || !strings.Contains(string(out), `"attempts":1,`) {
+					t.Errorf("restart %d under the one-byte churn: %v\n%s", i, err, out)
+				}
+			}
+			if n := e.marks("mark"); n != 5 {
+				t.Errorf("the action ran %d times, want 5 (%d churn connections)", n, opened.Load())
+			}
+			t.Logf("%d churn connections", opened.Load())
+		})
+	}
+}
+
+// clientHello is a whole TLS ClientHello record, as crypto/tls writes it.
+func clientHello(t *testing.T) []byte {
+	a, b := net.Pipe()
+	go tls.Client(a, &tls.Config{InsecureSkipVerify: true}).Handshake()
+	defer a.Close()
+	defer b.Close()
+	hdr := make([]byte, 5)
+	if _, err := io.ReadFull(b, hdr); err != nil {
+		t.Fatal(err)
+	}
+	body := make([]byte, int(hdr[3])<<8|int(hdr[4]))
+	if _, err := io.ReadFull(b, body); err != nil {
+		t.Fatal(err)
+	}
+	return append(hdr, body...)
 }

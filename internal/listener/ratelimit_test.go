@@ -61,7 +61,7 @@ func try(l *limiter, a netip.Addr, now time.Time, lim Limits, pending func() boo
 	if s == nil {
 		return nil, evicted, o, why
 	}
-	ev, o, why, ok := l.spoke(s, lim)
+	ev, o, why, ok := l.spoke(s, lim, false)
 	evicted = append(evicted, ev...)
 	if !ok {
 		l.release(s)

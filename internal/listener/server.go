@@ -2,6 +2,7 @@ package listener
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
 	"golang.org/x/time/rate"
 
 	"github.com/selfheal/selfheal/internal/breaker"
@@ -339,7 +341,7 @@ func (s *Server) admit(conn net.Conn) {
 		defer s.conns.Done()
 		defer s.active.Add(-1)
 		defer s.lim.release(sl)
-		s.serveConn(&watched{Conn: conn, s: s, sl: sl, lim: cfg.Limits}, sl)
+		s.serveConn(&watched{Conn: conn, s: s, sl: sl, lim: cfg.Limits, tls: cfg.tlsConf != nil}, sl)
 	}()
 }
 
@@ -350,6 +352,7 @@ type watched struct {
 	s       *Server
 	sl      *slot
 	lim     Limits
+	tls     bool // the listener speaks TLS: the opening message is a TLS record
 	spoken  bool
 	refusal protocol.Outcome // set when its slot was refused
 	why     string
@@ -366,7 +369,7 @@ func (w *watched) Read(p []byte) (int, error) {
 	if n > 0 {
 		if !w.spoken {
 			w.spoken = true
-			evicted, o, why, ok := w.s.lim.spoke(w.sl, w.lim)
+			evicted, o, why, ok := w.s.lim.spoke(w.sl, w.lim, wholeOpening(p[:n], unreadBytes(w.Conn), w.tls))
 			for _, v := range evicted {
 				v.conn.Close()
 			}
@@ -389,6 +392,38 @@ func (w *watched) Write(p []byte) (int, error) {
 		w.s.lim.touch(w.sl)
 	}
 	return n, err
+}
+
+// wholeOpening reports whether b, a connection's first read, and the
+// unread bytes already waiting behind it hold its whole opening message:
+// the request frame (its newline), or under TLS a whole record (the
+// ClientHello: type 22, then version and length; a ClientHello with a
+// post-quantum key share is larger than crypto/tls's first read).
+func wholeOpening(b []byte, unread int, tls bool) bool {
+	if !tls {
+		return bytes.IndexByte(b, '\n') >= 0
+	}
+	return len(b) >= 5 && b[0] == 22 && len(b)+unread >= 5+(int(b[3])<<8|int(b[4]))
+}
+
+// unreadBytes is how many bytes wait unread in c's socket (SIOCINQ);
+// 0 when it cannot tell.
+func unreadBytes(c net.Conn) int {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return 0
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return 0
+	}
+	n := 0
+	rc.Control(func(fd uintptr) {
+		if v, err := unix.IoctlGetInt(int(fd), unix.SIOCINQ); err == nil {
+			n = v
+		}
+	})
+	return n
 }
 
 // pendingBytes reports, without reading them, whether bytes wait unread
