@@ -271,3 +271,77 @@ func TestLimiterEvicts(t *testing.T) {
 		}
 	}
 }
+
+// TestLimiterWholeOpening: with every slot of a source held by
+// connections that spoke within the grace, a newcomer whose first read
+// held its whole opening message takes the slot of one still partial (the
+// oldest), never of one whose opening was whole; a partial newcomer is
+// refused; under the global limit the same.
+func TestLimiterWholeOpening(t *testing.T) {
+	for _, global := range []bool{false, true} {
+		l := newLimiter()
+		lim := Limits{Rate: 100, Burst: 100, MaxConnsPerSource: 3, MaxConns: 100}
+		if global {
+			lim = Limits{Rate: 100, Burst: 100, MaxConnsPerSource: 100, MaxConns: 3}
+		}
+		a := mustAddr(t, "10.0.0.1")
+		now := time.Unix(1000, 0)
+		speak := func(whole bool) (*slot, []*slot, protocol.Outcome) {
+			s, ev, _, _ := l.enter(a, nopCloser{}, nil, now, lim)
+			ev2, o, _, ok := l.spoke(s, lim, whole)
+			if !ok {
+				l.release(s)
+				s = nil
+			}
+			return s, append(ev, ev2...), o
+		}
+		partial1, _, _ := speak(false)
+		wholeOld, _, _ := speak(true)
+		partial2, _, _ := speak(false)
+		if partial1 == nil || wholeOld == nil || partial2 == nil {
+			t.Fatal("the first three were refused")
+		}
+		if s, _, o := speak(false); s != nil || o == "" {
+			t.Fatalf("global %v: a partial newcomer took a slot within the grace", global)
+		}
+		s, ev, _ := speak(true)
+		if s == nil || len(ev) != 1 || ev[0] != partial1 {
+			t.Fatalf("global %v: a whole newcomer: admitted %v, evicted %d (want the oldest partial one)", global, s != nil, len(ev))
+		}
+		if s, ev, _ = speak(true); s == nil || len(ev) != 1 || ev[0] != partial2 {
+			t.Fatalf("global %v: the second whole newcomer did not take the other partial slot", global)
+		}
+		if s, _, o := speak(true); s != nil || o == "" {
+			t.Fatalf("global %v: a whole newcomer evicted a whole connection within the grace", global)
+		}
+		if !l.wasEvicted(partial1) || l.wasEvicted(wholeOld) {
+			t.Fatalf("global %v: evictions wrong", global)
+		}
+	}
+}
+
+// TestWholeOpening: the opening message is whole with the frame's newline,
+// or, under TLS, a handshake record all there, read or waiting.
+func TestWholeOpening(t *testing.T) {
+	hello := append([]byte{22, 3, 1, 0x05, 0x00}, make([]byte, 0x500)...)
+	for _, c := range []struct {
+		b      []byte
+		unread int
+		tls    bool
+		want   bool
+	}{
+		{[]byte("SH2 x y\n"), 0, false, true},
+		{[]byte("S"), 0, false, false},
+		{[]byte("SH2 x y\n"), 0, true, false},
+		{hello, 0, true, true},
+		{hello[:517], len(hello) - 517, true, true},
+		{hello[:517], 10, true, false},
+		{hello[:4], 2000, true, false},
+		{[]byte{22}, 0, true, false},
+		{append([]byte{23}, hello[1:]...), 0, true, false},
+	} {
+		if got := wholeOpening(c.b, c.unread, c.tls); got != c.want {
+			t.Errorf("wholeOpening(%.12q, %d, %v) = %v", c.b, c.unread, c.tls, got)
+		}
+	}
+}
