@@ -490,3 +490,62 @@ func clientHello(t *testing.T) []byte {
 	}
 	return append(hdr, body...)
 }
+
+// TestTrustDirHandedOverRace: argv[0] is reached through a symlink
+// (/…/bin -> real); after start the directory the link points into is
+// handed to a stranger, who swaps his script in and out as fast as he can
+// (bounded: 3 s) while 15 signed restarts arrive (the source's burst is 20): none runs his script,
+// and none runs at all (the directory is his: every run is refused).
+func TestTrustDirHandedOverRace(t *testing.T) {
+	requireRoot(t)
+	e := newEnv(t)
+	real := filepath.Join(e.dir, "real")
+	if err := os.Mkdir(real, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	clean := readFile(filepath.Join(e.dir, "mark.sh"))
+	if err := os.WriteFile(filepath.Join(real, "run.sh"), []byte(clean), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("real", filepath.Join(e.dir, "bin")); err != nil {
+		t.Fatal(err)
+	}
+	e.withRestart(filepath.Join(e.dir, "bin", "run.sh"))
+	d := startServe(t, e, false)
+	if rep, err := doFault(t, d.Addr, e.key, protocol.VerbRestart, "demo", "0"); err != nil || rep.Outcome != protocol.OutcomeOK || e.marks("mark") != 1 {
+		t.Fatalf("restart before the hand-over: %+v %v", rep, err)
+	}
+	chown(t, real, stranger)
+	evil := attackerScript(t, e)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // what he does in his directory: swap by rename, evil and clean
+		defer wg.Done()
+		b, _ := os.ReadFile(evil)
+		for i := 0; ctx.Err() == nil && i < 100000; i++ {
+			body := []byte(clean)
+			if i%2 == 0 {
+				body = b
+			}
+			tmp := filepath.Join(real, "tmp")
+			if os.WriteFile(tmp, body, 0o755) == nil {
+				os.Lchown(tmp, stranger, stranger)
+				os.Rename(tmp, filepath.Join(real, "run.sh"))
+			}
+		}
+	}()
+	for i := range 15 {
+		rep, err := doFault(t, d.Addr, e.key, protocol.VerbRestart, "demo", "r"+strconv.Itoa(i))
+		if err != nil || rep.Outcome != protocol.OutcomeDenied || rep.Agent != "worker1" {
+			t.Errorf("restart %d during the swaps: %+v %v", i, rep, err)
+		}
+	}
+	cancel()
+	wg.Wait()
+	noEvil(t, e)
+	if n := e.marks("mark"); n != 1 {
+		t.Fatalf("the action ran %d times after the hand-over", n-1)
+	}
+}
