@@ -127,8 +127,9 @@ func TestTrustShebangInterpreter(t *testing.T) {
 }
 
 // TestThirdPartyClient: a client written from docs/protocol.md alone, in
-// Python with its standard library (testdata/thirdparty_client.py),
-// against the real agent: it verifies every signed reply; the restart runs
+// Python with its standard library (testdata/thirdparty_client.py): it
+// checks the page's test vectors, then, against the real agent, verifies
+// every signed reply; the restart runs
 // once for its fault (again: recorded), and a replay of its bytes, a skew
 // request's bytes replayed (still outside the window, or not), re-ordered
 // fields and non-canonical MACs are refused with the one unsigned denied.
@@ -142,7 +143,8 @@ func TestThirdPartyClient(t *testing.T) {
 	host, port, _ := net.SplitHostPort(d.Addr)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, py, filepath.Join("testdata", "thirdparty_client.py"), e.fleetPath, "worker1", host, port).CombinedOutput()
+	out, err := exec.CommandContext(ctx, py, filepath.Join("testdata", "thirdparty_client.py"), e.fleetPath, "worker1", host, port,
+		filepath.Join(testutil.ModuleRoot(t), "docs", "protocol.md")).CombinedOutput()
 	if err != nil {
 		t.Fatalf("client: %v\n%s", err, out)
 	}
@@ -170,6 +172,9 @@ func TestThirdPartyClient(t *testing.T) {
 		if s := got[name]; s.Verified || !s.Unsigned || s.Outcome != "denied" {
 			t.Errorf("%s: %+v, want the unsigned denied", name, s)
 		}
+	}
+	if v := got["vectors"]; !v.Verified || v.Outcome != "6" {
+		t.Errorf("docs/protocol.md's test vectors: %+v, want the host key and 6 MACs verified", v)
 	}
 	signed("ping", protocol.OutcomeOK, protocol.OriginNone)
 	signed("restart", protocol.OutcomeOK, protocol.OriginRun)

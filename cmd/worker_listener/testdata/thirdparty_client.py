@@ -1,11 +1,39 @@
 #!/usr/bin/env python3
 """A client written from docs/protocol.md alone (Python standard library):
 derives the host key from the fleet key, signs requests, verifies replies.
-Usage: thirdparty_client.py FLEET_KEY_FILE AGENT HOST PORT
-Prints one JSON object per exchange."""
+Usage: thirdparty_client.py FLEET_KEY_FILE AGENT HOST PORT [PROTOCOL_MD]
+With PROTOCOL_MD, first checks its published test vectors (derived host
+key, every request and reply MAC). Prints one JSON object per check."""
 import base64, hashlib, hmac, json, os, socket, sys, time
 
 fleet_file, agent, host, port = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+
+def check_vectors(path):
+    text = open(path).read()
+    block = text.split("## Test vectors", 1)[1].split("```text", 1)[1].split("```", 1)[0]
+    kv = [l.split(": ", 1) for l in block.splitlines() if ": " in l]
+    fleet_line = next(v for k, v in kv if k == "fleet-key").split()
+    host_line = next(v for k, v in kv if k == "host-key").split()
+    fsecret = bytes.fromhex(fleet_line[2])
+    hk = hmac.new(fsecret, b"selfheal-host-key-v1\n" + host_line[2].encode() + b"\n", hashlib.sha256).digest()
+    ok = hk.hex() == host_line[3]
+    n = 0
+    for k, v in kv:
+        if k == "request":
+            f = v.split(" ")
+            msg = "\n".join(["SH2"] + f[1:8]) + "\n"
+            ok = ok and hmac.new(hk, msg.encode(), hashlib.sha256).hexdigest() == f[8]
+            nonce, key_id = f[7], f[1]
+            n += 1
+        if k == "reply":
+            f = v.split(" ")
+            msg = "\n".join(["SH2-reply", key_id, f[1], nonce] + f[2:9]) + "\n"
+            ok = ok and hmac.new(hk, msg.encode(), hashlib.sha256).hexdigest() == f[9]
+            n += 1
+    print(json.dumps({"step": "vectors", "verified": ok and n >= 6, "outcome": str(n)}), flush=True)
+
+if len(sys.argv) > 5:
+    check_vectors(sys.argv[5])
 tag, key_id, secret_hex = open(fleet_file).read().split()
 assert tag == "selfheal-fleet-v1"
 fleet = bytes.fromhex(secret_hex)
