@@ -76,9 +76,9 @@ type slot struct {
 	held    bool          // holds a slot
 	evicted bool
 	refused bool
-	// whole: its first read held a whole opening message (a request
-	// frame, or a whole TLS record). A connection whose opening message
-	// is still partial makes way for one that sent its whole at once.
+	// whole: its opening message (a request frame, or the first TLS
+	// record) is all in. A connection whose opening message is still
+	// partial makes way for one that sent its whole at once.
 	whole bool
 	// last is when a byte last went either way (limiter clock).
 	last atomic.Int64
@@ -238,6 +238,14 @@ func (l *limiter) spoke(s *slot, lim Limits, whole bool) (evicted []*slot, refus
 	src.conns++
 	l.total++
 	return evicted, "", "", true
+}
+
+// madeWhole notes that s's opening message, partial at its first byte,
+// is now whole: a newcomer no longer displaces it within the grace.
+func (l *limiter) madeWhole(s *slot) {
+	l.mu.Lock()
+	s.whole = true
+	l.mu.Unlock()
 }
 
 // touch notes that a byte went either way on s: it is not idle.

@@ -318,30 +318,58 @@ func TestLimiterWholeOpening(t *testing.T) {
 			t.Fatalf("global %v: evictions wrong", global)
 		}
 	}
+	// A partial opening completed by a later read is whole from then on.
+	l := newLimiter()
+	lim := Limits{Rate: 100, Burst: 100, MaxConnsPerSource: 1, MaxConns: 100}
+	a := mustAddr(t, "10.0.0.1")
+	now := time.Unix(1000, 0)
+	s, _, _, _ := l.enter(a, nopCloser{}, nil, now, lim)
+	if _, _, _, ok := l.spoke(s, lim, false); !ok {
+		t.Fatal("first refused")
+	}
+	l.madeWhole(s)
+	n, _, _, _ := l.enter(a, nopCloser{}, nil, now, lim)
+	if _, o, _, ok := l.spoke(n, lim, true); ok || o == "" || l.wasEvicted(s) {
+		t.Fatal("a whole newcomer displaced an opening made whole")
+	}
 }
 
-// TestWholeOpening: the opening message is whole with the frame's newline,
-// or, under TLS, a handshake record all there, read or waiting.
-func TestWholeOpening(t *testing.T) {
+// TestOpening: the opening message is whole with the frame's newline,
+// or, under TLS, a handshake record all there, read or waiting; a record
+// split across reads becomes whole with its last byte.
+func TestOpening(t *testing.T) {
 	hello := append([]byte{22, 3, 1, 0x05, 0x00}, make([]byte, 0x500)...)
 	for _, c := range []struct {
-		b      []byte
-		unread int
+		reads  [][]byte
+		unread int // behind the last read
 		tls    bool
 		want   bool
 	}{
-		{[]byte("SH2 x y\n"), 0, false, true},
-		{[]byte("S"), 0, false, false},
-		{[]byte("SH2 x y\n"), 0, true, false},
-		{hello, 0, true, true},
-		{hello[:517], len(hello) - 517, true, true},
-		{hello[:517], 10, true, false},
-		{hello[:4], 2000, true, false},
-		{[]byte{22}, 0, true, false},
-		{append([]byte{23}, hello[1:]...), 0, true, false},
+		{[][]byte{[]byte("SH2 x y\n")}, 0, false, true},
+		{[][]byte{[]byte("S")}, 0, false, false},
+		{[][]byte{[]byte("S"), []byte("H2\n")}, 0, false, true},
+		{[][]byte{[]byte("SH2 x y\n")}, 0, true, false},
+		{[][]byte{hello}, 0, true, true},
+		{[][]byte{hello[:517]}, len(hello) - 517, true, true},
+		{[][]byte{hello[:517]}, 10, true, false},
+		{[][]byte{hello[:517], hello[517:1000]}, 0, true, false},
+		{[][]byte{hello[:517], hello[517:]}, 0, true, true},
+		{[][]byte{hello[:3], hello[3:]}, 0, true, true},
+		{[][]byte{hello[:4]}, 2000, true, false},
+		{[][]byte{{22}}, 0, true, false},
+		{[][]byte{append([]byte{23}, hello[1:]...)}, 0, true, false},
 	} {
-		if got := wholeOpening(c.b, c.unread, c.tls); got != c.want {
-			t.Errorf("wholeOpening(%.12q, %d, %v) = %v", c.b, c.unread, c.tls, got)
+		o := opening{tls: c.tls}
+		var got bool
+		for i, r := range c.reads {
+			unread := 0
+			if i == len(c.reads)-1 {
+				unread = c.unread
+			}
+			got = o.add(r, unread)
+		}
+		if got != c.want {
+			t.Errorf("%d reads (tls %v, unread %d): whole %v, want %v", len(c.reads), c.tls, c.unread, got, c.want)
 		}
 	}
 }

@@ -341,7 +341,7 @@ func (s *Server) admit(conn net.Conn) {
 		defer s.conns.Done()
 		defer s.active.Add(-1)
 		defer s.lim.release(sl)
-		s.serveConn(&watched{Conn: conn, s: s, sl: sl, lim: cfg.Limits, tls: cfg.tlsConf != nil}, sl)
+		s.serveConn(&watched{Conn: conn, s: s, sl: sl, lim: cfg.Limits, open: opening{tls: cfg.tlsConf != nil}}, sl)
 	}()
 }
 
@@ -352,7 +352,7 @@ type watched struct {
 	s       *Server
 	sl      *slot
 	lim     Limits
-	tls     bool // the listener speaks TLS: the opening message is a TLS record
+	open    opening // its opening message, until whole
 	spoken  bool
 	refusal protocol.Outcome // set when its slot was refused
 	why     string
@@ -367,9 +367,12 @@ func (w *watched) Read(p []byte) (int, error) {
 	}
 	n, err := w.Conn.Read(p)
 	if n > 0 {
+		if w.spoken && !w.open.whole && w.open.add(p[:n], unreadBytes(w.Conn)) {
+			w.s.lim.madeWhole(w.sl) // no longer a partial one a newcomer may displace
+		}
 		if !w.spoken {
 			w.spoken = true
-			evicted, o, why, ok := w.s.lim.spoke(w.sl, w.lim, wholeOpening(p[:n], unreadBytes(w.Conn), w.tls))
+			evicted, o, why, ok := w.s.lim.spoke(w.sl, w.lim, w.open.add(p[:n], unreadBytes(w.Conn)))
 			for _, v := range evicted {
 				v.conn.Close()
 			}
@@ -394,16 +397,33 @@ func (w *watched) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// wholeOpening reports whether b, a connection's first read, and the
-// unread bytes already waiting behind it hold its whole opening message:
-// the request frame (its newline), or under TLS a whole record (the
-// ClientHello: type 22, then version and length; a ClientHello with a
-// post-quantum key share is larger than crypto/tls's first read).
-func wholeOpening(b []byte, unread int, tls bool) bool {
-	if !tls {
-		return bytes.IndexByte(b, '\n') >= 0
+// opening follows a connection's opening message until it is whole: the
+// request frame (its newline), or under TLS the first record (the
+// ClientHello: type 22, then version and length; one with a post-quantum
+// key share is larger than crypto/tls's first read, and larger than one
+// TCP segment on an Ethernet path).
+type opening struct {
+	tls   bool
+	hdr   [5]byte
+	hn    int // bytes of hdr filled
+	got   int // bytes read so far
+	whole bool
+}
+
+// add notes b, just read, with unread bytes waiting behind it in the
+// socket, and reports whether the opening message is now whole.
+func (o *opening) add(b []byte, unread int) bool {
+	if o.whole {
+		return true
 	}
-	return len(b) >= 5 && b[0] == 22 && len(b)+unread >= 5+(int(b[3])<<8|int(b[4]))
+	if !o.tls {
+		o.whole = bytes.IndexByte(b, '\n') >= 0
+		return o.whole
+	}
+	o.hn += copy(o.hdr[o.hn:], b)
+	o.got += len(b)
+	o.whole = o.hn == len(o.hdr) && o.hdr[0] == 22 && o.got+unread >= len(o.hdr)+(int(o.hdr[3])<<8|int(o.hdr[4]))
+	return o.whole
 }
 
 // unreadBytes is how many bytes wait unread in c's socket (SIOCINQ);
