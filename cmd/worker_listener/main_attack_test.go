@@ -554,3 +554,52 @@ func TestTrustDirHandedOverRace(t *testing.T) {
 		t.Fatalf("the action ran %d times after the hand-over", n-1)
 	}
 }
+
+// setACL gives uid rwx on path by a POSIX access ACL (the xattr's binary
+// form: version 2, then tag, perm, id per entry), with the mask rwx as
+// setfacl sets it: the mode's group bits then show the mask.
+func setACL(t *testing.T, path string, uid uint32) {
+	t.Helper()
+	b := []byte{2, 0, 0, 0}
+	entry := func(tag, perm uint16, id uint32) {
+		b = append(b, byte(tag), byte(tag>>8), byte(perm), byte(perm>>8), byte(id), byte(id>>8), byte(id>>16), byte(id>>24))
+	}
+	const undefined = 0xffffffff
+	entry(0x01, 7, undefined) // user::rwx
+	entry(0x02, 7, uid)       // user:UID:rwx
+	entry(0x04, 5, undefined) // group::r-x
+	entry(0x10, 7, undefined) // mask::rwx
+	entry(0x20, 5, undefined) // other::r-x
+	if err := syscall.Setxattr(path, "system.posix_acl_access", b, 0); err != nil {
+		t.Skipf("no POSIX ACLs here: %v", err)
+	}
+}
+
+// TestTrustACLAfterStart: after start, an ACL entry gives a stranger
+// write on the action's script (mode still reads root's 0755 to a
+// careless eye); he appends his line. The next restart is refused: the
+// ACL's mask shows in the mode's group bits.
+func TestTrustACLAfterStart(t *testing.T) {
+	requireRoot(t)
+	e := newEnv(t)
+	d := startServe(t, e, false)
+	if rep, err := doFault(t, d.Addr, e.key, protocol.VerbRestart, "demo", "1"); err != nil || rep.Outcome != protocol.OutcomeOK || e.marks("mark") != 1 {
+		t.Fatalf("restart before the ACL: %+v %v", rep, err)
+	}
+	script := filepath.Join(e.dir, "mark.sh")
+	setACL(t, script, stranger)
+	f, err := os.OpenFile(script, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What he can now write (this process writes it for him: the test
+	// dir is root's 0700).
+	f.WriteString("id >> \"" + filepath.Join(e.dir, "evil-mark") + "\"\n")
+	f.Close()
+	rep, err := doFault(t, d.Addr, e.key, protocol.VerbRestart, "demo", "2")
+	if err != nil || rep.Outcome != protocol.OutcomeDenied || rep.Agent != "worker1" {
+		t.Fatalf("restart of a script with a stranger's ACL: %+v %v", rep, err)
+	}
+	noEvil(t, e)
+	waitAudit(t, e, "argv[0] "+script+": writable by group")
+}
