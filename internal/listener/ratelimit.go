@@ -37,10 +37,13 @@ import (
 // TLS handshake under way) is idle only once both sides have been silent
 // for idleGrace with nothing waiting in its socket. A connection over a
 // limit takes the slot of such an idle one, of the source holding the
-// most, or is refused (rate-limited for the per-source limit, busy for
-// max_conns): never is a connection under way, or one that spoke less than
-// idleGrace ago, evicted. A frame read in full holds its slot until its
-// request is answered.
+// most; failing that, if it sent its whole opening message at once (frame
+// or ClientHello), the slot of one whose opening message is still partial
+// (see spoke); else it is refused (rate-limited for the per-source limit,
+// busy for max_conns): never is a connection with a whole opening message
+// under way, or one that spoke less than idleGrace ago and is not partial,
+// evicted. A frame read in full holds its slot until its request is
+// answered.
 //
 // The token is taken when a frame arrives, not when a connection opens:
 // rate limits requests, and an idle socket costs a sender nothing.
@@ -73,6 +76,10 @@ type slot struct {
 	held    bool          // holds a slot
 	evicted bool
 	refused bool
+	// whole: its opening message (a request frame, or the first TLS
+	// record) is all in. A connection whose opening message is still
+	// partial makes way for one that sent its whole at once.
+	whole bool
 	// last is when a byte last went either way (limiter clock).
 	last atomic.Int64
 }
@@ -182,9 +189,15 @@ func (l *limiter) victim(pool *list.List, match func(*slot) bool, grace time.Dur
 
 // spoke gives s, whose first byte just arrived, a slot: over a limit it
 // evicts an idle connection (see limiter) or is refused: rate-limited for
-// the per-source limit, busy for max_conns. ok false with no refusal: s
+// the per-source limit, busy for max_conns. whole says that its first read
+// held a whole opening message: then, failing an idle one, it takes the
+// slot of a connection whose opening message is still partial, however
+// recently that one spoke. A client writes its frame, or its ClientHello,
+// in one write; a connection that sent a byte of it and stopped is a churn
+// (one byte a connection, 100 connections a second, kept the handler's
+// own slots full for good: TestOneByteChurn). ok false with no refusal: s
 // was evicted first.
-func (l *limiter) spoke(s *slot, lim Limits) (evicted []*slot, refusal protocol.Outcome, why string, ok bool) {
+func (l *limiter) spoke(s *slot, lim Limits, whole bool) (evicted []*slot, refusal protocol.Outcome, why string, ok bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if s.evicted {
@@ -193,8 +206,17 @@ func (l *limiter) spoke(s *slot, lim Limits) (evicted []*slot, refusal protocol.
 	src := l.sources[s.addr]
 	l.unpool(s)
 	src.silent--
+	s.whole = whole
+	// pick is victim with the grace, then, for a whole newcomer, without
+	// it among the partial ones.
+	pick := func(match func(*slot) bool) *slot {
+		if v := l.victim(l.spoken, match, idleGrace); v != nil || !whole {
+			return v
+		}
+		return l.victim(l.spoken, func(v *slot) bool { return !v.whole && (match == nil || match(v)) }, 0)
+	}
 	for src.conns >= lim.MaxConnsPerSource {
-		v := l.victim(l.spoken, func(v *slot) bool { return v.addr == s.addr }, idleGrace)
+		v := pick(func(v *slot) bool { return v.addr == s.addr })
 		if v == nil {
 			s.refused = true
 			return evicted, protocol.OutcomeRateLimited, "too many concurrent connections from this source, each with a request in progress or under way", false
@@ -203,7 +225,7 @@ func (l *limiter) spoke(s *slot, lim Limits) (evicted []*slot, refusal protocol.
 		evicted = append(evicted, v)
 	}
 	for l.total >= lim.MaxConns {
-		v := l.victim(l.spoken, nil, idleGrace)
+		v := pick(nil)
 		if v == nil {
 			s.refused = true
 			return evicted, protocol.OutcomeBusy, "max_conns reached, each with a request in progress or under way", false
@@ -216,6 +238,14 @@ func (l *limiter) spoke(s *slot, lim Limits) (evicted []*slot, refusal protocol.
 	src.conns++
 	l.total++
 	return evicted, "", "", true
+}
+
+// madeWhole notes that s's opening message, partial at its first byte,
+// is now whole: a newcomer no longer displaces it within the grace.
+func (l *limiter) madeWhole(s *slot) {
+	l.mu.Lock()
+	s.whole = true
+	l.mu.Unlock()
 }
 
 // touch notes that a byte went either way on s: it is not idle.

@@ -61,7 +61,7 @@ func try(l *limiter, a netip.Addr, now time.Time, lim Limits, pending func() boo
 	if s == nil {
 		return nil, evicted, o, why
 	}
-	ev, o, why, ok := l.spoke(s, lim)
+	ev, o, why, ok := l.spoke(s, lim, false)
 	evicted = append(evicted, ev...)
 	if !ok {
 		l.release(s)
@@ -268,6 +268,108 @@ func TestLimiterEvicts(t *testing.T) {
 	for a, src := range l.sources {
 		if src.conns != 0 || src.silent != 0 {
 			t.Fatalf("source %s still counts %d slots, %d silent", a, src.conns, src.silent)
+		}
+	}
+}
+
+// TestLimiterWholeOpening: with every slot of a source held by
+// connections that spoke within the grace, a newcomer whose first read
+// held its whole opening message takes the slot of one still partial (the
+// oldest), never of one whose opening was whole; a partial newcomer is
+// refused; under the global limit the same.
+func TestLimiterWholeOpening(t *testing.T) {
+	for _, global := range []bool{false, true} {
+		l := newLimiter()
+		lim := Limits{Rate: 100, Burst: 100, MaxConnsPerSource: 3, MaxConns: 100}
+		if global {
+			lim = Limits{Rate: 100, Burst: 100, MaxConnsPerSource: 100, MaxConns: 3}
+		}
+		a := mustAddr(t, "10.0.0.1")
+		now := time.Unix(1000, 0)
+		speak := func(whole bool) (*slot, []*slot, protocol.Outcome) {
+			s, ev, _, _ := l.enter(a, nopCloser{}, nil, now, lim)
+			ev2, o, _, ok := l.spoke(s, lim, whole)
+			if !ok {
+				l.release(s)
+				s = nil
+			}
+			return s, append(ev, ev2...), o
+		}
+		partial1, _, _ := speak(false)
+		wholeOld, _, _ := speak(true)
+		partial2, _, _ := speak(false)
+		if partial1 == nil || wholeOld == nil || partial2 == nil {
+			t.Fatal("the first three were refused")
+		}
+		if s, _, o := speak(false); s != nil || o == "" {
+			t.Fatalf("global %v: a partial newcomer took a slot within the grace", global)
+		}
+		s, ev, _ := speak(true)
+		if s == nil || len(ev) != 1 || ev[0] != partial1 {
+			t.Fatalf("global %v: a whole newcomer: admitted %v, evicted %d (want the oldest partial one)", global, s != nil, len(ev))
+		}
+		if s, ev, _ = speak(true); s == nil || len(ev) != 1 || ev[0] != partial2 {
+			t.Fatalf("global %v: the second whole newcomer did not take the other partial slot", global)
+		}
+		if s, _, o := speak(true); s != nil || o == "" {
+			t.Fatalf("global %v: a whole newcomer evicted a whole connection within the grace", global)
+		}
+		if !l.wasEvicted(partial1) || l.wasEvicted(wholeOld) {
+			t.Fatalf("global %v: evictions wrong", global)
+		}
+	}
+	// A partial opening completed by a later read is whole from then on.
+	l := newLimiter()
+	lim := Limits{Rate: 100, Burst: 100, MaxConnsPerSource: 1, MaxConns: 100}
+	a := mustAddr(t, "10.0.0.1")
+	now := time.Unix(1000, 0)
+	s, _, _, _ := l.enter(a, nopCloser{}, nil, now, lim)
+	if _, _, _, ok := l.spoke(s, lim, false); !ok {
+		t.Fatal("first refused")
+	}
+	l.madeWhole(s)
+	n, _, _, _ := l.enter(a, nopCloser{}, nil, now, lim)
+	if _, o, _, ok := l.spoke(n, lim, true); ok || o == "" || l.wasEvicted(s) {
+		t.Fatal("a whole newcomer displaced an opening made whole")
+	}
+}
+
+// TestOpening: the opening message is whole with the frame's newline,
+// or, under TLS, a handshake record all there, read or waiting; a record
+// split across reads becomes whole with its last byte.
+func TestOpening(t *testing.T) {
+	hello := append([]byte{22, 3, 1, 0x05, 0x00}, make([]byte, 0x500)...)
+	for _, c := range []struct {
+		reads  [][]byte
+		unread int // behind the last read
+		tls    bool
+		want   bool
+	}{
+		{[][]byte{[]byte("SH2 x y\n")}, 0, false, true},
+		{[][]byte{[]byte("S")}, 0, false, false},
+		{[][]byte{[]byte("S"), []byte("H2\n")}, 0, false, true},
+		{[][]byte{[]byte("SH2 x y\n")}, 0, true, false},
+		{[][]byte{hello}, 0, true, true},
+		{[][]byte{hello[:517]}, len(hello) - 517, true, true},
+		{[][]byte{hello[:517]}, 10, true, false},
+		{[][]byte{hello[:517], hello[517:1000]}, 0, true, false},
+		{[][]byte{hello[:517], hello[517:]}, 0, true, true},
+		{[][]byte{hello[:3], hello[3:]}, 0, true, true},
+		{[][]byte{hello[:4]}, 2000, true, false},
+		{[][]byte{{22}}, 0, true, false},
+		{[][]byte{append([]byte{23}, hello[1:]...)}, 0, true, false},
+	} {
+		o := opening{tls: c.tls}
+		var got bool
+		for i, r := range c.reads {
+			unread := 0
+			if i == len(c.reads)-1 {
+				unread = c.unread
+			}
+			got = o.add(r, unread)
+		}
+		if got != c.want {
+			t.Errorf("%d reads (tls %v, unread %d): whole %v, want %v", len(c.reads), c.tls, c.unread, got, c.want)
 		}
 	}
 }

@@ -2,6 +2,7 @@ package listener
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
 	"golang.org/x/time/rate"
 
 	"github.com/selfheal/selfheal/internal/breaker"
@@ -339,7 +341,7 @@ func (s *Server) admit(conn net.Conn) {
 		defer s.conns.Done()
 		defer s.active.Add(-1)
 		defer s.lim.release(sl)
-		s.serveConn(&watched{Conn: conn, s: s, sl: sl, lim: cfg.Limits}, sl)
+		s.serveConn(&watched{Conn: conn, s: s, sl: sl, lim: cfg.Limits, open: opening{tls: cfg.tlsConf != nil}}, sl)
 	}()
 }
 
@@ -350,6 +352,7 @@ type watched struct {
 	s       *Server
 	sl      *slot
 	lim     Limits
+	open    opening // its opening message, until whole
 	spoken  bool
 	refusal protocol.Outcome // set when its slot was refused
 	why     string
@@ -364,9 +367,12 @@ func (w *watched) Read(p []byte) (int, error) {
 	}
 	n, err := w.Conn.Read(p)
 	if n > 0 {
+		if w.spoken && !w.open.whole && w.open.add(p[:n], unreadBytes(w.Conn)) {
+			w.s.lim.madeWhole(w.sl) // no longer a partial one a newcomer may displace
+		}
 		if !w.spoken {
 			w.spoken = true
-			evicted, o, why, ok := w.s.lim.spoke(w.sl, w.lim)
+			evicted, o, why, ok := w.s.lim.spoke(w.sl, w.lim, w.open.add(p[:n], unreadBytes(w.Conn)))
 			for _, v := range evicted {
 				v.conn.Close()
 			}
@@ -389,6 +395,55 @@ func (w *watched) Write(p []byte) (int, error) {
 		w.s.lim.touch(w.sl)
 	}
 	return n, err
+}
+
+// opening follows a connection's opening message until it is whole: the
+// request frame (its newline), or under TLS the first record (the
+// ClientHello: type 22, then version and length; one with a post-quantum
+// key share is larger than crypto/tls's first read, and larger than one
+// TCP segment on an Ethernet path).
+type opening struct {
+	tls   bool
+	hdr   [5]byte
+	hn    int // bytes of hdr filled
+	got   int // bytes read so far
+	whole bool
+}
+
+// add notes b, just read, with unread bytes waiting behind it in the
+// socket, and reports whether the opening message is now whole.
+func (o *opening) add(b []byte, unread int) bool {
+	if o.whole {
+		return true
+	}
+	if !o.tls {
+		o.whole = bytes.IndexByte(b, '\n') >= 0
+		return o.whole
+	}
+	o.hn += copy(o.hdr[o.hn:], b)
+	o.got += len(b)
+	o.whole = o.hn == len(o.hdr) && o.hdr[0] == 22 && o.got+unread >= len(o.hdr)+(int(o.hdr[3])<<8|int(o.hdr[4]))
+	return o.whole
+}
+
+// unreadBytes is how many bytes wait unread in c's socket (SIOCINQ);
+// 0 when it cannot tell.
+func unreadBytes(c net.Conn) int {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return 0
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return 0
+	}
+	n := 0
+	rc.Control(func(fd uintptr) {
+		if v, err := unix.IoctlGetInt(int(fd), unix.SIOCINQ); err == nil {
+			n = v
+		}
+	})
+	return n
 }
 
 // pendingBytes reports, without reading them, whether bytes wait unread

@@ -106,12 +106,38 @@ func (c *trustCheck) err() error {
 	return &TrustError{Findings: c.out}
 }
 
-// checkAction judges what an action runs: its binary as an ExecFile and
-// every absolute argument that exists as what it is (an interpreter's
+// checkAction judges what an action runs: its binary as an ExecFile, the
+// interpreter of its "#!" line if it has one, and every absolute argument
+// that exists as what it is (an interpreter's
 // script: [/bin/sh, /opt/x/restart.sh] runs restart.sh as root as surely
 // as its binary). Relative arguments name nothing the rule can judge.
 func (c *trustCheck) checkAction(what string, argv []string) bool {
 	ok := c.check(what+": argv[0]", argv[0], fsutil.ExecFile)
+	// A script's "#!" interpreter is run by the kernel as the script's
+	// user, as surely as the script: it is judged too, and its own, down
+	// to the kernel's depth. Read only once its file has passed.
+	label, prog := "argv[0]", argv[0]
+	for range fsutil.MaxInterpreters {
+		if !ok {
+			break
+		}
+		interp, err := fsutil.Interpreter(prog)
+		if err != nil {
+			c.add(what+": "+label+" "+fsutil.Quote(prog), fsutil.Problem{Path: prog, Why: "cannot read its #! line: " + err.Error()})
+			return false
+		}
+		if interp == "" {
+			break
+		}
+		label = "interpreter of " + label
+		if !filepath.IsAbs(interp) {
+			c.add(what+": "+label+" "+fsutil.Quote(interp), fsutil.Problem{Path: prog,
+				Why: "names a relative interpreter " + fsutil.Quote(interp) + " in its #! line, which the kernel looks up from the action's dir: name it by absolute path"})
+			return false
+		}
+		ok = c.check(what+": "+label, interp, fsutil.ExecFile)
+		prog = interp
+	}
 	for i, a := range argv[1:] {
 		if filepath.IsAbs(a) && !strings.ContainsRune(a, 0) {
 			ok = c.check(what+": argv["+strconv.Itoa(i+1)+"]", a, fsutil.AnyPath|fsutil.Optional) && ok
