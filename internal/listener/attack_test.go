@@ -13,13 +13,11 @@ import (
 	"github.com/selfheal/selfheal/internal/protocol"
 )
 
-// TestFaultRecordAuthorityEnds: issue 18's "a fault record answers for
+// TestFaultIDReusedDaysLater: issue 18's "a fault record answers for
 // ever". Fault ids are small integers (Nagios' $SERVICEPROBLEMID$ restarts
 // from 1 when its retention is reset) or seconds: a restart whose fault id
 // matches a record three days old is a new fault, and runs.
-func TestFaultRecordAuthorityEnds(t *testing.T) {
-	t.Skip("open: a fault record answers for ever (ledger.go decideWith matches a fault id of any age): " +
-		"a reused fault id three days later gets 'ok recorded' and nothing runs; the bound belongs in ledger.go")
+func TestFaultIDReusedDaysLater(t *testing.T) {
 	h := newHarness(t, opts{})
 	_, now, advance := fakeClockServer(t, h)
 	c := clockClient(t, h, now)
