@@ -177,6 +177,10 @@ type Reply struct {
 	Note string
 }
 
+// Signed reports whether the reply was signed by the agent: every reply
+// but the unsigned refusal, which names no agent.
+func (r Reply) Signed() bool { return r.Agent != "" }
+
 // MaxNote bounds a reply's note (before base64).
 const MaxNote = 1024
 
