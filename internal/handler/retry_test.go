@@ -62,12 +62,16 @@ func (f *fakeDoer) next(form, fault string) (protocol.Reply, error) {
 
 // reply is a signed reply from agent worker1.
 func reply(o protocol.Outcome, origin protocol.Origin) func() (protocol.Reply, error) {
-	return func() (protocol.Reply, error) { return protocol.Reply{Agent: "worker1", Outcome: o, Origin: origin}, nil }
+	return func() (protocol.Reply, error) {
+		return protocol.Reply{Agent: "worker1", Outcome: o, Origin: origin}, nil
+	}
 }
 
 // unsigned is the agent's unsigned refusal.
 func unsigned(o protocol.Outcome) func() (protocol.Reply, error) {
-	return func() (protocol.Reply, error) { return protocol.Reply{Outcome: o, Origin: protocol.OriginNone, ExitCode: -1}, nil }
+	return func() (protocol.Reply, error) {
+		return protocol.Reply{Outcome: o, Origin: protocol.OriginNone, ExitCode: -1}, nil
+	}
 }
 
 func fail(err error) func() (protocol.Reply, error) {
