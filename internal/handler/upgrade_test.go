@@ -17,29 +17,35 @@ import (
 	"github.com/selfheal/selfheal/internal/protocol"
 )
 
-// oldAgentCommit is the last commit before the extended request form: the
-// first parent of the merge that brought it (9e2f9a5). Its agent has the
-// reply MAC of today (the agent once) and denies a 10-field frame.
-const oldAgentCommit = "099bea987b326104b3960b6668ff45d0425ec124"
+// The agents of a rolling upgrade. oldAgentCommit is the last commit
+// before the extended request form: the first parent of the merge that
+// brought it (9e2f9a5). Its agent has the reply MAC of today (the agent
+// once) and denies a 10-field frame. firstMACCommit is SH2 as first
+// released, before 0b1fabd: its agent also signs replies with the agent
+// a second time, which no client of today verifies.
+const (
+	oldAgentCommit = "099bea987b326104b3960b6668ff45d0425ec124"
+	firstMACCommit = "3cf27a983ffccd28cb0cb4e65a2de891af2ed855"
+)
 
-// oldAgent builds worker_listener as it was at oldAgentCommit, from `git
-// archive` into a temp dir (the build cache makes it about a second).
-func oldAgent(t *testing.T) string {
+// oldAgent builds worker_listener as it was at commit, from `git archive`
+// into a temp dir (the build cache makes it about a second).
+func oldAgent(t *testing.T, commit string) string {
 	t.Helper()
 	top, err := exec.Command("git", "rev-parse", "--show-toplevel").Output()
 	if err != nil {
 		t.Skipf("no git checkout to build the old agent from: %v", err)
 	}
 	root := strings.TrimSpace(string(top))
-	if err := exec.Command("git", "-C", root, "cat-file", "-e", oldAgentCommit+"^{commit}").Run(); err != nil {
-		t.Skipf("commit %s is not in this checkout: %v", oldAgentCommit, err)
+	if err := exec.Command("git", "-C", root, "cat-file", "-e", commit+"^{commit}").Run(); err != nil {
+		t.Skipf("commit %s is not in this checkout: %v", commit, err)
 	}
 	dir := t.TempDir()
 	src, bin := filepath.Join(dir, "src"), filepath.Join(dir, "worker_listener")
 	if err := os.Mkdir(src, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	archive := exec.Command("git", "-C", root, "archive", oldAgentCommit)
+	archive := exec.Command("git", "-C", root, "archive", commit)
 	untar := exec.Command("tar", "-x", "-C", src)
 	pipe, err := archive.StdoutPipe()
 	if err != nil {
@@ -62,7 +68,7 @@ func oldAgent(t *testing.T) string {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("building the old agent: %v\n%s", err, out)
 	}
-	t.Logf("old agent (%s) built in %s", oldAgentCommit[:7], time.Since(t0).Round(time.Millisecond))
+	t.Logf("old agent (%s) built in %s", commit[:7], time.Since(t0).Round(time.Millisecond))
 	return bin
 }
 
@@ -72,7 +78,7 @@ func oldAgent(t *testing.T) string {
 // again in the short form within the same deadline, gets the true answer,
 // and says the agent is old, in its line, log and comment.
 func TestRunOldAgent(t *testing.T) {
-	l := rigtest.StartHandlerListener(t, rigtest.HandlerOptions{Bin: oldAgent(t), Budget: &rig.Budget{Max: 3, Window: "1h", MinGap: "2m"}})
+	l := rigtest.StartHandlerListener(t, rigtest.HandlerOptions{Bin: oldAgent(t, oldAgentCommit), Budget: &rig.Budget{Max: 3, Window: "1h", MinGap: "2m"}})
 	e := newEnv(t, l)
 	e.cfg.FaultSince = e.clk.Now().Add(-5 * time.Second)
 	r := e.run("CRITICAL", "HARD", 3, "1")
@@ -204,4 +210,43 @@ func TestRunSignedDenied(t *testing.T) {
 	// What the dry run says of it.
 	e.cfg.DryRun = true
 	t.Logf("dry run after the hand-over: %s", e.run("CRITICAL", "HARD", 3, "3").Line)
+}
+
+// TestRunAgentBeforeReplyMAC: an agent of SH2 as first released signs its
+// replies with the agent twice. The fallback reaches it, it acts, and its
+// reply does not verify: the handler says the restart may have run, never
+// that it healed. Such an agent and today's handlers cannot work together.
+func TestRunAgentBeforeReplyMAC(t *testing.T) {
+	bin := oldAgent(t, firstMACCommit)
+	dir := t.TempDir()
+	count := filepath.Join(dir, "count")
+	f := rigtest.Prepare(t, rig.Kit{Dir: dir, Issue: testutil.Binary(t, "handle_worker"),
+		Config: rig.ListenerConfig{Listen: "127.0.0.1:1", Allow: rig.Loopback, AuditLog: filepath.Join(dir, "audit.log"),
+			Budget: &rigtest.DefaultTestBudget, ReplayWindow: "10m", ShutdownGrace: "2s", Limits: rig.Limits{Rate: 1000, Burst: 1000},
+			Services: []rig.Service{{Name: "demo", Actions: map[string]rig.Action{"restart": {
+				Argv: []string{"/bin/sh", "-c", "echo restarted >> " + count + "; echo restarted"}, Timeout: "10s"}}}}}})
+	// No ping at start: its signed answer would not verify either.
+	ag := rigtest.Serve(t, rig.Serve{Bin: bin, Config: f.Config, Log: filepath.Join(dir, "listener.log"), Activate: true, Timeout: 30 * time.Second})
+	host, port, err := net.SplitHostPort(ag.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &rigtest.HandlerListener{Host: host, Agent: f.Agent, KeyFile: f.FleetFile, Key: f.Fleet, Dir: dir, AuditLog: filepath.Join(dir, "audit.log")}
+	if l.Port, err = strconv.Atoi(port); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, l)
+	e.cfg.Deadline = 5 * time.Second
+	r := e.run("CRITICAL", "HARD", 3, "1")
+	expect(t, r, 2, "request sent, no reply within the deadline: the restart may have run; check the agent's audit log for fault 1")
+	if r.Reply != nil || strings.Contains(r.Line, "ok in") || r.Attempts < 2 {
+		t.Fatalf("reply %+v, %d attempts: %s", r.Reply, r.Attempts, r.Line)
+	}
+	// It did run, once: every retry of the fault got the agent's record.
+	if b, _ := os.ReadFile(count); strings.Count(string(b), "\n") != 1 {
+		t.Fatalf("the old agent ran the restart %d times", strings.Count(string(b), "\n"))
+	}
+	if c := e.commands(); !strings.Contains(c, ";1;handle_worker;auto-restart unconfirmed: ") {
+		t.Fatalf("command file: %q", c)
+	}
 }
