@@ -266,7 +266,10 @@ func (r *run) prediction(q answer) (string, []Command) {
 		h := deferral(a)
 		return "the agent would hold it: " + a.summary(), []Command{r.comment(h.persistent, h.Text+h.tail)}
 	case q.final && rep.Outcome == protocol.OutcomeDenied && rep.Signed():
-		return "the agent refused the query: " + deniedWords(rep), nil
+		// The restart would be refused as this query was (the trust rule).
+		a := q
+		a.kind = string(protocol.OutcomeDenied)
+		return "the agent would refuse it: " + a.summary(), []Command{r.comment(true, "auto-restart failed: "+a.summary()+"; a human must look")}
 	case q.final && rep.Outcome == protocol.OutcomeDenied, q.refusal == protocol.OutcomeDenied:
 		return "the agent refused the query (denied: wrong key or agent name, address not allowed, the service has no restart action, " +
 			"or an agent older than the query verb: see its audit log)", nil

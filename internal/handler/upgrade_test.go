@@ -207,9 +207,14 @@ func TestRunSignedDenied(t *testing.T) {
 		!strings.Contains(c, why) || strings.Contains(c, "wrong key") {
 		t.Fatalf("command file: %q", c)
 	}
-	// What the dry run says of it.
+	// The dry run asks the agent (query), which would refuse it so too.
 	e.cfg.DryRun = true
-	t.Logf("dry run after the hand-over: %s", e.run("CRITICAL", "HARD", 3, "3").Line)
+	r = e.run("CRITICAL", "HARD", 3, "3")
+	expect(t, r, 0, "the agent would refuse it: restart demo on "+l.Addr()+": denied by the agent, nothing ran: refused: a file this action runs fails")
+	expect(t, r, 0, why)
+	if len(r.Commands) != 1 || !strings.Contains(string(r.Commands[0]), "auto-restart failed: ") || marks() != 1 || e.commands() != "" {
+		t.Fatalf("dry-run commands %q, %d marks", r.Commands, marks())
+	}
 }
 
 // TestRunAgentBeforeReplyMAC: an agent of SH2 as first released signs its
