@@ -169,7 +169,7 @@ type Reply struct {
 	// them to an extended request only, so an older client can read it).
 	Extended bool
 	// Age: for origin recorded or joined, how long ago the run that
-	// answered ended (or began, if it never ended); else 0.
+	// answered began (docs/protocol.md, age-s); else 0.
 	Age time.Duration
 	// Note is the agent's own account of how it came to this answer
 	// (which record, the gap, the fault's start, a clock that moved
