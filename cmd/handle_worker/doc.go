@@ -83,6 +83,9 @@
 // busy and rate-limited are retried with jittered backoff inside --deadline,
 // with the same fault; the agent answers a retry from its fault record, so
 // a lost reply never means a second restart.
+// An unsigned denied to the extended request (an agent older than that
+// form answers so) is asked once more in the short form, and the line
+// says the agent is old.
 //
 // event and send print one human line on stdout. Exit codes: 0 healed (now,
 // or already for this fault) or nothing to do; 1 healing needed but withheld

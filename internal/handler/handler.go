@@ -37,11 +37,13 @@ const (
 	ExitUsage    = 3
 )
 
-// Doer is the part of *protocol.Client the handler uses: the extended
-// form, which tells the agent when the fault began and brings back its
-// note and the age of a recorded answer.
+// Doer is the part of *protocol.Client the handler uses: Send, the
+// extended form, which tells the agent when the fault began and brings
+// back its note and the age of a recorded answer; Do, the short form, for
+// an agent older than the extended form (see call).
 type Doer interface {
 	Send(ctx context.Context, c protocol.Call) (protocol.Reply, error)
+	Do(ctx context.Context, verb protocol.Verb, service, fault string) (protocol.Reply, error)
 }
 
 // Deps are the handler's outside world, injected.
@@ -140,6 +142,9 @@ type Result struct {
 	Attempts int             // requests made (retries included)
 	Commands []Command       // written (or, in dry-run, that would be written)
 	Err      error           // the failure behind a non-zero code
+	// AgentOld: the agent denied the extended request form and answered
+	// the short one: it is older than the extended form.
+	AgentOld bool
 }
 
 // Run handles one event: decide, ask the agent, say what it answered. It
@@ -230,7 +235,7 @@ func (r *run) dryRun(ctx context.Context) (zerolog.Level, string) {
 			r.res.Code, r.res.Err = ExitUsage, err
 			return zerolog.ErrorLevel, "dry-run: handle_worker configuration error: " + textsafe.OneLine(err.Error())
 		}
-		r.res.Attempts, r.res.Reply = a.attempts, a.reply()
+		r.res.Attempts, r.res.Reply, r.res.AgentOld = a.attempts, a.reply(), a.old
 		a.verb = cfg.Action
 		predict, r.res.Commands = r.prediction(a)
 	}
@@ -262,6 +267,11 @@ func (r *run) prediction(q answer) (string, []Command) {
 		a.kind = q.classify()
 		h := deferral(a)
 		return "the agent would hold it: " + a.summary(), []Command{r.comment(h.persistent, h.Text+h.tail)}
+	case q.final && rep.Outcome == protocol.OutcomeDenied && rep.Signed():
+		// The restart would be refused as this query was (the trust rule).
+		a := q
+		a.kind = string(protocol.OutcomeDenied)
+		return "the agent would refuse it: " + a.summary(), []Command{r.comment(true, "auto-restart failed: "+a.summary()+"; a human must look")}
 	case q.final && rep.Outcome == protocol.OutcomeDenied, q.refusal == protocol.OutcomeDenied:
 		return "the agent refused the query (denied: wrong key or agent name, address not allowed, the service has no restart action, " +
 			"or an agent older than the query verb: see its audit log)", nil
@@ -290,7 +300,7 @@ func (r *run) act(ctx context.Context) (zerolog.Level, string) {
 		r.res.Commands = []Command{r.comment(true, msg+"; a human must look")}
 		return zerolog.ErrorLevel, msg + r.feedback(ctx, nil)
 	}
-	r.res.Attempts, r.res.Reply, r.res.Verdict = a.attempts, a.reply(), a.kind
+	r.res.Attempts, r.res.Reply, r.res.Verdict, r.res.AgentOld = a.attempts, a.reply(), a.kind, a.old
 	summary := a.summary()
 	switch a.code() {
 	case ExitOK:
@@ -378,6 +388,9 @@ func (r *run) report(level zerolog.Level, msg string) Result {
 	for _, n := range r.notes {
 		e = e.Str("note", n)
 	}
+	if res.AgentOld {
+		e = e.Bool("agent_old", true)
+	}
 	e = logReply(e, res.Reply)
 	if r.recordErr != nil {
 		e = e.Str("record_error", r.recordErr.Error())
@@ -408,6 +421,9 @@ func logReply(e *zerolog.Event, rep *protocol.Reply) *zerolog.Event {
 	}
 	if rep.Note != "" {
 		e = e.Str("agent_note", textsafe.OneLine(rep.Note))
+	}
+	if rep.Outcome == protocol.OutcomeDenied && rep.Signed() && rep.Output != "" {
+		e = e.Str("agent_output", textsafe.OneLine(rep.Output))
 	}
 	return e
 }
@@ -592,7 +608,17 @@ func (a answer) summary() string {
 	case string(protocol.OutcomeTimeout):
 		s = fmt.Sprintf("%s: timeout (action killed after %s%s)", on, roundDur(rep.Duration), prefixed("; ", budget))
 	case string(protocol.OutcomeDenied):
-		s = on + ": denied (wrong key, wrong agent name, address not allowed, or service/action not configured: see the agent's audit log)"
+		if a.final && rep.Signed() {
+			// The agent verified the request and refused the action (its
+			// trust rule at exec time): its words say why; nothing ran.
+			s = on + ": denied by the agent, nothing ran: " + deniedWords(rep)
+			break
+		}
+		both := ""
+		if a.short && !a.old {
+			both = " in the extended and the short form"
+		}
+		s = on + ": denied" + both + " (wrong key, wrong agent name, address not allowed, or service/action not configured: see the agent's audit log)"
 	case string(protocol.OutcomeSkew):
 		s = on + ": skew: " + skewText(rep, a.now, a.signed)
 	case string(protocol.OutcomeBusy):
@@ -616,6 +642,10 @@ func (a answer) summary() string {
 	} else {
 		s += fmt.Sprintf(" (%d attempt(s), last: %s)", a.attempts, textsafe.OneLine(a.err.Error()))
 	}
+	if a.old {
+		s += "; the agent is older than the extended request form (it denied it and answered the short one, " +
+			"which cannot say when the fault began): upgrade it"
+	}
 	// The action's own words, when it failed; the agent's refusals say
 	// nothing the sentence above does not.
 	if out := firstLine(rep.Output); out != "" && a.final && (rep.Outcome == protocol.OutcomeFailed || rep.Outcome == protocol.OutcomeTimeout) {
@@ -628,6 +658,21 @@ func (a answer) summary() string {
 		s += "; the agent: " + note
 	}
 	return s
+}
+
+// deniedWords is a signed denied's reason: its output, and its note
+// when that says more (the file and the rule it fails).
+func deniedWords(rep protocol.Reply) string {
+	out, note := firstLine(rep.Output), firstLine(rep.Note)
+	switch {
+	case out == "" && note == "":
+		return "the agent gave no reason: see its audit log"
+	case out == "" || out == note:
+		return note
+	case note == "":
+		return out
+	}
+	return out + " (the agent: " + note + ")"
 }
 
 // skewText: the agent verified the request and found its timestamp

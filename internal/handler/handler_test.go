@@ -221,9 +221,11 @@ func TestRunWrongKey(t *testing.T) {
 	}
 	e.cfg.Conn.Key = k
 	r := e.run("CRITICAL", "HARD", 3, "7")
-	expect(t, r, 2, "denied")
-	if r.Attempts != 1 {
-		t.Fatalf("a denial was retried: %d attempts", r.Attempts)
+	// The unsigned denied to the extended form is asked once more in
+	// the short form (an agent older than it denies it so), no more.
+	expect(t, r, 2, "denied in the extended and the short form (wrong key")
+	if r.Attempts != 2 || r.AgentOld {
+		t.Fatalf("a denial was retried: %d attempts, old %v", r.Attempts, r.AgentOld)
 	}
 	if l.Actions(t) != 0 {
 		t.Fatal("the listener ran an action for a wrong key")
@@ -238,8 +240,8 @@ func TestRunAgentIdentity(t *testing.T) {
 		e := newEnv(t, l)
 		e.cfg.Conn.Agent = "web2"
 		r := e.run("CRITICAL", "HARD", 3, "7")
-		expect(t, r, 2, "denied")
-		if r.Attempts != 1 || l.Actions(t) != 0 {
+		expect(t, r, 2, "denied in the extended and the short form")
+		if r.Attempts != 2 || l.Actions(t) != 0 {
 			t.Fatalf("%d attempts, %d actions", r.Attempts, l.Actions(t))
 		}
 	})
@@ -280,7 +282,8 @@ func TestRunActionOutcomes(t *testing.T) {
 			e.cfg.Conn.Target = tt.target
 			r := e.run("CRITICAL", "HARD", 3, "7")
 			expect(t, r, 2, tt.line)
-			if r.Reply == nil || string(r.Reply.Outcome) != tt.outcome || r.Attempts != 1 {
+			// An unsigned denied is asked once more in the short form.
+			if attempts := map[bool]int{true: 2, false: 1}[tt.outcome == "denied"]; r.Reply == nil || string(r.Reply.Outcome) != tt.outcome || r.Attempts != attempts {
 				t.Fatalf("reply %+v after %d attempts", r.Reply, r.Attempts)
 			}
 			if tt.outcome != "denied" && !strings.Contains(r.Line, "; budget 1/3 per 1h0m0s)") {
@@ -623,6 +626,12 @@ func (d delayedDoer) Send(ctx context.Context, q protocol.Call) (protocol.Reply,
 	return r, err
 }
 
+func (d delayedDoer) Do(ctx context.Context, v protocol.Verb, service, fault string) (protocol.Reply, error) {
+	r, err := d.c.Do(ctx, v, service, fault)
+	d.off.Store(0)
+	return r, err
+}
+
 // TestRunDelayed (issue 18): a request that reached the agent after its
 // replay window, with the clocks agreeing, is reported as delayed, not as
 // a clock to fix with NTP.
@@ -674,6 +683,8 @@ func TestRunSkew(t *testing.T) {
 //	drop          forwards the request, reads the agent's whole reply (so
 //	              the agent has acted), and closes without passing it on
 //	reset         the same, then resets the connection
+//	old           denies a 10-field (extended) frame unsigned, as an agent
+//	              older than the extended form does, and forwards any other
 //	busy          answers the unsigned busy refusal itself
 //	rate-limited  answers the unsigned rate-limited refusal itself
 type proxy struct {
@@ -723,6 +734,28 @@ func (p *proxy) handle(c *net.TCPConn, mode string) {
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(30 * time.Second))
 	switch mode {
+	case "old":
+		// An agent older than the extended form: the unsigned denied to a
+		// 10-field frame, the agent's own answer to any other.
+		br := bufio.NewReader(c)
+		line, err := br.ReadString('\n')
+		if err != nil {
+			return
+		}
+		if len(strings.Fields(line)) == 10 {
+			c.Write([]byte("SH2 - denied - -1 0 0 - - -\n"))
+			return
+		}
+		u, err := net.DialTimeout("tcp", p.upstream, 5*time.Second)
+		if err != nil {
+			return
+		}
+		defer u.Close()
+		u.SetDeadline(time.Now().Add(30 * time.Second))
+		if _, err := u.Write([]byte(line)); err == nil {
+			io.Copy(c, u)
+		}
+		return
 	case "busy", "rate-limited":
 		if _, err := bufio.NewReader(c).ReadString('\n'); err != nil {
 			return

@@ -44,6 +44,10 @@ type exchange struct {
 	attempts int
 	took     time.Duration
 	signed   time.Time // when the last try began (its request's timestamp, on our clock)
+	// short: the agent denied the extended form unsigned, and the tries
+	// since were in the short form; old: it then answered the short form
+	// signed, so it is older than the extended form (upgrade it).
+	short, old bool
 }
 
 // call sends verb for fault until the agent gives a final answer or ctx
@@ -54,6 +58,14 @@ type exchange struct {
 // its record, so a retry after a lost reply cannot restart twice. Retries
 // are never counted anywhere. Any other error (an invalid request) ends
 // the loop at once.
+//
+// An agent older than the extended form denies it unsigned, as it denies a
+// wrong key: the unsigned denied to an extended request is asked again
+// once, at once, in the short form, and the tries after it stay short.
+// That costs a new agent nothing it would not answer anyway: the short
+// form is the same request without the fault's age, which the agent reads
+// as "start not known" (a new fault inside min_gap is deferred, never
+// ok), and a request it denied in one form it denies in the other.
 func call(ctx context.Context, c Doer, q protocol.Call, deps Deps) (x exchange) {
 	b := newBackoff(deps.Rand)
 	t0 := deps.Now()
@@ -61,8 +73,21 @@ func call(ctx context.Context, c Doer, q protocol.Call, deps Deps) (x exchange) 
 	for {
 		x.attempts++
 		x.signed = deps.Now()
-		rep, err := c.Send(ctx, q)
+		var rep protocol.Reply
+		var err error
+		if x.short {
+			rep, err = c.Do(ctx, q.Verb, q.Service, q.Fault)
+		} else {
+			rep, err = c.Send(ctx, q)
+		}
 		x.refusal, x.err = "", nil
+		switch {
+		case err == nil && !x.short && rep.Outcome == protocol.OutcomeDenied && !rep.Signed():
+			x.short = true
+			continue
+		case err == nil && x.short && rep.Signed():
+			x.old = true
+		}
 		switch {
 		case err == nil && !rep.Outcome.Retryable():
 			x.rep, x.final = rep, true

@@ -35,14 +35,24 @@ func TestBackoff(t *testing.T) {
 	}
 }
 
-// fakeDoer answers from a script and records what it was asked.
+// fakeDoer answers from a script and records what it was asked, and in
+// which form ("ext" for Send, "short" for Do).
 type fakeDoer struct {
 	script []func() (protocol.Reply, error)
 	faults []string
+	forms  []string
 }
 
 func (f *fakeDoer) Send(_ context.Context, c protocol.Call) (protocol.Reply, error) {
-	f.faults = append(f.faults, c.Fault)
+	return f.next("ext", c.Fault)
+}
+
+func (f *fakeDoer) Do(_ context.Context, _ protocol.Verb, _, fault string) (protocol.Reply, error) {
+	return f.next("short", fault)
+}
+
+func (f *fakeDoer) next(form, fault string) (protocol.Reply, error) {
+	f.faults, f.forms = append(f.faults, fault), append(f.forms, form)
 	n := len(f.faults) - 1
 	if n >= len(f.script) {
 		return protocol.Reply{}, fmt.Errorf("%w: script ended", protocol.ErrNotSent)
@@ -50,8 +60,18 @@ func (f *fakeDoer) Send(_ context.Context, c protocol.Call) (protocol.Reply, err
 	return f.script[n]()
 }
 
+// reply is a signed reply from agent worker1.
 func reply(o protocol.Outcome, origin protocol.Origin) func() (protocol.Reply, error) {
-	return func() (protocol.Reply, error) { return protocol.Reply{Outcome: o, Origin: origin}, nil }
+	return func() (protocol.Reply, error) {
+		return protocol.Reply{Agent: "worker1", Outcome: o, Origin: origin}, nil
+	}
+}
+
+// unsigned is the agent's unsigned refusal.
+func unsigned(o protocol.Outcome) func() (protocol.Reply, error) {
+	return func() (protocol.Reply, error) {
+		return protocol.Reply{Outcome: o, Origin: protocol.OriginNone, ExitCode: -1}, nil
+	}
 }
 
 func fail(err error) func() (protocol.Reply, error) {
@@ -72,14 +92,14 @@ func testDeps(pauses *[]time.Duration) Deps {
 func TestCallRetries(t *testing.T) {
 	f := &fakeDoer{script: []func() (protocol.Reply, error){
 		fail(protocol.ErrNotSent), fail(protocol.ErrNoReply),
-		reply(protocol.OutcomeBusy, protocol.OriginNone), reply(protocol.OutcomeRateLimited, protocol.OriginNone),
+		unsigned(protocol.OutcomeBusy), unsigned(protocol.OutcomeRateLimited),
 		reply(protocol.OutcomeOK, protocol.OriginRecorded),
 	}}
 	var pauses []time.Duration
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	x := call(ctx, f, protocol.Call{Verb: protocol.VerbRestart, Service: "demo", Fault: "42"}, testDeps(&pauses))
-	if !x.final || x.rep.Origin != protocol.OriginRecorded || x.attempts != 5 || !x.sent {
+	if !x.final || x.rep.Origin != protocol.OriginRecorded || x.attempts != 5 || !x.sent || x.short || x.old {
 		t.Fatalf("exchange %+v", x)
 	}
 	for i, fault := range f.faults {
@@ -94,6 +114,50 @@ func TestCallRetries(t *testing.T) {
 	a := answer{exchange: x, verb: protocol.VerbRestart, fault: "42"}
 	if a.kind = a.classify(); a.kind != kindAlready || a.code() != ExitOK {
 		t.Fatalf("kind %s code %d", a.kind, a.code())
+	}
+}
+
+// TestCallShortForm: an unsigned denied to the extended form is asked
+// again once, at once (no pause), in the short form, with the same fault;
+// the tries after it stay short. Only a signed answer to the short form
+// says the agent is old; denied in both forms is denied.
+func TestCallShortForm(t *testing.T) {
+	q := protocol.Call{Verb: protocol.VerbRestart, Service: "demo", Fault: "42", Since: time.Unix(1_764_024_000, 0)}
+	for _, tc := range []struct {
+		name   string
+		script []func() (protocol.Reply, error)
+		forms  string
+		old    bool
+		kind   string
+		pauses int
+	}{
+		{"old agent", []func() (protocol.Reply, error){unsigned(protocol.OutcomeDenied), reply(protocol.OutcomeOK, protocol.OriginRun)},
+			"[ext short]", true, kindHealed, 0},
+		{"old agent, busy first", []func() (protocol.Reply, error){unsigned(protocol.OutcomeDenied), unsigned(protocol.OutcomeBusy),
+			reply(protocol.OutcomeBackoff, protocol.OriginNone)}, "[ext short short]", true, "backoff", 1},
+		{"denied in both forms", []func() (protocol.Reply, error){unsigned(protocol.OutcomeDenied), unsigned(protocol.OutcomeDenied)},
+			"[ext short]", false, "denied", 0},
+		{"signed denied is final", []func() (protocol.Reply, error){reply(protocol.OutcomeDenied, protocol.OriginNone)},
+			"[ext]", false, "denied", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := &fakeDoer{script: tc.script}
+			var pauses []time.Duration
+			x := call(context.Background(), f, q, testDeps(&pauses))
+			a := answer{exchange: x, verb: protocol.VerbRestart, fault: "42", conn: Conn{Address: "127.0.0.1", Port: 5690, Target: "demo"}}
+			a.kind = a.classify()
+			if fmt.Sprint(f.forms) != tc.forms || x.old != tc.old || a.kind != tc.kind || len(pauses) != tc.pauses || x.attempts != len(tc.script) {
+				t.Fatalf("forms %v, old %v, kind %s, pauses %v, attempts %d", f.forms, x.old, a.kind, pauses, x.attempts)
+			}
+			for i, fault := range f.faults {
+				if fault != "42" {
+					t.Fatalf("try %d sent fault %q", i, fault)
+				}
+			}
+			if old := strings.Contains(a.summary(), "the agent is older than the extended request form"); old != tc.old {
+				t.Fatalf("summary %q", a.summary())
+			}
+		})
 	}
 }
 
@@ -135,8 +199,8 @@ func TestCallDeadline(t *testing.T) {
 			"request sent, no reply within the deadline: the restart may have run; check the agent's audit log for fault 5"},
 		// Sent once, then unreachable: it may still have run.
 		{"no reply earlier", []func() (protocol.Reply, error){fail(protocol.ErrNoReply), fail(protocol.ErrNotSent)}, kindNoReply, "the restart may have run"},
-		{"busy", []func() (protocol.Reply, error){reply(protocol.OutcomeBusy, protocol.OriginNone)}, "busy", "busy on every try"},
-		{"sent then busy", []func() (protocol.Reply, error){fail(protocol.ErrNoReply), reply(protocol.OutcomeBusy, protocol.OriginNone)}, "busy",
+		{"busy", []func() (protocol.Reply, error){unsigned(protocol.OutcomeBusy)}, "busy", "busy on every try"},
+		{"sent then busy", []func() (protocol.Reply, error){fail(protocol.ErrNoReply), unsigned(protocol.OutcomeBusy)}, "busy",
 			"an earlier request was sent without a reply: the restart may have run"},
 	}
 	for _, tt := range tests {

@@ -69,7 +69,7 @@ func Send(ctx context.Context, cfg SendConfig, deps Deps) Result {
 		log.Error().Int("exit", res.Code).AnErr("error", err).Msg(res.Line)
 		return res
 	}
-	res.Attempts, res.Reply, res.Verdict = a.attempts, a.reply(), a.kind
+	res.Attempts, res.Reply, res.Verdict, res.AgentOld = a.attempts, a.reply(), a.kind, a.old
 	var notes []string
 	if fault != "-" {
 		notes = append(notes, "fault "+fault)
@@ -111,6 +111,9 @@ func Send(ctx context.Context, cfg SendConfig, deps Deps) Result {
 	}
 	e := log.WithLevel(level).Int("exit", res.Code).Int("attempts", res.Attempts).Str("result", a.kind).Bool("recorded", recorded)
 	e = logReply(e, res.Reply)
+	if res.AgentOld {
+		e = e.Bool("agent_old", true)
+	}
 	if res.Err != nil {
 		e = e.AnErr("error", res.Err)
 	}

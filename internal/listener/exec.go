@@ -368,10 +368,17 @@ const queryWait = 3 * time.Second
 // the back-off, the budget), then dropped, and the breaker is only
 // asked. Nothing is written: no fault record, budget, back-off or
 // breaker count changes. A restart that would run is answered ok with
-// origin "-" and the budget as it stands.
+// origin "-" and the budget as it stands; one the trust rule would refuse,
+// the signed denied.
 func (e *Executor) Query(ctx context.Context, j Job) Result {
 	if e.hard.Err() != nil {
 		return notRun(protocol.OutcomeBusy, "agent shutting down", "shutting down")
+	}
+	// A restart whose files fail the trust rule would be refused before
+	// the records are read: the query is answered so, in the same words.
+	if err := judgeAction(e.trust, "service "+j.Service+" action "+string(j.Verb), j.Action.Argv); err != nil {
+		return notRun(protocol.OutcomeDenied, "refused: a file this action runs fails the agent's trust rule (see its audit log); a restart would not run",
+			"refused, would not run: "+err.Error())
 	}
 	ctx, cancel := context.WithTimeout(ctx, queryWait)
 	defer cancel()

@@ -169,13 +169,17 @@ type Reply struct {
 	// them to an extended request only, so an older client can read it).
 	Extended bool
 	// Age: for origin recorded or joined, how long ago the run that
-	// answered ended (or began, if it never ended); else 0.
+	// answered began (docs/protocol.md, age-s); else 0.
 	Age time.Duration
 	// Note is the agent's own account of how it came to this answer
 	// (which record, the gap, the fault's start, a clock that moved
 	// back, the replay window); "" when it has none.
 	Note string
 }
+
+// Signed reports whether the reply was signed by the agent: every reply
+// but the unsigned refusal, which names no agent.
+func (r Reply) Signed() bool { return r.Agent != "" }
 
 // MaxNote bounds a reply's note (before base64).
 const MaxNote = 1024

@@ -78,6 +78,9 @@ type HandlerOptions struct {
 	// with no min gap, lets a test restart several faults in a row; a
 	// test of the agent's budget sets its own.
 	Budget *rig.Budget
+	// Bin is the worker_listener binary; default the one under test
+	// (SELFHEAL_BIN). A test of a rolling upgrade runs an older build.
+	Bin string
 }
 
 // DefaultTestBudget is StartHandlerListener's budget unless told.
@@ -97,7 +100,10 @@ func StartHandlerListener(t testing.TB, opts ...HandlerOptions) *HandlerListener
 		b := DefaultTestBudget
 		o.Budget = &b
 	}
-	bin := testutil.Binary(t, "worker_listener")
+	bin := o.Bin
+	if bin == "" {
+		bin = testutil.Binary(t, "worker_listener")
+	}
 	dir := t.TempDir()
 	count := filepath.Join(dir, "count")
 	audit := filepath.Join(dir, "audit.log")

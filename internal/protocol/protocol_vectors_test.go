@@ -116,43 +116,83 @@ func TestVectors(t *testing.T) {
 	}
 	for _, v := range vs {
 		t.Run(v["name"], func(t *testing.T) {
-			// The request.
+			// The request, in either form: the MAC input is the documented
+			// formula over the frame's fields, the fault age (extended form
+			// only) after the fault.
 			req, err := protocol.ParseRequest([]byte(v["request"]))
 			if err != nil || !req.Verify(host) {
 				t.Fatalf("request %q: parse %v, verifies %v", v["request"], err, err == nil && req.Verify(host))
 			}
 			f := strings.Split(v["request"], " ")
+			extended := len(f) == 10
+			if extended != req.Extended || (!extended && len(f) != 9) {
+				t.Fatalf("request %q: %d fields, parsed as extended %v", v["request"], len(f), req.Extended)
+			}
+			fields := []string{"SH2", host.ID, host.Agent, f[3], f[4], f[5]}
+			if extended {
+				fields = append(fields, f[6])
+			}
+			fields = append(fields, f[len(f)-3], f[len(f)-2])
 			in := unquote(t, v["request-mac-input"])
-			if want := strings.Join(f[:8], "\n") + "\n"; in != want {
+			if want := strings.Join(fields, "\n") + "\n"; in != want {
 				t.Fatalf("request-mac-input %q, the formula over the frame gives %q", in, want)
 			}
-			if got := hmacHex(host.Secret, in); got != req.MAC {
+			if got := hmacHex(host.Secret, in); got != req.MAC || got != f[len(f)-1] {
 				t.Fatalf("request MAC %s, HMAC of the input is %s", req.MAC, got)
 			}
-			if got := string(protocol.NewRequest(host, req.Verb, req.Service, req.Fault, time.Unix(req.Timestamp, 0), req.Nonce).Marshal()); got != v["request"]+"\n" {
+			signed := protocol.NewRequest(host, req.Verb, req.Service, req.Fault, time.Unix(req.Timestamp, 0), req.Nonce)
+			if extended {
+				now := time.Unix(req.Timestamp, 0)
+				call := protocol.Call{Verb: req.Verb, Service: req.Service, Fault: req.Fault}
+				if req.FaultAge >= 0 {
+					call.Since = now.Add(-time.Duration(req.FaultAge) * time.Millisecond)
+				}
+				signed = protocol.NewExtendedRequest(host, call, now, req.Nonce)
+			}
+			if got := string(signed.Marshal()); got != v["request"]+"\n" {
 				t.Fatalf("the code signs the request as\n%s", got)
 			}
 
-			// The reply.
+			// The reply: the extended one (to an extended request) has the
+			// age and the note after the output, under the MAC too.
 			frame := v["reply"]
 			rep, err := protocol.ParseReply([]byte(frame), host, req.Nonce)
 			if err != nil {
 				t.Fatalf("reply %q: %v", frame, err)
 			}
 			r := strings.Split(frame, " ")
+			if rep.Extended != extended || len(r) != map[bool]int{false: 10, true: 12}[extended] {
+				t.Fatalf("reply %q to a request extended %v: %d fields, extended %v", frame, extended, len(r), rep.Extended)
+			}
 			in = unquote(t, v["reply-mac-input"])
-			want := strings.Join(append([]string{"SH2-reply", host.ID, host.Agent, req.Nonce}, r[2:9]...), "\n") + "\n"
+			signedFields := append([]string{"SH2-reply", host.ID, host.Agent, req.Nonce}, r[2:9]...) // outcome to output
+			if extended {
+				signedFields = append(signedFields, r[9], r[10]) // age-s, note
+			}
+			want := strings.Join(signedFields, "\n") + "\n"
 			if r[1] != host.Agent || in != want {
 				t.Fatalf("reply-mac-input %q, the formula over the frame gives %q", in, want)
 			}
-			if got := hmacHex(host.Secret, in); got != r[9] {
-				t.Fatalf("reply MAC %s, HMAC of the input is %s", r[9], got)
+			if got := hmacHex(host.Secret, in); got != r[len(r)-1] {
+				t.Fatalf("reply MAC %s, HMAC of the input is %s", r[len(r)-1], got)
 			}
 			if got := string(protocol.MarshalReply(rep, &host, req.Nonce)); got != frame+"\n" {
 				t.Fatalf("the code signs the reply as\n%s", got)
 			}
 			if v["output"] != "" && unquote(t, v["output"]) != rep.Output {
 				t.Fatalf("output %q, the vector says %s", rep.Output, v["output"])
+			}
+			if extended {
+				if got := unquote(t, v["note"]); got != rep.Note {
+					t.Fatalf("note %q, the vector says %q", rep.Note, got)
+				}
+				age := "-"
+				if rep.Origin == protocol.OriginRecorded || rep.Origin == protocol.OriginJoined {
+					age = fmt.Sprint(int64(rep.Age / time.Second))
+				}
+				if r[9] != age || v["age-s"] != age {
+					t.Fatalf("age field %q, vector age-s %q, parsed %q", r[9], v["age-s"], age)
+				}
 			}
 			// Any other nonce, or a changed field, fails.
 			if _, err := protocol.ParseReply([]byte(frame), host, strings.Repeat("0", 32)); err == nil {
@@ -187,28 +227,62 @@ func TestPrintVectors(t *testing.T) {
 	q := func(s string) string { b, _ := json.Marshal(s); return string(b) }
 	var b strings.Builder
 	b.WriteString("fleet-key: " + string(fk) + "host-key: " + string(hk))
-	for _, v := range []struct {
+	// age is the extended request's fault age in ms (-1: not known);
+	// ext sends the extended form, answered with the extended reply.
+	type vec struct {
 		name       string
 		verb       protocol.Verb
 		svc, fault string
+		ext        bool
+		age        int64
 		ts         int64
 		nonce      string
 		rep        protocol.Reply
-	}{
-		{"restart-ok-run", protocol.VerbRestart, "demo", "4711", 1764024000, "9f0c4b1e6a3d2c58e7f1a0b9c8d7e6f5",
+	}
+	restarted := "restarted (pid 4212)"
+	newFault := "fault 4712 began 1m30s after the last restart (fault 4711, ok) ended: a new fault; min_gap 2m: allowed in 25s"
+	for _, v := range []vec{
+		{"restart-ok-run", protocol.VerbRestart, "demo", "4711", false, -1, 1764024000, "9f0c4b1e6a3d2c58e7f1a0b9c8d7e6f5",
 			protocol.Reply{Outcome: protocol.OutcomeOK, Origin: protocol.OriginRun, Duration: 48213 * time.Microsecond, AgentTime: time.UnixMilli(1764024000051),
-				Budget: protocol.Budget{Used: 1, Max: 3, Window: time.Hour, RetryAfter: 120 * time.Second}, Output: "restarted (pid 4212)"}},
-		{"restart-skew", protocol.VerbRestart, "demo", "4712", 1764024062, "27aa5e0c913f4b8d6a2e7c1f0b9d8e3a",
+				Budget: protocol.Budget{Used: 1, Max: 3, Window: time.Hour, RetryAfter: 120 * time.Second}, Output: restarted}},
+		{"restart-skew", protocol.VerbRestart, "demo", "4712", false, -1, 1764024062, "27aa5e0c913f4b8d6a2e7c1f0b9d8e3a",
 			protocol.Reply{Outcome: protocol.OutcomeSkew, Origin: protocol.OriginNone, ExitCode: -1, AgentTime: time.UnixMilli(1764024000420),
 				Output: "clock skew: the request's time is outside the agent's replay window"}},
-		{"ping", protocol.VerbPing, "", "", 1764024000, "00112233445566778899aabbccddeeff",
+		{"ping", protocol.VerbPing, "", "", false, -1, 1764024000, "00112233445566778899aabbccddeeff",
 			protocol.Reply{Outcome: protocol.OutcomeOK, Origin: protocol.OriginNone, AgentTime: time.UnixMilli(1764024000007), Output: "worker_listener 1.0.0"}},
+		// The other HA endpoint asks for fault 4711 75 s later: the
+		// record answers, with its age and the agent's words.
+		{"restart-extended-recorded", protocol.VerbRestart, "demo", "4711", true, 116250, 1764024075, "5e2d8c7b6a5f4e3d2c1b0a9f8e7d6c5b",
+			protocol.Reply{Outcome: protocol.OutcomeOK, Origin: protocol.OriginRecorded, Duration: 48213 * time.Microsecond, AgentTime: time.UnixMilli(1764024075038),
+				Budget: protocol.Budget{Used: 1, Max: 3, Window: time.Hour, RetryAfter: 45 * time.Second}, Output: restarted, Extended: true,
+				Age: 75 * time.Second, Note: "fault 4711 was restarted 1m15s ago (at 2025-11-24T22:40:00Z): ok"}},
+		// A new fault 4712 that began 1m30s after that restart ended,
+		// inside min_gap (2m): deferred, nothing runs.
+		{"restart-extended-backoff", protocol.VerbRestart, "demo", "4712", true, 5000, 1764024095, "a1b2c3d4e5f60718293a4b5c6d7e8f90",
+			protocol.Reply{Outcome: protocol.OutcomeBackoff, Origin: protocol.OriginNone, ExitCode: -1, AgentTime: time.UnixMilli(1764024095012),
+				Budget: protocol.Budget{Used: 1, Max: 3, Window: time.Hour, RetryAfter: 25 * time.Second}, Output: newFault, Extended: true, Note: newFault}},
+		// The dry run for fault 4713 after the gap: a restart would run.
+		{"query", protocol.VerbQuery, "demo", "4713", true, 3000, 1764024300, "0f1e2d3c4b5a69788796a5b4c3d2e1f0",
+			protocol.Reply{Outcome: protocol.OutcomeOK, Origin: protocol.OriginNone, ExitCode: -1, AgentTime: time.UnixMilli(1764024300005),
+				Budget: protocol.Budget{Used: 1, Max: 3, Window: time.Hour}, Extended: true, Note: "a restart would run now (restart 2 of 3 in 1h)"}},
 	} {
-		req := strings.TrimSuffix(string(protocol.NewRequest(host, v.verb, v.svc, v.fault, time.Unix(v.ts, 0), v.nonce).Marshal()), "\n")
+		now := time.Unix(v.ts, 0)
+		r := protocol.NewRequest(host, v.verb, v.svc, v.fault, now, v.nonce)
+		if v.ext {
+			call := protocol.Call{Verb: v.verb, Service: v.svc, Fault: v.fault}
+			if v.age >= 0 {
+				call.Since = now.Add(-time.Duration(v.age) * time.Millisecond)
+			}
+			r = protocol.NewExtendedRequest(host, call, now, v.nonce)
+		}
+		req := strings.TrimSuffix(string(r.Marshal()), "\n")
 		rep := strings.TrimSuffix(string(protocol.MarshalReply(v.rep, &host, v.nonce)), "\n")
-		f, r := strings.Split(req, " "), strings.Split(rep, " ")
+		f, rf := strings.Split(req, " "), strings.Split(rep, " ")
 		fmt.Fprintf(&b, "\nname: %s\nrequest: %s\nrequest-mac-input: %s\nreply: %s\nreply-mac-input: %s\noutput: %s\n", v.name, req,
-			q(strings.Join(f[:8], "\n")+"\n"), rep, q(strings.Join(append([]string{"SH2-reply", host.ID, host.Agent, v.nonce}, r[2:len(r)-1]...), "\n")+"\n"), q(v.rep.Output))
+			q(strings.Join(f[:len(f)-1], "\n")+"\n"), rep, q(strings.Join(append([]string{"SH2-reply", host.ID, host.Agent, v.nonce}, rf[2:len(rf)-1]...), "\n")+"\n"), q(v.rep.Output))
+		if v.ext {
+			fmt.Fprintf(&b, "age-s: %s\nnote: %s\n", rf[9], q(v.rep.Note))
+		}
 	}
 	t.Log("\n" + b.String())
 }
