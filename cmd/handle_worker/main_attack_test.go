@@ -75,7 +75,7 @@ func TestHostileWorkerThroughShippedLines(t *testing.T) {
 		"COMMANDFILE": s.fifo, "STATUSDATAFILE": statusFile, "MAINCONFIGFILE": "",
 		"_SERVICEWORKER_TARGET": "demo", "_HOSTLISTENER_PORT": itoa(s.l.Port), "SERVICEPROBLEMID": "77",
 		"_SERVICEHEAL_RECHECK": "1s", "SERVICEDOWNTIME": "0", "HOSTDOWNTIME": "0", "HOSTSTATE": "UP",
-		"SERVICEPERFDATA": perfdata, "SERVICESTATE": "CRITICAL", "SERVICESTATETYPE": "HARD", "SERVICEATTEMPT": "3",
+		"LASTSERVICESTATECHANGE": "", "SERVICEPERFDATA": perfdata, "SERVICESTATE": "CRITICAL", "SERVICESTATETYPE": "HARD", "SERVICEATTEMPT": "3",
 		"HOSTADDRESS": "127.0.0.1", "HOSTNAME": "web1", "SERVICEDESC": "Worker Svc",
 	}
 	before := s.l.Actions(t)
@@ -104,7 +104,7 @@ func TestOddNamesThroughShippedLine(t *testing.T) {
 			vals := map[string]string{
 				"USER1": filepath.Dir(s.bin), "USER3": s.l.KeyFile, "USER4": s.state, "USER5": s.log, "USER6": rig.DefaultHandlerArgs,
 				"COMMANDFILE": s.fifo, "STATUSDATAFILE": statusFile, "MAINCONFIGFILE": "",
-				"_SERVICEWORKER_TARGET": "demo", "_HOSTLISTENER_PORT": itoa(s.l.Port), "SERVICEPROBLEMID": itoa(200 + i),
+				"_SERVICEWORKER_TARGET": "demo", "_HOSTLISTENER_PORT": itoa(s.l.Port), "SERVICEPROBLEMID": itoa(200 + i), "LASTSERVICESTATECHANGE": "",
 				"_SERVICEHEAL_RECHECK": "1s", "SERVICEDOWNTIME": "0", "HOSTDOWNTIME": "0", "HOSTSTATE": "UP",
 				"SERVICEPERFDATA": "'critical_self'=1;;;0; 'critical_dependency'=0;;;0;", "SERVICESTATE": "CRITICAL", "SERVICESTATETYPE": "HARD",
 				"SERVICEATTEMPT": "3", "HOSTADDRESS": "127.0.0.1", "HOSTNAME": "web1", "SERVICEDESC": desc,

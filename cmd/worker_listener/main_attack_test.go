@@ -173,8 +173,8 @@ func TestThirdPartyClient(t *testing.T) {
 			t.Errorf("%s: %+v, want the unsigned denied", name, s)
 		}
 	}
-	if v := got["vectors"]; !v.Verified || v.Outcome != "6" {
-		t.Errorf("docs/protocol.md's test vectors: %+v, want the host key and 6 MACs verified", v)
+	if v := got["vectors"]; !v.Verified || v.Outcome != "12" {
+		t.Errorf("docs/protocol.md's test vectors: %+v, want the host key and 12 MACs verified (6 requests, 6 replies)", v)
 	}
 	signed("ping", protocol.OutcomeOK, protocol.OriginNone)
 	signed("restart", protocol.OutcomeOK, protocol.OriginRun)

@@ -88,6 +88,9 @@ func call(ctx context.Context, c Doer, q protocol.Call, deps Deps) (x exchange) 
 		case err == nil && x.short && rep.Signed():
 			x.old = true
 		}
+		if err == nil && rep.LegacyMAC {
+			x.old = true
+		}
 		switch {
 		case err == nil && !rep.Outcome.Retryable():
 			x.rep, x.final = rep, true

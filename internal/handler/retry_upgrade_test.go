@@ -22,7 +22,7 @@ import (
 // brought it (9e2f9a5). Its agent has the reply MAC of today (the agent
 // once) and denies a 10-field frame. firstMACCommit is SH2 as first
 // released, before 0b1fabd: its agent also signs replies with the agent
-// a second time, which no client of today verifies.
+// a second time, which today's client accepts as that first MAC, flagged.
 const (
 	oldAgentCommit = "099bea987b326104b3960b6668ff45d0425ec124"
 	firstMACCommit = "3cf27a983ffccd28cb0cb4e65a2de891af2ed855"
@@ -218,9 +218,9 @@ func TestRunSignedDenied(t *testing.T) {
 }
 
 // TestRunAgentBeforeReplyMAC: an agent of SH2 as first released signs its
-// replies with the agent twice. The fallback reaches it, it acts, and its
-// reply does not verify: the handler says the restart may have run, never
-// that it healed. Such an agent and today's handlers cannot work together.
+// replies with the agent twice. The fallback reaches it, it acts once, and
+// its reply verifies under that first MAC (the same host key's HMAC), so
+// a rolling upgrade heals through it, and the line says to upgrade it.
 func TestRunAgentBeforeReplyMAC(t *testing.T) {
 	bin := oldAgent(t, firstMACCommit)
 	dir := t.TempDir()
@@ -243,15 +243,15 @@ func TestRunAgentBeforeReplyMAC(t *testing.T) {
 	e := newEnv(t, l)
 	e.cfg.Deadline = 5 * time.Second
 	r := e.run("CRITICAL", "HARD", 3, "1")
-	expect(t, r, 2, "request sent, no reply within the deadline: the restart may have run; check the agent's audit log for fault 1")
-	if r.Reply != nil || strings.Contains(r.Line, "ok in") || r.Attempts < 2 {
+	expect(t, r, 0, "ok in")
+	if r.Reply == nil || !r.Reply.LegacyMAC || !strings.Contains(r.Line, "upgrade it") || r.Attempts != 2 {
 		t.Fatalf("reply %+v, %d attempts: %s", r.Reply, r.Attempts, r.Line)
 	}
 	// It did run, once: every retry of the fault got the agent's record.
 	if b, _ := os.ReadFile(count); strings.Count(string(b), "\n") != 1 {
 		t.Fatalf("the old agent ran the restart %d times", strings.Count(string(b), "\n"))
 	}
-	if c := e.commands(); !strings.Contains(c, ";1;handle_worker;auto-restart unconfirmed: ") {
+	if c := e.commands(); !strings.Contains(c, ";0;handle_worker;auto-restart ok in") {
 		t.Fatalf("command file: %q", c)
 	}
 }

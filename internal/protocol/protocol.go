@@ -175,6 +175,9 @@ type Reply struct {
 	// (which record, the gap, the fault's start, a clock that moved
 	// back, the replay window); "" when it has none.
 	Note string
+	// LegacyMAC: signed as SH2 was first released (the agent's name twice
+	// in the MAC): an agent older than the extended form; upgrade it.
+	LegacyMAC bool
 }
 
 // Signed reports whether the reply was signed by the agent: every reply
@@ -683,7 +686,15 @@ func ParseReply(line []byte, k Key, nonce string) (Reply, error) {
 	}
 	got, _ := hex.DecodeString(f[9])
 	if !hmac.Equal(got, replyMAC(k, nonce, signed)) {
-		return Reply{}, errors.New("reply MAC does not verify: not from the agent holding this host key")
+		// SH2 as first released signed the short reply with the agent a
+		// second time, after the nonce. Accepted (and flagged) so that a
+		// rolling upgrade never leaves the fleet's agents unheard: it is
+		// the same host key's HMAC over the same fields, and it cannot
+		// collide with the documented form (one field more).
+		if ext != nil || !hmac.Equal(got, replyMAC(k, nonce, f[1:9])) {
+			return Reply{}, errors.New("reply MAC does not verify: not from the agent holding this host key")
+		}
+		rep.LegacyMAC = true
 	}
 	return rep, nil
 }

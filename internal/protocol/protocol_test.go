@@ -3,6 +3,7 @@ package protocol
 import (
 	"bufio"
 	"bytes"
+	"encoding/hex"
 	"errors"
 	"os"
 	"path/filepath"
@@ -484,5 +485,36 @@ func TestExtendedForm(t *testing.T) {
 	got, err = ParseReply(bytes.TrimSuffix(MarshalReply(rep, &k, testNonce), []byte{'\n'}), k, testNonce)
 	if err != nil || got != rep || !strings.Contains(string(MarshalReply(rep, &k, testNonce)), " - ZmF1bHQ") {
 		t.Fatalf("run: %+v %v", got, err)
+	}
+}
+
+// TestReplyLegacyMAC: an agent of SH2 as first released signed its short
+// reply with the agent a second time. The client accepts that MAC, flags
+// it, and never for an extended reply, nor under another agent's key.
+func TestReplyLegacyMAC(t *testing.T) {
+	k := testKey(t)
+	rep := Reply{Agent: "web1", Outcome: OutcomeOK, Origin: OriginRun, AgentTime: time.UnixMilli(1700000000123), Output: "restarted"}
+	f := strings.Fields(strings.TrimSuffix(string(MarshalReply(rep, &k, testNonce)), "\n"))
+	legacy := func(k Key, fields []string) string {
+		return hex.EncodeToString(mac(k.Secret, append([]string{Version + "-reply", k.ID, k.Agent, testNonce}, fields...)...))
+	}
+	line := strings.Join(append(f[:9:9], legacy(k, f[1:9])), " ")
+	got, err := ParseReply([]byte(line), k, testNonce)
+	if err != nil || !got.LegacyMAC || got.Outcome != OutcomeOK {
+		t.Fatalf("legacy reply: %+v %v", got, err)
+	}
+	if got, err := ParseReply([]byte(strings.Join(f, " ")), k, testNonce); err != nil || got.LegacyMAC {
+		t.Fatalf("documented reply: %+v %v", got, err)
+	}
+	other, _ := testFleet(t).ForAgent("web2")
+	if _, err := ParseReply([]byte(strings.Join(append(f[:9:9], legacy(other, f[1:9])), " ")), k, testNonce); err == nil {
+		t.Fatal("a legacy MAC under another agent's key verified")
+	}
+	ext := rep
+	ext.Extended = true
+	e := strings.Fields(strings.TrimSuffix(string(MarshalReply(ext, &k, testNonce)), "\n"))
+	e[len(e)-1] = legacy(k, append(e[1:9:9], e[9:len(e)-1]...))
+	if _, err := ParseReply([]byte(strings.Join(e, " ")), k, testNonce); err == nil {
+		t.Fatal("an extended reply under the legacy MAC verified")
 	}
 }

@@ -21,14 +21,17 @@ def check_vectors(path):
     for k, v in kv:
         if k == "request":
             f = v.split(" ")
-            msg = "\n".join(["SH2"] + f[1:8]) + "\n"
-            ok = ok and hmac.new(hk, msg.encode(), hashlib.sha256).hexdigest() == f[8]
-            nonce, key_id = f[7], f[1]
+            # The short form has 9 fields, the extended one 10 (the fault's
+            # age after the fault): the MAC covers every field before it.
+            msg = "\n".join(["SH2"] + f[1:-1]) + "\n"
+            ok = ok and hmac.new(hk, msg.encode(), hashlib.sha256).hexdigest() == f[-1]
+            nonce, key_id = f[-2], f[1]
             n += 1
         if k == "reply":
             f = v.split(" ")
-            msg = "\n".join(["SH2-reply", key_id, f[1], nonce] + f[2:9]) + "\n"
-            ok = ok and hmac.new(hk, msg.encode(), hashlib.sha256).hexdigest() == f[9]
+            # The extended reply's age and note follow the output.
+            msg = "\n".join(["SH2-reply", key_id, f[1], nonce] + f[2:-1]) + "\n"
+            ok = ok and hmac.new(hk, msg.encode(), hashlib.sha256).hexdigest() == f[-1]
             n += 1
     print(json.dumps({"step": "vectors", "verified": ok and n >= 6, "outcome": str(n)}), flush=True)
 
