@@ -3,6 +3,7 @@ package install
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"net"
@@ -232,6 +233,12 @@ func TestInstallFromREADME(t *testing.T) {
 	for _, c := range blocks["oncall"] {
 		before := listing(t, handlerDir)
 		out, err := sh(dist1, c, time.Minute)
+		// A person's restart is a new fault: a minute after the heal
+		// above it is inside the agent's min_gap, so it is deferred
+		// (exit 1, WARNING), never "ok" for a restart that did not run.
+		if err != nil && strings.Contains(c, " send restart ") && exitCode(err) == 1 && strings.Contains(out, "back-off at the agent") {
+			err = nil
+		}
 		if err != nil {
 			t.Fatalf("README oncall: %s: %v\n%s", c, err, out)
 		}
@@ -797,4 +804,13 @@ func lastLines(s string, n int) string {
 		l = l[len(l)-n:]
 	}
 	return strings.Join(l, "\n")
+}
+
+// exitCode is a command's exit status, or -1 when it did not exit.
+func exitCode(err error) int {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	return -1
 }
