@@ -136,7 +136,7 @@ type ZoneVerdict struct {
 	Held     bool // the rule is holding a storm (after this request)
 	Trial    bool // allowed as a trial while held
 	Rank     int
-	Failing  int            // ranked failing services (this one included)
+	Failing  int            // the zone's failing services (this one included)
 	Hosts    map[string]int // failing services per host
 	Window   int            // restarts allowed at once now
 	Fails    int
@@ -207,7 +207,11 @@ func ZoneStep(s ZoneSnapshot, now time.Time, key, fault string, failing []Failin
 		return cmp.Or(a.Since.Compare(b.Since), cmp.Compare(a.Key, b.Key))
 	})
 	ranked = ranked[:min(len(ranked), MaxZoneFailing)]
-	v := ZoneVerdict{Failing: len(ranked), Hosts: map[string]int{}}
+	v := ZoneVerdict{Failing: len(cur), Hosts: map[string]int{}}
+	for k := range cur {
+		host, _, _ := cut(k)
+		v.Hosts[host]++
+	}
 	mine := cur[key].Since
 	ahead := 0 // failing no later than this one: its rank if ties went first
 	for i, f := range ranked {
@@ -217,8 +221,6 @@ func ZoneStep(s ZoneSnapshot, now time.Time, key, fault string, failing []Failin
 		if !f.Since.After(mine) {
 			ahead++
 		}
-		host, _, _ := cut(f.Key)
-		v.Hosts[host]++
 	}
 	if v.Rank == 0 { // beyond MaxZoneFailing
 		v.Rank = len(ranked) + 1

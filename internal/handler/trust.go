@@ -209,6 +209,16 @@ const maxStatusFile = 256 << 20
 // t's user, not writable by others. A group may write it, as the command
 // file: Nagios' group can already submit any check result through that.
 func ReadStatusFile(t fsutil.Trust, path string, hosts ...string) (*nagios.StatusData, error) {
+	b, err := readStatusBytes(t, path)
+	if err != nil {
+		return nil, err
+	}
+	return nagios.ReadStatusData(bytes.NewReader(b), hosts...)
+}
+
+// readStatusBytes is status.dat's content, read under ReadStatusFile's
+// rules.
+func readStatusBytes(t fsutil.Trust, path string) ([]byte, error) {
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOFOLLOW, 0)
 	if err != nil {
 		return nil, fmt.Errorf("status file: %w", err)
@@ -234,5 +244,5 @@ func ReadStatusFile(t fsutil.Trust, path string, hosts ...string) (*nagios.Statu
 	if len(b) > maxStatusFile {
 		return nil, fmt.Errorf("status file %s: larger than %d bytes", fsutil.Quote(path), maxStatusFile)
 	}
-	return nagios.ReadStatusData(bytes.NewReader(b), hosts...)
+	return b, nil
 }
