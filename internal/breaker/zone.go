@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"slices"
 	"time"
 
@@ -60,6 +61,11 @@ const (
 	// rank beyond any allowance anyway).
 	MaxZoneFailing = 100000
 	maxTracked     = 256 // admissions and failed trials kept
+	maxSeen        = 4096
+	// SeenFor: a service that asked here this recently counts as failing
+	// even when the engine's view does not show it yet (Nagios writes
+	// status.dat every status_update_interval, 10 s by default).
+	SeenFor = 30 * time.Second
 )
 
 // ZoneConfig tunes the zone rule. Zero fields take the defaults.
@@ -123,6 +129,7 @@ type ZoneSnapshot struct {
 	Held      bool        `json:"held,omitempty"`
 	Since     time.Time   `json:"since,omitzero"` // when the storm was first held
 	Window    int         `json:"window,omitempty"`
+	Seen      []Admission `json:"seen,omitempty"`     // who asked here within SeenFor
 	Admitted  []Admission `json:"admitted,omitempty"` // unverified restarts
 	Failed    []Admission `json:"failed,omitempty"`   // restarts seen still failing after Verify
 	Fails     int         `json:"fails,omitempty"`    // trials failed in a row
@@ -157,10 +164,24 @@ func ZoneStep(s ZoneSnapshot, now time.Time, key, fault string, failing []Failin
 			cur[f.Key] = f
 		}
 	}
-	still := func(a Admission) bool { f, ok := cur[a.Key]; return ok && (a.Fault == "-" || f.Fault == a.Fault) }
+	engine := maps.Clone(cur)
+	still := func(a Admission) bool { f, ok := engine[a.Key]; return ok && (a.Fault == "-" || f.Fault == a.Fault) }
+	// What asked here lately is failing even where the engine's view lags
+	// (status.dat is written every few seconds; HA replication takes
+	// milliseconds): a storm's concurrent handler runs all count.
+	s.Seen = slices.DeleteFunc(slices.Clone(s.Seen), func(a Admission) bool { return now.Sub(a.At) >= SeenFor || a.At.After(now) })
+	for _, a := range s.Seen {
+		if _, ok := cur[a.Key]; !ok {
+			cur[a.Key] = Failing{Key: a.Key, Fault: a.Fault, Since: a.At}
+		}
+	}
 	if _, ok := cur[key]; !ok {
 		// Its own failure, not replicated or read yet: it is the newest.
 		cur[key] = Failing{Key: key, Fault: fault, Since: now}
+	}
+	if !slices.ContainsFunc(s.Seen, func(a Admission) bool { return a.Key == key }) {
+		s.Seen = append(s.Seen, Admission{Key: key, Fault: fault, At: now})
+		s.Seen = s.Seen[max(0, len(s.Seen)-maxSeen):]
 	}
 
 	// What the engine shows of this node's restarts: healed ones widen a
@@ -255,7 +276,7 @@ func ZoneStep(s ZoneSnapshot, now time.Time, key, fault string, failing []Failin
 	}
 	if s.Held && s.Window >= cfg.Allowance && len(ranked) <= s.Window {
 		// Everything failing fits in a full window: the storm is over.
-		s = ZoneSnapshot{Admitted: s.Admitted, Failed: s.Failed}
+		s = ZoneSnapshot{Seen: s.Seen, Admitted: s.Admitted, Failed: s.Failed}
 	}
 	v.Held, v.Window, v.Fails, v.LastFail, v.Since = s.Held, cfg.Allowance, s.Fails, s.LastFail, s.Since
 	if s.Held {
