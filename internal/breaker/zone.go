@@ -18,14 +18,14 @@ import (
 // The zone rule is the monitoring side's mass-failure rule: it decides
 // from what the whole zone's engine shows now, not from a count this one
 // node kept. Every HA endpoint sees the same replicated state (each
-// service's state and last_hard_state_change), so every endpoint ranks the
+// service's state and last_state_change), so every endpoint ranks the
 // failing services the same way, and "the first Allowance of them" is one
 // set for the whole zone, with no coordination service.
 //
-//	failing   the zone's services (of this handler) that are HARD
-//	          CRITICAL now, not in downtime, not acknowledged, on an UP
-//	          host, whose last hard change is within Window
-//	rank      a service's place among them, oldest hard change first
+//	failing   the zone's services (of this handler) that are CRITICAL
+//	          now (SOFT or HARD), not in downtime, not acknowledged, on an
+//	          UP host, that turned CRITICAL within Window
+//	rank      a service's place among them, oldest failure first
 //	          (name breaks ties), leaving out the ones this node saw fail
 //	          after their restart
 //	normal    a service ranked within Allowance may be restarted: at most
@@ -50,7 +50,7 @@ import (
 // has the reasoning and the numbers.
 const (
 	DefaultAllowance = 10
-	// DefaultZoneWindow: a failure older than an hour that is still HARD
+	// DefaultZoneWindow: a failure older than an hour that is still
 	// CRITICAL is a long-standing problem (a human's), not part of a storm
 	// now; long enough that a held storm's services keep their ranks while
 	// slow start works through them.
@@ -112,7 +112,7 @@ func (c ZoneConfig) Validate() error {
 type Failing struct {
 	Key   string    // host!service
 	Fault string    // its fault id (the handler's --fault)
-	Since time.Time // its last hard state change
+	Since time.Time // when it turned CRITICAL
 }
 
 // Admission is a restart this node let through (or a trial that failed).

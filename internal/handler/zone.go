@@ -30,7 +30,9 @@ var errNoZoneView = errors.New("no view of the zone (give --status-file or --ici
 // zoneFailing reads the zone's failing services from the engine: one
 // filtered API query on Icinga 2 (any endpoint answers for the whole
 // zone), the whole status.dat on Nagios. Only ever on the HARD CRITICAL
-// path, after every other rule let the restart through.
+// path, after every other rule let the restart through. SOFT CRITICAL
+// services count too: a storm's other services are SOFT when its first
+// turn HARD, and counting them holds it before its restarts heal some.
 func (r *run) zoneFailing(ctx context.Context) ([]breaker.Failing, error) {
 	j := r.cfg.Judgment
 	z := j.zone()
@@ -49,7 +51,7 @@ func (r *run) zoneFailing(ctx context.Context) ([]breaker.Failing, error) {
 		}
 		out := make([]breaker.Failing, len(fs))
 		for i, f := range fs {
-			out[i] = breaker.Failing{Key: f.Host + "!" + f.Name, Fault: f.FaultID(), Since: f.LastHardChange}
+			out[i] = breaker.Failing{Key: f.Host + "!" + f.Name, Fault: f.FaultID(), Since: f.Since()}
 		}
 		return out, nil
 	case NagiosEngine:
@@ -67,10 +69,11 @@ func (r *run) zoneFailing(ctx context.Context) ([]breaker.Failing, error) {
 	return failingFromStatus(b, since, ec)
 }
 
-// failingFromStatus reads the failing services from status.dat: HARD
-// CRITICAL, no downtime, not acknowledged, on a host that is UP (or not
-// checked yet), turned HARD at or after since, whose event handler is ec
-// (a file without event_handler fields counts every service).
+// failingFromStatus reads the failing services from status.dat: CRITICAL
+// (SOFT or HARD), no downtime, not acknowledged, on a host that is UP (or
+// not checked yet), turned CRITICAL at or after since, whose event
+// handler is ec (a file without event_handler fields counts every
+// service).
 func failingFromStatus(b []byte, since time.Time, ec string) ([]breaker.Failing, error) {
 	var svcs []map[string]string
 	hostDown := map[string]bool{}
@@ -81,7 +84,7 @@ func failingFromStatus(b []byte, since time.Time, ec string) ([]breaker.Failing,
 				hostDown[f["host_name"]] = f["has_been_checked"] == "1" && strings.TrimSpace(f["current_state"]) != "0"
 				return nil
 			}
-			if f["current_state"] != "2" || f["state_type"] != "1" || f["problem_has_been_acknowledged"] == "1" ||
+			if f["current_state"] != "2" || f["problem_has_been_acknowledged"] == "1" ||
 				strings.TrimSpace(f["scheduled_downtime_depth"]) != "0" && f["scheduled_downtime_depth"] != "" {
 				return nil
 			}
@@ -98,7 +101,7 @@ func failingFromStatus(b []byte, since time.Time, ec string) ([]breaker.Failing,
 	}
 	var out []breaker.Failing
 	for _, f := range svcs {
-		at := nagios.ParseEpoch(f["last_hard_state_change"])
+		at := nagios.ParseEpoch(f["last_state_change"])
 		if hostDown[f["host_name"]] || at.Before(since) {
 			continue
 		}
@@ -135,6 +138,8 @@ func (r *run) breakerHold(ctx context.Context) *Hold {
 	}
 	if v.Trial {
 		r.notes = append(r.notes, fmt.Sprintf("zone rule: trial restart (%d at once)", v.Window))
+	} else {
+		r.notes = append(r.notes, fmt.Sprintf("zone rule: %d of the zone's services failing, this one ranked %d", v.Failing, v.Rank))
 	}
 	return nil
 }
@@ -159,7 +164,7 @@ func zoneText(v breaker.ZoneVerdict, cfg breaker.ZoneConfig) string {
 	case len(v.Hosts) > 1:
 		cause = fmt.Sprintf("a dependency shared by %d hosts", len(v.Hosts))
 	}
-	head := fmt.Sprintf("auto-restart held back (mass failure): %d services of this zone turned HARD CRITICAL within %s and are still failing (more than the %d restarted at once): suspect %s",
+	head := fmt.Sprintf("auto-restart held back (mass failure): %d services of this zone turned CRITICAL within %s and are still failing (more than the %d restarted at once): suspect %s",
 		v.Failing, roundDur(cfg.Window), cfg.Allowance, cause)
 	if v.Fails > 0 {
 		return strings.Replace(head, "(mass failure)", "(mass failure, trials failing)", 1) +

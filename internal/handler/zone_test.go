@@ -14,11 +14,11 @@ import (
 )
 
 // zoneSvc is a HARD CRITICAL service running the shipped event handler,
-// turned HARD at at, Nagios problem id fault.
+// turned CRITICAL at at, Nagios problem id fault.
 func zoneSvc(host, svc, fault string, at time.Time, extra ...string) string {
 	return svcStatus(host, svc, append([]string{"current_state=2", "state_type=1", "current_problem_id=" + fault,
 		"scheduled_downtime_depth=0", "problem_has_been_acknowledged=0", "event_handler=selfheal-handle-worker!x",
-		fmt.Sprintf("last_hard_state_change=%d", at.Unix())}, extra...)...)
+		fmt.Sprintf("last_state_change=%d", at.Unix())}, extra...)...)
 }
 
 func writeStatus(t *testing.T, path string, blocks ...string) {
@@ -45,7 +45,7 @@ func TestRunZoneRule(t *testing.T) {
 	e.cfg.Judgment = handler.Judgment{Zone: zone, StatusFile: status}
 	t0 := e.clk.Now()
 	noise := []string{
-		svcStatus("web9", "disk", "current_state=2", "state_type=1", "event_handler=other", fmt.Sprintf("last_hard_state_change=%d", t0.Unix()-50)),
+		svcStatus("web9", "disk", "current_state=2", "state_type=1", "event_handler=other", fmt.Sprintf("last_state_change=%d", t0.Unix()-50)),
 		zoneSvc("down1", "W", "7", t0.Add(-50*time.Second)), hostStatus("down1", "current_state=1"),
 		zoneSvc("web8", "acked", "8", t0.Add(-50*time.Second), "problem_has_been_acknowledged=1"),
 		zoneSvc("web8", "dt", "9", t0.Add(-50*time.Second), "scheduled_downtime_depth=1"),
@@ -62,7 +62,7 @@ func TestRunZoneRule(t *testing.T) {
 	expect(t, svc("web1", "B", "2"), 0, "ok in")
 	e.commands()
 	r := svc("web2", "C", "3")
-	want := "auto-restart held back (mass failure): 3 services of this zone turned HARD CRITICAL within 1h0m0s and are still failing (more than the 2 restarted at once): suspect host web1 (2 of them) or a dependency it shares; healing resumes by itself: one trial restart once no new failure arrived for 2m0s, more while trials heal (at most 2 unverified)"
+	want := "auto-restart held back (mass failure): 3 services of this zone turned CRITICAL within 1h0m0s and are still failing (more than the 2 restarted at once): suspect host web1 (2 of them) or a dependency it shares; healing resumes by itself: one trial restart once no new failure arrived for 2m0s, more while trials heal (at most 2 unverified)"
 	expect(t, r, 1, want)
 	if got := l.Actions(t); got != 2 {
 		t.Fatalf("%d actions, want 2", got)

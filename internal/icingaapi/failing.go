@@ -12,10 +12,9 @@ import (
 // FailingService is one service Failing found.
 type FailingService struct {
 	Host, Name string
-	// LastStateChange is the fault id (FaultID's float), LastHardChange
-	// when it turned HARD.
+	// LastStateChange is when it turned CRITICAL (SOFT or HARD): the
+	// fault id (FaultID's float), and the rule's order.
 	LastStateChange float64
-	LastHardChange  time.Time
 }
 
 // FaultID is $service.last_state_change$ as the EventCommand passes it.
@@ -23,16 +22,20 @@ func (s FailingService) FaultID() string {
 	return Service{LastStateChange: s.LastStateChange}.FaultID()
 }
 
+// Since is when it turned CRITICAL.
+func (s FailingService) Since() time.Time { return floatTime(s.LastStateChange) }
+
 // failingFilter is constant: the values are filter_vars. A service on a
 // DOWN host, in downtime or acknowledged is held by its own rule, not a
-// sign of a storm.
-const failingFilter = `service.state == 2 && service.state_type == 1 && service.downtime_depth == 0 && ` +
-	`service.acknowledgement == 0 && host.state == 0 && service.last_hard_state_change >= selfheal_since && ` +
+// sign of a storm. A host never checked reads as DOWN in Icinga 2 (the
+// handler's --host-state is passed only after a check): it counts as UP.
+const failingFilter = `service.state == 2 && service.downtime_depth == 0 && service.acknowledgement == 0 && ` +
+	`(host.state == 0 || host.last_check_result == null) && service.last_state_change >= selfheal_since && ` +
 	`service.event_command == selfheal_event_command`
 
 // Failing returns the zone's services whose event command is
-// eventCommand that are HARD CRITICAL now (no downtime, no
-// acknowledgement, host UP) and turned HARD at or after since: one
+// eventCommand that are CRITICAL now, SOFT or HARD (no downtime, no
+// acknowledgement, host UP), and turned CRITICAL at or after since: one
 // filtered query, answered from the zone's replicated state by whichever
 // endpoint is asked. Needs objects/query/Service and filter-expression
 // permission (Icinga 2.17).
@@ -45,7 +48,7 @@ func (c *Client) Failing(ctx context.Context, since time.Time, eventCommand stri
 		"type":        "Service",
 		"filter":      failingFilter,
 		"filter_vars": map[string]any{"selfheal_since": unixFloat(since), "selfheal_event_command": eventCommand},
-		"attrs":       []string{"last_state_change", "last_hard_state_change"},
+		"attrs":       []string{"last_state_change"},
 	}
 	res, err := c.call(ctx, op, "/v1/objects/services", true, body, maxQueryBody)
 	if err != nil {
@@ -57,7 +60,6 @@ func (c *Client) Failing(ctx context.Context, since time.Time, eventCommand stri
 			Name  string `json:"name"`
 			Attrs struct {
 				LastStateChange float64 `json:"last_state_change"`
-				LastHardChange  float64 `json:"last_hard_state_change"`
 			} `json:"attrs"`
 		}
 		if err := json.Unmarshal(raw, &o); err != nil {
@@ -67,8 +69,7 @@ func (c *Client) Failing(ctx context.Context, since time.Time, eventCommand stri
 		if !ok || host == "" || name == "" {
 			return nil, &Error{Op: op, Code: 200, Status: "service name " + clip(o.Name, 80) + " is not host!service", Kind: ErrResponse}
 		}
-		out = append(out, FailingService{Host: host, Name: name, LastStateChange: o.Attrs.LastStateChange,
-			LastHardChange: floatTime(o.Attrs.LastHardChange)})
+		out = append(out, FailingService{Host: host, Name: name, LastStateChange: o.Attrs.LastStateChange})
 	}
 	return out, nil
 }

@@ -7,9 +7,9 @@ import (
 	"time"
 )
 
-// TestRealFailing: the zone rule's one query finds exactly the HARD
-// CRITICAL services of the event command, turned HARD since the time
-// asked, with the fault id the EventCommand passes.
+// TestRealFailing: the zone rule's one query finds exactly the CRITICAL
+// services of the event command, turned CRITICAL since the time asked,
+// with the fault id the EventCommand passes.
 func TestRealFailing(t *testing.T) {
 	r := lab(t)
 	c := r.client(t, "selfheal")
@@ -41,12 +41,12 @@ func TestRealFailing(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(fs) != 1 || fs[0].Host != "h1" || fs[0].Name != "svc" || fs[0].FaultID() != s.FaultID() ||
-		fs[0].LastHardChange.Before(before) || fs[0].LastHardChange.After(time.Now()) {
+		fs[0].Since().Before(before) || fs[0].Since().After(time.Now()) {
 		t.Fatalf("failing: %+v; want h1!svc, fault %s", fs, s.FaultID())
 	}
 	for what, call := range map[string]func() ([]FailingService, error){
-		"another event command": func() ([]FailingService, error) { return c.Failing(ctx, before, "other") },
-		"turned HARD earlier":   func() ([]FailingService, error) { return c.Failing(ctx, time.Now().Add(time.Hour), "lab_dump") },
+		"another event command":   func() ([]FailingService, error) { return c.Failing(ctx, before, "other") },
+		"turned CRITICAL earlier": func() ([]FailingService, error) { return c.Failing(ctx, time.Now().Add(time.Hour), "lab_dump") },
 	} {
 		if fs, err := call(); err != nil || len(fs) != 0 {
 			t.Errorf("%s: %+v, %v; want none", what, fs, err)

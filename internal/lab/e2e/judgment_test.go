@@ -460,7 +460,7 @@ func TestBreakerHoldsMassFailure(t *testing.T) {
 		t.Logf("handler event lines:\n%s\nzone.json: %s", strings.Join(ev, "\n"), b)
 		j.fail("no mass-failure comment: %v", err)
 	}
-	if !strings.Contains(c.Text, "host "+hostName) || !strings.Contains(c.Text, "services of this zone turned HARD CRITICAL") {
+	if !strings.Contains(c.Text, "host "+hostName) || !strings.Contains(c.Text, "services of this zone turned CRITICAL") {
 		j.fail("the breaker's comment %q names no count or host", c.Text)
 	}
 	waitAllOK(all, "after the breaker closed")
