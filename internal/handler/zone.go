@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/selfheal/selfheal/internal/breaker"
+	"github.com/selfheal/selfheal/internal/fsutil"
 	"github.com/selfheal/selfheal/internal/nagios"
 	"github.com/selfheal/selfheal/internal/textsafe"
 )
@@ -173,4 +174,27 @@ func zoneText(v breaker.ZoneVerdict, cfg breaker.ZoneConfig) string {
 	}
 	return head + fmt.Sprintf("; healing resumes by itself: one trial restart once no new failure arrived for %s, more while trials heal (at most %d unverified)",
 		roundDur(cfg.Quiet), cfg.Allowance)
+}
+
+// zoneStatus is the zone rule's line in `handle_worker status`: what this
+// node remembers (the failing set is the engine's, read at each decision).
+func zoneStatus(d *fsutil.Dir, j Judgment, now time.Time) string {
+	cfg := j.zone()
+	st, err := breaker.ZoneStore{Dir: d, Name: "zone", Config: cfg}.Current()
+	switch {
+	case err != nil:
+		return "zone rule: unreadable: " + textsafe.OneLine(err.Error()) + "\n"
+	case !st.Held:
+		return fmt.Sprintf("zone rule: not holding (at most %d failing services restarted at once; %d restarts from here not yet seen healed)\n",
+			cfg.Allowance, len(st.Admitted))
+	}
+	line := fmt.Sprintf("zone rule: holding a storm since %s: %d restarted at once now, %d in flight from here", st.Since.UTC().Format(time.RFC3339),
+		st.Window, len(st.Admitted))
+	if st.Fails > 0 {
+		line += fmt.Sprintf("; %d trial round(s) failed (last %s): a human must look", st.Fails, strings.Replace(st.LastFail, "!", "/", 1))
+	}
+	if now.Before(st.NextTrial) {
+		line += "; next trial in " + roundDur(st.NextTrial.Sub(now)).String()
+	}
+	return line + "\n"
 }

@@ -1,6 +1,7 @@
 package handler_test
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -112,6 +113,11 @@ func TestRunZoneRule(t *testing.T) {
 	}
 	if c := e.commands(); !strings.Contains(c, "trials failing") {
 		t.Fatalf("no new comment for failing trials: %q", c)
+	}
+	st, err := handler.Status(context.Background(), handler.Store{Dir: e.state}, e.cfg.Judgment, e.clk.Now())
+	if err != nil || !strings.Contains(st, "zone rule: holding a storm since ") ||
+		!strings.Contains(st, "1 trial round(s) failed (last db/S1): a human must look; next trial in 2m0s") {
+		t.Fatalf("status %q, %v", st, err)
 	}
 	// After the back-off, one trial.
 	e.clk.Advance(2 * time.Minute)
