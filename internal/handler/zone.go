@@ -35,6 +35,13 @@ var errNoZoneView = errors.New("no view of the zone (give --status-file or --ici
 // services count too: a storm's other services are SOFT when its first
 // turn HARD, and counting them holds it before its restarts heal some.
 func (r *run) zoneFailing(ctx context.Context) ([]breaker.Failing, error) {
+	if c := r.cfg.ZoneCache; c != nil {
+		return c.get(ctx, r.deps.Now(), r.readZone)
+	}
+	return r.readZone(ctx)
+}
+
+func (r *run) readZone(ctx context.Context) ([]breaker.Failing, error) {
 	j := r.cfg.Judgment
 	z := j.zone()
 	since := r.deps.Now().Add(-z.Window)
@@ -197,4 +204,26 @@ func zoneStatus(d *fsutil.Dir, j Judgment, now time.Time) string {
 		line += "; next trial in " + roundDur(st.NextTrial.Sub(now)).String()
 	}
 	return line + "\n"
+}
+
+// ZoneCache keeps the zone's failing services for a moment across the
+// runs of one process (reevaluate asks for many held services in a row:
+// one read of the zone serves the next ones instead of one read each).
+// A restart is verified only seconds later anyway.
+type ZoneCache struct {
+	TTL  time.Duration
+	at   time.Time
+	list []breaker.Failing
+}
+
+func (c *ZoneCache) get(ctx context.Context, now time.Time, read func(context.Context) ([]breaker.Failing, error)) ([]breaker.Failing, error) {
+	if !c.at.IsZero() && now.Sub(c.at) < c.TTL && !now.Before(c.at) {
+		return c.list, nil
+	}
+	list, err := read(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c.at, c.list = now, list
+	return list, nil
 }
