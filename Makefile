@@ -85,6 +85,10 @@ lint: ## gofmt, go vet and staticcheck must be clean
 bench: build ## Benchmarks against the real peers (check_http, xinetd, NRPE) and time to heal
 	@for s in internal/lab/bench/*.sh; do [ -f "$$s" ] && BIN=$(BIN) bash "$$s" || exit 1; done
 
+.PHONY: scale
+scale: build ## The scale lab (not in `make test`): N simulated workers (default 10000) on HOSTS agents, an Icinga 2 HA zone
+	SELFHEAL_SCALE=$${N:-10000} HOSTS=$${HOSTS:-} SELFHEAL_BIN=$(abspath $(BIN)) $(GO) test -count=1 -v -timeout 60m -run TestScale ./internal/lab/scale/
+
 .PHONY: demo
 demo: build ## The full self-heal loop on this machine, narrated (needs only Go)
 	$(BIN)/demo_worker demo --bin-dir $(BIN)

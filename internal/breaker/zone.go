@@ -250,13 +250,12 @@ func ZoneStep(s ZoneSnapshot, now time.Time, key, fault string, failing []Failin
 	again := slices.ContainsFunc(s.Admitted, func(a Admission) bool { return a.Key == key && a.Fault == fault })
 	failedBefore := slices.ContainsFunc(s.Failed, func(a Admission) bool { return a.Key == key && a.Fault == fault })
 	switch {
-	case again:
+	case again, failedBefore && !s.Held:
 		// Asked again for a restart already let through: the agent
-		// answers from its record.
+		// answers from its record (one restart per fault).
 		v.Allow = true
 	case failedBefore:
-		// Its restart did not heal it: the agent would not run a second
-		// one for this fault either.
+		// Its restart did not heal it, and a storm is held: it waits.
 	case !s.Held && ahead <= cfg.Allowance:
 		// Ties (status.dat has whole seconds) count as ahead: a later
 		// arrival in the same second cannot slip in before the others.
@@ -270,7 +269,7 @@ func ZoneStep(s ZoneSnapshot, now time.Time, key, fault string, failing []Failin
 			v.Allow, v.Trial = true, true
 		}
 	}
-	if v.Allow && !again {
+	if v.Allow && !again && !failedBefore {
 		s.Admitted = append(s.Admitted, Admission{Key: key, Fault: fault, At: now})
 		s.Admitted = s.Admitted[max(0, len(s.Admitted)-maxTracked):]
 	}

@@ -258,3 +258,16 @@ func TestZoneWindow(t *testing.T) {
 		t.Fatalf("%+v", v)
 	}
 }
+
+// A restart that did not heal, asked again outside a storm, is let
+// through (the agent answers from its record) and not counted again.
+func TestZoneFailedAskedAgainOutsideStorm(t *testing.T) {
+	z := newSim(1, ZoneConfig{Allowance: 5, Verify: time.Minute})
+	k := svc(0, 0)
+	z.fail(k, z0)
+	z.ask(0, k, z0)
+	v := z.ask(0, k, z0.Add(2*time.Minute))
+	if !v.Allow || v.Held || len(z.eps[0].Admitted) != 0 || len(z.eps[0].Failed) != 1 {
+		t.Fatalf("%+v, state %+v", v, z.eps[0])
+	}
+}
