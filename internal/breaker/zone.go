@@ -28,11 +28,11 @@ import (
 //	rank      a service's place among them, oldest failure first
 //	          (name breaks ties), leaving out the ones this node saw fail
 //	          after their restart
-//	normal    a service ranked within Allowance may be restarted: at most
-//	          Allowance failures are unhealed at once anywhere in the zone,
-//	          which independent faults (healed seconds after they turn
-//	          HARD) never reach, and a storm reaches at once
-//	held      a service ranked beyond it opens the rule: a storm. Restarts
+//	normal    while at most Allowance services fail in the zone, each may
+//	          be restarted: independent faults (healed seconds after they
+//	          turn HARD) never reach it, a storm reaches it while its first
+//	          services are still SOFT
+//	held      more failing opens the rule: a storm. Restarts
 //	          then go one trial at a time, once no new failure arrived in
 //	          the zone for Quiet; each trial seen healed widens the window
 //	          by one (slow start: 1, 2, 4, ... per round, up to Allowance);
@@ -42,9 +42,11 @@ import (
 //	          fits in a full window.
 //
 // A restart stays "unverified" until the service is seen out of the
-// failing set; it keeps its rank (it is older than any later failure), so
-// the ranks bound the unverified restarts in the whole zone to Allowance,
-// whichever endpoint ran them.
+// failing set. Normal mode lets restarts through only while the whole
+// set is within Allowance, and a held storm only within the first Window
+// ranks, where an unverified restart stays (it is older than any later
+// failure): either way at most Allowance unverified restarts exist in the
+// zone, whichever endpoint ran them.
 
 // Zone defaults. docs/event-handler.md, "The zone's mass-failure rule",
 // has the reasoning and the numbers.
@@ -233,14 +235,9 @@ func ZoneStep(s ZoneSnapshot, now time.Time, key, fault string, failing []Failin
 		host, _, _ := cut(k)
 		v.Hosts[host]++
 	}
-	mine := cur[key].Since
-	ahead := 0 // failing no later than this one: its rank if ties went first
 	for i, f := range ranked {
 		if f.Key == key {
 			v.Rank = i + 1
-		}
-		if !f.Since.After(mine) {
-			ahead++
 		}
 	}
 	if v.Rank == 0 { // beyond MaxZoneFailing
@@ -256,9 +253,9 @@ func ZoneStep(s ZoneSnapshot, now time.Time, key, fault string, failing []Failin
 		v.Allow = true
 	case failedBefore:
 		// Its restart did not heal it, and a storm is held: it waits.
-	case !s.Held && ahead <= cfg.Allowance:
-		// Ties (status.dat has whole seconds) count as ahead: a later
-		// arrival in the same second cannot slip in before the others.
+	case !s.Held && len(ranked) <= cfg.Allowance:
+		// All that fail now, not only the ones before it: a storm whose
+		// first restarts heal quickly is still a storm.
 		v.Allow = true
 	case !s.Held:
 		s.Held, s.Since, s.Window, s.Fails, s.LastFail = true, now, 1, 0, ""

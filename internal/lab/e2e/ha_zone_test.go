@@ -29,8 +29,9 @@ const zoneWorkers = 13
 // workers crashing at once are 4 restarts, none held. One storm: all 13
 // crash at once; both endpoints handle their share, and together they
 // restart at most 10 (the old per-endpoint count would have let all 13
-// through, about 6 per endpoint); every other one is held with one
-// comment naming the zone's count.
+// through, about 6 per endpoint; the zone rule usually holds all 13, as
+// every one is SOFT CRITICAL before the first turns HARD); every held one
+// gets one comment naming the zone's count.
 func TestHAZoneRule(t *testing.T) {
 	icinga := testutil.LookTool(t, "icinga2", "/usr/sbin/icinga2")
 	start := time.Now()
