@@ -43,10 +43,12 @@ import (
 //
 // A restart stays "unverified" until the service is seen out of the
 // failing set. Normal mode lets restarts through only while the whole
-// set is within Allowance, and a held storm only within the first Window
-// ranks, where an unverified restart stays (it is older than any later
-// failure): either way at most Allowance unverified restarts exist in the
-// zone, whichever endpoint ran them.
+// zone's set is within Allowance: at most Allowance unverified restarts
+// in the zone, whichever endpoint ran them. A held storm's trials are
+// ranked among the failures this node holds (each endpoint's reevaluate
+// asks for its own), within the first Window ranks, where an unverified
+// restart stays (it is older than any later failure): at most Allowance
+// per node, Allowance × endpoints in the zone.
 
 // Zone defaults. docs/event-handler.md, "The zone's mass-failure rule",
 // has the reasoning and the numbers.
@@ -132,6 +134,7 @@ type ZoneSnapshot struct {
 	Since     time.Time   `json:"since,omitzero"` // when the storm was first held
 	Window    int         `json:"window,omitempty"`
 	Seen      []Admission `json:"seen,omitempty"`     // who asked here within SeenFor
+	HeldHere  []Admission `json:"held_here,omitempty"` // what this node holds (its reevaluate asks again)
 	Admitted  []Admission `json:"admitted,omitempty"` // unverified restarts
 	Failed    []Admission `json:"failed,omitempty"`   // restarts seen still failing after Verify
 	Fails     int         `json:"fails,omitempty"`    // trials failed in a row
@@ -213,6 +216,7 @@ func ZoneStep(s ZoneSnapshot, now time.Time, key, fault string, failing []Failin
 		s.NextTrial = now.Add(min(cfg.Quiet<<min(s.Fails-1, 20), cfg.MaxBackoff))
 	}
 	s.Failed = slices.DeleteFunc(s.Failed, func(a Admission) bool { return !still(a) })
+	s.HeldHere = slices.DeleteFunc(slices.Clone(s.HeldHere), func(a Admission) bool { return !still(a) && a.Key != key })
 	s.Failed = s.Failed[max(0, len(s.Failed)-maxTracked):]
 
 	var ranked []Failing
@@ -235,9 +239,22 @@ func ZoneStep(s ZoneSnapshot, now time.Time, key, fault string, failing []Failin
 		host, _, _ := cut(k)
 		v.Hosts[host]++
 	}
-	for i, f := range ranked {
+	// A held storm's trials go to the oldest of the failures this node
+	// holds or restarted: its reevaluate asks for those, and only those
+	// (another endpoint's holds are its own to ask for; ranking them here
+	// would stall both).
+	mine := func(k string) bool {
+		return k == key || slices.ContainsFunc(s.HeldHere, func(a Admission) bool { return a.Key == k }) ||
+			slices.ContainsFunc(s.Admitted, func(a Admission) bool { return a.Key == k })
+	}
+	pos := 0
+	for _, f := range ranked {
+		if s.Held && !mine(f.Key) {
+			continue
+		}
+		pos++
 		if f.Key == key {
-			v.Rank = i + 1
+			v.Rank = pos
 		}
 	}
 	if v.Rank == 0 { // beyond MaxZoneFailing
@@ -266,13 +283,21 @@ func ZoneStep(s ZoneSnapshot, now time.Time, key, fault string, failing []Failin
 			v.Allow, v.Trial = true, true
 		}
 	}
+	if !v.Allow && !slices.ContainsFunc(s.HeldHere, func(a Admission) bool { return a.Key == key && a.Fault == fault }) {
+		s.HeldHere = slices.DeleteFunc(s.HeldHere, func(a Admission) bool { return a.Key == key })
+		s.HeldHere = append(s.HeldHere, Admission{Key: key, Fault: fault, At: now})
+		s.HeldHere = s.HeldHere[max(0, len(s.HeldHere)-maxSeen):]
+	}
+	if v.Allow {
+		s.HeldHere = slices.DeleteFunc(s.HeldHere, func(a Admission) bool { return a.Key == key })
+	}
 	if v.Allow && !again && !failedBefore {
 		s.Admitted = append(s.Admitted, Admission{Key: key, Fault: fault, At: now})
 		s.Admitted = s.Admitted[max(0, len(s.Admitted)-maxTracked):]
 	}
 	if s.Held && s.Window >= cfg.Allowance && len(ranked) <= s.Window {
 		// Everything failing fits in a full window: the storm is over.
-		s = ZoneSnapshot{Seen: s.Seen, Admitted: s.Admitted, Failed: s.Failed}
+		s = ZoneSnapshot{Seen: s.Seen, Admitted: s.Admitted, Failed: s.Failed, HeldHere: s.HeldHere}
 	}
 	v.Held, v.Window, v.Fails, v.LastFail, v.Since = s.Held, cfg.Allowance, s.Fails, s.LastFail, s.Since
 	if s.Held {

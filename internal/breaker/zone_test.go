@@ -91,7 +91,7 @@ func TestZoneStormAllowance(t *testing.T) {
 				v := z.ask(i%2, k, now)
 				if !v.Allow {
 					held++
-					if !v.Held || v.Rank <= 10 {
+					if !v.Held {
 						t.Fatalf("%s held: %+v", k, v)
 					}
 				}
@@ -269,5 +269,55 @@ func TestZoneFailedAskedAgainOutsideStorm(t *testing.T) {
 	v := z.ask(0, k, z0.Add(2*time.Minute))
 	if !v.Allow || v.Held || len(z.eps[0].Admitted) != 0 || len(z.eps[0].Failed) != 1 {
 		t.Fatalf("%+v, state %+v", v, z.eps[0])
+	}
+}
+
+// A storm held by two endpoints, each holding half: one endpoint's
+// reevaluate asks only for its own holds, and its slow start is not
+// stalled by the other's older holds; it never has more than Allowance
+// unverified restarts.
+func TestZoneRecoveryPerEndpoint(t *testing.T) {
+	cfg := ZoneConfig{Allowance: 4, Quiet: time.Minute, Verify: 3 * time.Minute}
+	z := newSim(2, cfg)
+	const n = 40
+	for i := range n {
+		k := svc(i%4, i)
+		z.fail(k, z0.Add(time.Duration(i)*time.Millisecond))
+		z.ask(i%2, k, z0.Add(time.Second))
+	}
+	if len(z.restarts) != 4 {
+		t.Fatalf("%d restarts in the storm, want 4", len(z.restarts))
+	}
+	for _, k := range z.restarts {
+		delete(z.failing, k) // the storm's 4 healed
+	}
+	ours := func() []string { // endpoint 1's holds, oldest first
+		var out []string
+		for i := range n {
+			if k := svc(i%4, i); i%2 == 1 && z.failing[k].Key != "" {
+				out = append(out, k)
+			}
+		}
+		return out
+	}
+	now := z0.Add(2 * time.Minute)
+	inflight := map[string]bool{}
+	for step := 0; len(ours()) > 0 && step < 100; step++ {
+		for k := range inflight {
+			delete(z.failing, k)
+			delete(inflight, k)
+		}
+		for _, k := range ours() {
+			if v := z.ask(1, k, now); v.Allow {
+				inflight[k] = true
+			}
+		}
+		if len(inflight) > 4 {
+			t.Fatalf("%d unverified restarts on one endpoint", len(inflight))
+		}
+		now = now.Add(10 * time.Second)
+	}
+	if left := len(ours()); left != 0 {
+		t.Fatalf("%d of endpoint 1's holds still failing", left)
 	}
 }
