@@ -133,11 +133,11 @@ type ZoneSnapshot struct {
 	Held      bool        `json:"held,omitempty"`
 	Since     time.Time   `json:"since,omitzero"` // when the storm was first held
 	Window    int         `json:"window,omitempty"`
-	Seen      []Admission `json:"seen,omitempty"`     // who asked here within SeenFor
+	Seen      []Admission `json:"seen,omitempty"`      // who asked here within SeenFor
 	HeldHere  []Admission `json:"held_here,omitempty"` // what this node holds (its reevaluate asks again)
-	Admitted  []Admission `json:"admitted,omitempty"` // unverified restarts
-	Failed    []Admission `json:"failed,omitempty"`   // restarts seen still failing after Verify
-	Fails     int         `json:"fails,omitempty"`    // trials failed in a row
+	Admitted  []Admission `json:"admitted,omitempty"`  // unverified restarts
+	Failed    []Admission `json:"failed,omitempty"`    // restarts seen still failing after Verify
+	Fails     int         `json:"fails,omitempty"`     // trials failed in a row
 	NextTrial time.Time   `json:"next_trial,omitzero"`
 	LastFail  string      `json:"last_fail,omitempty"` // the key of the last failed trial
 }
