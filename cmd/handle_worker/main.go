@@ -105,10 +105,13 @@ func (f icingaFlags) engine(trust fsutil.Trust, commandFile, stateDir string) (h
 
 // judgeFlags are the rules' switches, shared by event and reevaluate.
 type judgeFlags struct {
-	Ignore           []string      `placeholder:"RULE" help:"Rules to switch off: pause, downtime, ack, host, dependency, breaker (all are on by default)."`
-	BreakerThreshold int           `default:"10" placeholder:"N" help:"The node's mass-failure breaker opens when more than N services need a restart within --breaker-window."`
-	BreakerWindow    time.Duration `default:"5m" help:"The breaker's counting window."`
-	BreakerQuiet     time.Duration `default:"2m" help:"After this long without a new failure the breaker lets one trial restart through, and closes as long again after it."`
+	Ignore              []string      `placeholder:"RULE" help:"Rules to switch off: pause, downtime, ack, host, dependency, breaker (all are on by default)."`
+	BreakerThreshold    int           `default:"10" placeholder:"N" help:"The zone's mass-failure rule: at most N failing services of the zone are restarted at once (the first N to turn HARD CRITICAL); more failing at once is held as a storm. Also the node's own count when the zone cannot be read."`
+	BreakerWindow       time.Duration `default:"5m" help:"The node's own count's window (used only when the zone cannot be read)."`
+	BreakerQuiet        time.Duration `default:"2m" help:"A held storm's first trial restart waits until no new failure arrived in the zone for this long; failed trials back off from it."`
+	BreakerZoneWindow   time.Duration `default:"1h" help:"Services that turned HARD CRITICAL longer ago are not counted as part of a storm."`
+	BreakerVerify       time.Duration `default:"3m" help:"A restart the engine does not show healed within this long failed (a trial that failed shrinks the rule to one at a time)."`
+	BreakerEventCommand string        `default:"selfheal-handle-worker" placeholder:"NAME" help:"The event command (Nagios event_handler, Icinga 2 EventCommand) of the services the zone rule counts."`
 }
 
 func (j judgeFlags) judgment() (handler.Judgment, error) {
@@ -120,7 +123,11 @@ func (j judgeFlags) judgment() (handler.Judgment, error) {
 	if err := cfg.Validate(); err != nil {
 		return handler.Judgment{}, err
 	}
-	return handler.Judgment{Ignore: ign, Breaker: cfg}, nil
+	zone := breaker.ZoneConfig{Allowance: j.BreakerThreshold, Window: j.BreakerZoneWindow, Quiet: j.BreakerQuiet, Verify: j.BreakerVerify}
+	if err := zone.Validate(); err != nil {
+		return handler.Judgment{}, err
+	}
+	return handler.Judgment{Ignore: ign, Breaker: cfg, Zone: zone, EventCommand: j.BreakerEventCommand}, nil
 }
 
 type sendCmd struct {
@@ -525,6 +532,7 @@ func (e *eventCmd) facts(trust fsutil.Trust, files handler.ResolvedFiles) (handl
 		f.StatusErr = files.StatusErr
 	}
 	j, err := e.judgment()
+	j.StatusFile = files.StatusFile
 	return f, j, err
 }
 
@@ -694,6 +702,7 @@ func (c *reevaluateCmd) run(ctx context.Context, trust fsutil.Trust, stdout, std
 	if files.CommandErr != nil {
 		log.Warn().Str("command_file_error", cli.OneLine(files.CommandErr.Error())).Msg("no write-back to Nagios")
 	}
+	j.StatusFile = files.StatusFile
 	res := handler.Reevaluate(ctx, handler.ReevalConfig{StateDir: c.StateDir, Trust: trust, Status: sd, StatusAge: c.MaxStatusAge,
 		Key: key, TLS: tc, Judgment: j, CommandFile: files.CommandFile, Engine: eng, Deadline: c.Deadline, PerRequest: c.PerRequest},
 		handler.Deps{Log: log})

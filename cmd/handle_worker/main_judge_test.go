@@ -132,7 +132,7 @@ func TestPauseResumeStatus(t *testing.T) {
 	}
 
 	o := runBin(t, nil, s.bin, append([]string{"status"}, sd...)...)
-	if o.code != 0 || o.stdout != "pauses: none\nbreaker: closed (0 of at most 10 services needed a restart within 5m0s)\nHOST/SERVICE  LAST ANSWER  AGO  BUDGET  HELD BACK\n" {
+	if o.code != 0 || o.stdout != "pauses: none\nzone rule: not holding (at most 10 failing services restarted at once; 0 restarts from here not yet seen healed)\nbreaker: closed (0 of at most 10 services needed a restart within 5m0s)\nHOST/SERVICE  LAST ANSWER  AGO  BUDGET  HELD BACK\n" {
 		t.Errorf("status, nothing yet: %d %q", o.code, o.stdout) // not fatal: the rest does not depend on it
 	}
 

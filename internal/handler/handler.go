@@ -129,6 +129,8 @@ type Config struct {
 	// Engine reads the engine's view (when Facts has no status) and takes
 	// the write-back; nil writes to CommandFile.
 	Engine Engine
+	// ZoneCache, when set, shares one read of the zone among runs.
+	ZoneCache *ZoneCache
 }
 
 // Result is what happened; main prints Line and exits with Code.

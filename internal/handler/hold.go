@@ -35,8 +35,9 @@ func (r *run) readPrev() {
 }
 
 // hold applies the rules in order of precedence: pause, the engine's
-// facts (downtime, ack, host, dependency), then the node's breaker, which
-// counts only the restarts the other rules let through.
+// facts (downtime, ack, host, dependency), then the mass-failure rule
+// (zone.go), which reads the zone only for a restart the others let
+// through.
 func (r *run) hold(ctx context.Context) *Hold {
 	j := r.cfg.Judgment
 	now := r.deps.Now()
@@ -59,7 +60,17 @@ func (r *run) hold(ctx context.Context) *Hold {
 	if h := judge(j, cfg.Facts, cfg.HostName, cfg.ServiceDesc); h != nil {
 		return h
 	}
-	if j.Ignore[RuleBreaker] || cfg.StateDir == "" || j.Breaker.Threshold <= 0 {
+	if j.Ignore[RuleBreaker] || cfg.StateDir == "" {
+		return nil
+	}
+	return r.breakerHold(ctx)
+}
+
+// nodeBreakerHold is the node's own count, for when the zone's view
+// cannot be read.
+func (r *run) nodeBreakerHold(ctx context.Context) *Hold {
+	j, now := r.cfg.Judgment, r.deps.Now()
+	if j.Breaker.Threshold <= 0 {
 		return nil
 	}
 	v, err := r.admit(ctx)

@@ -23,7 +23,7 @@ const (
 	RuleAck        Rule = "ack"        // the problem is acknowledged: a human has it
 	RuleHost       Rule = "host"       // the host is DOWN or UNREACHABLE
 	RuleDependency Rule = "dependency" // every critical finding is a dependency's
-	RuleBreaker    Rule = "breaker"    // too many services of this node need a restart at once
+	RuleBreaker    Rule = "breaker"    // too many services of the zone are failing at once
 )
 
 // Rules lists the rules in order of precedence.
@@ -76,8 +76,18 @@ var NoFacts = Facts{ServiceDowntime: -1, HostDowntime: -1, Ack: -1}
 
 // Judgment is the configuration of the rules.
 type Judgment struct {
-	Ignore  map[Rule]bool
-	Breaker breaker.Config // the node's mass-failure breaker
+	Ignore map[Rule]bool
+	// Zone is the mass-failure rule, decided from the zone's failing
+	// services as the engine shows them (zone.go).
+	Zone breaker.ZoneConfig
+	// EventCommand names the zone's services the rule ranks (those that
+	// run this handler); "" is DefaultEventCommand.
+	EventCommand string
+	// StatusFile is Nagios' status.dat, read whole for the zone rule.
+	StatusFile string
+	// Breaker is the node's own count, used only when the zone's view
+	// cannot be read.
+	Breaker breaker.Config
 }
 
 // DefaultBreaker is the node's breaker: more than 10 services needing a

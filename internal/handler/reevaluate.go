@@ -43,6 +43,7 @@ type ReevalConfig struct {
 	// unread are the services the engine could not be asked about: they
 	// wait, rather than read as gone.
 	unread map[[2]string]bool
+	zone   *ZoneCache // one read of the zone serves the asks of two seconds
 }
 
 // ReevalItem is what became of one held record.
@@ -110,6 +111,7 @@ func Reevaluate(ctx context.Context, cfg ReevalConfig, deps Deps) ReevalResult {
 		}
 	}
 	var res ReevalResult
+	cfg.zone = &ZoneCache{TTL: 2 * time.Second}
 	for _, rec := range recs {
 		if ctx.Err() != nil {
 			res.Items = append(res.Items, ReevalItem{Host: rec.Host, Service: rec.Service, Rule: rec.Held.Rule, Outcome: "waiting", Text: "no time left in this run"})
@@ -184,7 +186,7 @@ func reevalOne(ctx context.Context, cfg ReevalConfig, deps Deps, store Store, re
 		Action: protocol.Verb(a.Action), StateDir: cfg.StateDir, Trust: cfg.Trust,
 		Deadline: cfg.PerRequest, CommandFile: cfg.CommandFile, Engine: cfg.Engine, Recheck: time.Duration(a.RecheckMS) * time.Millisecond,
 		Facts: Facts{ServiceDowntime: -1, HostDowntime: -1, Ack: -1, Status: cfg.Status}, Judgment: cfg.Judgment,
-		Source: "reevaluate",
+		Source: "reevaluate", ZoneCache: cfg.zone,
 	}, deps)
 	it.Text = res.Line
 	switch {

@@ -11,7 +11,8 @@ import (
 	"github.com/selfheal/selfheal/internal/textsafe"
 )
 
-// Status is `handle_worker status`: the pauses, the node's breaker, and
+// Status is `handle_worker status`: the pauses, the zone rule and the
+// node's breaker, and
 // per service the agent's last answer (budget used, back-off), what is
 // held back and why. It reads only.
 func Status(ctx context.Context, s Store, j Judgment, now time.Time) (string, error) {
@@ -35,6 +36,7 @@ func Status(ctx context.Context, s Store, j Judgment, now time.Time) (string, er
 	} else if d, err := s.open(); err != nil {
 		fmt.Fprintf(&b, "breaker: unreadable: %s\n", textsafe.OneLine(err.Error()))
 	} else {
+		b.WriteString(zoneStatus(d, j, now))
 		v, err := breaker.Store{Dir: d, Name: "breaker", Config: j.Breaker}.Current(ctx, now)
 		d.Close()
 		switch {

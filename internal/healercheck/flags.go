@@ -59,7 +59,12 @@ type NodeFlags struct {
 	BreakerThreshold  int           `name:"breaker-threshold" default:"10" placeholder:"N" help:"handle_worker's --breaker-threshold."`
 	BreakerWindow     time.Duration `name:"breaker-window" default:"5m" help:"handle_worker's --breaker-window."`
 	BreakerQuiet      time.Duration `name:"breaker-quiet" default:"2m" help:"handle_worker's --breaker-quiet."`
-	Timeout           string        `short:"t" default:"10" placeholder:"SECONDS" help:"The whole check ends within this (seconds or a duration)."`
+	// The zone rule's other flags, accepted so that $USER6$ passes as it
+	// is; the rule's state on this node is read from the state directory.
+	BreakerZoneWindow   time.Duration `name:"breaker-zone-window" default:"1h" help:"handle_worker's --breaker-zone-window."`
+	BreakerVerify       time.Duration `name:"breaker-verify" default:"3m" help:"handle_worker's --breaker-verify."`
+	BreakerEventCommand string        `name:"breaker-event-command" default:"selfheal-handle-worker" help:"handle_worker's --breaker-event-command."`
+	Timeout             string        `short:"t" default:"10" placeholder:"SECONDS" help:"The whole check ends within this (seconds or a duration)."`
 }
 
 // Vars are the defaults the grammar interpolates.

@@ -87,6 +87,7 @@ func RunNode(ctx context.Context, cfg NodeConfig, deps Deps) Result {
 	if cfg.Ignore[handler.RuleBreaker] {
 		r.add(nagios.OK, "", "breaker switched off (--ignore breaker)")
 	} else {
+		zoneState(r, d, now)
 		breakerState(ctx, r, d, cfg.Breaker, now)
 	}
 	records(r, store, cfg, now)
@@ -294,4 +295,18 @@ func commandFileReader(path string) error {
 		return fmt.Errorf("command file %s: %w", path, err)
 	}
 	return syscall.Close(fd)
+}
+
+// zoneState reports the zone rule's memory on this node: a held storm is
+// WARNING (healing held on purpose), failed trials say a human must look.
+func zoneState(r *report, d *fsutil.Dir, now time.Time) {
+	st, err := breaker.ZoneStore{Dir: d, Name: "zone"}.Current()
+	switch {
+	case err != nil:
+		r.add(nagios.Warning, "zone rule state unreadable (the handler heals by the zone's view alone): "+err.Error(), "")
+	case st.Held && st.Fails > 0:
+		r.add(nagios.Warning, fmt.Sprintf("zone rule holding a storm since %s: %d trial round(s) failed, a human must look", ago(now, st.Since), st.Fails), "")
+	case st.Held:
+		r.add(nagios.Warning, fmt.Sprintf("zone rule holding a storm since %s: %d restarted at once while trials heal", ago(now, st.Since), st.Window), "")
+	}
 }

@@ -111,6 +111,25 @@ func TestNodeStates(t *testing.T) {
 			}
 		}, want: []string{"SELFHEAL WARNING - node: breaker open: 3 services needed a restart within 5m, restarts held back", "'breaker_open'=1;0;;0;1",
 			"'breaker_failures'=3;2;;0;", "(web1!a, web1!b, web2!a); next step in 1m"}},
+		{name: "node_warning_zone_trials_failing", state: nagios.Warning, setup: func(t *testing.T, c *NodeConfig, s handler.Store) {
+			d, err := fsutil.Self().OpenDir(c.StateDir, fsutil.PrivateDir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer d.Close()
+			zs := breaker.ZoneStore{Dir: d, Name: "zone", Config: breaker.ZoneConfig{Allowance: 1, Verify: time.Minute}}
+			var failing []breaker.Failing
+			for _, k := range []string{"web1!a", "web1!b", "web1!c"} {
+				failing = append(failing, breaker.Failing{Key: k, Fault: "1", Since: nodeNow.Add(-5 * time.Minute)})
+				if _, err := zs.Admit(ctx, nodeNow.Add(-4*time.Minute), k, "1", failing, false); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// web1!a's restart still fails after Verify.
+			if _, err := zs.Admit(ctx, nodeNow.Add(-time.Minute), "web1!b", "1", failing, false); err != nil {
+				t.Fatal(err)
+			}
+		}, want: []string{"zone rule holding a storm since 4m ago: 1 trial round(s) failed, a human must look"}},
 		{name: "node_warning_held", state: nagios.Warning, setup: func(t *testing.T, c *NodeConfig, s handler.Store) {
 			mustWrite(t, s, rec("web1", "Worker", "held", nodeNow.Add(-time.Minute),
 				&handler.Held{Rule: "downtime", Text: "in downtime", Since: nodeNow.Add(-10 * time.Minute), Fault: "7"}))

@@ -153,12 +153,14 @@ func (b Backoff) check(minGap time.Duration) error {
 // services (internal/breaker): when more than Fraction of the services
 // need a restart within Window, the cause is likely shared and restarts
 // are held back until Quiet passes without a new failure (then one trial,
-// then Quiet again). Off for hosts with fewer than MinServices services.
+// then Quiet again). Off for hosts with fewer than MinServices services;
+// never open while at most MinCount services need a restart.
 type BreakerConfig struct {
 	Enabled     *bool         `yaml:"enabled"`
 	Window      time.Duration `yaml:"window"`
 	Fraction    float64       `yaml:"fraction"`
 	MinServices int           `yaml:"min_services"`
+	MinCount    int           `yaml:"min_count"`
 	Quiet       time.Duration `yaml:"quiet"`
 }
 
@@ -168,7 +170,12 @@ type BreakerConfig struct {
 const (
 	DefaultBreakerFraction    = 0.5
 	DefaultBreakerMinServices = 3
-	maxBreakerTime            = 24 * time.Hour
+	// DefaultBreakerMinCount: a host's first 5 restarts within the window
+	// always run. Fewer harm no shared dependency (systemd itself counts 5
+	// starts in 10 s as routine, StartLimitBurst), the budget already stops
+	// a loop, and the zone's rule bounds a storm; docs/agent-judgment.md.
+	DefaultBreakerMinCount = 5
+	maxBreakerTime         = 24 * time.Hour
 )
 
 // Budget is a service's restart budget: at most Max restarts in any
@@ -283,6 +290,7 @@ func defaults() Config {
 			Quiet:       breaker.DefaultQuiet,
 			Fraction:    DefaultBreakerFraction,
 			MinServices: DefaultBreakerMinServices,
+			MinCount:    DefaultBreakerMinCount,
 		},
 	}
 }
@@ -314,6 +322,7 @@ func (c *Config) withDefaults(d Config) {
 	b.Quiet = cmp.Or(b.Quiet, db.Quiet)
 	b.Fraction = cmp.Or(b.Fraction, db.Fraction)
 	b.MinServices = cmp.Or(b.MinServices, db.MinServices)
+	b.MinCount = cmp.Or(b.MinCount, db.MinCount)
 	da := defaultAction()
 	for _, svc := range c.Services {
 		for vn, a := range svc.Actions {
@@ -587,18 +596,19 @@ func (b BreakerConfig) check(bad func(string, ...any)) bool {
 	check(b.Quiet >= time.Second && b.Quiet <= maxBreakerTime, "quiet %s: must be between 1s and %s", b.Quiet, maxBreakerTime)
 	check(b.Fraction > 0 && b.Fraction <= 1, "fraction %g: must be above 0 and at most 1 (enabled: false turns the breaker off)", b.Fraction)
 	check(b.MinServices >= 1, "min_services %d: must be at least 1", b.MinServices)
+	check(b.MinCount >= 1, "min_count %d: must be at least 1", b.MinCount)
 	return ok && (b.Enabled == nil || *b.Enabled)
 }
 
 // breakerFor is the breaker of a host with n restartable services: more
-// than floor(fraction × n) (at least 1) at once opens it; nil below
-// min_services.
+// than floor(fraction × n), and more than min_count, at once open it; nil
+// below min_services.
 func (c *Config) breakerFor(n int) *breaker.Config {
 	b := c.Breaker
 	if n < b.MinServices {
 		return nil
 	}
-	return &breaker.Config{Window: b.Window, Quiet: b.Quiet, Threshold: max(1, int(b.Fraction*float64(n)+1e-9))} // 1e-9: 0.29×100 is 28.999…
+	return &breaker.Config{Window: b.Window, Quiet: b.Quiet, Threshold: max(b.MinCount, int(b.Fraction*float64(n)+1e-9))} // 1e-9: 0.29×100 is 28.999…
 }
 
 func hasNUL(s string) bool { return strings.IndexByte(s, 0) >= 0 }

@@ -173,7 +173,7 @@ func inetd(t *testing.T, h *harness) string {
 // the breaker's state is in state_dir: four restarts run at once, the
 // fifth service (of 9, so more than 4) is held.
 func TestBreakerInetd(t *testing.T) {
-	h := newHarness(t, opts{services: 2})
+	h := newHarness(t, opts{services: 2, extra: "breaker:\n  min_count: 1\n"})
 	h.shutdown() // it holds state_dir's lock; inetd processes share it
 	h.addr = inetd(t, h)
 	var wg sync.WaitGroup
@@ -394,11 +394,12 @@ func TestJudgmentConfig(t *testing.T) {
 	if bo := c.Services["a"].RestartBackoff(); bo != (Backoff{MaxGap: DefaultMaxGap, ResetAfter: DefaultResetAfter}) {
 		t.Fatalf("default back-off %+v", bo)
 	}
-	// 5 services can be restarted (not the status-only one): more than 2.
-	if bc, n := c.HostBreaker(); n != 5 || bc == nil || *bc != (breaker.Config{Window: 5 * time.Minute, Threshold: 2, Quiet: 2 * time.Minute}) {
+	// 5 services can be restarted (not the status-only one): half is 2,
+	// min_count 5 decides.
+	if bc, n := c.HostBreaker(); n != 5 || bc == nil || *bc != (breaker.Config{Window: 5 * time.Minute, Threshold: 5, Quiet: 2 * time.Minute}) {
 		t.Fatalf("default breaker %+v for %d", bc, n)
 	}
-	c, err = parse("budget: {max_gap: 30m}\nbreaker: {window: 10m, fraction: 0.8, quiet: 1m}\n")
+	c, err = parse("budget: {max_gap: 30m}\nbreaker: {window: 10m, fraction: 0.8, quiet: 1m, min_count: 1}\n")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -439,6 +440,7 @@ func TestJudgmentConfig(t *testing.T) {
 		"breaker: {window: 48h}\n":                               "breaker: window 48h0m0s",
 		"breaker: {quiet: -1s}\n":                                "breaker: quiet -1s",
 		"breaker: {min_services: -1}\n":                          "breaker: min_services -1",
+		"breaker: {min_count: -1}\n":                             "breaker: min_count -1",
 		"breaker: {threshold: 3}\n":                              "field threshold not found",
 		"budget: {min_gap: 1m, max_gap: 2m, reset_after: 90s}\n": "reset_after 1m30s",
 	} {

@@ -403,11 +403,11 @@ func TestDependencyScopeHoldsSelfHeals(t *testing.T) {
 	j.healedByReevaluate(ctx)
 }
 
-// The mass-failure breaker: 3 services of one host failing at once are 3
-// restarts; 20 at once open the node's breaker (more than 10), which holds
-// the rest with a comment naming the count and the host, then lets a trial
-// through once the failures stop, and closes: every service ends up healed
-// without a human. The agent's own breaker is on, with the same short
+// The mass-failure rule, read from status.dat: 3 services of one host
+// failing at once are 3 restarts; 20 at once are more than the zone's
+// allowance (10), so the rest are held with a comment naming the count and
+// the host; once the restarts let through are seen healed, reevaluate's
+// asks are let through too: every service ends up healed without a human. The agent's own breaker is on, with the same short
 // quiet time, but set to hold only beyond 19 of its 20: otherwise which of
 // the two opens first is a race (the agent's own tests cover its breaker),
 // and this test is about the node's.
@@ -502,11 +502,11 @@ func TestBreakerHoldsMassFailure(t *testing.T) {
 				ev = append(ev, r.Raw)
 			}
 		}
-		b, _ := os.ReadFile(j.l.Opts.Dir + "/handler-state/breaker.json")
-		t.Logf("handler event lines:\n%s\nbreaker.json: %s", strings.Join(ev, "\n"), b)
+		b, _ := os.ReadFile(j.l.Opts.Dir + "/handler-state/zone.json")
+		t.Logf("handler event lines:\n%s\nzone.json: %s", strings.Join(ev, "\n"), b)
 		j.fail("no mass-failure comment: %v", err)
 	}
-	if !strings.Contains(c.Text, "host "+hostName) || !strings.Contains(c.Text, "services needed a restart within 5m") {
+	if !strings.Contains(c.Text, "host "+hostName) || !strings.Contains(c.Text, "services of this zone turned CRITICAL") {
 		j.fail("the breaker's comment %q names no count or host", c.Text)
 	}
 	waitAllOK(all, "after the breaker closed")

@@ -80,6 +80,7 @@ type Breaker struct {
 	Window      string  `yaml:"window,omitempty"`
 	Fraction    float64 `yaml:"fraction,omitempty"`
 	MinServices int     `yaml:"min_services,omitempty"`
+	MinCount    int     `yaml:"min_count,omitempty"`
 	Quiet       string  `yaml:"quiet,omitempty"`
 }
 

@@ -1,0 +1,323 @@
+package breaker
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+)
+
+var z0 = time.Date(2026, 12, 7, 1, 0, 0, 0, time.UTC)
+
+// zoneSim is a zone of endpoints (each its own snapshot) over one engine
+// state: the failing services, as every endpoint reads them.
+type zoneSim struct {
+	cfg      ZoneConfig
+	eps      []ZoneSnapshot
+	failing  map[string]Failing
+	restarts []string
+}
+
+func newSim(endpoints int, cfg ZoneConfig) *zoneSim {
+	return &zoneSim{cfg: cfg, eps: make([]ZoneSnapshot, endpoints), failing: map[string]Failing{}}
+}
+
+func (z *zoneSim) fail(key string, at time.Time) {
+	z.failing[key] = Failing{Key: key, Fault: fmt.Sprint(at.Unix()), Since: at}
+}
+
+func (z *zoneSim) list() []Failing {
+	var out []Failing
+	for _, f := range z.failing {
+		out = append(out, f)
+	}
+	return out
+}
+
+// ask runs the rule for key on endpoint ep at now.
+func (z *zoneSim) ask(ep int, key string, now time.Time) ZoneVerdict {
+	f := z.failing[key]
+	st, v := ZoneStep(z.eps[ep], now, key, f.Fault, z.list(), z.cfg)
+	z.eps[ep] = st
+	if v.Allow {
+		z.restarts = append(z.restarts, key)
+	}
+	return v
+}
+
+func svc(host, i int) string { return fmt.Sprintf("h%03d!w%03d", host, i) }
+
+// Independent faults, one every 10 s on different hosts, each healed
+// within 5 s of its HARD state: all healed, on one or two endpoints (the
+// issue's 50 of 50; the node count held 30 of them).
+func TestZoneIndependentFaultsAllHealed(t *testing.T) {
+	for _, eps := range []int{1, 2} {
+		z := newSim(eps, ZoneConfig{})
+		for i := range 50 {
+			now := z0.Add(time.Duration(i) * 10 * time.Second)
+			k := svc(i, 0)
+			z.fail(k, now)
+			if v := z.ask(i%eps, k, now); !v.Allow || v.Held {
+				t.Fatalf("%d endpoints, fault %d: %+v; want allowed", eps, i, v)
+			}
+			delete(z.failing, svc(i-1, 0)) // the previous one healed
+		}
+		if len(z.restarts) != 50 {
+			t.Fatalf("%d endpoints: %d restarts, want 50", eps, len(z.restarts))
+		}
+	}
+}
+
+// A storm: many services turn HARD within seconds, handled by two
+// endpoints alternately. At most Allowance restarts in the whole zone,
+// whatever the spread over hosts, then every later one is held.
+func TestZoneStormAllowance(t *testing.T) {
+	cases := map[string]struct {
+		n    int
+		host func(i int) int
+	}{
+		"1000 on 10 hosts":         {1000, func(i int) int { return i % 10 }},
+		"10 per host on 100 hosts": {1000, func(i int) int { return i / 10 }},
+		"20 on one host":           {20, func(int) int { return 0 }},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			z := newSim(2, ZoneConfig{})
+			held := 0
+			for i := range c.n {
+				now := z0.Add(time.Duration(i) * 50 * time.Millisecond)
+				k := svc(c.host(i), i)
+				z.fail(k, now)
+				v := z.ask(i%2, k, now)
+				if !v.Allow {
+					held++
+					if !v.Held {
+						t.Fatalf("%s held: %+v", k, v)
+					}
+				}
+			}
+			if len(z.restarts) != 10 || held != c.n-10 {
+				t.Fatalf("%d restarts, %d held; want 10 and %d", len(z.restarts), held, c.n-10)
+			}
+		})
+	}
+}
+
+// The allowance itself: exactly Allowance at once are all restarted.
+func TestZoneAtAllowanceAllRestarted(t *testing.T) {
+	z := newSim(2, ZoneConfig{Allowance: 3})
+	for i := range 3 {
+		k := svc(0, i)
+		z.fail(k, z0)
+		if v := z.ask(i%2, k, z0.Add(time.Second)); !v.Allow {
+			t.Fatalf("%s: %+v", k, v)
+		}
+	}
+	k := svc(0, 3)
+	z.fail(k, z0.Add(time.Second))
+	if v := z.ask(0, k, z0.Add(2*time.Second)); v.Allow || !v.Held || v.Failing != 4 || v.Hosts["h000"] != 4 {
+		t.Fatalf("the 4th: %+v; want held, 4 failing on h000", v)
+	}
+}
+
+// After a storm the workers stay crashed: re-asked (as reevaluate does,
+// oldest first, every few seconds), healing resumes by itself: one trial
+// after Quiet without new failures, then more while trials heal, never
+// more than Allowance unverified in the zone, until all are healed.
+func TestZoneRecoverySlowStart(t *testing.T) {
+	cfg := ZoneConfig{Allowance: 10, Quiet: 2 * time.Minute, Verify: 3 * time.Minute}
+	z := newSim(1, cfg)
+	const n = 120
+	for i := range n {
+		k := svc(i%10, i)
+		z.fail(k, z0)
+		z.ask(0, k, z0)
+	}
+	if len(z.restarts) != 10 {
+		t.Fatalf("%d restarts in the storm, want 10", len(z.restarts))
+	}
+	// The storm's ten restarts did not heal (the cause was still there);
+	// they count as failed once Verify passes.
+	inflight := map[string]time.Time{}
+	maxInflight, first := 0, time.Time{}
+	widths := []int{}
+	now := z0
+	for step := 0; len(z.failing) > 10 && step < 10000; step++ {
+		now = now.Add(5 * time.Second)
+		// A restart heals 10 s later (the cause has cleared).
+		for k, at := range inflight {
+			if now.Sub(at) >= 10*time.Second {
+				delete(z.failing, k)
+				delete(inflight, k)
+			}
+		}
+		keys := slices.SortedFunc(func(yield func(string) bool) {
+			for k := range z.failing {
+				if !yield(k) {
+					return
+				}
+			}
+		}, func(a, b string) int { return z.failing[a].Since.Compare(z.failing[b].Since)*2 + cmpStr(a, b) })
+		before := len(z.restarts)
+		for _, k := range keys {
+			if slices.Contains(z.restarts[:10], k) {
+				continue // the storm's own, failed: its fault is spent
+			}
+			if v := z.ask(0, k, now); v.Allow && !slices.Contains(z.restarts[:len(z.restarts)-1], k) {
+				inflight[k] = now
+				if first.IsZero() {
+					first = now
+				}
+			}
+		}
+		if d := len(z.restarts) - before; d > 0 {
+			widths = append(widths, d)
+		}
+		maxInflight = max(maxInflight, len(inflight))
+	}
+	if len(z.failing) != 10 {
+		t.Fatalf("%d still failing after recovery; want only the storm's 10 failed restarts", len(z.failing))
+	}
+	if maxInflight > 10 {
+		t.Fatalf("%d unverified restarts at once, want at most 10", maxInflight)
+	}
+	if widths[0] != 1 {
+		t.Fatalf("restarts per look %v: want a single trial first", widths)
+	}
+	t.Logf("first trial %s after the storm; restarts per look %v; healed %d in %s", first.Sub(z0), widths[:min(8, len(widths))], n-10, now.Sub(z0))
+}
+
+func cmpStr(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// Trials that fail keep it held, back off, and name the failed trial.
+func TestZoneFailedTrialStaysHeld(t *testing.T) {
+	cfg := ZoneConfig{Allowance: 2, Quiet: time.Minute, Verify: 2 * time.Minute}
+	z := newSim(1, cfg)
+	for i := range 5 {
+		k := svc(0, i)
+		z.fail(k, z0)
+		z.ask(0, k, z0)
+	}
+	// Before Quiet: no trial.
+	if v := z.ask(0, svc(0, 2), z0.Add(30*time.Second)); v.Allow || !v.Held {
+		t.Fatalf("before quiet: %+v", v)
+	}
+	// The storm's two restarts failed (Verify passed, still failing).
+	now := z0.Add(3 * time.Minute)
+	v := z.ask(0, svc(0, 2), now)
+	if v.Allow || v.Fails != 1 || v.LastFail == "" || v.RetryAfter != time.Minute {
+		t.Fatalf("after the failed restarts: %+v; want held, 1 fail, retry in 1m", v)
+	}
+	now = now.Add(time.Minute)
+	if v := z.ask(0, svc(0, 2), now); !v.Allow || !v.Trial {
+		t.Fatalf("after the back-off: %+v; want a trial", v)
+	}
+	if v := z.ask(0, svc(0, 3), now); v.Allow {
+		t.Fatalf("a second one with a trial in flight: %+v", v)
+	}
+	now = now.Add(2 * time.Minute) // the trial did not heal
+	v = z.ask(0, svc(0, 3), now)
+	if v.Allow || v.Fails != 2 || v.LastFail != svc(0, 2) || v.RetryAfter != 2*time.Minute {
+		t.Fatalf("after a failed trial: %+v; want held, back-off doubled", v)
+	}
+}
+
+// A storm that clears by itself (the services recover) closes the rule.
+func TestZoneClosesWhenFailuresFit(t *testing.T) {
+	z := newSim(1, ZoneConfig{Allowance: 2})
+	for i := range 4 {
+		z.fail(svc(0, i), z0)
+		z.ask(0, svc(0, i), z0)
+	}
+	if !z.eps[0].Held {
+		t.Fatal("not held")
+	}
+	for i := range 4 {
+		delete(z.failing, svc(0, i))
+	}
+	z.fail(svc(5, 0), z0.Add(time.Minute))
+	if v := z.ask(0, svc(5, 0), z0.Add(time.Minute)); !v.Allow || v.Held {
+		t.Fatalf("after the storm healed: %+v; want allowed, closed", v)
+	}
+}
+
+// Failures older than Window are a human's, not part of a storm now.
+func TestZoneWindow(t *testing.T) {
+	z := newSim(1, ZoneConfig{Allowance: 1, Window: time.Hour})
+	z.fail(svc(0, 0), z0)
+	z.fail(svc(1, 0), z0.Add(2*time.Hour))
+	if v := z.ask(0, svc(1, 0), z0.Add(2*time.Hour)); !v.Allow || v.Failing != 1 {
+		t.Fatalf("%+v", v)
+	}
+}
+
+// A restart that did not heal, asked again outside a storm, is let
+// through (the agent answers from its record) and not counted again.
+func TestZoneFailedAskedAgainOutsideStorm(t *testing.T) {
+	z := newSim(1, ZoneConfig{Allowance: 5, Verify: time.Minute})
+	k := svc(0, 0)
+	z.fail(k, z0)
+	z.ask(0, k, z0)
+	v := z.ask(0, k, z0.Add(2*time.Minute))
+	if !v.Allow || v.Held || len(z.eps[0].Admitted) != 0 || len(z.eps[0].Failed) != 1 {
+		t.Fatalf("%+v, state %+v", v, z.eps[0])
+	}
+}
+
+// A storm held by two endpoints, each holding half: one endpoint's
+// reevaluate asks only for its own holds, and its slow start is not
+// stalled by the other's older holds; it never has more than Allowance
+// unverified restarts.
+func TestZoneRecoveryPerEndpoint(t *testing.T) {
+	cfg := ZoneConfig{Allowance: 4, Quiet: time.Minute, Verify: 3 * time.Minute}
+	z := newSim(2, cfg)
+	const n = 40
+	for i := range n {
+		k := svc(i%4, i)
+		z.fail(k, z0.Add(time.Duration(i)*time.Millisecond))
+		z.ask(i%2, k, z0.Add(time.Second))
+	}
+	if len(z.restarts) != 4 {
+		t.Fatalf("%d restarts in the storm, want 4", len(z.restarts))
+	}
+	for _, k := range z.restarts {
+		delete(z.failing, k) // the storm's 4 healed
+	}
+	ours := func() []string { // endpoint 1's holds, oldest first
+		var out []string
+		for i := range n {
+			if k := svc(i%4, i); i%2 == 1 && z.failing[k].Key != "" {
+				out = append(out, k)
+			}
+		}
+		return out
+	}
+	now := z0.Add(2 * time.Minute)
+	inflight := map[string]bool{}
+	for step := 0; len(ours()) > 0 && step < 100; step++ {
+		for k := range inflight {
+			delete(z.failing, k)
+			delete(inflight, k)
+		}
+		for _, k := range ours() {
+			if v := z.ask(1, k, now); v.Allow {
+				inflight[k] = true
+			}
+		}
+		if len(inflight) > 4 {
+			t.Fatalf("%d unverified restarts on one endpoint", len(inflight))
+		}
+		now = now.Add(10 * time.Second)
+	}
+	if left := len(ours()); left != 0 {
+		t.Fatalf("%d of endpoint 1's holds still failing", left)
+	}
+}

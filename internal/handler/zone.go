@@ -1,0 +1,229 @@
+package handler
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/selfheal/selfheal/internal/breaker"
+	"github.com/selfheal/selfheal/internal/fsutil"
+	"github.com/selfheal/selfheal/internal/nagios"
+	"github.com/selfheal/selfheal/internal/textsafe"
+)
+
+// DefaultEventCommand is the shipped configs' event command (Nagios'
+// event_handler, Icinga 2's EventCommand): the zone rule ranks the
+// failing services that run it, not the zone's other checks.
+const DefaultEventCommand = "selfheal-handle-worker"
+
+// DefaultZone is the zone rule's default: at most 10 unhealed restarts
+// in the zone at once (docs/event-handler.md has the numbers).
+var DefaultZone = breaker.ZoneConfig{Allowance: breaker.DefaultAllowance, Window: breaker.DefaultZoneWindow,
+	Quiet: breaker.DefaultQuiet, Verify: breaker.DefaultVerify}
+
+// errNoZoneView: the engine's view of the zone is not configured (no
+// status file, no API): the node's own count decides.
+var errNoZoneView = errors.New("no view of the zone (give --status-file or --icinga-api)")
+
+// zoneFailing reads the zone's failing services from the engine: one
+// filtered API query on Icinga 2 (any endpoint answers for the whole
+// zone), the whole status.dat on Nagios. Only ever on the HARD CRITICAL
+// path, after every other rule let the restart through. SOFT CRITICAL
+// services count too: a storm's other services are SOFT when its first
+// turn HARD, and counting them holds it before its restarts heal some.
+func (r *run) zoneFailing(ctx context.Context) ([]breaker.Failing, error) {
+	if c := r.cfg.ZoneCache; c != nil {
+		return c.get(ctx, r.deps.Now(), r.readZone)
+	}
+	return r.readZone(ctx)
+}
+
+func (r *run) readZone(ctx context.Context) ([]breaker.Failing, error) {
+	j := r.cfg.Judgment
+	z := j.zone()
+	since := r.deps.Now().Add(-z.Window)
+	ec := j.EventCommand
+	if ec == "" {
+		ec = DefaultEventCommand
+	}
+	switch e := r.cfg.Engine.(type) {
+	case IcingaEngine:
+		ctx, cancel := context.WithTimeout(ctx, max(r.cfg.Deadline/5, time.Second))
+		defer cancel()
+		fs, err := e.Client.Failing(ctx, since, ec)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]breaker.Failing, len(fs))
+		for i, f := range fs {
+			out[i] = breaker.Failing{Key: f.Host + "!" + f.Name, Fault: f.FaultID(), Since: f.Since()}
+		}
+		return out, nil
+	case NagiosEngine:
+		if j.StatusFile == "" {
+			j.StatusFile = e.StatusFile
+		}
+	}
+	if j.StatusFile == "" {
+		return nil, errNoZoneView
+	}
+	b, err := readNagiosFile(r.cfg.Trust, "status file", j.StatusFile)
+	if err != nil {
+		return nil, err
+	}
+	return failingFromStatus(b, since, ec)
+}
+
+// failingFromStatus reads the failing services from status.dat: CRITICAL
+// (SOFT or HARD), no downtime, not acknowledged, on a host that is UP (or
+// not checked yet), turned CRITICAL at or after since, whose event
+// handler is ec (a file without event_handler fields counts every
+// service).
+func failingFromStatus(b []byte, since time.Time, ec string) ([]breaker.Failing, error) {
+	var svcs []map[string]string
+	hostDown := map[string]bool{}
+	err := nagios.ParseBlocks(bytes.NewReader(b), func(t string) bool { return t == "servicestatus" || t == "hoststatus" },
+		func(bl nagios.Block) error {
+			f := bl.Fields
+			if bl.Type == "hoststatus" {
+				hostDown[f["host_name"]] = f["has_been_checked"] == "1" && strings.TrimSpace(f["current_state"]) != "0"
+				return nil
+			}
+			if f["current_state"] != "2" || f["problem_has_been_acknowledged"] == "1" ||
+				strings.TrimSpace(f["scheduled_downtime_depth"]) != "0" && f["scheduled_downtime_depth"] != "" {
+				return nil
+			}
+			if h, ok := f["event_handler"]; ok {
+				if name, _, _ := strings.Cut(h, "!"); name != ec {
+					return nil
+				}
+			}
+			svcs = append(svcs, f)
+			return nil
+		})
+	if err != nil {
+		return nil, fmt.Errorf("status file: %w", err)
+	}
+	var out []breaker.Failing
+	for _, f := range svcs {
+		at := nagios.ParseEpoch(f["last_state_change"])
+		if hostDown[f["host_name"]] || at.Before(since) {
+			continue
+		}
+		out = append(out, breaker.Failing{Key: f["host_name"] + "!" + f["service_description"], Fault: f["current_problem_id"], Since: at})
+	}
+	return out, nil
+}
+
+func (j Judgment) zone() breaker.ZoneConfig {
+	if j.Zone == (breaker.ZoneConfig{}) {
+		return DefaultZone
+	}
+	return j.Zone
+}
+
+// breakerHold is the mass-failure rule: the zone's, read from the engine;
+// when the engine cannot be read, the node's own count (which fails open
+// past it).
+func (r *run) breakerHold(ctx context.Context) *Hold {
+	now := r.deps.Now()
+	failing, err := r.zoneFailing(ctx)
+	var v breaker.ZoneVerdict
+	if err == nil {
+		v, err = r.zoneAdmit(ctx, failing)
+	}
+	if err != nil {
+		if !errors.Is(err, errNoZoneView) {
+			r.notes = append(r.notes, "zone rule unusable, the node's count decides: "+textsafe.OneLine(err.Error()))
+		}
+		return r.nodeBreakerHold(ctx)
+	}
+	if !v.Allow {
+		return &Hold{Rule: string(RuleBreaker), Text: zoneText(v, r.cfg.Judgment.zone()), RetryAt: now.Add(v.RetryAfter)}
+	}
+	if v.Trial {
+		r.notes = append(r.notes, fmt.Sprintf("zone rule: trial restart (%d at once)", v.Window))
+	} else {
+		r.notes = append(r.notes, fmt.Sprintf("zone rule: %d of the zone's services failing, this one ranked %d", v.Failing, v.Rank))
+	}
+	return nil
+}
+
+func (r *run) zoneAdmit(ctx context.Context, failing []breaker.Failing) (breaker.ZoneVerdict, error) {
+	d, err := r.store().open()
+	if err != nil {
+		return breaker.ZoneVerdict{}, err
+	}
+	defer d.Close()
+	zs := breaker.ZoneStore{Dir: d, Name: "zone", Config: r.cfg.Judgment.zone()}
+	return zs.Admit(ctx, r.deps.Now(), r.cfg.HostName+"!"+r.cfg.ServiceDesc, r.cfg.Fault, failing, r.cfg.DryRun)
+}
+
+// zoneText is the comment of a service the zone rule holds.
+func zoneText(v breaker.ZoneVerdict, cfg breaker.ZoneConfig) string {
+	top, n := topHost(v.Hosts)
+	cause := "a cause they share"
+	switch {
+	case n*2 > v.Failing && v.Failing > 0:
+		cause = fmt.Sprintf("host %s (%d of them) or a dependency it shares", top, n)
+	case len(v.Hosts) > 1:
+		cause = fmt.Sprintf("a dependency shared by %d hosts", len(v.Hosts))
+	}
+	head := fmt.Sprintf("auto-restart held back (mass failure): %d services of this zone turned CRITICAL within %s and are still failing (more than the %d restarted at once): suspect %s",
+		v.Failing, roundDur(cfg.Window), cfg.Allowance, cause)
+	if v.Fails > 0 {
+		return strings.Replace(head, "(mass failure)", "(mass failure, trials failing)", 1) +
+			fmt.Sprintf("; the trial restart of %s did not heal it within %s: a human must look; next trial in %s",
+				strings.Replace(v.LastFail, "!", "/", 1), roundDur(cfg.Verify), roundDur(v.RetryAfter))
+	}
+	return head + fmt.Sprintf("; healing resumes by itself: one trial restart once no new failure arrived for %s, more while trials heal (at most %d unverified)",
+		roundDur(cfg.Quiet), cfg.Allowance)
+}
+
+// zoneStatus is the zone rule's line in `handle_worker status`: what this
+// node remembers (the failing set is the engine's, read at each decision).
+func zoneStatus(d *fsutil.Dir, j Judgment, now time.Time) string {
+	cfg := j.zone()
+	st, err := breaker.ZoneStore{Dir: d, Name: "zone", Config: cfg}.Current()
+	switch {
+	case err != nil:
+		return "zone rule: unreadable: " + textsafe.OneLine(err.Error()) + "\n"
+	case !st.Held:
+		return fmt.Sprintf("zone rule: not holding (at most %d failing services restarted at once; %d restarts from here not yet seen healed)\n",
+			cfg.Allowance, len(st.Admitted))
+	}
+	line := fmt.Sprintf("zone rule: holding a storm since %s: %d restarted at once now, %d in flight from here", st.Since.UTC().Format(time.RFC3339),
+		st.Window, len(st.Admitted))
+	if st.Fails > 0 {
+		line += fmt.Sprintf("; %d trial round(s) failed (last %s): a human must look", st.Fails, strings.Replace(st.LastFail, "!", "/", 1))
+	}
+	if now.Before(st.NextTrial) {
+		line += "; next trial in " + roundDur(st.NextTrial.Sub(now)).String()
+	}
+	return line + "\n"
+}
+
+// ZoneCache keeps the zone's failing services for a moment across the
+// runs of one process (reevaluate asks for many held services in a row:
+// one read of the zone serves the next ones instead of one read each).
+// A restart is verified only seconds later anyway.
+type ZoneCache struct {
+	TTL  time.Duration
+	at   time.Time
+	list []breaker.Failing
+}
+
+func (c *ZoneCache) get(ctx context.Context, now time.Time, read func(context.Context) ([]breaker.Failing, error)) ([]breaker.Failing, error) {
+	if !c.at.IsZero() && now.Sub(c.at) < c.TTL && !now.Before(c.at) {
+		return c.list, nil
+	}
+	list, err := read(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c.at, c.list = now, list
+	return list, nil
+}

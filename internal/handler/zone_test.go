@@ -1,0 +1,150 @@
+package handler_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/selfheal/selfheal/internal/breaker"
+	"github.com/selfheal/selfheal/internal/handler"
+	"github.com/selfheal/selfheal/internal/lab/rig/rigtest"
+)
+
+// zoneSvc is a HARD CRITICAL service running the shipped event handler,
+// turned CRITICAL at at, Nagios problem id fault.
+func zoneSvc(host, svc, fault string, at time.Time, extra ...string) string {
+	return svcStatus(host, svc, append([]string{"current_state=2", "state_type=1", "current_problem_id=" + fault,
+		"scheduled_downtime_depth=0", "problem_has_been_acknowledged=0", "event_handler=selfheal-handle-worker!x",
+		fmt.Sprintf("last_state_change=%d", at.Unix())}, extra...)...)
+}
+
+func writeStatus(t *testing.T, path string, blocks ...string) {
+	t.Helper()
+	in := "info {\n\tcreated=1\n\t}\n" + strings.Join(blocks, "\n")
+	if err := os.WriteFile(path, []byte(in), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRunZoneRule: the zone rule read from status.dat (allowance 2).
+// Services of other event handlers, on DOWN hosts, acknowledged or in
+// downtime are not counted. Two failing services are restarted; when a
+// third fails too, it is held with one comment naming the zone's count and the
+// suspected host; once the two are seen healed, the third is restarted
+// by the next ask (as reevaluate asks). In a second storm the restarts do
+// not heal: after Verify the held ones say a human must look.
+func TestRunZoneRule(t *testing.T) {
+	l := rigtest.StartHandlerListener(t, bigBudget)
+	e := newEnv(t, l)
+	e.cfg.Facts = handler.NoFacts
+	status := filepath.Join(t.TempDir(), "status.dat")
+	zone := breaker.ZoneConfig{Allowance: 2, Window: time.Hour, Quiet: 2 * time.Minute, Verify: 3 * time.Minute}
+	e.cfg.Judgment = handler.Judgment{Zone: zone, StatusFile: status}
+	t0 := e.clk.Now()
+	noise := []string{
+		svcStatus("web9", "disk", "current_state=2", "state_type=1", "event_handler=other", fmt.Sprintf("last_state_change=%d", t0.Unix()-50)),
+		zoneSvc("down1", "W", "7", t0.Add(-50*time.Second)), hostStatus("down1", "current_state=1"),
+		zoneSvc("web8", "acked", "8", t0.Add(-50*time.Second), "problem_has_been_acknowledged=1"),
+		zoneSvc("web8", "dt", "9", t0.Add(-50*time.Second), "scheduled_downtime_depth=1"),
+	}
+	a, b, c := zoneSvc("web1", "A", "1", t0.Add(-3*time.Second)), zoneSvc("web1", "B", "2", t0.Add(-2*time.Second)),
+		zoneSvc("web2", "C", "3", t0.Add(-time.Second))
+	svc := func(host, service, fault string) handler.Result {
+		t.Helper()
+		e.cfg.HostName, e.cfg.ServiceDesc = host, service
+		return e.run("CRITICAL", "HARD", 3, fault)
+	}
+	writeStatus(t, status, append(noise, a)...)
+	expect(t, svc("web1", "A", "1"), 0, "ok in")
+	writeStatus(t, status, append(noise, a, b)...)
+	expect(t, svc("web1", "B", "2"), 0, "ok in")
+	e.commands()
+	writeStatus(t, status, append(noise, a, b, c)...)
+	r := svc("web2", "C", "3")
+	want := "auto-restart held back (mass failure): 3 services of this zone turned CRITICAL within 1h0m0s and are still failing (more than the 2 restarted at once): suspect host web1 (2 of them) or a dependency it shares; healing resumes by itself: one trial restart once no new failure arrived for 2m0s, more while trials heal (at most 2 unverified)"
+	expect(t, r, 1, want)
+	if got := l.Actions(t); got != 2 {
+		t.Fatalf("%d actions, want 2", got)
+	}
+	if c := e.commands(); !strings.Contains(c, "ADD_SVC_COMMENT;web2;C;0;handle_worker;"+want) {
+		t.Fatalf("command file %q", c)
+	}
+	// Asked again (a volatile service): held, not commented again.
+	e.clk.Advance(time.Second)
+	expect(t, svc("web2", "C", "3"), 1, "(mass failure)")
+	if c := e.commands(); c != "" {
+		t.Fatalf("commented again: %q", c)
+	}
+	// A and B healed: C is let through at its next ask.
+	writeStatus(t, status, append(noise, c)...)
+	e.clk.Advance(5 * time.Second)
+	expect(t, svc("web2", "C", "3"), 0, "ok in")
+	if got := l.Actions(t); got != 3 {
+		t.Fatalf("%d actions, want 3", got)
+	}
+
+	// A storm whose restarts do not heal (a fresh node).
+	e = newEnv(t, l)
+	e.cfg.Facts = handler.NoFacts
+	e.cfg.Judgment = handler.Judgment{Zone: zone, StatusFile: status}
+	t1 := e.clk.Now()
+	var storm []string
+	for i := range 4 {
+		storm = append(storm, zoneSvc("db", fmt.Sprint("S", i), fmt.Sprint(20+i), t1.Add(time.Duration(i-4)*time.Second)))
+	}
+	for i := range 4 {
+		writeStatus(t, status, storm[:i+1]...)
+		code := 0
+		if i >= 2 {
+			code = 1
+		}
+		expect(t, svc("db", fmt.Sprint("S", i), fmt.Sprint(20+i)), code, "")
+	}
+	if got := l.Actions(t); got != 5 {
+		t.Fatalf("%d actions, want 5", got)
+	}
+	e.clk.Advance(3 * time.Minute)
+	r = svc("db", "S2", "22")
+	expect(t, r, 1, "auto-restart held back (mass failure, trials failing): 4 services")
+	if !strings.Contains(r.Hold.Text, "the trial restart of db/S1 did not heal it within 3m0s: a human must look; next trial in 2m0s") {
+		t.Fatalf("hold %q", r.Hold.Text)
+	}
+	if c := e.commands(); !strings.Contains(c, "trials failing") {
+		t.Fatalf("no new comment for failing trials: %q", c)
+	}
+	st, err := handler.Status(context.Background(), handler.Store{Dir: e.state}, e.cfg.Judgment, e.clk.Now())
+	if err != nil || !strings.Contains(st, "zone rule: holding a storm since ") ||
+		!strings.Contains(st, "1 trial round(s) failed (last db/S1): a human must look; next trial in 2m0s") {
+		t.Fatalf("status %q, %v", st, err)
+	}
+	// After the back-off, one trial.
+	e.clk.Advance(2 * time.Minute)
+	expect(t, svc("db", "S2", "22"), 0, "ok in")
+	if m := e.lastLog(); m["note"] != "zone rule: trial restart (1 at once)" {
+		t.Fatalf("log %v", m)
+	}
+	expect(t, svc("db", "S3", "23"), 1, "trials failing")
+	if got := l.Actions(t); got != 6 {
+		t.Fatalf("%d actions, want 6", got)
+	}
+}
+
+// TestRunZoneUnreadable: a status file that cannot be read leaves the
+// node's own count to decide, and says so.
+func TestRunZoneUnreadable(t *testing.T) {
+	l := rigtest.StartHandlerListener(t, bigBudget)
+	e := newEnv(t, l)
+	e.cfg.Facts = handler.NoFacts
+	e.cfg.Judgment = handler.Judgment{Zone: breaker.ZoneConfig{Allowance: 1}, StatusFile: filepath.Join(t.TempDir(), "missing"),
+		Breaker: breaker.Config{Threshold: 1}}
+	expect(t, e.run("CRITICAL", "HARD", 3, "1"), 0, "ok in")
+	if m := e.lastLog(); !strings.HasPrefix(fmt.Sprint(m["note"]), "zone rule unusable, the node's count decides") {
+		t.Fatalf("log %v", m)
+	}
+	e.cfg.ServiceDesc = "Other"
+	expect(t, e.run("CRITICAL", "HARD", 3, "2"), 1, "(mass failure): 2 services needed a restart")
+}

@@ -1,0 +1,410 @@
+// Package scale is the scale lab (`make scale`, never part of `make
+// test`): N simulated workers on one machine, watched by a real Icinga 2 HA
+// zone of two endpoints running the shipped selfheal.conf, with one real
+// worker_listener per simulated host. The workers are one process (this
+// test) serving every status endpoint, each host on its own loopback
+// address (127.0.1.H), so N costs sockets, not processes. A restart action
+// is curl asking that process to serve the endpoint again.
+//
+//	make scale N=500 HOSTS=5
+//
+// It prints the figures: start-up (every service checked OK), check
+// latency, independent faults (one every 10 s on different hosts) and a
+// storm (many services of one host at once): restarts, holds, comments.
+package scale
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/selfheal/selfheal/internal/lab/engine"
+	"github.com/selfheal/selfheal/internal/lab/rig"
+	"github.com/selfheal/selfheal/internal/lab/testutil"
+	"github.com/selfheal/selfheal/internal/status"
+)
+
+// fleet serves every simulated worker's /status.
+type fleet struct {
+	mu   sync.Mutex
+	up   map[string]net.Listener // addr -> its listener while it runs
+	srv  *http.Server
+	ctrl string // the control address: /restart?addr=...
+}
+
+func (f *fleet) start(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	f.mu.Lock()
+	f.up[addr] = ln
+	f.mu.Unlock()
+	go f.srv.Serve(ln)
+	return nil
+}
+
+// crash closes the endpoint: connection refused, as a crashed worker.
+func (f *fleet) crash(addr string) {
+	f.mu.Lock()
+	ln := f.up[addr]
+	delete(f.up, addr)
+	f.mu.Unlock()
+	if ln != nil {
+		ln.Close()
+	}
+}
+
+func (f *fleet) running(addr string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.up[addr] != nil
+}
+
+func newFleet(t *testing.T) *fleet {
+	f := &fleet{up: map[string]net.Listener{}}
+	started := time.Now().Add(-time.Hour)
+	mux := http.NewServeMux()
+	mux.HandleFunc("/status", func(w http.ResponseWriter, _ *http.Request) {
+		now := time.Now()
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(status.Document{Status: "ok", Message: "simulated", Heartbeat: &now, StartedAt: &started})
+	})
+	mux.HandleFunc("/restart", func(w http.ResponseWriter, r *http.Request) {
+		addr := r.URL.Query().Get("addr")
+		if f.running(addr) {
+			return
+		}
+		if err := f.start(addr); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+		}
+	})
+	f.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.ctrl = ln.Addr().String()
+	go f.srv.Serve(ln)
+	t.Cleanup(func() { f.srv.Close() })
+	return f
+}
+
+type host struct {
+	name, ip string
+	lport    int
+	audit    string
+	services []string // target names; service i listens on ip:basePort+i
+}
+
+func envInt(name string, def int) int {
+	if n, err := strconv.Atoi(os.Getenv(name)); err == nil && n > 0 {
+		return n
+	}
+	return def
+}
+
+// TestScale is the lab. SELFHEAL_SCALE=N runs it (HOSTS, default N/100).
+func TestScale(t *testing.T) {
+	n := envInt("SELFHEAL_SCALE", 0)
+	if n == 0 {
+		t.Skip("set SELFHEAL_SCALE=N (make scale)")
+	}
+	nh := envInt("HOSTS", max(1, n/100))
+	per := n / nh
+	icinga := testutil.LookTool(t, "icinga2", "/usr/sbin/icinga2")
+	begin := time.Now()
+	logf := func(format string, args ...any) {
+		t.Helper()
+		t.Logf("[%6.1fs] %s", time.Since(begin).Seconds(), fmt.Sprintf(format, args...))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	bins := map[string]string{}
+	for _, name := range rig.Binaries {
+		bins[name] = testutil.Binary(t, name)
+	}
+	binDir := filepath.Join(dir, "bin")
+	if err := rig.LinkBinaries(binDir, bins); err != nil {
+		t.Fatal(err)
+	}
+	f := newFleet(t)
+	// One port range for every host (each host has its own address).
+	var basePort int
+	for try := 0; ; try++ {
+		basePort = 20000 + rand.IntN(10000-per-2)
+		ok := true
+		for h := range nh {
+			for s := range per + 1 {
+				ln, err := net.Listen("tcp", fmt.Sprintf("127.0.1.%d:%d", h+1, basePort+s))
+				if err != nil {
+					ok = false
+					break
+				}
+				ln.Close()
+			}
+		}
+		if ok || try == 20 {
+			break
+		}
+	}
+	var hosts []*host
+	var fleetFile string
+	var objs strings.Builder
+	for h := range nh {
+		hs := &host{name: fmt.Sprintf("sim%03d", h+1), ip: fmt.Sprintf("127.0.1.%d", h+1), lport: basePort + per,
+			audit: filepath.Join(dir, fmt.Sprintf("audit-%03d.log", h+1))}
+		var svcs []rig.Service
+		fmt.Fprintf(&objs, "object Host %q {\n  address = %q\n  check_command = \"dummy\"\n  enable_active_checks = false\n  vars.listener_port = %d\n", hs.name, hs.ip, hs.lport)
+		if h == 0 {
+			// The sample's reevaluate service runs on this host.
+			objs.WriteString("  vars.selfheal_node = true\n")
+		}
+		for s := range per {
+			target := fmt.Sprintf("w%03d", s)
+			addr := fmt.Sprintf("%s:%d", hs.ip, basePort+s)
+			if err := f.start(addr); err != nil {
+				t.Fatal(err)
+			}
+			hs.services = append(hs.services, target)
+			svcs = append(svcs, rig.Service{Name: target, Actions: map[string]rig.Action{"restart": {
+				Argv: []string{"/usr/bin/curl", "-fsS", "-m", "5", "http://" + f.ctrl + "/restart?addr=" + url.QueryEscape(addr)}, Timeout: "10s"}}})
+			fmt.Fprintf(&objs, "  vars.selfheal_workers[%q] = { worker_port = %d\n    worker_target = %q\n    heal_recheck = \"2s\" }\n", target, basePort+s, target)
+		}
+		objs.WriteString("}\n")
+		kit := rig.Kit{Dir: filepath.Join(dir, hs.name), Agent: hs.name, Issue: bins["handle_worker"], Fleet: fleetFile,
+			Config: rig.ListenerConfig{Listen: fmt.Sprintf("%s:%d", hs.ip, hs.lport), Allow: []string{"127.0.0.0/8"}, AuditLog: hs.audit,
+				Budget: &rig.Budget{Max: 3, Window: "1h", MinGap: "2m"}, Services: svcs}}
+		files, err := rig.Prepare(ctx, kit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fleetFile == "" {
+			fleetFile = files.FleetFile
+		}
+		ln, err := rig.StartListener(ctx, rig.Serve{Bin: bins["worker_listener"], Config: files.Config, Log: filepath.Join(dir, hs.name+".log")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = ln.Stop(10 * time.Second) })
+		hosts = append(hosts, hs)
+	}
+	logf("%d simulated workers on %d hosts (%d each), %d agents", nh*per, nh, per, nh)
+
+	password := "scale-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	creds := filepath.Join(dir, "api-credentials")
+	if err := os.WriteFile(creds, []byte("selfheal:"+password+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sample := filepath.Join(testutil.ModuleRoot(t), "nagios-config", "icinga2")
+	z, err := engine.NewZone(engine.ZoneConfig{Binary: icinga, ObjectFiles: []string{filepath.Join(sample, "selfheal.conf")},
+		Objects: objs.String() + fmt.Sprintf("object ApiUser \"selfheal\" {\n  password = %q\n  permissions = [ \"*\" ]\n}\n", password),
+		Resources: map[string]string{"SelfhealPluginDir": binDir, "SelfhealKeyFile": fleetFile, "SelfhealStateDir": "${dir}/handler-state",
+			"SelfhealLogFile": "${dir}/handle_worker.log", "SelfhealCommandFile": "", "SelfhealIcingaCredentials": creds,
+			"SelfhealIcingaAPI": "zone-api-url", "SelfhealIcingaCA": "${dir}/var/lib/certs/ca.crt"},
+		// The shipped sample's intervals (constants.conf).
+		Constants: map[string]string{"SelfhealCheckInterval": "1m", "SelfhealRetryInterval": "5s", "SelfhealMaxCheckAttempts": "3"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = z.Close() })
+	for _, e := range z.Endpoints {
+		consts := filepath.Join(filepath.Dir(e.MainConfig), "constants.conf")
+		b, err := os.ReadFile(consts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b = bytes.Replace(b, []byte(`"zone-api-url"`), []byte(strconv.Quote(fmt.Sprintf("https://127.0.0.1:%d", e.APIPort))), 1)
+		if err := os.WriteFile(consts, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(filepath.Join(e.Dir, "handler-state"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	api := newAPI(t, z, password)
+	started := time.Now()
+	if err := z.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := z.WaitConnected(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Start-up: every service checked and OK, and the latency.
+	upBy := time.Now().Add(15 * time.Minute)
+	for {
+		ok, total, err := api.countOK(ctx)
+		if err == nil && ok == total && total > nh*per {
+			lat, _ := api.latency(ctx)
+			logf("start-up: all %d services checked OK %.0fs after the zone started; check latency %s", total, time.Since(started).Seconds(), lat)
+			break
+		}
+		if time.Now().After(upBy) {
+			t.Fatalf("start-up: %d of %d OK after 15 min: %v", ok, total, err)
+		}
+		time.Sleep(5 * time.Second)
+	}
+
+	// Independent faults: one every 10 s, each on another host.
+	k := min(envInt("INDEPENDENT", 10), nh*per)
+	var crashed []string
+	for i := range k {
+		hs := hosts[i%nh]
+		addr := fmt.Sprintf("%s:%d", hs.ip, basePort+(i/nh)%per)
+		f.crash(addr)
+		crashed = append(crashed, addr)
+		time.Sleep(10 * time.Second)
+	}
+	healed := waitRunning(ctx, f, crashed, 3*time.Minute)
+	logf("independent: %d crashes one every 10 s on %d hosts: %d healed within 3 min; %s", k, min(k, nh), healed, counts(z, hosts, started))
+
+	// A storm: STORM services of one host at once (default: all of it).
+	m := min(envInt("STORM", per), per)
+	mark := time.Now()
+	var storm []string
+	hs := hosts[nh-1]
+	for s := range m {
+		addr := fmt.Sprintf("%s:%d", hs.ip, basePort+per-1-s)
+		storm = append(storm, addr)
+		f.crash(addr)
+	}
+	time.Sleep(3 * time.Minute)
+	lat, _ := api.latency(ctx)
+	logf("storm: %d services of %s at once; after 3 min: %s; check latency %s; %d running again", m, hs.name, counts(z, hosts, mark), lat,
+		waitRunning(ctx, f, storm, time.Second))
+	// The cause "clears" at once (the endpoints stay down until restarted):
+	// reevaluate's slow start heals what its endpoint held.
+	wait := time.Duration(envInt("RECOVER_MIN", 10)) * time.Minute
+	n2 := waitRunning(ctx, f, storm, wait)
+	logf("storm recovery: %d of %d running again %s after the storm; %s", n2, m, wait, counts(z, hosts, mark))
+}
+
+// waitRunning waits (at most d) for the endpoints to run again and
+// returns how many do.
+func waitRunning(ctx context.Context, f *fleet, addrs []string, d time.Duration) int {
+	end := time.Now().Add(d)
+	for {
+		n := 0
+		for _, a := range addrs {
+			if f.running(a) {
+				n++
+			}
+		}
+		if n == len(addrs) || time.Now().After(end) || ctx.Err() != nil {
+			return n
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+// counts sums the agents' restarts and the handlers' holds since t.
+func counts(z *engine.Zone, hosts []*host, since time.Time) string {
+	runs, held := 0, map[string]int{}
+	for _, h := range hosts {
+		recs, _ := rig.ReadAudit(h.audit)
+		for _, r := range recs {
+			if r.Verb == "restart" && r.Origin == "run" && !r.Time.Before(since) {
+				runs++
+			}
+		}
+	}
+	for _, e := range z.Endpoints {
+		recs, _ := rig.ReadHandlerLog(filepath.Join(e.Dir, "handle_worker.log"))
+		for _, r := range recs {
+			var x struct {
+				Time time.Time `json:"time"`
+			}
+			if r.Held != "" && json.Unmarshal([]byte(r.Raw), &x) == nil && !x.Time.Before(since.Truncate(time.Second)) {
+				held[r.Held]++
+			}
+		}
+	}
+	return fmt.Sprintf("%d restarts run, holds by rule %v", runs, held)
+}
+
+type apiClient struct {
+	c        *http.Client
+	base     string
+	password string
+}
+
+func newAPI(t *testing.T, z *engine.Zone, password string) *apiClient {
+	e := z.Endpoints[0]
+	pem, err := os.ReadFile(filepath.Join(e.Dir, "var", "lib", "certs", "ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(pem)
+	return &apiClient{base: fmt.Sprintf("https://127.0.0.1:%d", e.APIPort), password: password, c: &http.Client{Timeout: 30 * time.Second,
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: e.Name, MinVersion: tls.VersionTLS12}}}}
+}
+
+func (a *apiClient) get(ctx context.Context, path string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.base+path, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Accept", "application/json")
+	req.SetBasicAuth("selfheal", a.password)
+	resp, err := a.c.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", path, resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+// countOK is how many services are checked and OK, of how many.
+func (a *apiClient) countOK(ctx context.Context) (int, int, error) {
+	var r struct {
+		Results []struct {
+			Attrs struct {
+				State     float64 `json:"state"`
+				LastCheck float64 `json:"last_check"`
+			} `json:"attrs"`
+		} `json:"results"`
+	}
+	if err := a.get(ctx, "/v1/objects/services?attrs=state&attrs=last_check", &r); err != nil {
+		return 0, 0, err
+	}
+	ok := 0
+	for _, s := range r.Results {
+		if s.Attrs.State == 0 && s.Attrs.LastCheck > 0 {
+			ok++
+		}
+	}
+	return ok, len(r.Results), nil
+}
+
+// latency is Icinga's own average and maximum check latency.
+func (a *apiClient) latency(ctx context.Context) (string, error) {
+	var r struct {
+		Results []struct {
+			Status map[string]float64 `json:"status"`
+		} `json:"results"`
+	}
+	if err := a.get(ctx, "/v1/status/CIB", &r); err != nil || len(r.Results) == 0 {
+		return "?", err
+	}
+	s := r.Results[0].Status
+	return fmt.Sprintf("avg %.2fs max %.2fs", s["avg_latency"], s["max_latency"]), nil
+}
