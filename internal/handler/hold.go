@@ -60,7 +60,7 @@ func (r *run) hold(ctx context.Context) *Hold {
 	if h := judge(j, cfg.Facts, cfg.HostName, cfg.ServiceDesc); h != nil {
 		return h
 	}
-	if j.Ignore[RuleBreaker] || cfg.StateDir == "" {
+	if j.Ignore[RuleBreaker] || cfg.StateDir == "" || r.restartedThisFault() {
 		return nil
 	}
 	return r.breakerHold(ctx)
@@ -531,4 +531,14 @@ func commentTTL(text string, persistent bool) time.Duration {
 		return okTTL
 	}
 	return holdTTL
+}
+
+// restartedThisFault: this node's record says the agent already restarted
+// for this very fault (a volatile service's later runs). The agent answers
+// such a request from its own record and runs nothing, so the zone's count
+// has nothing to hold and is not read.
+func (r *run) restartedThisFault() bool {
+	p := r.prev
+	return p != nil && r.cfg.Fault != "" && r.cfg.Fault != "-" && p.Fault == r.cfg.Fault &&
+		p.Outcome == "ok" && (p.Result == kindHealed || p.Result == kindAlready)
 }

@@ -134,8 +134,9 @@ func icingaFacts() handler.Facts {
 // TestIcingaWriteBackCost: what each kind of run asks of the API. An OK
 // or a SOFT state with nothing of ours on record: no request and no
 // connection (the engine's start runs the handler for every service). A
-// heal: add-comment and reschedule-check, plus one remove-comment by the
-// name on record when a comment is there, all on one connection; no read.
+// heal: the zone rule's one read (the zone's failing services), then
+// add-comment and reschedule-check, plus one remove-comment by the name
+// on record when a comment is there, all on one connection.
 // A volatile service's later runs for the same fault: nothing. A
 // recovery after a failure: one remove by name.
 func TestIcingaWriteBackCost(t *testing.T) {
@@ -162,14 +163,15 @@ func TestIcingaWriteBackCost(t *testing.T) {
 		}
 	}
 	const add, del, resched = "/v1/actions/add-comment", "/v1/actions/remove-comment", "/v1/actions/reschedule-check"
+	const zone = "/v1/objects/services"
 	step("engine start", "OK", "HARD", "1764020000", 0)
 	step("SOFT", "CRITICAL", "SOFT", "1764024000", 0)
-	step("heal", "CRITICAL", "HARD", "1764024000", 0, add, resched)
+	step("heal", "CRITICAL", "HARD", "1764024000", 0, zone, add, resched)
 	step("volatile, same fault", "CRITICAL", "HARD", "1764024000", 0)
 	step("volatile again", "CRITICAL", "HARD", "1764024000", 0)
 	step("recovery keeps the success", "OK", "HARD", "1764024300", 0)
 	step("engine restart", "OK", "HARD", "1764024300", 0)
-	step("next fault replaces the success", "CRITICAL", "HARD", "1764025000", 0, del, add, resched)
+	step("next fault replaces the success", "CRITICAL", "HARD", "1764025000", 0, zone, del, add, resched)
 	if txt := f.texts(); len(txt) != 1 || !strings.HasPrefix(txt[0], "[expires] auto-restart ok") {
 		t.Fatalf("comments %q: want one success, expiring", txt)
 	}
@@ -178,7 +180,7 @@ func TestIcingaWriteBackCost(t *testing.T) {
 	}
 	// A failure stays (no expiry) until the recovery removes it by name.
 	e.cfg.Conn.Port, e.cfg.Deadline = deadPort(t), 2*time.Second
-	step("failed heal", "CRITICAL", "HARD", "1764026000", 2, del, add)
+	step("failed heal", "CRITICAL", "HARD", "1764026000", 2, zone, del, add)
 	if txt := f.texts(); len(txt) != 1 || !strings.HasPrefix(txt[0], "auto-restart failed") {
 		t.Fatalf("comments %q: want the failure alone, persistent", txt)
 	}
@@ -211,7 +213,8 @@ func TestIcingaWriteBackRetried(t *testing.T) {
 	f.take()
 	delete(f.fail, "/v1/actions/add-comment")
 	// The volatile service's next run: the comment is not repeated, but
-	// the one that failed is written now.
+	// the one that failed is written now (and the zone is not read: the
+	// record says this fault's restart ran).
 	r = e.run("CRITICAL", "HARD", 1, "1764024000")
 	reqs, _ := f.take()
 	if r.Code != 0 || strings.Join(reqs, " ") != "/v1/actions/add-comment" {

@@ -156,7 +156,7 @@ func TestFaultRecordAuthorityEnds(t *testing.T) {
 // bytes, nothing runs, no budget is spent. Its nonce is recorded like any
 // request's.
 func TestQuery(t *testing.T) {
-	h := newHarness(t, opts{budget: &rig.Budget{Max: 2, Window: "1h", MinGap: "2m"}, extra: "breaker:\n  fraction: 0.2\n"})
+	h := newHarness(t, opts{budget: &rig.Budget{Max: 2, Window: "1h", MinGap: "2m"}, extra: "breaker:\n  fraction: 0.2\n  min_count: 1\n"})
 	_, now, advance := fakeClockServer(t, h)
 	c := clockClient(t, h, now)
 	ask := func(verb protocol.Verb, svc, fault string, since time.Time) protocol.Reply {
