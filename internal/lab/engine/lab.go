@@ -199,7 +199,7 @@ func (in *Instance) Validate(ctx context.Context) (string, error) {
 	case Icinga2:
 		args = append([]string{"daemon", "-C"}, in.baseArg...)
 	}
-	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, toolTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, in.binary, args...)
 	cmd.Dir = in.Dir
