@@ -400,7 +400,19 @@ func TestHupWhileStarting(t *testing.T) {
 	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(100 * time.Millisecond) // let the signal be delivered first
+	// The signal first: wait until the kernel no longer holds it pending
+	// for the process (its handler took it), or the process is gone.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(cmd.Process.Pid), "status"))
+		_, pend, _ := strings.Cut(string(b), "\nShdPnd:\t")
+		mask, perr := strconv.ParseUint(strings.TrimSpace(strings.SplitN(pend, "\n", 2)[0]), 16, 64)
+		if err != nil || (perr == nil && mask&(1<<(syscall.SIGHUP-1)) == 0) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("SIGHUP still pending after 30 s: %q", pend)
+		}
+	}
 	// Non-blocking: if the agent died of the signal there is no reader.
 	if w, err := os.OpenFile(fifo, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
 		w.Write([]byte("listen: [broken\n"))

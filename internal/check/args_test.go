@@ -286,8 +286,9 @@ var documented = []struct {
 	{"-H $HOSTADDRESS$ -p $ARG1$ -t 10 --max-age 60,300 --min-uptime 5m",
 		[]string{"-H", "10.0.0.5", "-p", "8080", "-t", "10", "--max-age", "60,300", "--min-uptime", "5m"}},
 	// nagios-config/nagios4/commands.cfg with templates.cfg's values.
-	{"-H $HOSTADDRESS$ -p $_SERVICEWORKER_PORT$ --path $_SERVICEWORKER_PATH$ -t $_SERVICEWORKER_TIMEOUT$ $_SERVICEWORKER_CHECK_ARGS$",
-		[]string{"-H", "10.0.0.5", "-p", "8080", "--path", "/status", "-t", "10", "--max-age", "60s,120s"}},
+	// Its quotes are the shell's: one argument each, empty when the macro is.
+	{"--hostname=$HOSTADDRESS$ --port=$_SERVICEWORKER_PORT$ --path=$_SERVICEWORKER_PATH$ --timeout=$_SERVICEWORKER_TIMEOUT$ $_SERVICEWORKER_CHECK_ARGS$",
+		[]string{"--hostname=10.0.0.5", "--port=8080", "--path=/status", "--timeout=10", "--max-age", "60s,120s"}},
 	// nagios-config/icinga2/selfheal.conf: one argv element per value.
 	{"-H $address$ -p $worker_port$ --path $worker_path$ -t $worker_timeout$ --max-age $worker_max_age$",
 		[]string{"-H", "10.0.0.5", "-p", "8080", "--path", "/status", "-t", "10", "--max-age", "60s,120s"}},
@@ -393,6 +394,9 @@ func commandLines(t *testing.T, path string) []string {
 			}
 		case strings.HasPrefix(strings.TrimSpace(line), "#"):
 			continue
+		default:
+			// A Nagios command_line quotes each "--flag=$MACRO$" for the shell.
+			line = strings.ReplaceAll(line, `"`, "")
 		}
 		if _, rest, ok := strings.Cut(line, "check_worker -"); ok {
 			rest, _, _ = strings.Cut("-"+rest, "; ")

@@ -162,8 +162,7 @@ func NewAPI(cfg APIConfig) (_ *APIInstance, err error) {
 			a.Close()
 		}
 	}()
-	// makeCerts does not use its Zone.
-	if err := (*Zone)(nil).makeCerts(bin, a.pki, names); err != nil {
+	if err := makeCerts(bin, a.pki, names); err != nil {
 		return nil, err
 	}
 	for _, n := range cfg.ClientCNs {

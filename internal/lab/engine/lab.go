@@ -199,7 +199,7 @@ func (in *Instance) Validate(ctx context.Context) (string, error) {
 	case Icinga2:
 		args = append([]string{"daemon", "-C"}, in.baseArg...)
 	}
-	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, toolTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, in.binary, args...)
 	cmd.Dir = in.Dir
@@ -352,12 +352,14 @@ func (in *Instance) Stop() error {
 			_ = syscall.Kill(k.pid, syscall.SIGKILL)
 		}
 	}
+	// SIGKILL cannot be ignored; the bounds only wait for a loaded
+	// machine to schedule the exits and the reaping.
 	select {
 	case <-done:
-	case <-time.After(5 * time.Second):
+	case <-time.After(60 * time.Second):
 		return fmt.Errorf("engine: %s pid %d did not exit", in.Kind, pgid)
 	}
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		left := 0
 		for _, k := range kids {

@@ -16,14 +16,12 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -168,7 +166,7 @@ func NewZone(cfg ZoneConfig) (_ *Zone, err error) {
 	}()
 
 	pki := filepath.Join(dir, "pki")
-	if err := z.makeCerts(bin, pki, all); err != nil {
+	if err := makeCerts(bin, pki, all); err != nil {
 		return nil, err
 	}
 	ca, err := os.ReadFile(filepath.Join(pki, "ca", "ca.crt"))
@@ -282,56 +280,6 @@ func (z *Zone) clusterObjects(names []string, i, port int, password string) stri
 	// The lab's user queries, and comments (the replication test).
 	fmt.Fprintf(&b, "object ApiUser \"lab\" {\n  password = %s\n  permissions = [ \"objects/query/*\", \"actions/add-comment\", \"actions/remove-comment\" ]\n}\n\n", quoteIcinga(password))
 	return b.String()
-}
-
-// makeCerts runs icinga2 pki: a CA in pki/ca, then a key and a CA-signed
-// certificate per endpoint in pki/. DataDir points into the zone, so
-// nothing under /var/lib/icinga2 is read or written.
-func (z *Zone) makeCerts(bin, pki string, names []string) error {
-	if err := mkdirs(pki); err != nil {
-		return err
-	}
-	usr, grp, err := runAs()
-	if err != nil {
-		return err
-	}
-	// Without RunAsUser the pki commands switch to the nagios user.
-	base := []string{"-DDataDir=" + pki, "-DRunAsUser=" + usr, "-DRunAsGroup=" + grp}
-	if err := runTool(bin, pki, append([]string{"pki", "new-ca"}, base...)...); err != nil {
-		return err
-	}
-	// Key generation (RSA 4096) takes about a second each: in parallel.
-	errs := make([]error, len(names))
-	var wg sync.WaitGroup
-	for i, n := range names {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			p := filepath.Join(pki, n)
-			if err := runTool(bin, pki, append([]string{"pki", "new-cert", "--cn", n, "--key", p + ".key", "--csr", p + ".csr"}, base...)...); err != nil {
-				errs[i] = err
-				return
-			}
-			errs[i] = runTool(bin, pki, append([]string{"pki", "sign-csr", "--csr", p + ".csr", "--cert", p + ".crt"}, base...)...)
-		}()
-	}
-	wg.Wait()
-	return errors.Join(errs...)
-}
-
-// runTool runs one short icinga2 CLI command, bounded in time.
-func runTool(bin, dir string, args ...string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Dir = dir
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 5 * time.Second
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("engine: icinga2 %s: %w\n%s", strings.Join(args[:2], " "), err, out)
-	}
-	return nil
 }
 
 // freePort returns a port the kernel just handed out for 127.0.0.1:0. The
