@@ -851,15 +851,21 @@ func (s *serviceState) withinGap(j Job, last *runRecord, b protocol.Budget, now 
 		}
 		return r, true
 	}
+	// The next restart waits for the gap and for the back-off spacing
+	// (already in b.RetryAfter): the note gives the later of the two.
+	b.RetryAfter = max(b.RetryAfter, wait)
+	rule := "min_gap " + shortDur(j.Budget.MinGap)
+	if b.RetryAfter > wait {
+		rule += " and the back-off"
+	}
 	var msg string
 	if j.Since.IsZero() {
-		msg = fmt.Sprintf("a restart ran %s ago (fault %s, %s); the request does not say when fault %s began, so whether it covered this is unknown; min_gap %s: allowed in %s",
-			shortDur(now.Sub(last.Start)), lastFault, orPending(last.outcomeRecord), j.Fault, shortDur(j.Budget.MinGap), shortDur(wait))
+		msg = fmt.Sprintf("a restart ran %s ago (fault %s, %s); the request does not say when fault %s began, so whether it covered this is unknown; %s: allowed in %s",
+			shortDur(now.Sub(last.Start)), lastFault, orPending(last.outcomeRecord), j.Fault, rule, shortDur(b.RetryAfter))
 	} else {
-		msg = fmt.Sprintf("fault %s began %s after the last restart (fault %s, %s) ended: a new fault; min_gap %s: allowed in %s",
-			j.Fault, shortDur(j.Since.Sub(end)), lastFault, orPending(last.outcomeRecord), shortDur(j.Budget.MinGap), shortDur(wait))
+		msg = fmt.Sprintf("fault %s began %s after the last restart (fault %s, %s) ended: a new fault; %s: allowed in %s",
+			j.Fault, shortDur(j.Since.Sub(end)), lastFault, orPending(last.outcomeRecord), rule, shortDur(b.RetryAfter))
 	}
-	b.RetryAfter = max(b.RetryAfter, wait)
 	return Result{Outcome: protocol.OutcomeBackoff, Origin: protocol.OriginNone, ExitCode: -1, Budget: b, Output: msg, Detail: msg}, true
 }
 
