@@ -23,6 +23,7 @@ import (
 	"github.com/selfheal/selfheal/internal/handler"
 	"github.com/selfheal/selfheal/internal/icingaapi"
 	"github.com/selfheal/selfheal/internal/nagios"
+	"github.com/selfheal/selfheal/internal/nodestate"
 	"github.com/selfheal/selfheal/internal/protocol"
 	"github.com/selfheal/selfheal/internal/version"
 )
@@ -112,7 +113,7 @@ type judgeFlags struct {
 }
 
 func (j judgeFlags) judgment() (handler.Judgment, error) {
-	ign, err := handler.ParseRules(j.Ignore)
+	ign, err := nodestate.ParseRules(j.Ignore)
 	if err != nil {
 		return handler.Judgment{}, err
 	}
@@ -218,7 +219,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			Version:     version.String("handle_worker"),
 			Stdout:      stdout, Stderr: stderr,
 			InfoExit: 0,
-		}, &g, args, kong.Vars{"state_dir": handler.DefaultStateDir})
+		}, &g, args, kong.Vars{"state_dir": nodestate.DefaultStateDir})
 		if err != nil {
 			var er *cli.ExitRequest
 			if errors.As(err, &er) {
@@ -279,7 +280,7 @@ func (c conn) setup(trust fsutil.Trust, address, agent string) (handler.Conn, er
 	if address == "" {
 		return handler.Conn{}, errors.New("no address: HOSTADDRESS is empty and --address is not set")
 	}
-	key, err := handler.LoadKey(trust, c.KeyFile)
+	key, err := nodestate.LoadKey(trust, c.KeyFile)
 	if err != nil {
 		return handler.Conn{}, err
 	}
@@ -469,7 +470,7 @@ func (e *eventCmd) tell(ctx context.Context, trust fsutil.Trust, w handler.Engin
 	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	// Recorded like every comment of ours, so the recovery removes it.
-	if err := handler.ConfigError(wctx, w, handler.Store{Dir: e.StateDir, Trust: trust}, e.HostName, e.ServiceDesc, msg, time.Now()); err != nil {
+	if err := handler.ConfigError(wctx, w, nodestate.Store{Dir: e.StateDir, Trust: trust}, e.HostName, e.ServiceDesc, msg, time.Now()); err != nil {
 		fmt.Fprintf(stderr, "handle_worker: could not write to %s: %v\n", w.Name(), err)
 	}
 }
@@ -612,7 +613,7 @@ func (c *issueKeyCmd) run(trust fsutil.Trust, stdout, stderr io.Writer) int {
 	}
 	// Trusted like event's key: host keys issued from a fleet key another
 	// user planted would be his to know.
-	fleet, err := handler.LoadKey(trust, c.KeyFile)
+	fleet, err := nodestate.LoadKey(trust, c.KeyFile)
 	if err != nil {
 		return fail(err)
 	}
@@ -658,7 +659,7 @@ func (c *reevaluateCmd) run(ctx context.Context, trust fsutil.Trust, stdout, std
 	if c.Deadline <= 0 || c.PerRequest <= 0 || c.PerRequest > c.Deadline {
 		return unknown(errors.New("--deadline and --per-request must be positive, --per-request at most --deadline"))
 	}
-	key, err := handler.LoadKey(trust, c.KeyFile)
+	key, err := nodestate.LoadKey(trust, c.KeyFile)
 	if err != nil {
 		return unknown(err)
 	}
@@ -718,12 +719,12 @@ func (c *pauseCmd) run(ctx context.Context, trust fsutil.Trust, stdout io.Writer
 	if c.Service != "" && c.Host == "" {
 		return usage(stdout, errors.New("--service needs --host"))
 	}
-	if c.For <= 0 || c.For > handler.MaxPause {
-		return usage(stdout, fmt.Errorf("--for %s: want more than 0 and at most %s", c.For, handler.MaxPause))
+	if c.For <= 0 || c.For > nodestate.MaxPause {
+		return usage(stdout, fmt.Errorf("--for %s: want more than 0 and at most %s", c.For, nodestate.MaxPause))
 	}
 	now := time.Now()
-	p := handler.Pause{Host: c.Host, Service: c.Service, Reason: cli.OneLine(c.Reason), By: who(), At: now.UTC(), Until: now.Add(c.For).UTC()}
-	store := handler.Store{Dir: c.StateDir, Trust: trust}
+	p := nodestate.Pause{Host: c.Host, Service: c.Service, Reason: cli.OneLine(c.Reason), By: who(), At: now.UTC(), Until: now.Add(c.For).UTC()}
+	store := nodestate.Store{Dir: c.StateDir, Trust: trust}
 	if _, err := store.SetPause(ctx, now, p, false); err != nil {
 		fmt.Fprintf(stdout, "handle_worker pause: %s\n", cli.OneLine(err.Error()))
 		return 1
@@ -742,8 +743,8 @@ func (c *resumeCmd) run(ctx context.Context, trust fsutil.Trust, stdout io.Write
 	if c.Service != "" && c.Host == "" {
 		return usage(stdout, errors.New("--service needs --host"))
 	}
-	p := handler.Pause{Host: c.Host, Service: c.Service}
-	n, err := handler.Store{Dir: c.StateDir, Trust: trust}.SetPause(ctx, time.Now(), p, true)
+	p := nodestate.Pause{Host: c.Host, Service: c.Service}
+	n, err := nodestate.Store{Dir: c.StateDir, Trust: trust}.SetPause(ctx, time.Now(), p, true)
 	if err != nil {
 		fmt.Fprintf(stdout, "handle_worker resume: %s\n", cli.OneLine(err.Error()))
 		return 1
@@ -761,7 +762,7 @@ func (c *statusCmd) run(ctx context.Context, trust fsutil.Trust, stdout io.Write
 	if err != nil {
 		return usage(stdout, err)
 	}
-	out, err := handler.Status(ctx, handler.Store{Dir: c.StateDir, Trust: trust}, j, time.Now())
+	out, err := handler.Status(ctx, nodestate.Store{Dir: c.StateDir, Trust: trust}, j, time.Now())
 	if err != nil {
 		fmt.Fprintf(stdout, "handle_worker status: %s\n", cli.OneLine(err.Error()))
 		return 1

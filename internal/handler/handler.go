@@ -25,6 +25,7 @@ import (
 
 	"github.com/selfheal/selfheal/internal/fsutil"
 	"github.com/selfheal/selfheal/internal/nagios"
+	"github.com/selfheal/selfheal/internal/nodestate"
 	"github.com/selfheal/selfheal/internal/protocol"
 	"github.com/selfheal/selfheal/internal/textsafe"
 )
@@ -187,8 +188,8 @@ type run struct {
 	log       zerolog.Logger
 	start     time.Time
 	res       Result
-	recordErr error   // the record could not be written (never a failure)
-	prev      *Record // the record before this run, if readable
+	recordErr error             // the record could not be written (never a failure)
+	prev      *nodestate.Record // the record before this run, if readable
 	notes     []string
 	// statusSeen: the Nagios comments were found in a status.dat written
 	// then (see live).
@@ -212,7 +213,7 @@ func (r *run) dryRun(ctx context.Context) (zerolog.Level, string) {
 	cfg := r.cfg
 	last := "no earlier answer recorded here"
 	if cfg.StateDir != "" {
-		rec, err := Store{Dir: cfg.StateDir, Trust: cfg.Trust}.Read(cfg.HostName, cfg.ServiceDesc)
+		rec, err := nodestate.Store{Dir: cfg.StateDir, Trust: cfg.Trust}.Read(cfg.HostName, cfg.ServiceDesc)
 		switch {
 		case err != nil:
 			last = "the record of earlier answers is unreadable: " + textsafe.OneLine(err.Error())
@@ -351,23 +352,23 @@ func deferral(a answer) deferred {
 }
 
 // ask is how this run reached the agent, for reevaluate.
-func (r *run) ask() Ask {
+func (r *run) ask() nodestate.Ask {
 	c := r.cfg.Conn
-	return Ask{Address: c.Address, Port: c.Port, Agent: c.Agent, Target: c.Target, Action: string(r.cfg.Action),
+	return nodestate.Ask{Address: c.Address, Port: c.Port, Agent: c.Agent, Target: c.Target, Action: string(r.cfg.Action),
 		RecheckMS: r.cfg.Recheck.Milliseconds()}
 }
 
 // writeRecord keeps the agent's answer in the state directory. It is
 // advisory: an error is returned to be logged, and changes nothing else.
-func writeRecord(ctx context.Context, store Store, host, service, source string, a answer, now time.Time) error {
+func writeRecord(ctx context.Context, store nodestate.Store, host, service, source string, a answer, now time.Time) error {
 	return store.Write(ctx, newRecord(host, service, source, a, now))
 }
 
-func newRecord(host, service, source string, a answer, now time.Time) Record {
-	rec := Record{Host: host, Service: service, At: now.UTC(), Source: source, Verb: string(a.verb),
+func newRecord(host, service, source string, a answer, now time.Time) nodestate.Record {
+	rec := nodestate.Record{Host: host, Service: service, At: now.UTC(), Source: source, Verb: string(a.verb),
 		Agent: a.conn.Agent, Fault: a.fault, Result: a.kind, Attempts: a.attempts, Summary: a.summary()}
 	if a.final {
-		rec.Outcome, rec.Origin, rec.Budget = string(a.rep.Outcome), string(a.rep.Origin), recordBudget(a.rep.Budget)
+		rec.Outcome, rec.Origin, rec.Budget = string(a.rep.Outcome), string(a.rep.Origin), nodestate.NewRecordBudget(a.rep.Budget)
 	}
 	return rec
 }

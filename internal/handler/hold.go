@@ -3,6 +3,7 @@ package handler
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/selfheal/selfheal/internal/breaker"
 	"github.com/selfheal/selfheal/internal/nagios"
+	"github.com/selfheal/selfheal/internal/nodestate"
 	"github.com/selfheal/selfheal/internal/textsafe"
 )
 
@@ -18,7 +20,9 @@ import (
 // held back.
 const kindHeld = "held"
 
-func (r *run) store() Store { return Store{Dir: r.cfg.StateDir, Trust: r.cfg.Trust} }
+func (r *run) store() nodestate.Store {
+	return nodestate.Store{Dir: r.cfg.StateDir, Trust: r.cfg.Trust}
+}
 
 // readPrev reads the record before this run (for the comment that must
 // not repeat and the time a hold began); unreadable is only a note.
@@ -40,13 +44,13 @@ func (r *run) readPrev() {
 func (r *run) hold(ctx context.Context) *Hold {
 	j := r.cfg.Judgment
 	now := r.deps.Now()
-	if !j.Ignore[RulePause] && r.cfg.StateDir != "" {
+	if !j.Ignore[nodestate.RulePause] && r.cfg.StateDir != "" {
 		ps, err := r.store().Pauses(now)
 		if err != nil {
 			r.notes = append(r.notes, "pauses unreadable: "+textsafe.OneLine(err.Error()))
 		}
-		if p := PausedFor(ps, r.cfg.HostName, r.cfg.ServiceDesc); p != nil {
-			return &Hold{Rule: string(RulePause), Text: pauseText(p)}
+		if p := nodestate.PausedFor(ps, r.cfg.HostName, r.cfg.ServiceDesc); p != nil {
+			return &Hold{Rule: string(nodestate.RulePause), Text: pauseText(p)}
 		}
 	}
 	if factsMissing(r.cfg.Facts) {
@@ -59,7 +63,7 @@ func (r *run) hold(ctx context.Context) *Hold {
 	if h := judge(j, cfg.Facts, cfg.HostName, cfg.ServiceDesc); h != nil {
 		return h
 	}
-	if j.Ignore[RuleBreaker] || cfg.StateDir == "" || j.Breaker.Threshold <= 0 {
+	if j.Ignore[nodestate.RuleBreaker] || cfg.StateDir == "" || j.Breaker.Threshold <= 0 {
 		return nil
 	}
 	v, err := r.admit(ctx)
@@ -69,7 +73,7 @@ func (r *run) hold(ctx context.Context) *Hold {
 		return nil
 	}
 	if !v.Allow {
-		return &Hold{Rule: string(RuleBreaker), Text: breakerText(v, j.Breaker), RetryAt: now.Add(v.RetryAfter)}
+		return &Hold{Rule: string(nodestate.RuleBreaker), Text: breakerText(v, j.Breaker), RetryAt: now.Add(v.RetryAfter)}
 	}
 	if v.State == breaker.Trial {
 		r.notes = append(r.notes, "breaker trial restart")
@@ -79,12 +83,12 @@ func (r *run) hold(ctx context.Context) *Hold {
 
 // admit asks the node's breaker (a dry run only peeks).
 func (r *run) admit(ctx context.Context) (breaker.Verdict, error) {
-	d, err := r.store().open()
+	d, err := r.store().Open()
 	if err != nil {
 		return breaker.Verdict{}, err
 	}
 	defer d.Close()
-	bs := breaker.Store{Dir: d, Name: "breaker", Config: r.cfg.Judgment.Breaker}
+	bs := breaker.Store{Dir: d, Name: nodestate.BreakerFile, Config: r.cfg.Judgment.Breaker}
 	t := r.deps.Now()
 	if r.cfg.DryRun {
 		return bs.Try(ctx, t, r.cfg.HostName+"!"+r.cfg.ServiceDesc, r.cfg.Fault)
@@ -136,7 +140,7 @@ func (r *run) recovered(ctx context.Context) {
 		return
 	}
 	var cmds []Command
-	if r.cfg.Facts.Status != nil || r.prev != nil && slices.ContainsFunc(r.prev.kinds(), func(k string) bool { return k != okKey }) {
+	if r.cfg.Facts.Status != nil || r.prev != nil && slices.ContainsFunc(r.prev.Kinds(), func(k string) bool { return k != okKey }) {
 		for _, c := range r.live(ctx) {
 			if c.Kind != okKey {
 				if cmd, ok := DelSvcComment(c.ID); ok {
@@ -163,34 +167,6 @@ func (r *run) recovered(ctx context.Context) {
 	r.writeRecord(ctx, rec)
 }
 
-// kinds are the kinds of the comments the record says are live.
-func (rec *Record) kinds() []string {
-	var out []string
-	for _, w := range rec.Comments {
-		out = append(out, keyKind(w.Key))
-	}
-	if rec.legacy() {
-		out = append(out, keyKind(rec.Comment))
-	}
-	return out
-}
-
-// legacy: the record names a comment written but not which (written by a
-// handler that did not keep Comments yet).
-func (rec *Record) legacy() bool {
-	return len(rec.Comments) == 0 && rec.Comment != "" && !slices.ContainsFunc(rec.Pending, func(p Pending) bool {
-		return strings.HasPrefix(p.Cmd, "ADD_SVC_COMMENT;")
-	})
-}
-
-// keyKind is the kind of a "kind|fault" key.
-func keyKind(key string) string {
-	if i := strings.LastIndexByte(key, '|'); i >= 0 {
-		return key[:i]
-	}
-	return key
-}
-
 // live are this node's comments on the service, to remove when a new one
 // replaces them or the fault ends. Under Icinga 2 they are the names on
 // record: no search. Under Nagios the FIFO names nothing, so the ids come
@@ -200,7 +176,7 @@ func (r *run) live(ctx context.Context) []commentRef {
 	p := r.prev
 	if ie, api := r.cfg.Engine.(IcingaEngine); api {
 		var out []commentRef
-		if p != nil && p.legacy() {
+		if p != nil && p.Legacy() {
 			// A record from before the names were kept: one search.
 			cs, err := ie.Comments(ctx, r.cfg.HostName, r.cfg.ServiceDesc)
 			if err != nil {
@@ -214,7 +190,7 @@ func (r *run) live(ctx context.Context) []commentRef {
 		if p != nil {
 			for _, w := range p.Comments {
 				if w.Name != "" {
-					out = append(out, commentRef{ID: w.Name, Kind: keyKind(w.Key)})
+					out = append(out, commentRef{ID: w.Name, Kind: nodestate.KeyKind(w.Key)})
 				}
 			}
 		}
@@ -338,7 +314,7 @@ func dedupe(cmds []Command) []Command {
 // settle records in rec what this run's write-back did, from the
 // previous record's comments and pending write-backs: those this run
 // did not retry were superseded, and go.
-func (r *run) settle(rec *Record, results []WriteResult) {
+func (r *run) settle(rec *nodestate.Record, results []WriteResult) {
 	rec.Comments, rec.Pending = nil, nil
 	if p := r.prev; p != nil {
 		rec.Comments = slices.Clone(p.Comments)
@@ -351,26 +327,26 @@ func (r *run) settle(rec *Record, results []WriteResult) {
 	if !r.statusSeen.IsZero() {
 		// Nagios: what status.dat showed was removed by id (or is gone);
 		// what it could not show yet stays on record.
-		rec.Comments = slices.DeleteFunc(rec.Comments, func(w Written) bool { return w.Name == "" && !w.At.After(r.statusSeen) })
+		rec.Comments = slices.DeleteFunc(rec.Comments, func(w nodestate.Written) bool { return w.Name == "" && !w.At.After(r.statusSeen) })
 	}
-	rec.apply(results, r.deps.Now(), r.cfg.Fault)
+	apply(rec, results, r.deps.Now(), r.cfg.Fault)
 }
 
 // apply records what a write-back did: the comments added (with their
 // names) and removed leave Pending and change Comments; a failure is kept
 // in Pending to be retried, except a forced re-check (the next scheduled
 // check replaces it).
-func (rec *Record) apply(results []WriteResult, now time.Time, fault string) {
+func apply(rec *nodestate.Record, results []WriteResult, now time.Time, fault string) {
 	now = now.UTC()
 	for _, res := range results {
 		verb, f := res.Cmd.fields()
-		i := slices.IndexFunc(rec.Pending, func(p Pending) bool { return p.Cmd == string(res.Cmd) })
+		i := slices.IndexFunc(rec.Pending, func(p nodestate.Pending) bool { return p.Cmd == string(res.Cmd) })
 		if res.Err != nil {
 			if verb == "SCHEDULE_FORCED_SVC_CHECK" {
 				continue
 			}
 			if i < 0 {
-				p := Pending{Cmd: string(res.Cmd), Since: now}
+				p := nodestate.Pending{Cmd: string(res.Cmd), Since: now}
 				if verb == "ADD_SVC_COMMENT" && len(f) == 5 {
 					p.Key = commentKey(f[4]) + "|" + fault
 				}
@@ -389,9 +365,9 @@ func (rec *Record) apply(results []WriteResult, now time.Time, fault string) {
 		}
 		switch {
 		case verb == "DEL_SVC_COMMENT" && len(f) == 1:
-			rec.Comments = slices.DeleteFunc(rec.Comments, func(w Written) bool { return w.Name == f[0] })
+			rec.Comments = slices.DeleteFunc(rec.Comments, func(w nodestate.Written) bool { return w.Name == f[0] })
 		case verb == "ADD_SVC_COMMENT" && len(f) == 5:
-			rec.Comments = append(rec.Comments, Written{Key: key, Name: res.Name, At: now, Persistent: f[2] == "1"})
+			rec.Comments = append(rec.Comments, nodestate.Written{Key: key, Name: res.Name, At: now, Persistent: f[2] == "1"})
 		}
 	}
 }
@@ -415,11 +391,11 @@ func (r *run) feedback(ctx context.Context, a *answer) string {
 	results, sfx := r.writeCommands(ctx)
 	if r.cfg.StateDir != "" {
 		now := r.deps.Now()
-		var rec Record
+		var rec nodestate.Record
 		if a != nil {
 			rec = newRecord(r.cfg.HostName, r.cfg.ServiceDesc, r.cfg.Source, *a, now)
 		} else {
-			rec = Record{Host: r.cfg.HostName, Service: r.cfg.ServiceDesc, At: now.UTC(), Source: r.cfg.Source,
+			rec = nodestate.Record{Host: r.cfg.HostName, Service: r.cfg.ServiceDesc, At: now.UTC(), Source: r.cfg.Source,
 				Verb: string(r.cfg.Action), Agent: r.cfg.Conn.Agent, Fault: r.cfg.Fault, Result: kindHeld}
 			if r.prev != nil {
 				rec.Outcome, rec.Origin, rec.Budget = r.prev.Outcome, r.prev.Origin, r.prev.Budget
@@ -431,7 +407,7 @@ func (r *run) feedback(ctx context.Context, a *answer) string {
 			if p := r.prev; p != nil && p.Held != nil && p.Held.Fault == r.cfg.Fault && p.Held.Rule == h.Rule {
 				since = p.Held.Since
 			}
-			rec.Held = &Held{Rule: h.Rule, Text: h.Text, Since: since, RetryAt: h.RetryAt.UTC(), Fault: r.cfg.Fault, FaultSince: r.cfg.FaultSince, Ask: r.ask()}
+			rec.Held = &nodestate.Held{Rule: h.Rule, Text: h.Text, Since: since, RetryAt: h.RetryAt.UTC(), Fault: r.cfg.Fault, FaultSince: r.cfg.FaultSince, Ask: r.ask()}
 			if h.RetryAt.IsZero() {
 				rec.Held.RetryAt = h.RetryAt
 			}
@@ -445,7 +421,7 @@ func (r *run) feedback(ctx context.Context, a *answer) string {
 
 // writeRecord writes rec even when the run's deadline has just passed:
 // it says what was written to the engine, and what is left to retry.
-func (r *run) writeRecord(ctx context.Context, rec Record) {
+func (r *run) writeRecord(ctx context.Context, rec nodestate.Record) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
 	r.recordErr = r.store().Write(ctx, rec)
@@ -520,4 +496,9 @@ func commentTTL(text string, persistent bool) time.Duration {
 		return okTTL
 	}
 	return holdTTL
+}
+
+func pauseText(p *nodestate.Pause) string {
+	return fmt.Sprintf("auto-healing paused (%s) by %s until %s: %s; `handle_worker resume` lets it heal",
+		p.Scope(), p.By, p.Until.UTC().Format(time.RFC3339), p.Reason)
 }

@@ -12,8 +12,8 @@ import (
 
 	"github.com/selfheal/selfheal/internal/breaker"
 	"github.com/selfheal/selfheal/internal/fsutil"
-	"github.com/selfheal/selfheal/internal/handler"
 	"github.com/selfheal/selfheal/internal/icingaapi"
+	"github.com/selfheal/selfheal/internal/nodestate"
 	"github.com/selfheal/selfheal/internal/protocol"
 	"github.com/selfheal/selfheal/internal/thresholds"
 )
@@ -64,7 +64,7 @@ type NodeFlags struct {
 
 // Vars are the defaults the grammar interpolates.
 var Vars = kong.Vars{"offset_warn": DefaultOffsetWarn, "offset_crit": DefaultOffsetCrit, "budget_warn": DefaultBudgetWarn,
-	"state_dir": handler.DefaultStateDir}
+	"state_dir": nodestate.DefaultStateDir}
 
 // Config validates agent mode's flags; every error is a usage error
 // (UNKNOWN). The key is loaded under the trust rule, as handle_worker
@@ -115,7 +115,7 @@ func (f AgentFlags) Config(t fsutil.Trust) (AgentConfig, error) {
 			return c, err
 		}
 	}
-	if c.Key, err = handler.LoadKey(t, f.KeyFile); err != nil {
+	if c.Key, err = nodestate.LoadKey(t, f.KeyFile); err != nil {
 		return c, err
 	}
 	return c, nil
@@ -129,7 +129,7 @@ func (f NodeFlags) Config(t fsutil.Trust) (NodeConfig, error) {
 	if c.Timeout, err = ParseTimeout(f.Timeout); err != nil {
 		return c, err
 	}
-	if c.Ignore, err = handler.ParseRules(f.Ignore); err != nil {
+	if c.Ignore, err = nodestate.ParseRules(f.Ignore); err != nil {
 		return c, err
 	}
 	if c.StateDir == "" {
