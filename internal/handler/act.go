@@ -101,10 +101,10 @@ func (r *run) act(ctx context.Context) (zerolog.Level, string) {
 	q := protocol.Call{Verb: cfg.Action, Service: cfg.Conn.Target, Fault: cfg.Fault, Since: cfg.FaultSince}
 	a, err := request(ctx, cfg.Deadline, q, cfg.Conn, r.deps)
 	if err != nil {
-		// Only a key that cannot sign for this agent gets here (main
-		// checks it first): a configuration error, fail closed.
+		// Only a key that cannot sign for this agent gets here (the event
+		// command checks it first): a configuration error, fail closed.
 		r.res.Code, r.res.Err = ExitUsage, err
-		msg := "auto-healing impossible: handle_worker configuration error: " + textsafe.OneLine(err.Error())
+		msg := configError(err)
 		r.res.Commands = []Command{r.comment(true, msg+"; a human must look")}
 		return zerolog.ErrorLevel, msg + r.feedback(ctx, nil)
 	}
@@ -215,4 +215,14 @@ func actDeadline(ctx context.Context, total time.Duration) time.Time {
 	dl, _ := ctx.Deadline()
 	margin := min(max(total/10, 300*time.Millisecond), 2*time.Second, time.Until(dl)/2)
 	return dl.Add(-margin)
+}
+
+// configError is the policy on our own configuration errors (key, agent,
+// fault macro, TLS files, a key the trust rule refuses) when a fault needs
+// healing: Nagios only logs a failing handler's output, so the handler
+// says it on the CRITICAL service, where on-call looks, persistent until
+// the recovery removes it. This is its text; event (commands.go) and act
+// both write it.
+func configError(err error) string {
+	return "auto-healing impossible: handle_worker configuration error: " + textsafe.OneLine(err.Error())
 }

@@ -9,10 +9,13 @@
 // re-check written back through Nagios' command file or Icinga 2's API,
 // engine.go). Send is a request by hand, Reevaluate asks again for what
 // was held back, Status shows the state directory, CheckFiles judges the
-// files the handler trusts. The agent is the authority: it runs at most
-// one restart per fault and keeps the restart budget, so the handler
-// keeps no budget of its own. docs/event-handler.md describes the
-// behaviour; nothing here exits, prints or uses globals.
+// files the handler trusts. args.go is handle_worker's command line (the
+// grammar and its validation) and commands.go its subcommands, so that
+// cmd/handle_worker is a thin shell. The agent is the authority: it runs
+// at most one restart per fault and keeps the restart budget, so the
+// handler keeps no budget of its own. docs/event-handler.md describes the
+// behaviour. Run, Send and Reevaluate never exit, print or use globals;
+// the subcommands write only to the writers they are given.
 package handler
 
 import (

@@ -15,7 +15,7 @@ import (
 
 // Run handles one event: decide, ask the agent, say what it answered. It
 // is bounded by cfg.Deadline (and ctx) and never panics on bad input:
-// flags are validated by cmd/handle_worker before it is called.
+// flags are validated by the event command (commands.go) before it is called.
 func Run(ctx context.Context, cfg Config, deps Deps) Result {
 	deps.defaults()
 	if cfg.Fault == "" {
