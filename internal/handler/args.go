@@ -10,7 +10,6 @@ import (
 
 	"github.com/alecthomas/kong"
 
-	"github.com/selfheal/selfheal/internal/breaker"
 	"github.com/selfheal/selfheal/internal/cli"
 	"github.com/selfheal/selfheal/internal/fsutil"
 	"github.com/selfheal/selfheal/internal/icingaapi"
@@ -101,20 +100,26 @@ func (f icingaFlags) engine(trust fsutil.Trust, commandFile, stateDir string) (E
 	return IcingaEngine{Client: c}, nil
 }
 
-// judgeFlags are the rules' switches, shared by event and reevaluate.
+// judgeFlags are the rules' switches, shared by event, reevaluate and
+// status (and, through nodestate, check_selfheal node).
 type judgeFlags struct {
-	Ignore           []string      `placeholder:"RULE" help:"Rules to switch off: pause, downtime, ack, host, dependency, breaker (all are on by default)."`
-	BreakerThreshold int           `default:"10" placeholder:"N" help:"The node's mass-failure breaker opens when more than N services need a restart within --breaker-window."`
-	BreakerWindow    time.Duration `default:"5m" help:"The breaker's counting window."`
-	BreakerQuiet     time.Duration `default:"2m" help:"After this long without a new failure the breaker lets one trial restart through, and closes as long again after it."`
+	nodestate.JudgeFlags `embed:""`
+}
+
+// judgeHelp words judgeFlags' help for handle_worker.
+var judgeHelp = kong.Vars{
+	"ignore_help":            "Rules to switch off: pause, downtime, ack, host, dependency, breaker (all are on by default).",
+	"breaker_threshold_help": "The node's mass-failure breaker opens when more than N services need a restart within --breaker-window.",
+	"breaker_window_help":    "The breaker's counting window.",
+	"breaker_quiet_help":     "After this long without a new failure the breaker lets one trial restart through, and closes as long again after it.",
 }
 
 func (j judgeFlags) judgment() (Judgment, error) {
-	ign, err := nodestate.ParseRules(j.Ignore)
+	ign, err := j.Ignored()
 	if err != nil {
 		return Judgment{}, err
 	}
-	cfg := breaker.Config{Window: j.BreakerWindow, Threshold: j.BreakerThreshold, Quiet: j.BreakerQuiet}
+	cfg := j.Breaker()
 	if err := cfg.Validate(); err != nil {
 		return Judgment{}, err
 	}
@@ -315,7 +320,7 @@ func (e *eventCmd) facts(trust fsutil.Trust, files ResolvedFiles) (Facts, Judgme
 // cli's *ExitRequest (help, version) or a usage error.
 func ParseArgs(app cli.App, args []string) (*Grammar, string, error) {
 	var g Grammar
-	kctx, err := cli.Parse(app, &g, args, kong.Vars{"state_dir": nodestate.DefaultStateDir})
+	kctx, err := cli.Parse(app, &g, args, kong.Vars{"state_dir": nodestate.DefaultStateDir}, judgeHelp)
 	if err != nil {
 		return nil, "", err
 	}

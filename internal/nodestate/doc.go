@@ -1,7 +1,8 @@
 // Package nodestate owns this monitoring node's state directory: one
 // Record per host and service (the agent's last answer, and the restart
 // held back, if any), the pauses, and the name of the breaker's files;
-// with the trust rule for it and for the key file. handle_worker writes
+// with the trust rule for it and for the key file, and the hold rules'
+// names and flags, so that both binaries judge the directory alike. handle_worker writes
 // it (internal/handler), check_selfheal and `handle_worker status` read
 // it (internal/healercheck); each file is named here once.
 package nodestate
