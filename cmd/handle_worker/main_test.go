@@ -16,10 +16,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/selfheal/selfheal/internal/handler"
 	"github.com/selfheal/selfheal/internal/lab/rig"
 	"github.com/selfheal/selfheal/internal/lab/rig/rigtest"
 	"github.com/selfheal/selfheal/internal/lab/testutil"
+	"github.com/selfheal/selfheal/internal/nodestate"
 	"github.com/selfheal/selfheal/internal/protocol"
 )
 
@@ -270,7 +270,7 @@ func TestEventEndToEnd(t *testing.T) {
 		t.Fatalf("command file: %q", c)
 	}
 	// The advisory record says what the agent last answered, and holds it.
-	rec, err := handler.Store{Dir: s.state}.Read("web1", "Worker Svc")
+	rec, err := nodestate.Store{Dir: s.state}.Read("web1", "Worker Svc")
 	if err != nil || rec == nil || rec.Fault != "8" || rec.Outcome != "backoff" || rec.Agent != "web1" || rec.Held == nil {
 		t.Fatalf("record %+v, %v", rec, err)
 	}

@@ -11,8 +11,8 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/selfheal/selfheal/internal/handler"
 	"github.com/selfheal/selfheal/internal/lab/rig"
+	"github.com/selfheal/selfheal/internal/nodestate"
 )
 
 // The trust rule, tried as a local attacker on the monitoring node would:
@@ -190,7 +190,7 @@ func TestEventPlantedSymlinks(t *testing.T) {
 		if fi, err := os.Lstat(record); err != nil || !fi.Mode().IsRegular() {
 			t.Fatalf("the record is not a regular file: %v %v", fi, err)
 		}
-		if rec, err := (handler.Store{Dir: s.state}).Read("web1", "Worker"); err != nil || rec == nil || rec.Fault != fault {
+		if rec, err := (nodestate.Store{Dir: s.state}).Read("web1", "Worker"); err != nil || rec == nil || rec.Fault != fault {
 			t.Fatalf("record %+v, %v; want fault %s", rec, err, fault)
 		}
 	}

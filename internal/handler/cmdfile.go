@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/selfheal/selfheal/internal/fsutil"
+	"github.com/selfheal/selfheal/internal/nagios"
 	"github.com/selfheal/selfheal/internal/textsafe"
 )
 
@@ -18,10 +19,6 @@ const pipeBuf = 4096
 
 // maxCommentText bounds a comment so that a batch stays well under pipeBuf.
 const maxCommentText = 512
-
-// ErrNoReader: the FIFO exists but nobody reads it (Nagios is stopped or
-// check_external_commands=0).
-var ErrNoReader = errors.New("no process is reading the command file (Nagios: is it running with check_external_commands=1? Icinga 2: use --icinga-api, its command feature is deprecated)")
 
 // CommandFile writes external commands to Nagios' (or Icinga 2's
 // ExternalCommandListener's) command FIFO.
@@ -85,7 +82,7 @@ func field(s string) string { return strings.ReplaceAll(clean(s), ";", "_") }
 // file nobody reads), and a symlink: opened O_NOFOLLOW, so a link planted
 // as the command file cannot turn this write into one to a file the
 // nagios user can write (its nagios.cfg, its retention file). It opens
-// non-blocking, so a FIFO without a reader is an immediate ErrNoReader
+// non-blocking, so a FIFO without a reader is an immediate nagios.ErrNoReader
 // instead of a hang.
 //
 // The trust rule of the key and the state directory (fsutil.Trust.Check)
@@ -117,7 +114,7 @@ func (c CommandFile) Write(now time.Time, cmds ...Command) error {
 	}
 	fd, err := syscall.Open(c.Path, syscall.O_WRONLY|syscall.O_NONBLOCK|syscall.O_NOFOLLOW|syscall.O_CLOEXEC|syscall.O_NOCTTY, 0)
 	if errors.Is(err, syscall.ENXIO) {
-		return fmt.Errorf("command file %s: %w", c.Path, ErrNoReader)
+		return fmt.Errorf("command file %s: %w", c.Path, nagios.ErrNoReader)
 	}
 	if errors.Is(err, syscall.ELOOP) {
 		return c.symlink() // swapped in since the Lstat

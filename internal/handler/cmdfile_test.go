@@ -2,6 +2,7 @@ package handler
 
 import (
 	"errors"
+	"github.com/selfheal/selfheal/internal/nagios"
 	"os"
 	"path/filepath"
 	"strings"
@@ -83,7 +84,7 @@ func TestCommandFileNoReader(t *testing.T) {
 	go func() { done <- CommandFile{Path: p}.Write(time.Now(), ScheduleForcedSvcCheck("h", "s", time.Now())) }()
 	select {
 	case err := <-done:
-		if !errors.Is(err, ErrNoReader) {
+		if !errors.Is(err, nagios.ErrNoReader) {
 			t.Fatalf("err = %v, want ErrNoReader", err)
 		}
 		if !strings.Contains(err.Error(), "check_external_commands") {

@@ -25,6 +25,7 @@ import (
 	"github.com/selfheal/selfheal/internal/lab/rig"
 	"github.com/selfheal/selfheal/internal/lab/rig/rigtest"
 	"github.com/selfheal/selfheal/internal/nagios"
+	"github.com/selfheal/selfheal/internal/nodestate"
 	"github.com/selfheal/selfheal/internal/protocol"
 )
 
@@ -112,9 +113,9 @@ func (e *env) commands() string {
 	return string(buf[:n])
 }
 
-func (e *env) record() handler.Record {
+func (e *env) record() nodestate.Record {
 	e.t.Helper()
-	rec, err := handler.Store{Dir: e.state}.Read(e.cfg.HostName, e.cfg.ServiceDesc)
+	rec, err := nodestate.Store{Dir: e.state}.Read(e.cfg.HostName, e.cfg.ServiceDesc)
 	if err != nil || rec == nil {
 		e.t.Fatalf("advisory record: %+v, %v", rec, err)
 	}
@@ -531,7 +532,7 @@ func TestRunRecordIsAdvisory(t *testing.T) {
 	l := rigtest.StartHandlerListener(t)
 	t.Run("corrupt", func(t *testing.T) {
 		e := newEnv(t, l)
-		p := handler.Store{Dir: e.state}.Path("web1", "Worker")
+		p := nodestate.Store{Dir: e.state}.Path("web1", "Worker")
 		os.WriteFile(p, []byte("{not json"), 0o600)
 		expect(t, e.run("CRITICAL", "HARD", 3, "1"), 0, "ok in")
 		if rec := e.record(); rec.Result != "healed" {
@@ -567,7 +568,7 @@ func TestRunDryRun(t *testing.T) {
 	if l.Actions(t) != 0 || e.commands() != "" {
 		t.Fatal("dry-run sent or wrote something")
 	}
-	if _, err := os.Stat(handler.Store{Dir: e.state}.Path("web1", "Worker")); err == nil {
+	if _, err := os.Stat(nodestate.Store{Dir: e.state}.Path("web1", "Worker")); err == nil {
 		t.Fatal("dry-run wrote the state")
 	}
 	if left, _ := os.ReadDir(e.state); len(left) != 0 {
@@ -862,7 +863,7 @@ func TestSend(t *testing.T) {
 	if r := handler.Send(context.Background(), sc, e.deps()); r.Code != 0 {
 		t.Fatalf("ping: %d %q", r.Code, r.Line)
 	}
-	if _, err := os.Stat(handler.Store{Dir: e.state}.Path("web1", "Worker")); err == nil {
+	if _, err := os.Stat(nodestate.Store{Dir: e.state}.Path("web1", "Worker")); err == nil {
 		t.Fatal("status/ping were recorded")
 	}
 

@@ -13,6 +13,7 @@ import (
 	"github.com/selfheal/selfheal/internal/lab/rig"
 	"github.com/selfheal/selfheal/internal/lab/rig/rigtest"
 	"github.com/selfheal/selfheal/internal/nagios"
+	"github.com/selfheal/selfheal/internal/nodestate"
 )
 
 // bigBudget lets one agent restart "demo" for many faults in a row: these
@@ -84,8 +85,8 @@ func TestRunHeld(t *testing.T) {
 	down, unreach := nagios.HostDown, nagios.HostUnreachable
 	pause := func(host, svc string) func(*env) {
 		return func(e *env) {
-			p := handler.Pause{Host: host, Service: svc, Reason: "kernel patch", By: "alice", At: e.clk.Now(), Until: e.clk.Now().Add(time.Hour)}
-			if _, err := (handler.Store{Dir: e.state}).SetPause(context.Background(), e.clk.Now(), p, false); err != nil {
+			p := nodestate.Pause{Host: host, Service: svc, Reason: "kernel patch", By: "alice", At: e.clk.Now(), Until: e.clk.Now().Add(time.Hour)}
+			if _, err := (nodestate.Store{Dir: e.state}).SetPause(context.Background(), e.clk.Now(), p, false); err != nil {
 				e.t.Fatal(err)
 			}
 		}
@@ -93,8 +94,8 @@ func TestRunHeld(t *testing.T) {
 	// resume ends whichever pause is set.
 	resume := func(e *env) {
 		n := 0
-		for _, p := range []handler.Pause{{}, {Host: "web1"}, {Host: "web1", Service: "Worker"}} {
-			k, err := (handler.Store{Dir: e.state}).SetPause(context.Background(), e.clk.Now(), p, true)
+		for _, p := range []nodestate.Pause{{}, {Host: "web1"}, {Host: "web1", Service: "Worker"}} {
+			k, err := (nodestate.Store{Dir: e.state}).SetPause(context.Background(), e.clk.Now(), p, true)
 			if err != nil {
 				e.t.Fatal(err)
 			}
@@ -154,7 +155,7 @@ func TestRunHeld(t *testing.T) {
 				t.Fatalf("command file:\n got %q\nwant %q", c, want)
 			}
 			rec := e.record()
-			wantAsk := handler.Ask{Address: l.Host, Port: l.Port, Agent: l.Agent, Target: "demo", Action: "restart", RecheckMS: 2000}
+			wantAsk := nodestate.Ask{Address: l.Host, Port: l.Port, Agent: l.Agent, Target: "demo", Action: "restart", RecheckMS: 2000}
 			if h := rec.Held; h == nil || h.Rule != tt.rule || h.Text != r.Hold.Text || h.Fault != f2 || !h.Since.Equal(since) ||
 				!h.RetryAt.IsZero() || h.Ask != wantAsk {
 				t.Fatalf("held record %+v, want rule %s fault %s since %v ask %+v", rec.Held, tt.rule, f2, since, wantAsk)
@@ -304,7 +305,7 @@ func TestRunHeldThenOK(t *testing.T) {
 	if rec := e.record(); rec.Held != nil || rec.Comment != "" {
 		t.Fatalf("after the OK: %+v", rec)
 	}
-	if recs, err := (handler.Store{Dir: e.state}).HeldRecords(); err != nil || len(recs) != 0 {
+	if recs, err := (nodestate.Store{Dir: e.state}).HeldRecords(); err != nil || len(recs) != 0 {
 		t.Fatalf("held records %+v, %v", recs, err)
 	}
 }
@@ -348,7 +349,7 @@ func TestRunNodeBreaker(t *testing.T) {
 	if c := e.commands(); c != fmt.Sprintf("[%d] ADD_SVC_COMMENT;web2;C;0;handle_worker;%s\n", t0.Unix(), r.Hold.Text) {
 		t.Fatalf("command file %q", c)
 	}
-	rec, err := handler.Store{Dir: e.state}.Read("web2", "C")
+	rec, err := nodestate.Store{Dir: e.state}.Read("web2", "C")
 	if err != nil || rec == nil || rec.Held == nil || rec.Held.Rule != "breaker" || !rec.Held.RetryAt.Equal(t0.Add(2*time.Minute)) {
 		t.Fatalf("record %+v, %v", rec, err)
 	}
@@ -380,7 +381,7 @@ func TestRunNodeBreaker(t *testing.T) {
 	// --ignore breaker: never held.
 	e2 := newEnv(t, l)
 	e2.cfg.Facts = handler.NoFacts
-	e2.cfg.Judgment = handler.Judgment{Breaker: breaker.Config{Threshold: 1}, Ignore: map[handler.Rule]bool{handler.RuleBreaker: true}}
+	e2.cfg.Judgment = handler.Judgment{Breaker: breaker.Config{Threshold: 1}, Ignore: map[nodestate.Rule]bool{nodestate.RuleBreaker: true}}
 	for i, s := range []string{"X", "Y", "Z"} {
 		e2.cfg.ServiceDesc = s
 		expect(t, e2.run("CRITICAL", "HARD", 3, fmt.Sprint(10+i)), 0, "ok in")

@@ -2,53 +2,14 @@ package handler
 
 import (
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/selfheal/selfheal/internal/breaker"
 	"github.com/selfheal/selfheal/internal/nagios"
+	"github.com/selfheal/selfheal/internal/nodestate"
 	"github.com/selfheal/selfheal/internal/status"
 )
-
-// Rule is one reason to hold a needed restart back. Every rule is on by
-// default; --ignore switches some off. docs/event-handler.md has the
-// decision table, in this order of precedence.
-type Rule string
-
-// The rules, in order of precedence.
-const (
-	RulePause      Rule = "pause"      // handle_worker pause, for the node, the host or the service
-	RuleDowntime   Rule = "downtime"   // the service or its host is in scheduled downtime
-	RuleAck        Rule = "ack"        // the problem is acknowledged: a human has it
-	RuleHost       Rule = "host"       // the host is DOWN or UNREACHABLE
-	RuleDependency Rule = "dependency" // every critical finding is a dependency's
-	RuleBreaker    Rule = "breaker"    // too many services of the zone are failing at once
-)
-
-// Rules lists the rules in order of precedence.
-var Rules = []Rule{RulePause, RuleDowntime, RuleAck, RuleHost, RuleDependency, RuleBreaker}
-
-// ParseRules reads --ignore's list.
-func ParseRules(list []string) (map[Rule]bool, error) {
-	out := map[Rule]bool{}
-	for _, s := range list {
-		r := Rule(strings.ToLower(strings.TrimSpace(s)))
-		if !slices.Contains(Rules, r) {
-			return nil, fmt.Errorf("--ignore %q: want one of %s", s, joinRules())
-		}
-		out[r] = true
-	}
-	return out, nil
-}
-
-func joinRules() string {
-	var s []string
-	for _, r := range Rules {
-		s = append(s, string(r))
-	}
-	return strings.Join(s, ", ")
-}
 
 // Facts are what the engine says about the service besides its state.
 // Each is optional: a fact not given (or unreadable) holds nothing back,
@@ -76,7 +37,7 @@ var NoFacts = Facts{ServiceDowntime: -1, HostDowntime: -1, Ack: -1}
 
 // Judgment is the configuration of the rules.
 type Judgment struct {
-	Ignore map[Rule]bool
+	Ignore map[nodestate.Rule]bool
 	// Zone is the mass-failure rule, decided from the zone's failing
 	// services as the engine shows them (zone.go).
 	Zone breaker.ZoneConfig
@@ -105,7 +66,7 @@ type Hold struct {
 // judge applies the rules that need no state of this node's (pause and
 // breaker are applied by the caller, around it), in order of precedence.
 func judge(j Judgment, f Facts, host, service string) *Hold {
-	on := func(r Rule) bool { return !j.Ignore[r] }
+	on := func(r nodestate.Rule) bool { return !j.Ignore[r] }
 	var st *nagios.ServiceStatus
 	var hs *nagios.HostStatus
 	if f.Status != nil {
@@ -116,7 +77,7 @@ func judge(j Judgment, f Facts, host, service string) *Hold {
 			hs = &h
 		}
 	}
-	if on(RuleDowntime) {
+	if on(nodestate.RuleDowntime) {
 		sd, hd := f.ServiceDowntime, f.HostDowntime
 		if sd < 0 && st != nil {
 			sd = st.DowntimeDepth
@@ -126,21 +87,21 @@ func judge(j Judgment, f Facts, host, service string) *Hold {
 		}
 		switch {
 		case sd > 0:
-			return &Hold{Rule: string(RuleDowntime), Text: "auto-restart held back (downtime): the service is in scheduled downtime; healed when it ends if still CRITICAL"}
+			return &Hold{Rule: string(nodestate.RuleDowntime), Text: "auto-restart held back (downtime): the service is in scheduled downtime; healed when it ends if still CRITICAL"}
 		case hd > 0:
-			return &Hold{Rule: string(RuleDowntime), Text: "auto-restart held back (downtime): the host is in scheduled downtime; healed when it ends if still CRITICAL"}
+			return &Hold{Rule: string(nodestate.RuleDowntime), Text: "auto-restart held back (downtime): the host is in scheduled downtime; healed when it ends if still CRITICAL"}
 		}
 	}
-	if on(RuleAck) {
+	if on(nodestate.RuleAck) {
 		acked := f.Ack > 0
 		if f.Ack < 0 && st != nil {
 			acked = st.Acknowledged
 		}
 		if acked {
-			return &Hold{Rule: string(RuleAck), Text: "auto-restart held back (acknowledged): a human has taken this problem; remove the acknowledgement to let it heal"}
+			return &Hold{Rule: string(nodestate.RuleAck), Text: "auto-restart held back (acknowledged): a human has taken this problem; remove the acknowledgement to let it heal"}
 		}
 	}
-	if on(RuleHost) {
+	if on(nodestate.RuleHost) {
 		var h *nagios.HostState
 		switch {
 		case f.HostState != nil:
@@ -149,17 +110,17 @@ func judge(j Judgment, f Facts, host, service string) *Hold {
 			h = &hs.State
 		}
 		if h != nil && *h != nagios.HostUp {
-			return &Hold{Rule: string(RuleHost), Text: fmt.Sprintf("auto-restart held back (host %s): the worker's host is %s, so the agent cannot be reached and a restart would not help; the fault's restart is kept for when the host is UP", *h, *h)}
+			return &Hold{Rule: string(nodestate.RuleHost), Text: fmt.Sprintf("auto-restart held back (host %s): the worker's host is %s, so the agent cannot be reached and a restart would not help; the fault's restart is kept for when the host is UP", *h, *h)}
 		}
 	}
-	if on(RuleDependency) {
+	if on(nodestate.RuleDependency) {
 		pd, given := f.Perfdata, f.PerfdataGiven
 		if !given && st != nil {
 			pd, given = st.Perfdata, true
 		}
 		if given && status.DependencyOnly(pd) {
 			_, dep, _ := status.ScopeFromPerfdata(pd)
-			return &Hold{Rule: string(RuleDependency), Text: fmt.Sprintf("auto-restart held back (dependency): every critical finding (%d) is a dependency's, not the worker's own; a restart would not fix it", dep)}
+			return &Hold{Rule: string(nodestate.RuleDependency), Text: fmt.Sprintf("auto-restart held back (dependency): every critical finding (%d) is a dependency's, not the worker's own; a restart would not fix it", dep)}
 		}
 	}
 	return nil

@@ -8,6 +8,7 @@ import (
 
 	"github.com/selfheal/selfheal/internal/breaker"
 	"github.com/selfheal/selfheal/internal/nagios"
+	"github.com/selfheal/selfheal/internal/nodestate"
 )
 
 // statusFor is a status.dat holding web1/Worker and the host web1.
@@ -45,9 +46,9 @@ func TestJudgePrecedence(t *testing.T) {
 	status.Status = statusFor(t,
 		"has_been_checked=1\ncurrent_state=2\nstate_type=1\nscheduled_downtime_depth=1\nproblem_has_been_acknowledged=1\nperformance_data="+depOnly+"\n",
 		"has_been_checked=1\ncurrent_state=1\nscheduled_downtime_depth=1\n")
-	order := []Rule{RuleDowntime, RuleAck, RuleHost, RuleDependency}
+	order := []nodestate.Rule{nodestate.RuleDowntime, nodestate.RuleAck, nodestate.RuleHost, nodestate.RuleDependency}
 	for name, f := range map[string]Facts{"macros": macros, "status.dat": status} {
-		ignore := map[Rule]bool{}
+		ignore := map[nodestate.Rule]bool{}
 		for _, r := range order {
 			if got := judge(Judgment{Ignore: ignore}, f, "web1", "Worker"); ruleOf(got) != string(r) {
 				t.Fatalf("%s, ignoring %v: held by %q, want %q", name, ignore, ruleOf(got), r)
@@ -58,7 +59,7 @@ func TestJudgePrecedence(t *testing.T) {
 			t.Fatalf("%s, every rule off: held %+v", name, got)
 		}
 		// pause and breaker are not judge's: switching them off changes nothing.
-		if got := judge(Judgment{Ignore: map[Rule]bool{RulePause: true, RuleBreaker: true}}, f, "web1", "Worker"); ruleOf(got) != string(RuleDowntime) {
+		if got := judge(Judgment{Ignore: map[nodestate.Rule]bool{nodestate.RulePause: true, nodestate.RuleBreaker: true}}, f, "web1", "Worker"); ruleOf(got) != string(nodestate.RuleDowntime) {
 			t.Fatalf("%s: %+v", name, got)
 		}
 	}
@@ -147,7 +148,7 @@ func TestJudgeFacts(t *testing.T) {
 			}
 			// Switched off, the rule holds nothing.
 			if h != nil {
-				if again := judge(Judgment{Ignore: map[Rule]bool{Rule(h.Rule): true}}, tt.f, "web1", svc); again != nil {
+				if again := judge(Judgment{Ignore: map[nodestate.Rule]bool{nodestate.Rule(h.Rule): true}}, tt.f, "web1", svc); again != nil {
 					t.Fatalf("--ignore %s, still held: %+v", h.Rule, again)
 				}
 			}
@@ -168,26 +169,26 @@ func TestJudgeFacts(t *testing.T) {
 }
 
 func TestParseRules(t *testing.T) {
-	got, err := ParseRules([]string{"Downtime", " host ", "breaker"})
-	if err != nil || len(got) != 3 || !got[RuleDowntime] || !got[RuleHost] || !got[RuleBreaker] || got[RuleAck] {
+	got, err := nodestate.ParseRules([]string{"Downtime", " host ", "breaker"})
+	if err != nil || len(got) != 3 || !got[nodestate.RuleDowntime] || !got[nodestate.RuleHost] || !got[nodestate.RuleBreaker] || got[nodestate.RuleAck] {
 		t.Fatalf("%v, %v", got, err)
 	}
-	if got, err := ParseRules(nil); err != nil || len(got) != 0 {
+	if got, err := nodestate.ParseRules(nil); err != nil || len(got) != 0 {
 		t.Fatalf("no --ignore: %v, %v", got, err)
 	}
 	for _, bad := range []string{"bogus", "", "downtime,ack"} {
-		_, err := ParseRules([]string{"ack", bad})
+		_, err := nodestate.ParseRules([]string{"ack", bad})
 		if err == nil || err.Error() != `--ignore "`+bad+`": want one of pause, downtime, ack, host, dependency, breaker` {
 			t.Errorf("%q: %v", bad, err)
 		}
 	}
-	want := []Rule{"pause", "downtime", "ack", "host", "dependency", "breaker"}
-	if len(Rules) != len(want) {
-		t.Fatalf("rules %v", Rules)
+	want := []nodestate.Rule{"pause", "downtime", "ack", "host", "dependency", "breaker"}
+	if len(nodestate.Rules) != len(want) {
+		t.Fatalf("rules %v", nodestate.Rules)
 	}
 	for i := range want {
-		if Rules[i] != want[i] {
-			t.Fatalf("rules %v, want %v (the documented order)", Rules, want)
+		if nodestate.Rules[i] != want[i] {
+			t.Fatalf("rules %v, want %v (the documented order)", nodestate.Rules, want)
 		}
 	}
 }

@@ -3,7 +3,6 @@ package handler
 import (
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/selfheal/selfheal/internal/fsutil"
 	"github.com/selfheal/selfheal/internal/nagios"
+	"github.com/selfheal/selfheal/internal/nodestate"
 	"github.com/selfheal/selfheal/internal/protocol"
 	"github.com/selfheal/selfheal/internal/textsafe"
 )
@@ -72,7 +72,7 @@ func Reevaluate(ctx context.Context, cfg ReevalConfig, deps Deps) ReevalResult {
 		return ReevalResult{Code: ExitUsage, Line: fmt.Sprintf("UNKNOWN - status file is %s old (written %s): is the engine running?",
 			roundDur(now.Sub(cfg.Status.Created)), cfg.Status.Created.UTC().Format(time.RFC3339))}
 	}
-	store := Store{Dir: cfg.StateDir, Trust: cfg.Trust}
+	store := nodestate.Store{Dir: cfg.StateDir, Trust: cfg.Trust}
 	recs, err := store.HeldRecords()
 	if err != nil {
 		return ReevalResult{Code: int(nagios.Critical), Line: "CRITICAL - cannot read the handler's state: " + textsafe.OneLine(err.Error())}
@@ -125,11 +125,11 @@ func Reevaluate(ctx context.Context, cfg ReevalConfig, deps Deps) ReevalResult {
 	return res
 }
 
-func reevalOne(ctx context.Context, cfg ReevalConfig, deps Deps, store Store, rec Record) ReevalItem {
+func reevalOne(ctx context.Context, cfg ReevalConfig, deps Deps, store nodestate.Store, rec nodestate.Record) ReevalItem {
 	h := rec.Held
 	it := ReevalItem{Host: rec.Host, Service: rec.Service, Rule: h.Rule}
 	clear := func(why string) ReevalItem {
-		err := store.Update(ctx, rec.Host, rec.Service, func(cur *Record) bool {
+		err := store.Update(ctx, rec.Host, rec.Service, func(cur *nodestate.Record) bool {
 			// Only the hold this run read: a handler may have recorded a
 			// new one since.
 			if cur == nil || cur.Held == nil || cur.Held.Fault != h.Fault || cur.Held.Rule != h.Rule || !cur.Held.Since.Equal(h.Since) {
@@ -258,73 +258,4 @@ func reevalSummary(items []ReevalItem) (int, string) {
 			len(held), list(held), count["healed"], perf)
 	}
 	return int(nagios.OK), fmt.Sprintf("OK - no heal held back; %d healed in this run %s", count["healed"], perf)
-}
-
-// HeldRecords returns every record with a held fault.
-func (s Store) HeldRecords() ([]Record, error) {
-	d, err := s.open()
-	if err != nil {
-		return nil, err
-	}
-	defer d.Close()
-	names, err := d.Names(".json")
-	if err != nil {
-		return nil, err
-	}
-	var out []Record
-	for _, n := range names {
-		if !strings.Contains(n, ",") { // records are "<host>,<service>.json": not pauses.json or breaker.json
-			continue
-		}
-		rec, err := readAny(d, n)
-		if err != nil || rec == nil || rec.Held == nil {
-			continue // unreadable records are reported by status, not here
-		}
-		out = append(out, *rec)
-	}
-	return out, nil
-}
-
-// AllRecords returns every readable record, and the names of the others.
-func (s Store) AllRecords() ([]Record, []string, error) {
-	d, err := s.open()
-	if err != nil {
-		return nil, nil, err
-	}
-	defer d.Close()
-	names, err := d.Names(".json")
-	if err != nil {
-		return nil, nil, err
-	}
-	var out []Record
-	var bad []string
-	for _, n := range names {
-		if !strings.Contains(n, ",") { // records are "<host>,<service>.json": not pauses.json or breaker.json
-			continue
-		}
-		rec, err := readAny(d, n)
-		if err != nil || rec == nil {
-			bad = append(bad, n)
-			continue
-		}
-		out = append(out, *rec)
-	}
-	return out, bad, nil
-}
-
-// readAny reads a record whose names come from the file itself; it must
-// still be the file those names map to.
-func readAny(d *fsutil.Dir, name string) (*Record, error) {
-	b, _, err := d.ReadRegular(name, maxStateBytes)
-	if err != nil {
-		return nil, err
-	}
-	var peek struct{ Host, Service string }
-	if err := json.Unmarshal(b, &peek); err != nil {
-		return nil, err
-	}
-	if fileBase(peek.Host, peek.Service)+".json" != name {
-		return nil, fmt.Errorf("%w: %s names %q/%q", ErrStateCorrupt, name, peek.Host, peek.Service)
-	}
-	return readState(d, name, peek.Host, peek.Service)
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/selfheal/selfheal/internal/handler"
 	"github.com/selfheal/selfheal/internal/lab/rig/rigtest"
 	"github.com/selfheal/selfheal/internal/nagios"
+	"github.com/selfheal/selfheal/internal/nodestate"
 )
 
 // holdHostDown has the event handler hold fault back for a DOWN host:
@@ -184,11 +185,11 @@ func TestReevaluateRetryAt(t *testing.T) {
 	l := rigtest.StartHandlerListener(t)
 	e := newEnv(t, l)
 	now := e.clk.Now()
-	rec := handler.Record{Host: "web1", Service: "Worker", At: now, Source: "event", Verb: "restart", Agent: l.Agent, Fault: "60",
+	rec := nodestate.Record{Host: "web1", Service: "Worker", At: now, Source: "event", Verb: "restart", Agent: l.Agent, Fault: "60",
 		Result: "backoff", Outcome: "backoff", Summary: "back-off at the agent",
-		Held: &handler.Held{Rule: "backoff", Text: "auto-healing deferred (backoff): back-off at the agent", Since: now.Add(-time.Second), RetryAt: now.Add(5 * time.Minute),
-			Fault: "60", Ask: handler.Ask{Address: l.Host, Port: l.Port, Agent: l.Agent, Target: "demo", Action: "restart", RecheckMS: 2000}}}
-	if err := (handler.Store{Dir: e.state}).Write(context.Background(), rec); err != nil {
+		Held: &nodestate.Held{Rule: "backoff", Text: "auto-healing deferred (backoff): back-off at the agent", Since: now.Add(-time.Second), RetryAt: now.Add(5 * time.Minute),
+			Fault: "60", Ask: nodestate.Ask{Address: l.Host, Port: l.Port, Agent: l.Agent, Target: "demo", Action: "restart", RecheckMS: 2000}}}
+	if err := (nodestate.Store{Dir: e.state}).Write(context.Background(), rec); err != nil {
 		t.Fatal(err)
 	}
 	sd := statusDat(t, now, critical("60"), hostStatus("web1", hostUp))
@@ -214,7 +215,7 @@ func TestReevaluateStale(t *testing.T) {
 	// A hold from 11 minutes ago: the stale file is still newer than it.
 	rec := e.record()
 	rec.Held.Since = rec.Held.Since.Add(-11 * time.Minute)
-	if err := (handler.Store{Dir: e.state}).Write(context.Background(), rec); err != nil {
+	if err := (nodestate.Store{Dir: e.state}).Write(context.Background(), rec); err != nil {
 		t.Fatal(err)
 	}
 	written := e.clk.Now().Add(-10 * time.Minute)

@@ -9,6 +9,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/selfheal/selfheal/internal/fsutil"
+	"github.com/selfheal/selfheal/internal/nodestate"
 	"github.com/selfheal/selfheal/internal/protocol"
 	"github.com/selfheal/selfheal/internal/textsafe"
 )
@@ -80,7 +81,7 @@ func Send(ctx context.Context, cfg SendConfig, deps Deps) Result {
 	}
 	recorded := false
 	if records(cfg.Verb) && cfg.StateDir != "" {
-		store := Store{Dir: cfg.StateDir, Trust: cfg.Trust}
+		store := nodestate.Store{Dir: cfg.StateDir, Trust: cfg.Trust}
 		if werr := writeRecord(ctx, store, cfg.HostName, cfg.ServiceDesc, "manual", a, deps.Now()); werr != nil {
 			notes = append(notes, "warning: answer not recorded: "+textsafe.OneLine(werr.Error()))
 		} else {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/selfheal/selfheal/internal/breaker"
+	"github.com/selfheal/selfheal/internal/nodestate"
 	"github.com/selfheal/selfheal/internal/textsafe"
 )
 
@@ -15,7 +16,7 @@ import (
 // node's breaker, and
 // per service the agent's last answer (budget used, back-off), what is
 // held back and why. It reads only.
-func Status(ctx context.Context, s Store, j Judgment, now time.Time) (string, error) {
+func Status(ctx context.Context, s nodestate.Store, j Judgment, now time.Time) (string, error) {
 	recs, bad, err := s.AllRecords()
 	if err != nil {
 		return "", err
@@ -31,13 +32,13 @@ func Status(ctx context.Context, s Store, j Judgment, now time.Time) (string, er
 	for _, p := range ps {
 		fmt.Fprintf(&b, "paused: %s by %s until %s (%s left): %s\n", p.Scope(), p.By, p.Until.Format(time.RFC3339), roundDur(p.Until.Sub(now)), p.Reason)
 	}
-	if j.Ignore[RuleBreaker] {
+	if j.Ignore[nodestate.RuleBreaker] {
 		b.WriteString("breaker: switched off (--ignore breaker)\n")
-	} else if d, err := s.open(); err != nil {
+	} else if d, err := s.Open(); err != nil {
 		fmt.Fprintf(&b, "breaker: unreadable: %s\n", textsafe.OneLine(err.Error()))
 	} else {
 		b.WriteString(zoneStatus(d, j, now))
-		v, err := breaker.Store{Dir: d, Name: "breaker", Config: j.Breaker}.Current(ctx, now)
+		v, err := breaker.Store{Dir: d, Name: nodestate.BreakerFile, Config: j.Breaker}.Current(ctx, now)
 		d.Close()
 		switch {
 		case err != nil:
@@ -66,7 +67,7 @@ func Status(ctx context.Context, s Store, j Judgment, now time.Time) (string, er
 				held += ", agent allows in " + roundDur(h.RetryAt.Sub(now)).String()
 			}
 		}
-		if p := PausedFor(ps, r.Host, r.Service); p != nil && held == "-" {
+		if p := nodestate.PausedFor(ps, r.Host, r.Service); p != nil && held == "-" {
 			held = "paused (" + p.Scope() + ")"
 		}
 		last := r.Result

@@ -11,11 +11,12 @@ import (
 	"github.com/selfheal/selfheal/internal/breaker"
 	"github.com/selfheal/selfheal/internal/fsutil"
 	"github.com/selfheal/selfheal/internal/handler"
+	"github.com/selfheal/selfheal/internal/nodestate"
 )
 
 var statusNow = time.Date(2025, 11, 25, 10, 0, 0, 0, time.UTC)
 
-func writeRecords(t *testing.T, s handler.Store, recs ...handler.Record) {
+func writeRecords(t *testing.T, s nodestate.Store, recs ...nodestate.Record) {
 	t.Helper()
 	for _, r := range recs {
 		if err := s.Write(context.Background(), r); err != nil {
@@ -43,22 +44,22 @@ func dirNames(t *testing.T, dir string) string {
 func TestStatus(t *testing.T) {
 	s := pauseStore(t)
 	now := statusNow
-	budget := &handler.RecordBudget{Used: 1, Max: 3, WindowS: 3600}
+	budget := &nodestate.RecordBudget{Used: 1, Max: 3, WindowS: 3600}
 	writeRecords(t, s,
-		handler.Record{Host: "web1", Service: "A", At: now.Add(-2 * time.Minute), Result: "healed", Outcome: "ok", Budget: budget},
-		handler.Record{Host: "web1", Service: "B", At: now.Add(-90 * time.Second), Result: "held", Outcome: "ok",
-			Held: &handler.Held{Rule: "host", Since: now.Add(-90 * time.Second), Fault: "7"}},
-		handler.Record{Host: "web2", Service: "C", At: now.Add(5 * time.Minute), Result: "backoff", Outcome: "backoff",
-			Held: &handler.Held{Rule: "backoff", Since: now.Add(-time.Minute), RetryAt: now.Add(3 * time.Minute), Fault: "8"}},
-		handler.Record{Host: "web3", Service: "D", At: now.Add(-10 * time.Minute), Result: "healed", Outcome: "ok", Budget: budget},
+		nodestate.Record{Host: "web1", Service: "A", At: now.Add(-2 * time.Minute), Result: "healed", Outcome: "ok", Budget: budget},
+		nodestate.Record{Host: "web1", Service: "B", At: now.Add(-90 * time.Second), Result: "held", Outcome: "ok",
+			Held: &nodestate.Held{Rule: "host", Since: now.Add(-90 * time.Second), Fault: "7"}},
+		nodestate.Record{Host: "web2", Service: "C", At: now.Add(5 * time.Minute), Result: "backoff", Outcome: "backoff",
+			Held: &nodestate.Held{Rule: "backoff", Since: now.Add(-time.Minute), RetryAt: now.Add(3 * time.Minute), Fault: "8"}},
+		nodestate.Record{Host: "web3", Service: "D", At: now.Add(-10 * time.Minute), Result: "healed", Outcome: "ok", Budget: budget},
 	)
-	setPause(t, s, now, handler.Pause{Host: "web3", Reason: "disk swap", By: "alice", At: now, Until: now.Add(time.Hour)}, false)
+	setPause(t, s, now, nodestate.Pause{Host: "web3", Reason: "disk swap", By: "alice", At: now, Until: now.Add(time.Hour)}, false)
 	if err := os.WriteFile(filepath.Join(s.Dir, "x,y.json"), []byte("{"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	before := dirNames(t, s.Dir)
 	// The breaker's line is TestStatusBreaker's.
-	off := handler.Judgment{Breaker: handler.DefaultBreaker, Ignore: map[handler.Rule]bool{handler.RuleBreaker: true}}
+	off := handler.Judgment{Breaker: handler.DefaultBreaker, Ignore: map[nodestate.Rule]bool{nodestate.RuleBreaker: true}}
 	got, err := handler.Status(context.Background(), s, off, now)
 	if err != nil {
 		t.Fatal(err)
@@ -125,7 +126,7 @@ func TestStatusBreaker(t *testing.T) {
 			t.Errorf("%s:\n got %q\nwant %q", tc.name, got, "pauses: none\n"+zoneIdle+tc.want)
 		}
 	}
-	if got, want := head(handler.Judgment{Breaker: cfg, Ignore: map[handler.Rule]bool{handler.RuleBreaker: true}}, now),
+	if got, want := head(handler.Judgment{Breaker: cfg, Ignore: map[nodestate.Rule]bool{nodestate.RuleBreaker: true}}, now),
 		"pauses: none\nbreaker: switched off (--ignore breaker)\n"; got != want {
 		t.Fatalf("off:\n got %q\nwant %q", got, want)
 	}
@@ -135,7 +136,7 @@ func TestStatusBreaker(t *testing.T) {
 	if got := head(on, now); !strings.HasPrefix(got, "pauses: unreadable: state file corrupt: ") {
 		t.Fatalf("corrupt pauses: %q", got)
 	}
-	if _, err := handler.Status(context.Background(), handler.Store{Dir: filepath.Join(s.Dir, "nope")}, on, now); err == nil {
+	if _, err := handler.Status(context.Background(), nodestate.Store{Dir: filepath.Join(s.Dir, "nope")}, on, now); err == nil {
 		t.Fatal("no error for a missing state directory")
 	}
 }

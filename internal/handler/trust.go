@@ -23,47 +23,17 @@ import (
 
 	"github.com/selfheal/selfheal/internal/fsutil"
 	"github.com/selfheal/selfheal/internal/nagios"
+	"github.com/selfheal/selfheal/internal/nodestate"
 	"github.com/selfheal/selfheal/internal/protocol"
 )
-
-// TrustError is a file the trust rule refuses: What it is for ("key
-// file", "state directory", "log file"), its Path as given, and every
-// problem found on the way to it, each with its fix.
-type TrustError struct {
-	What, Path string
-	Problems   fsutil.Problems
-}
-
-// Error reads "WHAT PATH refused: PROBLEM; PROBLEM", one line (a
-// Nagios comment, a log field).
-func (e *TrustError) Error() string {
-	parts := make([]string, len(e.Problems))
-	for i, p := range e.Problems {
-		parts[i] = p.Error()
-	}
-	return e.What + " " + fsutil.Quote(e.Path) + " refused: " + strings.Join(parts, "; ")
-}
-
-func (e *TrustError) Unwrap() error { return e.Problems }
 
 // refused makes a Trust.OpenDir error a TrustError when it is the rule's.
 func refused(what, path string, err error) error {
 	var ps fsutil.Problems
 	if errors.As(err, &ps) {
-		return &TrustError{What: what, Path: path, Problems: ps}
+		return &nodestate.TrustError{What: what, Path: path, Problems: ps}
 	}
 	return err
-}
-
-// LoadKey reads a key file once the trust rule passes it as a secret of
-// t's user. A missing file is left to protocol.LoadKeyFile to report, as
-// it always was; the rule still refuses one that others could create
-// first (in /tmp).
-func LoadKey(t fsutil.Trust, path string) (protocol.Key, error) {
-	if ps := t.Check(path, fsutil.SecretFile|fsutil.Optional); len(ps) > 0 {
-		return protocol.Key{}, &TrustError{What: "key file", Path: path, Problems: ps}
-	}
-	return protocol.LoadKeyFile(path)
 }
 
 // OpenLog opens the --log-file for appending, creating it 0640, once the
@@ -71,7 +41,7 @@ func LoadKey(t fsutil.Trust, path string) (protocol.Key, error) {
 // directory (openat), never through a symlink, only a regular file.
 func OpenLog(t fsutil.Trust, path string) (*os.File, error) {
 	if ps := t.Check(path, fsutil.DataFile|fsutil.Optional); len(ps) > 0 {
-		return nil, &TrustError{What: "log file", Path: path, Problems: ps}
+		return nil, &nodestate.TrustError{What: "log file", Path: path, Problems: ps}
 	}
 	dir := filepath.Dir(path)
 	d, err := t.OpenDir(dir, fsutil.DataDir)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/selfheal/selfheal/internal/fsutil"
+	"github.com/selfheal/selfheal/internal/nodestate"
 	"github.com/selfheal/selfheal/internal/protocol"
 )
 
@@ -83,7 +84,7 @@ func fleetKey(t *testing.T, p string, perm os.FileMode, uid int) string {
 
 func assertRefused(t *testing.T, err error, what, path string, want ...string) {
 	t.Helper()
-	var te *TrustError
+	var te *nodestate.TrustError
 	if !errors.As(err, &te) || te.What != what || te.Path != path {
 		t.Fatalf("err = %v, want the %s %s refused by the trust rule", err, what, path)
 	}
@@ -99,30 +100,30 @@ func TestLoadKeyTrust(t *testing.T) {
 	r := tree(t)
 	// The same rig first passes: the refusals below are the rule's.
 	good := fleetKey(t, filepath.Join(r, "good.key"), 0o600, 0)
-	if _, err := LoadKey(asRoot, good); err != nil {
+	if _, err := nodestate.LoadKey(asRoot, good); err != nil {
 		t.Fatalf("root's 0600 key in root's 0755 tree: %v", err)
 	}
 	mine := fleetKey(t, filepath.Join(r, "nagios.key"), 0o400, nagiosID)
-	if _, err := LoadKey(asNagios, mine); err != nil {
+	if _, err := nodestate.LoadKey(asNagios, mine); err != nil {
 		t.Fatalf("nagios' 0400 key: %v", err)
 	}
 
 	theirs := fleetKey(t, filepath.Join(r, "theirs.key"), 0o600, attacker)
-	_, err := LoadKey(asNagios, theirs)
+	_, err := nodestate.LoadKey(asNagios, theirs)
 	assertRefused(t, err, "key file", theirs, "owned by uid 65534 (nobody), not by root or nagios (uid 4321)",
 		"run chown nagios "+theirs+" && chmod 600 "+theirs)
 
 	loose := fleetKey(t, filepath.Join(r, "loose.key"), 0o640, 0)
-	_, err = LoadKey(asRoot, loose)
+	_, err = nodestate.LoadKey(asRoot, loose)
 	assertRefused(t, err, "key file", loose, "is open to group or others (mode 0640, want 0600 or 0400)", "run chmod 600 "+loose)
 
 	open := mkdir(t, filepath.Join(r, "open"), 0o775, 0)
 	inOpen := fleetKey(t, filepath.Join(open, "k.key"), 0o600, 0)
-	_, err = LoadKey(asRoot, inOpen)
+	_, err = nodestate.LoadKey(asRoot, inOpen)
 	assertRefused(t, err, "key file", inOpen, open+": writable by group (mode 0775)", "run chmod go-w "+open)
 
 	// A missing key is reported as it always was.
-	if _, err := LoadKey(asRoot, filepath.Join(r, "missing.key")); err == nil || !strings.Contains(err.Error(), "key file: open ") ||
+	if _, err := nodestate.LoadKey(asRoot, filepath.Join(r, "missing.key")); err == nil || !strings.Contains(err.Error(), "key file: open ") ||
 		!strings.Contains(err.Error(), "no such file") {
 		t.Fatalf("missing key: %v", err)
 	}
@@ -131,13 +132,13 @@ func TestLoadKeyTrust(t *testing.T) {
 func TestStoreTrust(t *testing.T) {
 	needRoot(t)
 	r := tree(t)
-	rec := Record{Host: "web1", Service: "w", Result: kindHealed}
+	rec := nodestate.Record{Host: "web1", Service: "w", Result: kindHealed}
 	ctx := context.Background()
 
 	// The handler's own 0700 directory, as nagios; root's as root.
 	mineDir := mkdir(t, filepath.Join(r, "nagios-state"), 0o700, nagiosID)
 	rootDir := mkdir(t, filepath.Join(r, "root-state"), 0o700, 0)
-	for _, s := range []Store{{Dir: mineDir, Trust: asNagios}, {Dir: rootDir, Trust: asRoot}} {
+	for _, s := range []nodestate.Store{{Dir: mineDir, Trust: asNagios}, {Dir: rootDir, Trust: asRoot}} {
 		if err := s.Write(ctx, rec); err != nil {
 			t.Fatalf("%s as %s: %v", s.Dir, s.Trust.Name, err)
 		}
@@ -162,7 +163,7 @@ func TestStoreTrust(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := Store{Dir: tt.dir, Trust: tt.trust}
+			s := nodestate.Store{Dir: tt.dir, Trust: tt.trust}
 			before, _ := os.ReadDir(tt.dir)
 			assertRefused(t, s.Write(ctx, rec), "state directory", tt.dir, tt.want...)
 			_, err := s.Read("web1", "w")
@@ -175,7 +176,7 @@ func TestStoreTrust(t *testing.T) {
 	// A symlink as the state directory itself is not followed either.
 	link := filepath.Join(r, "link-state")
 	os.Symlink(mineDir, link)
-	if err := (Store{Dir: link, Trust: asNagios}).Write(ctx, rec); !errors.Is(err, fsutil.ErrSymlink) {
+	if err := (nodestate.Store{Dir: link, Trust: asNagios}).Write(ctx, rec); !errors.Is(err, fsutil.ErrSymlink) {
 		t.Fatalf("state dir through a symlink: %v", err)
 	}
 }
@@ -185,15 +186,17 @@ func TestStoreTrust(t *testing.T) {
 // followed: its target is neither written nor created.
 func TestStorePlantedSymlinks(t *testing.T) {
 	ctx := context.Background()
-	rec := func(result string) Record { return Record{Host: "web1", Service: "w", Result: result} }
-	name := fileBase("web1", "w")
-	setup := func(t *testing.T) (Store, string) {
+	rec := func(result string) nodestate.Record {
+		return nodestate.Record{Host: "web1", Service: "w", Result: result}
+	}
+	name := strings.TrimSuffix(filepath.Base(nodestate.Store{}.Path("web1", "w")), ".json")
+	setup := func(t *testing.T) (nodestate.Store, string) {
 		t.Helper()
 		r := tree(t)
 		self := fsutil.User(os.Geteuid())
-		return Store{Dir: mkdir(t, filepath.Join(r, "state"), 0o700, self.UID), Trust: self}, testutil.Victim(t, r)
+		return nodestate.Store{Dir: mkdir(t, filepath.Join(r, "state"), 0o700, self.UID), Trust: self}, testutil.Victim(t, r)
 	}
-	assertRecord := func(t *testing.T, s Store, want string) {
+	assertRecord := func(t *testing.T, s nodestate.Store, want string) {
 		t.Helper()
 		fi, err := os.Lstat(s.Path("web1", "w"))
 		if err != nil || !fi.Mode().IsRegular() {
@@ -208,7 +211,7 @@ func TestStorePlantedSymlinks(t *testing.T) {
 		s, v := setup(t)
 		os.Symlink(v, s.Path("web1", "w"))
 		// A read (the dry run) shows no other file as the record.
-		if _, err := s.Read("web1", "w"); !errors.Is(err, ErrStateCorrupt) || !errors.Is(err, fsutil.ErrSymlink) {
+		if _, err := s.Read("web1", "w"); !errors.Is(err, nodestate.ErrStateCorrupt) || !errors.Is(err, fsutil.ErrSymlink) {
 			t.Fatalf("read through a planted symlink: %v", err)
 		}
 		if err := s.Write(ctx, rec("healed")); err != nil {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/selfheal/selfheal/internal/nagios"
+	"github.com/selfheal/selfheal/internal/nodestate"
 	"github.com/selfheal/selfheal/internal/textsafe"
 )
 
@@ -25,7 +26,7 @@ type WriteBackStats struct {
 // has no expiry, it removes the handler's comments that outlived
 // commentTTL, by their ids in status (Icinga 2 expires its own). eng is
 // the write-back (nil: nothing can be written, nothing is done).
-func RetryWriteBacks(ctx context.Context, store Store, eng Engine, status *nagios.StatusData, deps Deps) WriteBackStats {
+func RetryWriteBacks(ctx context.Context, store nodestate.Store, eng Engine, status *nagios.StatusData, deps Deps) WriteBackStats {
 	var st WriteBackStats
 	if eng == nil {
 		return st
@@ -51,7 +52,7 @@ func RetryWriteBacks(ctx context.Context, store Store, eng Engine, status *nagio
 		if len(cmds) > 0 {
 			results = writeBack(ctx, eng, now, cmds)
 		}
-		err := store.Update(ctx, rec.Host, rec.Service, func(cur *Record) bool {
+		err := store.Update(ctx, rec.Host, rec.Service, func(cur *nodestate.Record) bool {
 			if cur == nil {
 				return false
 			}
@@ -66,7 +67,7 @@ func RetryWriteBacks(ctx context.Context, store Store, eng Engine, status *nagio
 					mine = append(mine, r)
 				}
 			}
-			cur.apply(mine, now, cur.Fault)
+			apply(cur, mine, now, cur.Fault)
 			return true
 		})
 		for _, r := range results {
@@ -91,7 +92,7 @@ func RetryWriteBacks(ctx context.Context, store Store, eng Engine, status *nagio
 	return st
 }
 
-func deleteOld(ps []Pending, now time.Time) []Pending {
+func deleteOld(ps []nodestate.Pending, now time.Time) []nodestate.Pending {
 	out := ps[:0:0]
 	for _, p := range ps {
 		if now.Sub(p.Since) <= maxPendingAge {
@@ -101,7 +102,7 @@ func deleteOld(ps []Pending, now time.Time) []Pending {
 	return out
 }
 
-func containsCmd(ps []Pending, c Command) bool {
+func containsCmd(ps []nodestate.Pending, c Command) bool {
 	for _, p := range ps {
 		if p.Cmd == string(c) {
 			return true
@@ -151,21 +152,21 @@ func (c ReevalConfig) writeEngine() Engine {
 // main writes when its own configuration stops a heal, and records it
 // (best effort: the state directory may be what is wrong), so that the
 // recovery removes it like any other and a failed write is retried.
-func ConfigError(ctx context.Context, eng Engine, store Store, host, service, text string, now time.Time) error {
+func ConfigError(ctx context.Context, eng Engine, store nodestate.Store, host, service, text string, now time.Time) error {
 	res := writeBack(ctx, eng, now, []Command{AddSvcComment(host, service, true, Author, text)})
 	if store.Dir != "" {
 		fresh := false
-		err := store.Update(ctx, host, service, func(cur *Record) bool {
+		err := store.Update(ctx, host, service, func(cur *nodestate.Record) bool {
 			if cur == nil {
 				fresh = true
 				return false
 			}
-			cur.apply(res, now, cur.Fault)
+			apply(cur, res, now, cur.Fault)
 			return true
 		})
 		if err == nil && fresh {
-			rec := Record{Host: host, Service: service, At: now.UTC(), Source: "event", Fault: "-", Result: kindError, Summary: text}
-			rec.apply(res, now, "-")
+			rec := nodestate.Record{Host: host, Service: service, At: now.UTC(), Source: "event", Fault: "-", Result: kindError, Summary: text}
+			apply(&rec, res, now, "-")
 			_ = store.Write(ctx, rec)
 		}
 	}

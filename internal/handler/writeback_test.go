@@ -21,6 +21,7 @@ import (
 	"github.com/selfheal/selfheal/internal/icingaapi"
 	"github.com/selfheal/selfheal/internal/lab/rig/rigtest"
 	"github.com/selfheal/selfheal/internal/nagios"
+	"github.com/selfheal/selfheal/internal/nodestate"
 )
 
 // fakeIcinga is an Icinga 2 API on loopback that keeps the comments it is
@@ -331,7 +332,7 @@ func TestConfigErrorCommentRecorded(t *testing.T) {
 	eng, done := engine()
 	defer done()
 	msg := "auto-healing impossible: handle_worker configuration error: key file: mode 0644; a human must look"
-	if err := handler.ConfigError(context.Background(), eng, handler.Store{Dir: e.state}, "web1", "Worker", msg, time.Now()); err != nil {
+	if err := handler.ConfigError(context.Background(), eng, nodestate.Store{Dir: e.state}, "web1", "Worker", msg, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	if txt := f.texts(); len(txt) != 1 || txt[0] != msg {

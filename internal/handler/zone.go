@@ -11,6 +11,7 @@ import (
 	"github.com/selfheal/selfheal/internal/breaker"
 	"github.com/selfheal/selfheal/internal/fsutil"
 	"github.com/selfheal/selfheal/internal/nagios"
+	"github.com/selfheal/selfheal/internal/nodestate"
 	"github.com/selfheal/selfheal/internal/textsafe"
 )
 
@@ -142,7 +143,7 @@ func (r *run) breakerHold(ctx context.Context) *Hold {
 		return r.nodeBreakerHold(ctx)
 	}
 	if !v.Allow {
-		return &Hold{Rule: string(RuleBreaker), Text: zoneText(v, r.cfg.Judgment.zone()), RetryAt: now.Add(v.RetryAfter)}
+		return &Hold{Rule: string(nodestate.RuleBreaker), Text: zoneText(v, r.cfg.Judgment.zone()), RetryAt: now.Add(v.RetryAfter)}
 	}
 	if v.Trial {
 		r.notes = append(r.notes, fmt.Sprintf("zone rule: trial restart (%d at once)", v.Window))
@@ -153,12 +154,12 @@ func (r *run) breakerHold(ctx context.Context) *Hold {
 }
 
 func (r *run) zoneAdmit(ctx context.Context, failing []breaker.Failing) (breaker.ZoneVerdict, error) {
-	d, err := r.store().open()
+	d, err := r.store().Open()
 	if err != nil {
 		return breaker.ZoneVerdict{}, err
 	}
 	defer d.Close()
-	zs := breaker.ZoneStore{Dir: d, Name: "zone", Config: r.cfg.Judgment.zone()}
+	zs := breaker.ZoneStore{Dir: d, Name: nodestate.ZoneFile, Config: r.cfg.Judgment.zone()}
 	return zs.Admit(ctx, r.deps.Now(), r.cfg.HostName+"!"+r.cfg.ServiceDesc, r.cfg.Fault, failing, r.cfg.DryRun)
 }
 
@@ -187,7 +188,7 @@ func zoneText(v breaker.ZoneVerdict, cfg breaker.ZoneConfig) string {
 // node remembers (the failing set is the engine's, read at each decision).
 func zoneStatus(d *fsutil.Dir, j Judgment, now time.Time) string {
 	cfg := j.zone()
-	st, err := breaker.ZoneStore{Dir: d, Name: "zone", Config: cfg}.Current()
+	st, err := breaker.ZoneStore{Dir: d, Name: nodestate.ZoneFile, Config: cfg}.Current()
 	switch {
 	case err != nil:
 		return "zone rule: unreadable: " + textsafe.OneLine(err.Error()) + "\n"

@@ -12,6 +12,7 @@ import (
 	"github.com/selfheal/selfheal/internal/breaker"
 	"github.com/selfheal/selfheal/internal/handler"
 	"github.com/selfheal/selfheal/internal/lab/rig/rigtest"
+	"github.com/selfheal/selfheal/internal/nodestate"
 )
 
 // zoneSvc is a HARD CRITICAL service running the shipped event handler,
@@ -116,7 +117,7 @@ func TestRunZoneRule(t *testing.T) {
 	if c := e.commands(); !strings.Contains(c, "trials failing") {
 		t.Fatalf("no new comment for failing trials: %q", c)
 	}
-	st, err := handler.Status(context.Background(), handler.Store{Dir: e.state}, e.cfg.Judgment, e.clk.Now())
+	st, err := handler.Status(context.Background(), nodestate.Store{Dir: e.state}, e.cfg.Judgment, e.clk.Now())
 	if err != nil || !strings.Contains(st, "zone rule: holding a storm since ") ||
 		!strings.Contains(st, "1 trial round(s) failed (last db/S1): a human must look; next trial in 2m0s") {
 		t.Fatalf("status %q, %v", st, err)

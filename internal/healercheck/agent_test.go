@@ -15,10 +15,10 @@ import (
 	"time"
 
 	"github.com/selfheal/selfheal/internal/fsutil"
-	"github.com/selfheal/selfheal/internal/handler"
 	"github.com/selfheal/selfheal/internal/lab/rig/rigtest"
 	"github.com/selfheal/selfheal/internal/lab/testutil"
 	"github.com/selfheal/selfheal/internal/nagios"
+	"github.com/selfheal/selfheal/internal/nodestate"
 	"github.com/selfheal/selfheal/internal/protocol"
 	"github.com/selfheal/selfheal/internal/thresholds"
 )
@@ -89,7 +89,7 @@ func golden(t *testing.T, name string, res Result, want nagios.State) {
 // give them.
 func agentCfg(t *testing.T, l *rigtest.HandlerListener, key string) AgentConfig {
 	t.Helper()
-	k, err := handler.LoadKey(fsutil.Self(), key)
+	k, err := nodestate.LoadKey(fsutil.Self(), key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +149,7 @@ func TestAgentStates(t *testing.T) {
 		{name: "agent_critical_clock_outside_window", deps: skewed(11 * time.Minute), state: nagios.Critical,
 			want: []string{"refuses our requests: clock skew beyond its replay window (check NTP)", "agent clock 11m behind ours", "'clock_offset'=-6600"}},
 		{name: "agent_critical_wrong_key", config: func(c *AgentConfig) {
-			k, err := handler.LoadKey(fsutil.Self(), rigtest.OtherKeyFile(t))
+			k, err := nodestate.LoadKey(fsutil.Self(), rigtest.OtherKeyFile(t))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -10,10 +10,9 @@ import (
 
 	"github.com/alecthomas/kong"
 
-	"github.com/selfheal/selfheal/internal/breaker"
 	"github.com/selfheal/selfheal/internal/fsutil"
-	"github.com/selfheal/selfheal/internal/handler"
 	"github.com/selfheal/selfheal/internal/icingaapi"
+	"github.com/selfheal/selfheal/internal/nodestate"
 	"github.com/selfheal/selfheal/internal/protocol"
 	"github.com/selfheal/selfheal/internal/thresholds"
 )
@@ -48,28 +47,27 @@ type AgentFlags struct {
 
 // NodeFlags are node mode's flags; the breaker's are handle_worker's.
 type NodeFlags struct {
-	StateDir          string        `name:"state-dir" default:"${state_dir}" placeholder:"DIR" help:"handle_worker's --state-dir."`
-	CommandFile       string        `name:"command-file" placeholder:"FIFO" help:"Nagios' command file: must have a reader (the engine)."`
-	IcingaAPI         string        `name:"icinga-api" placeholder:"URL" help:"Icinga 2 API the handler writes back through, e.g. https://localhost:5665 (a /v1 path is accepted); it must answer."`
-	IcingaCA          string        `name:"icinga-ca" default:"/var/lib/icinga2/certs/ca.crt" placeholder:"FILE" help:"Icinga's CA: the API's certificate is verified against it."`
-	IcingaCredentials string        `name:"icinga-credentials" placeholder:"FILE" help:"handle_worker's --icinga-credentials: the API must accept them (without, any answer will do)."`
-	IcingaServerName  string        `name:"icinga-server-name" placeholder:"NAME" help:"Name expected in the API's certificate (default: the URL's host; Icinga's own certificate names NodeName)."`
-	Recent            time.Duration `default:"1h" help:"A failed heal counts as failing for this long after its answer."`
-	Ignore            []string      `placeholder:"RULE" help:"handle_worker's --ignore: a switched-off pause or breaker holds nothing back, so it is not judged."`
-	BreakerThreshold  int           `name:"breaker-threshold" default:"10" placeholder:"N" help:"handle_worker's --breaker-threshold."`
-	BreakerWindow     time.Duration `name:"breaker-window" default:"5m" help:"handle_worker's --breaker-window."`
-	BreakerQuiet      time.Duration `name:"breaker-quiet" default:"2m" help:"handle_worker's --breaker-quiet."`
-	// The zone rule's other flags, accepted so that $USER6$ passes as it
-	// is; the rule's state on this node is read from the state directory.
-	BreakerZoneWindow   time.Duration `name:"breaker-zone-window" default:"1h" help:"handle_worker's --breaker-zone-window."`
-	BreakerVerify       time.Duration `name:"breaker-verify" default:"3m" help:"handle_worker's --breaker-verify."`
-	BreakerEventCommand string        `name:"breaker-event-command" default:"selfheal-handle-worker" help:"handle_worker's --breaker-event-command."`
-	Timeout             string        `short:"t" default:"10" placeholder:"SECONDS" help:"The whole check ends within this (seconds or a duration)."`
+	StateDir             string        `name:"state-dir" default:"${state_dir}" placeholder:"DIR" help:"handle_worker's --state-dir."`
+	CommandFile          string        `name:"command-file" placeholder:"FIFO" help:"Nagios' command file: must have a reader (the engine)."`
+	IcingaAPI            string        `name:"icinga-api" placeholder:"URL" help:"Icinga 2 API the handler writes back through, e.g. https://localhost:5665 (a /v1 path is accepted); it must answer."`
+	IcingaCA             string        `name:"icinga-ca" default:"/var/lib/icinga2/certs/ca.crt" placeholder:"FILE" help:"Icinga's CA: the API's certificate is verified against it."`
+	IcingaCredentials    string        `name:"icinga-credentials" placeholder:"FILE" help:"handle_worker's --icinga-credentials: the API must accept them (without, any answer will do)."`
+	IcingaServerName     string        `name:"icinga-server-name" placeholder:"NAME" help:"Name expected in the API's certificate (default: the URL's host; Icinga's own certificate names NodeName)."`
+	Recent               time.Duration `default:"1h" help:"A failed heal counts as failing for this long after its answer."`
+	nodestate.JudgeFlags `embed:""`
+	Timeout              string `short:"t" default:"10" placeholder:"SECONDS" help:"The whole check ends within this (seconds or a duration)."`
 }
 
 // Vars are the defaults the grammar interpolates.
 var Vars = kong.Vars{"offset_warn": DefaultOffsetWarn, "offset_crit": DefaultOffsetCrit, "budget_warn": DefaultBudgetWarn,
-	"state_dir": handler.DefaultStateDir}
+	"state_dir": nodestate.DefaultStateDir,
+	// nodestate.JudgeFlags' help: they are handle_worker's flags.
+	"ignore_help":              "handle_worker's --ignore: a switched-off pause or breaker holds nothing back, so it is not judged.",
+	"breaker_threshold_help":   "handle_worker's --breaker-threshold.",
+	"breaker_window_help":      "handle_worker's --breaker-window.",
+	"breaker_quiet_help":       "handle_worker's --breaker-quiet.",
+	"breaker_zone_window_help": "handle_worker's --breaker-zone-window.", "breaker_verify_help": "handle_worker's --breaker-verify.",
+	"breaker_event_command_help": "handle_worker's --breaker-event-command."}
 
 // Config validates agent mode's flags; every error is a usage error
 // (UNKNOWN). The key is loaded under the trust rule, as handle_worker
@@ -120,7 +118,7 @@ func (f AgentFlags) Config(t fsutil.Trust) (AgentConfig, error) {
 			return c, err
 		}
 	}
-	if c.Key, err = handler.LoadKey(t, f.KeyFile); err != nil {
+	if c.Key, err = nodestate.LoadKey(t, f.KeyFile); err != nil {
 		return c, err
 	}
 	return c, nil
@@ -129,12 +127,12 @@ func (f AgentFlags) Config(t fsutil.Trust) (AgentConfig, error) {
 // Config validates node mode's flags.
 func (f NodeFlags) Config(t fsutil.Trust) (NodeConfig, error) {
 	c := NodeConfig{StateDir: f.StateDir, Trust: t, Recent: f.Recent, CommandFile: f.CommandFile,
-		Breaker: breaker.Config{Threshold: f.BreakerThreshold, Window: f.BreakerWindow, Quiet: f.BreakerQuiet}}
+		Breaker: f.Breaker()}
 	var err error
 	if c.Timeout, err = ParseTimeout(f.Timeout); err != nil {
 		return c, err
 	}
-	if c.Ignore, err = handler.ParseRules(f.Ignore); err != nil {
+	if c.Ignore, err = f.Ignored(); err != nil {
 		return c, err
 	}
 	if c.StateDir == "" {

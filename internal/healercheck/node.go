@@ -14,9 +14,9 @@ import (
 
 	"github.com/selfheal/selfheal/internal/breaker"
 	"github.com/selfheal/selfheal/internal/fsutil"
-	"github.com/selfheal/selfheal/internal/handler"
 	"github.com/selfheal/selfheal/internal/icingaapi"
 	"github.com/selfheal/selfheal/internal/nagios"
+	"github.com/selfheal/selfheal/internal/nodestate"
 	"github.com/selfheal/selfheal/internal/plugin"
 )
 
@@ -37,7 +37,7 @@ type NodeConfig struct {
 	Icinga *icingaapi.Config
 	// Ignore are the handler's switched-off rules (--ignore): a pause or
 	// a breaker it ignores holds nothing back.
-	Ignore  map[handler.Rule]bool
+	Ignore  map[nodestate.Rule]bool
 	Timeout time.Duration
 }
 
@@ -82,9 +82,9 @@ func RunNode(ctx context.Context, cfg NodeConfig, deps Deps) Result {
 		r.add(nagios.OK, "", "state directory "+cfg.StateDir+" trusted and writable")
 	}
 
-	store := handler.Store{Dir: cfg.StateDir, Trust: cfg.Trust}
-	pauses(r, store, now, cfg.Ignore[handler.RulePause])
-	if cfg.Ignore[handler.RuleBreaker] {
+	store := nodestate.Store{Dir: cfg.StateDir, Trust: cfg.Trust}
+	pauses(r, store, now, cfg.Ignore[nodestate.RulePause])
+	if cfg.Ignore[nodestate.RuleBreaker] {
 		r.add(nagios.OK, "", "breaker switched off (--ignore breaker)")
 	} else {
 		zoneState(r, d, now)
@@ -98,7 +98,7 @@ func RunNode(ctx context.Context, cfg NodeConfig, deps Deps) Result {
 func trustText(dir string, err error) string {
 	var ps fsutil.Problems
 	if errors.As(err, &ps) {
-		return (&handler.TrustError{What: "state directory", Path: dir, Problems: ps}).Error()
+		return (&nodestate.TrustError{What: "state directory", Path: dir, Problems: ps}).Error()
 	}
 	return err.Error()
 }
@@ -129,7 +129,7 @@ func probe(ctx context.Context, d *fsutil.Dir) error {
 	return err
 }
 
-func pauses(r *report, s handler.Store, now time.Time, ignored bool) {
+func pauses(r *report, s nodestate.Store, now time.Time, ignored bool) {
 	ps, err := s.Pauses(now)
 	warn := "0"
 	if ignored {
@@ -152,7 +152,7 @@ func pauses(r *report, s handler.Store, now time.Time, ignored bool) {
 }
 
 func breakerState(ctx context.Context, r *report, d *fsutil.Dir, cfg breaker.Config, now time.Time) {
-	v, err := breaker.Store{Dir: d, Name: "breaker", Config: cfg}.Current(ctx, now)
+	v, err := breaker.Store{Dir: d, Name: nodestate.BreakerFile, Config: cfg}.Current(ctx, now)
 	if err != nil {
 		// Both the handler and the agent fail open on a broken breaker.
 		r.count("breaker_open", 0, "0", "1")
@@ -181,7 +181,7 @@ func window(c breaker.Config) time.Duration {
 	return c.Window
 }
 
-func records(r *report, s handler.Store, cfg NodeConfig, now time.Time) {
+func records(r *report, s nodestate.Store, cfg NodeConfig, now time.Time) {
 	recs, bad, err := s.AllRecords()
 	if err != nil {
 		r.add(nagios.Unknown, "records unreadable: "+err.Error(), "")
@@ -289,7 +289,7 @@ func commandFileReader(path string) error {
 	}
 	fd, err := syscall.Open(path, syscall.O_WRONLY|syscall.O_NONBLOCK|syscall.O_NOFOLLOW|syscall.O_CLOEXEC|syscall.O_NOCTTY, 0)
 	if errors.Is(err, syscall.ENXIO) {
-		return fmt.Errorf("command file %s: %w", path, handler.ErrNoReader)
+		return fmt.Errorf("command file %s: %w", path, nagios.ErrNoReader)
 	}
 	if err != nil {
 		return fmt.Errorf("command file %s: %w", path, err)
@@ -300,7 +300,7 @@ func commandFileReader(path string) error {
 // zoneState reports the zone rule's memory on this node: a held storm is
 // WARNING (healing held on purpose), failed trials say a human must look.
 func zoneState(r *report, d *fsutil.Dir, now time.Time) {
-	st, err := breaker.ZoneStore{Dir: d, Name: "zone"}.Current()
+	st, err := breaker.ZoneStore{Dir: d, Name: nodestate.ZoneFile}.Current()
 	switch {
 	case err != nil:
 		r.add(nagios.Warning, "zone rule state unreadable (the handler heals by the zone's view alone): "+err.Error(), "")

@@ -21,10 +21,10 @@ import (
 
 	"github.com/selfheal/selfheal/internal/breaker"
 	"github.com/selfheal/selfheal/internal/fsutil"
-	"github.com/selfheal/selfheal/internal/handler"
 	"github.com/selfheal/selfheal/internal/icingaapi"
 	"github.com/selfheal/selfheal/internal/lab/rig/rigtest"
 	"github.com/selfheal/selfheal/internal/nagios"
+	"github.com/selfheal/selfheal/internal/nodestate"
 )
 
 var nodeNow = time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
@@ -63,8 +63,8 @@ func fifo(t *testing.T, reader bool) string {
 	return p
 }
 
-func rec(host, svc, result string, at time.Time, held *handler.Held) handler.Record {
-	return handler.Record{Host: host, Service: svc, At: at, Source: "event", Verb: "restart", Agent: host, Fault: "7",
+func rec(host, svc, result string, at time.Time, held *nodestate.Held) nodestate.Record {
+	return nodestate.Record{Host: host, Service: svc, At: at, Source: "event", Verb: "restart", Agent: host, Fault: "7",
 		Result: result, Summary: result, Held: held}
 }
 
@@ -75,29 +75,29 @@ func TestNodeStates(t *testing.T) {
 	ctx := context.Background()
 	tests := []struct {
 		name  string
-		setup func(t *testing.T, c *NodeConfig, s handler.Store)
+		setup func(t *testing.T, c *NodeConfig, s nodestate.Store)
 		state nagios.State
 		want  []string
 	}{
-		{name: "node_ok", state: nagios.OK, setup: func(t *testing.T, c *NodeConfig, s handler.Store) {
+		{name: "node_ok", state: nagios.OK, setup: func(t *testing.T, c *NodeConfig, s nodestate.Store) {
 			c.CommandFile = fifo(t, true)
 			// A heal that worked, and a failure long ago (history).
 			mustWrite(t, s, rec("web1", "Worker", "healed", nodeNow.Add(-time.Minute), nil))
 			mustWrite(t, s, rec("web2", "Worker", "failed", nodeNow.Add(-3*time.Hour), nil))
 		}, want: []string{"SELFHEAL OK - node: healing is on: nothing paused, held back or failing |", "'failing'=0;0;;0;", "'records'=2;;;0;",
 			"has a reader", "trusted and writable"}},
-		{name: "node_warning_paused", state: nagios.Warning, setup: func(t *testing.T, c *NodeConfig, s handler.Store) {
-			if _, err := s.SetPause(ctx, nodeNow, handler.Pause{Host: "web1", Reason: "kernel update", By: "alice", At: nodeNow, Until: nodeNow.Add(time.Hour)}, false); err != nil {
+		{name: "node_warning_paused", state: nagios.Warning, setup: func(t *testing.T, c *NodeConfig, s nodestate.Store) {
+			if _, err := s.SetPause(ctx, nodeNow, nodestate.Pause{Host: "web1", Reason: "kernel update", By: "alice", At: nodeNow, Until: nodeNow.Add(time.Hour)}, false); err != nil {
 				t.Fatal(err)
 			}
 		}, want: []string{"SELFHEAL WARNING - node: healing paused (host web1)", "'paused'=1;0;;0;", "paused: host web1 by alice for 1h more: kernel update"}},
-		{name: "node_ok_pause_ignored", state: nagios.OK, setup: func(t *testing.T, c *NodeConfig, s handler.Store) {
-			c.Ignore = map[handler.Rule]bool{handler.RulePause: true}
-			if _, err := s.SetPause(ctx, nodeNow, handler.Pause{Reason: "x", By: "bob", At: nodeNow, Until: nodeNow.Add(time.Hour)}, false); err != nil {
+		{name: "node_ok_pause_ignored", state: nagios.OK, setup: func(t *testing.T, c *NodeConfig, s nodestate.Store) {
+			c.Ignore = map[nodestate.Rule]bool{nodestate.RulePause: true}
+			if _, err := s.SetPause(ctx, nodeNow, nodestate.Pause{Reason: "x", By: "bob", At: nodeNow, Until: nodeNow.Add(time.Hour)}, false); err != nil {
 				t.Fatal(err)
 			}
 		}, want: []string{"pauses switched off (--ignore pause): 1 set", "'paused'=1;;;0;"}},
-		{name: "node_warning_breaker_open", state: nagios.Warning, setup: func(t *testing.T, c *NodeConfig, s handler.Store) {
+		{name: "node_warning_breaker_open", state: nagios.Warning, setup: func(t *testing.T, c *NodeConfig, s nodestate.Store) {
 			d, err := fsutil.Self().OpenDir(c.StateDir, fsutil.PrivateDir)
 			if err != nil {
 				t.Fatal(err)
@@ -111,7 +111,7 @@ func TestNodeStates(t *testing.T) {
 			}
 		}, want: []string{"SELFHEAL WARNING - node: breaker open: 3 services needed a restart within 5m, restarts held back", "'breaker_open'=1;0;;0;1",
 			"'breaker_failures'=3;2;;0;", "(web1!a, web1!b, web2!a); next step in 1m"}},
-		{name: "node_warning_zone_trials_failing", state: nagios.Warning, setup: func(t *testing.T, c *NodeConfig, s handler.Store) {
+		{name: "node_warning_zone_trials_failing", state: nagios.Warning, setup: func(t *testing.T, c *NodeConfig, s nodestate.Store) {
 			d, err := fsutil.Self().OpenDir(c.StateDir, fsutil.PrivateDir)
 			if err != nil {
 				t.Fatal(err)
@@ -130,28 +130,28 @@ func TestNodeStates(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, want: []string{"zone rule holding a storm since 4m ago: 1 trial round(s) failed, a human must look"}},
-		{name: "node_warning_held", state: nagios.Warning, setup: func(t *testing.T, c *NodeConfig, s handler.Store) {
+		{name: "node_warning_held", state: nagios.Warning, setup: func(t *testing.T, c *NodeConfig, s nodestate.Store) {
 			mustWrite(t, s, rec("web1", "Worker", "held", nodeNow.Add(-time.Minute),
-				&handler.Held{Rule: "downtime", Text: "in downtime", Since: nodeNow.Add(-10 * time.Minute), Fault: "7"}))
+				&nodestate.Held{Rule: "downtime", Text: "in downtime", Since: nodeNow.Add(-10 * time.Minute), Fault: "7"}))
 			mustWrite(t, s, rec("web2", "Worker", "backoff", nodeNow.Add(-time.Minute),
-				&handler.Held{Rule: "backoff", Text: "agent back-off", Since: nodeNow.Add(-2 * time.Minute), Fault: "8"}))
+				&nodestate.Held{Rule: "backoff", Text: "agent back-off", Since: nodeNow.Add(-2 * time.Minute), Fault: "8"}))
 		}, want: []string{"2 heal(s) held back: web1/Worker (downtime, since 10m ago), web2/Worker (backoff, since 2m ago)", "'held'=2;0;;0;", "'refused'=1;;;0;"}},
-		{name: "node_warning_failing", state: nagios.Warning, setup: func(t *testing.T, c *NodeConfig, s handler.Store) {
+		{name: "node_warning_failing", state: nagios.Warning, setup: func(t *testing.T, c *NodeConfig, s nodestate.Store) {
 			mustWrite(t, s, rec("web1", "Worker", "unreachable", nodeNow.Add(-5*time.Minute), nil))
 			mustWrite(t, s, rec("web2", "Worker", "denied", nodeNow.Add(-time.Minute), nil))
 		}, want: []string{"2 heal(s) failing: web1/Worker (unreachable 5m ago), web2/Worker (denied 1m ago)", "'failing'=2;0;;0;"}},
-		{name: "node_warning_no_writeback", state: nagios.Warning, setup: func(t *testing.T, c *NodeConfig, s handler.Store) {
+		{name: "node_warning_no_writeback", state: nagios.Warning, setup: func(t *testing.T, c *NodeConfig, s nodestate.Store) {
 			c.CommandFile = fifo(t, false)
 		}, want: []string{"no write-back to the engine: command file", "no process is reading the command file"}},
-		{name: "node_critical_state_dir_open", state: nagios.Critical, setup: func(t *testing.T, c *NodeConfig, s handler.Store) {
+		{name: "node_critical_state_dir_open", state: nagios.Critical, setup: func(t *testing.T, c *NodeConfig, s nodestate.Store) {
 			if err := os.Chmod(c.StateDir, 0o755); err != nil {
 				t.Fatal(err)
 			}
 		}, want: []string{"SELFHEAL CRITICAL - node: the handler cannot use its state directory: state directory", "has mode 0755, not 0700"}},
-		{name: "node_critical_state_dir_missing", state: nagios.Critical, setup: func(t *testing.T, c *NodeConfig, s handler.Store) {
+		{name: "node_critical_state_dir_missing", state: nagios.Critical, setup: func(t *testing.T, c *NodeConfig, s nodestate.Store) {
 			c.StateDir = filepath.Join(c.StateDir, "nope")
 		}, want: []string{"the handler cannot use its state directory"}},
-		{name: "node_critical_state_dir_symlink", state: nagios.Critical, setup: func(t *testing.T, c *NodeConfig, s handler.Store) {
+		{name: "node_critical_state_dir_symlink", state: nagios.Critical, setup: func(t *testing.T, c *NodeConfig, s nodestate.Store) {
 			link := c.StateDir + ".link"
 			if err := os.Symlink(c.StateDir, link); err != nil {
 				t.Fatal(err)
@@ -162,7 +162,7 @@ func TestNodeStates(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := nodeCfg(stateDir(t))
-			tt.setup(t, &c, handler.Store{Dir: c.StateDir, Trust: c.Trust})
+			tt.setup(t, &c, nodestate.Store{Dir: c.StateDir, Trust: c.Trust})
 			res := RunNode(ctx, c, Deps{Now: func() time.Time { return nodeNow }})
 			for _, w := range tt.want {
 				if !strings.Contains(res.Output, w) {
@@ -191,7 +191,7 @@ func TestNodeWriteFails(t *testing.T) {
 	}
 }
 
-func mustWrite(t *testing.T, s handler.Store, r handler.Record) {
+func mustWrite(t *testing.T, s nodestate.Store, r nodestate.Record) {
 	t.Helper()
 	if err := s.Write(context.Background(), r); err != nil {
 		t.Fatal(err)

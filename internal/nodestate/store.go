@@ -1,4 +1,4 @@
-package handler
+package nodestate
 
 import (
 	"bytes"
@@ -125,13 +125,6 @@ type RecordBudget struct {
 	RetryAfterS int64 `json:"retry_after_s"`
 }
 
-func recordBudget(b protocol.Budget) *RecordBudget {
-	if b.Max <= 0 {
-		return nil
-	}
-	return &RecordBudget{Used: b.Used, Max: b.Max, WindowS: int64(b.Window / time.Second), RetryAfterS: int64(b.RetryAfter / time.Second)}
-}
-
 // ErrStateCorrupt marks a record file that exists but cannot be read as
 // one. It is only reported: the next write replaces it.
 var ErrStateCorrupt = errors.New("state file corrupt")
@@ -192,7 +185,7 @@ func fileBase(host, service string) string {
 // unusable directories, locks and files are errors; callers log them and
 // go on.
 func (s Store) Write(ctx context.Context, rec Record) error {
-	d, err := s.open()
+	d, err := s.Open()
 	if err != nil {
 		return err
 	}
@@ -221,7 +214,7 @@ func (s Store) Write(ctx context.Context, rec Record) error {
 // Update reads host/service's record under the writers' lock and writes
 // it back when change returns true (cur is nil when there is none).
 func (s Store) Update(ctx context.Context, host, service string, change func(cur *Record) bool) error {
-	d, err := s.open()
+	d, err := s.Open()
 	if err != nil {
 		return err
 	}
@@ -251,7 +244,7 @@ func (s Store) Update(ctx context.Context, host, service string, change func(cur
 // Read returns the last answer recorded for host and service, or nil
 // when there is none. It writes nothing, not even a lock.
 func (s Store) Read(host, service string) (*Record, error) {
-	d, err := s.open()
+	d, err := s.Open()
 	if err != nil {
 		return nil, err
 	}
@@ -259,8 +252,8 @@ func (s Store) Read(host, service string) (*Record, error) {
 	return readState(d, fileBase(host, service)+".json", host, service)
 }
 
-// open opens Dir once the trust rule passes it.
-func (s Store) open() (*fsutil.Dir, error) {
+// Open opens Dir once the trust rule passes it.
+func (s Store) Open() (*fsutil.Dir, error) {
 	if s.Dir == "" {
 		return nil, errors.New("no state directory configured")
 	}
@@ -314,4 +307,12 @@ func readState(d *fsutil.Dir, name, host, service string) (*Record, error) {
 		return nil, fmt.Errorf("%w: %s belongs to %q/%q", ErrStateCorrupt, path, st.Host, st.Service)
 	}
 	return &st, nil
+}
+
+// NewRecordBudget is b as a record keeps it (nil: the agent reported no budget).
+func NewRecordBudget(b protocol.Budget) *RecordBudget {
+	if b.Max <= 0 {
+		return nil
+	}
+	return &RecordBudget{Used: b.Used, Max: b.Max, WindowS: int64(b.Window / time.Second), RetryAfterS: int64(b.RetryAfter / time.Second)}
 }

@@ -1,4 +1,4 @@
-package handler
+package nodestate
 
 import (
 	"context"
@@ -36,7 +36,7 @@ func helperMain(mode string, args []string) int {
 	s := Store{Dir: dir, Trust: fsutil.User(os.Getuid())}
 	rec := func(i int, summary string) Record {
 		return Record{Host: host, Service: svc, At: time.Now(), Source: "event", Verb: "restart", Agent: "web1",
-			Fault: strconv.Itoa(os.Getpid()), Result: kindHealed, Attempts: i, Summary: summary}
+			Fault: strconv.Itoa(os.Getpid()), Result: "healed", Attempts: i, Summary: summary}
 	}
 	switch mode {
 	case "race":
@@ -102,9 +102,9 @@ func TestStoreRoundTripAndFileName(t *testing.T) {
 		t.Fatalf("no record yet: got %+v, %v", rec, err)
 	}
 	want := Record{Host: "web 1", Service: "Worker/Svc;x", At: at, Source: "event", Verb: "restart", Agent: "web1",
-		Fault: "42", Result: kindHealed, Outcome: "ok", Origin: "run",
+		Fault: "42", Result: "healed", Outcome: "ok", Origin: "run",
 		Budget: &RecordBudget{Used: 1, Max: 3, WindowS: 3600}, Attempts: 2, Summary: "restart demo ok",
-		Comments: []Written{{Key: okKey + "|42", Name: "web 1!Worker/Svc;x!abc", At: at}},
+		Comments: []Written{{Key: "auto-restart ok|42", Name: "web 1!Worker/Svc;x!abc", At: at}},
 		Pending:  []Pending{{Cmd: "DEL_SVC_COMMENT;old", Since: at, Tries: 1, Error: "timeout"}}}
 	if err := s.Write(ctx, want); err != nil {
 		t.Fatal(err)
@@ -253,10 +253,10 @@ func TestStoreCorrupt(t *testing.T) {
 			if b, _ := os.ReadFile(p); string(b) != tt.content {
 				t.Fatal("a read modified the file")
 			}
-			if err := s.Write(context.Background(), Record{Host: "h", Service: "s", Result: kindHealed}); err != nil {
+			if err := s.Write(context.Background(), Record{Host: "h", Service: "s", Result: "healed"}); err != nil {
 				t.Fatal(err)
 			}
-			if rec, err := s.Read("h", "s"); err != nil || rec.Result != kindHealed {
+			if rec, err := s.Read("h", "s"); err != nil || rec.Result != "healed" {
 				t.Fatalf("after a write: %+v, %v", rec, err)
 			}
 		})

@@ -1,4 +1,4 @@
-package handler
+package nodestate
 
 import (
 	"bytes"
@@ -49,7 +49,7 @@ type pauseList struct {
 
 // Pauses returns the pauses in force at now.
 func (s Store) Pauses(now time.Time) ([]Pause, error) {
-	d, err := s.open()
+	d, err := s.Open()
 	if err != nil {
 		return nil, err
 	}
@@ -99,7 +99,7 @@ func PausedFor(ps []Pause, host, service string) *Pause {
 // SetPause adds p, replacing a pause of the same scope; Resume (remove
 // true) takes the pauses of that scope away, and reports how many.
 func (s Store) SetPause(ctx context.Context, now time.Time, p Pause, remove bool) (int, error) {
-	d, err := s.open()
+	d, err := s.Open()
 	if err != nil {
 		return 0, err
 	}
@@ -137,9 +137,4 @@ func (s Store) SetPause(ctx context.Context, now time.Time, p Pause, remove bool
 		return 0, fmt.Errorf("writing pauses: %w", err)
 	}
 	return n, nil
-}
-
-func pauseText(p *Pause) string {
-	return fmt.Sprintf("auto-healing paused (%s) by %s until %s: %s; `handle_worker resume` lets it heal",
-		p.Scope(), p.By, p.Until.UTC().Format(time.RFC3339), p.Reason)
 }
