@@ -150,7 +150,8 @@ func TestSatelliteZoneHeals(t *testing.T) {
 	if err := w.Fault(ctx, "crash"); err != nil {
 		t.Fatal(err)
 	}
-	waitState("HARD CRITICAL", func(s icingaapi.Service) bool { return s.State == 2 && s.StateType == 1 })
+	// No wait for HARD CRITICAL: the heal follows it within milliseconds,
+	// so a poll may never see it; the success comment is the proof.
 	for ctx.Err() == nil {
 		cs, _ := mc.Comments(ctx, rig.HostName, rig.ServiceName, "handle_worker")
 		if slices.ContainsFunc(cs, func(c icingaapi.Comment) bool { return strings.HasPrefix(c.Text, "auto-restart ok") }) {
