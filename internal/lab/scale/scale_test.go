@@ -166,15 +166,17 @@ func TestScale(t *testing.T) {
 	var hosts []*host
 	var fleetFile string
 	var objs strings.Builder
+	// One node host per endpoint (NewZone's defaults), as hosts.conf says
+	// for an HA zone: each endpoint's reevaluate re-asks its own holds.
+	for _, ep := range []string{"lab-a", "lab-b"} {
+		fmt.Fprintf(&objs, "object Host %q {\n  check_command = \"dummy\"\n  enable_active_checks = false\n"+
+			"  vars.selfheal_node = true\n  vars.selfheal_endpoint = %q\n}\n", "node-"+ep, ep)
+	}
 	for h := range nh {
 		hs := &host{name: fmt.Sprintf("sim%03d", h+1), ip: fmt.Sprintf("127.0.1.%d", h+1), lport: basePort + per,
 			audit: filepath.Join(dir, fmt.Sprintf("audit-%03d.log", h+1))}
 		var svcs []rig.Service
 		fmt.Fprintf(&objs, "object Host %q {\n  address = %q\n  check_command = \"dummy\"\n  enable_active_checks = false\n  vars.listener_port = %d\n", hs.name, hs.ip, hs.lport)
-		if h == 0 {
-			// The sample's reevaluate service runs on this host.
-			objs.WriteString("  vars.selfheal_node = true\n")
-		}
 		for s := range per {
 			target := fmt.Sprintf("w%03d", s)
 			addr := fmt.Sprintf("%s:%d", hs.ip, basePort+s)
