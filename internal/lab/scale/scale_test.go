@@ -316,7 +316,7 @@ func waitRunning(ctx context.Context, f *fleet, addrs []string, d time.Duration)
 
 // counts sums the agents' restarts and the handlers' holds since t.
 func counts(z *engine.Zone, hosts []*host, since time.Time) string {
-	runs, held := 0, map[string]int{}
+	runs, held, reeval := 0, map[string]int{}, map[string]int{}
 	for _, h := range hosts {
 		recs, _ := rig.ReadAudit(h.audit)
 		for _, r := range recs {
@@ -331,12 +331,18 @@ func counts(z *engine.Zone, hosts []*host, since time.Time) string {
 			var x struct {
 				Time time.Time `json:"time"`
 			}
-			if r.Held != "" && json.Unmarshal([]byte(r.Raw), &x) == nil && !x.Time.Before(since.Truncate(time.Second)) {
+			if json.Unmarshal([]byte(r.Raw), &x) != nil || x.Time.Before(since.Truncate(time.Second)) {
+				continue
+			}
+			if r.Held != "" {
 				held[r.Held]++
+			}
+			if r.Source == "reevaluate" && r.Result == "healed" {
+				reeval[e.Name]++
 			}
 		}
 	}
-	return fmt.Sprintf("%d restarts run, holds by rule %v", runs, held)
+	return fmt.Sprintf("%d restarts run, holds by rule %v, healed by each endpoint's reevaluate %v", runs, held, reeval)
 }
 
 type apiClient struct {
