@@ -3,19 +3,13 @@ package e2e
 import (
 	"context"
 	"encoding/json"
-	"fmt"
-	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/selfheal/selfheal/internal/lab/engine"
 	"github.com/selfheal/selfheal/internal/lab/rig"
-	"github.com/selfheal/selfheal/internal/lab/testutil"
-	"github.com/selfheal/selfheal/internal/nagios"
 )
 
 // zoneWorkers is how many workers the zone-rule test watches: more than
@@ -33,162 +27,11 @@ const zoneWorkers = 13
 // every one is SOFT CRITICAL before the first turns HARD); every held one
 // gets one comment naming the zone's count.
 func TestHAZoneRule(t *testing.T) {
-	icinga := testutil.LookTool(t, "icinga2", "/usr/sbin/icinga2")
-	start := time.Now()
-	logf := func(format string, args ...any) {
-		t.Helper()
-		t.Logf("[%5.1fs] %s", time.Since(start).Seconds(), fmt.Sprintf(format, args...))
-	}
-	dir := t.TempDir()
-	bins := map[string]string{}
-	for _, name := range rig.Binaries {
-		bins[name] = testutil.Binary(t, name)
-	}
-	binDir := filepath.Join(dir, "bin")
-	if err := rig.LinkBinaries(binDir, bins); err != nil {
-		t.Fatal(err)
-	}
-	bin := func(name string) string { return filepath.Join(binDir, name) }
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Second)
 	defer cancel()
-
-	type worker struct {
-		name, target string
-		w            rig.Worker
-		port         int
-	}
-	var workers []worker
-	var services []rig.Service
-	var err error
-	for i := range zoneWorkers {
-		name, target := svcName, rig.Target
-		if i > 0 {
-			name, target = rig.ExtraName(i)
-		}
-		var w rig.Worker
-		var port int
-		// A free port can be taken again before the worker binds it (the
-		// machine is shared): another port then.
-		for try := 0; ; try++ {
-			if port, err = rig.FreePort(); err != nil {
-				t.Fatal(err)
-			}
-			w = rig.Worker{Bin: bin("demo_worker"), Addr: "127.0.0.1:" + strconv.Itoa(port),
-				PIDFile: filepath.Join(dir, target+".pid"), LogFile: filepath.Join(dir, target+".log")}
-			_, err := w.Daemon(ctx, "start")
-			if err == nil {
-				break
-			}
-			if try == 4 {
-				t.Fatal(err)
-			}
-		}
-		t.Cleanup(func() { _ = w.Shutdown(context.Background()) })
-		workers = append(workers, worker{name, target, w, port})
-		services = append(services, rig.Service{Name: target, Actions: map[string]rig.Action{
-			"restart": {Argv: w.Argv("restart"), Timeout: "10s", KillGrace: "5s"}}})
-	}
-	lport, err2 := rig.FreePort()
-	if err2 != nil {
-		t.Fatal(err2)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	audit := filepath.Join(dir, "audit.log")
-	off := false
-	files, err := rig.Prepare(ctx, rig.Kit{Dir: filepath.Join(dir, "agent"), Agent: hostName, Issue: bin("handle_worker"),
-		Config: rig.ListenerConfig{Listen: "127.0.0.1:" + strconv.Itoa(lport), Allow: rig.Loopback, AuditLog: audit,
-			// The agent's own breaker is off: this test is about the zone's.
-			Budget: &rig.Budget{Max: 100, Window: "1h", MinGap: "0s"}, Breaker: &rig.Breaker{Enabled: &off}, Services: services}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := rig.StartListener(ctx, rig.Serve{Bin: bin("worker_listener"), Config: files.Config, Log: filepath.Join(dir, "listener.log"),
-		Ping: &files.Fleet, PingAgent: hostName})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ln.Stop(10 * time.Second) })
-
-	// The shipped selfheal.conf on both endpoints; each endpoint's handler
-	// writes back and reads the zone through its own endpoint's API.
-	password := "zone-" + strconv.FormatInt(time.Now().UnixNano(), 36)
-	creds := filepath.Join(dir, "api-credentials")
-	if err := os.WriteFile(creds, []byte("selfheal:"+password+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	site := rig.Site{Kind: engine.Icinga2, ConfigDir: filepath.Join(testutil.ModuleRoot(t), "nagios-config"), BinDir: binDir,
-		KeyFile: files.FleetFile, StateDir: "${dir}/handler-state", HandlerLog: "${dir}/handle_worker.log",
-		ListenerPort: lport, CheckTimeout: 2, MaxAge: "2s,3s", Recheck: "1s", WorkerPort: workers[0].port}
-	for _, w := range workers[1:] {
-		site.Extra = append(site.Extra, rig.SiteService{Name: w.name, Target: w.target, Port: w.port})
-	}
-	cfg, err := site.Config()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Resources["SelfhealCommandFile"] = ""
-	cfg.Resources["SelfhealIcingaCredentials"] = creds
-	cfg.Resources["SelfhealIcingaCA"] = "${dir}/var/lib/certs/ca.crt"
-	cfg.Resources["SelfhealIcingaAPI"] = "zone-api-url" // each endpoint's own, below
-	out, err := os.Create(filepath.Join(dir, "zone.out"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { out.Close() })
-	z, err := engine.NewZone(engine.ZoneConfig{Binary: icinga, ObjectFiles: cfg.ObjectFiles, Resources: cfg.Resources,
-		Constants: cfg.Constants, Stderr: out,
-		Objects: cfg.Objects + fmt.Sprintf("object ApiUser \"selfheal\" {\n  password = %q\n  permissions = [ \"*\" ]\n}\n", password)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := z.Close(); err != nil {
-			t.Errorf("closing the zone: %v", err)
-		}
-	})
-	for _, e := range z.Endpoints {
-		// The API's port is known only now: point the endpoint's
-		// constant at it.
-		consts := filepath.Join(filepath.Dir(e.MainConfig), "constants.conf")
-		b, err := os.ReadFile(consts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		url := fmt.Sprintf("https://127.0.0.1:%d", e.APIPort)
-		if !strings.Contains(string(b), `"zone-api-url"`) {
-			t.Fatalf("%s: no SelfhealIcingaAPI placeholder:\n%s", consts, b)
-		}
-		if err := os.WriteFile(consts, []byte(strings.Replace(string(b), `"zone-api-url"`, strconv.Quote(url), 1)), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.MkdirAll(filepath.Join(e.Dir, "handler-state"), 0o700); err != nil {
-			t.Fatal(err)
-		}
-		if text, err := e.Validate(ctx); err != nil {
-			t.Fatalf("%s: %v\n%s", e.Name, err, text)
-		}
-	}
-	if err := z.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := z.WaitConnected(ctx); err != nil {
-		t.Fatal(err)
-	}
-	logf("zone up and connected; %d workers", len(workers))
-	waitOK := func(list []worker, what string) {
-		t.Helper()
-		for _, w := range list {
-			for _, e := range z.Endpoints {
-				if _, err := e.WaitService(ctx, hostName, w.name, func(s engine.Service) bool {
-					return s.HasBeenChecked && s.State == nagios.OK && s.Hard
-				}); err != nil {
-					t.Fatalf("%s: %s on %s: %v", what, w.name, e.Name, err)
-				}
-			}
-		}
-	}
+	// The agent's own breaker is off: this test is about the zone's.
+	l := newAPIZone(t, ctx, zoneWorkers, "")
+	z, workers, audit, logf, waitOK := l.z, l.workers, l.audit, l.logf, l.waitOK
 	waitOK(workers, "start")
 
 	// handled reads both endpoints' handler logs: per service, the
@@ -216,7 +59,7 @@ func TestHAZoneRule(t *testing.T) {
 		}
 		return h
 	}
-	crash := func(list []worker) time.Time {
+	crash := func(list []zoneWorker) time.Time {
 		t.Helper()
 		at := time.Now().Add(-time.Second) // the handler log has whole seconds
 		var wg sync.WaitGroup

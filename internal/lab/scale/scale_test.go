@@ -166,15 +166,17 @@ func TestScale(t *testing.T) {
 	var hosts []*host
 	var fleetFile string
 	var objs strings.Builder
+	// One node host per endpoint (NewZone's defaults), as hosts.conf says
+	// for an HA zone: each endpoint's reevaluate re-asks its own holds.
+	for _, ep := range []string{"lab-a", "lab-b"} {
+		fmt.Fprintf(&objs, "object Host %q {\n  check_command = \"dummy\"\n  enable_active_checks = false\n"+
+			"  vars.selfheal_node = true\n  vars.selfheal_endpoint = %q\n}\n", "node-"+ep, ep)
+	}
 	for h := range nh {
 		hs := &host{name: fmt.Sprintf("sim%03d", h+1), ip: fmt.Sprintf("127.0.1.%d", h+1), lport: basePort + per,
 			audit: filepath.Join(dir, fmt.Sprintf("audit-%03d.log", h+1))}
 		var svcs []rig.Service
 		fmt.Fprintf(&objs, "object Host %q {\n  address = %q\n  check_command = \"dummy\"\n  enable_active_checks = false\n  vars.listener_port = %d\n", hs.name, hs.ip, hs.lport)
-		if h == 0 {
-			// The sample's reevaluate service runs on this host.
-			objs.WriteString("  vars.selfheal_node = true\n")
-		}
 		for s := range per {
 			target := fmt.Sprintf("w%03d", s)
 			addr := fmt.Sprintf("%s:%d", hs.ip, basePort+s)
@@ -314,7 +316,7 @@ func waitRunning(ctx context.Context, f *fleet, addrs []string, d time.Duration)
 
 // counts sums the agents' restarts and the handlers' holds since t.
 func counts(z *engine.Zone, hosts []*host, since time.Time) string {
-	runs, held := 0, map[string]int{}
+	runs, held, reeval := 0, map[string]int{}, map[string]int{}
 	for _, h := range hosts {
 		recs, _ := rig.ReadAudit(h.audit)
 		for _, r := range recs {
@@ -329,12 +331,18 @@ func counts(z *engine.Zone, hosts []*host, since time.Time) string {
 			var x struct {
 				Time time.Time `json:"time"`
 			}
-			if r.Held != "" && json.Unmarshal([]byte(r.Raw), &x) == nil && !x.Time.Before(since.Truncate(time.Second)) {
+			if json.Unmarshal([]byte(r.Raw), &x) != nil || x.Time.Before(since.Truncate(time.Second)) {
+				continue
+			}
+			if r.Held != "" {
 				held[r.Held]++
+			}
+			if r.Source == "reevaluate" && r.Result == "healed" {
+				reeval[e.Name]++
 			}
 		}
 	}
-	return fmt.Sprintf("%d restarts run, holds by rule %v", runs, held)
+	return fmt.Sprintf("%d restarts run, holds by rule %v, healed by each endpoint's reevaluate %v", runs, held, reeval)
 }
 
 type apiClient struct {
