@@ -307,6 +307,13 @@ func (c *Client) call(ctx context.Context, op, path string, query bool, body map
 	if c.user != "" {
 		req.SetBasicAuth(c.user, c.password)
 	}
+	// A kept-alive connection the API closed as the request went out fails
+	// with EOF. Every call but add-comment may be sent again (queries,
+	// remove-comment, reschedule-check), so net/http may retry it on a
+	// fresh connection; a nil header value marks it so and is not sent.
+	if path != "/v1/actions/add-comment" {
+		req.Header["X-Idempotency-Key"] = nil
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return nil, transportError(op, err)
