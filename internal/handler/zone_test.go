@@ -149,3 +149,101 @@ func TestRunZoneUnreadable(t *testing.T) {
 	e.cfg.ServiceDesc = "Other"
 	expect(t, e.run("CRITICAL", "HARD", 3, "2"), 1, "(mass failure): 2 services needed a restart")
 }
+
+// TestReevaluateStormLooks: a held storm of 7 (allowance 2) recovers in
+// one reevaluate run: it looks again while its trials are in flight, the
+// window widening as the engine shows them healed (1, 2, 2, ...), never
+// more than 2 restarts the engine has not shown healed. With the engine
+// not showing any trial healed, the run asks no more after its trial.
+func TestReevaluateStormLooks(t *testing.T) {
+	for _, heals := range []bool{true, false} {
+		t.Run(fmt.Sprint("heals=", heals), func(t *testing.T) {
+			l := rigtest.StartHandlerListener(t, bigBudget)
+			e := newEnv(t, l)
+			e.cfg.Facts = handler.NoFacts
+			status := filepath.Join(t.TempDir(), "status.dat")
+			zone := breaker.ZoneConfig{Allowance: 2, Window: time.Hour, Quiet: 2 * time.Minute, Verify: 3 * time.Minute}
+			e.cfg.Judgment = handler.Judgment{Zone: zone, StatusFile: status}
+			t0 := e.clk.Now()
+			const n = 7
+			name := func(i int) string { return fmt.Sprint("S", i) }
+			failing := map[int]bool{}
+			write := func() {
+				var blocks []string
+				for i := range n {
+					if failing[i] {
+						blocks = append(blocks, zoneSvc("db", name(i), fmt.Sprint(30+i), t0.Add(time.Duration(i-n)*time.Second)))
+					}
+				}
+				writeStatus(t, status, append(blocks, hostStatus("db", hostUp))...)
+			}
+			for i := range n {
+				failing[i] = true
+			}
+			write()
+			for i := range n {
+				e.cfg.HostName, e.cfg.ServiceDesc = "db", name(i)
+				expect(t, e.run("CRITICAL", "HARD", 3, fmt.Sprint(30+i)), 1, "auto-restart held back (mass failure)")
+			}
+			if got := l.Actions(t); got != 0 {
+				t.Fatalf("%d actions while held, want 0", got)
+			}
+			e.clk.Advance(3 * time.Minute) // quiet: the first trial may go
+			healed := func() []int {
+				var out []int
+				for i := range n {
+					rec, err := nodestate.Store{Dir: e.state}.Read("db", name(i))
+					if err == nil && rec != nil && rec.Result == "healed" {
+						out = append(out, i)
+					}
+				}
+				return out
+			}
+			looks, most := 0, 0
+			deps := e.deps()
+			deps.Sleep = func(ctx context.Context, d time.Duration) error {
+				// The engine between two looks: restarted services OK
+				// (or still failing), the rule's in-flight restarts
+				// counted.
+				looks++
+				inflight := 0
+				for _, i := range healed() {
+					if failing[i] {
+						inflight++
+					}
+					if heals {
+						failing[i] = false
+					}
+				}
+				most = max(most, inflight)
+				write()
+				e.clk.Advance(d)
+				return nil
+			}
+			var blocks []string
+			for i := range n {
+				blocks = append(blocks, zoneSvc("db", name(i), fmt.Sprint(30+i), t0.Add(time.Duration(i-n)*time.Second)))
+			}
+			sd := statusDat(t, e.clk.Now(), append(blocks, hostStatus("db", hostUp))...)
+			r := handler.Reevaluate(context.Background(), handler.ReevalConfig{
+				StateDir: e.state, Status: sd, StatusAge: 5 * time.Minute, Key: e.l.Key, Judgment: e.cfg.Judgment,
+				CommandFile: e.fifo, Deadline: 50 * time.Second, PerRequest: 18 * time.Second,
+			}, deps)
+			got := len(healed())
+			if heals {
+				if got != n || l.Actions(t) != n || r.Code != 0 {
+					t.Fatalf("%d healed, %d actions, want %d; %d looks: %s", got, l.Actions(t), n, looks, r.Line)
+				}
+				if most > zone.Allowance || most == 0 {
+					t.Fatalf("%d restarts in flight at once, want 1-%d", most, zone.Allowance)
+				}
+				return
+			}
+			// No trial ever seen healed: one trial, then the looks ask
+			// nothing more (the rule holds the rest) until the deadline.
+			if got != 1 || l.Actions(t) != 1 || looks == 0 {
+				t.Fatalf("%d healed, %d actions, %d looks; want 1 trial and some looks: %s", got, l.Actions(t), looks, r.Line)
+			}
+		})
+	}
+}
