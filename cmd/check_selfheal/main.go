@@ -30,7 +30,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			InfoExit: int(nagios.Unknown),
 		}
 		var fl healercheck.Flags
-		kctx, err := cli.Parse(app, &fl, args, healercheck.Vars)
+		kctx, err := cli.Parse(app, &fl, args, healercheck.Vars, healercheck.JudgeHelp)
 		if err != nil {
 			return cli.PluginExit(out, err)
 		}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/alecthomas/kong"
 
+	"github.com/selfheal/selfheal/internal/cli"
 	"github.com/selfheal/selfheal/internal/fsutil"
 	"github.com/selfheal/selfheal/internal/icingaapi"
 	"github.com/selfheal/selfheal/internal/nodestate"
@@ -60,14 +61,19 @@ type NodeFlags struct {
 
 // Vars are the defaults the grammar interpolates.
 var Vars = kong.Vars{"offset_warn": DefaultOffsetWarn, "offset_crit": DefaultOffsetCrit, "budget_warn": DefaultBudgetWarn,
-	"state_dir": nodestate.DefaultStateDir,
-	// nodestate.JudgeFlags' help: they are handle_worker's flags.
-	"ignore_help":              "handle_worker's --ignore: a switched-off pause or breaker holds nothing back, so it is not judged.",
-	"breaker_threshold_help":   "handle_worker's --breaker-threshold.",
-	"breaker_window_help":      "handle_worker's --breaker-window.",
-	"breaker_quiet_help":       "handle_worker's --breaker-quiet.",
-	"breaker_zone_window_help": "handle_worker's --breaker-zone-window.", "breaker_verify_help": "handle_worker's --breaker-verify.",
-	"breaker_event_command_help": "handle_worker's --breaker-event-command."}
+	"state_dir": nodestate.DefaultStateDir}
+
+// JudgeHelp words nodestate.JudgeFlags' help: they are handle_worker's
+// flags.
+var JudgeHelp = cli.HelpText(map[string]string{
+	"ignore_help":                "handle_worker's --ignore: a switched-off pause or breaker holds nothing back, so it is not judged.",
+	"breaker_threshold_help":     "handle_worker's --breaker-threshold.",
+	"breaker_window_help":        "handle_worker's --breaker-window.",
+	"breaker_quiet_help":         "handle_worker's --breaker-quiet.",
+	"breaker_zone_window_help":   "handle_worker's --breaker-zone-window.",
+	"breaker_verify_help":        "handle_worker's --breaker-verify.",
+	"breaker_event_command_help": "handle_worker's --breaker-event-command.",
+})
 
 // Config validates agent mode's flags; every error is a usage error
 // (UNKNOWN). The key is loaded under the trust rule, as handle_worker
