@@ -26,6 +26,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -40,10 +41,11 @@ import (
 
 // fleet serves every simulated worker's /status.
 type fleet struct {
-	mu   sync.Mutex
-	up   map[string]net.Listener // addr -> its listener while it runs
-	srv  *http.Server
-	ctrl string // the control address: /restart?addr=...
+	mu        sync.Mutex
+	up        map[string]net.Listener // addr -> its listener while it runs
+	restarted map[string][]time.Time  // addr -> when a restart started it
+	srv       *http.Server
+	ctrl      string // the control address: /restart?addr=...
 }
 
 func (f *fleet) start(addr string) error {
@@ -76,7 +78,7 @@ func (f *fleet) running(addr string) bool {
 }
 
 func newFleet(t *testing.T) *fleet {
-	f := &fleet{up: map[string]net.Listener{}}
+	f := &fleet{up: map[string]net.Listener{}, restarted: map[string][]time.Time{}}
 	started := time.Now().Add(-time.Hour)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/status", func(w http.ResponseWriter, _ *http.Request) {
@@ -91,7 +93,11 @@ func newFleet(t *testing.T) *fleet {
 		}
 		if err := f.start(addr); err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
 		}
+		f.mu.Lock()
+		f.restarted[addr] = append(f.restarted[addr], time.Now())
+		f.mu.Unlock()
 	})
 	f.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -209,13 +215,17 @@ func TestScale(t *testing.T) {
 	logf("%d simulated workers on %d hosts (%d each), %d agents", nh*per, nh, per, nh)
 
 	password := "scale-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	labPassword := password + "-lab"
 	creds := filepath.Join(dir, "api-credentials")
-	if err := os.WriteFile(creds, []byte("selfheal:"+password+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(creds, []byte(handlerUser+":"+password+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	sample := filepath.Join(testutil.ModuleRoot(t), "nagios-config", "icinga2")
 	z, err := engine.NewZone(engine.ZoneConfig{Binary: icinga, ObjectFiles: []string{filepath.Join(sample, "selfheal.conf")},
-		Objects: objs.String() + fmt.Sprintf("object ApiUser \"selfheal\" {\n  password = %q\n  permissions = [ \"*\" ]\n}\n", password),
+		// Two API users: the handlers' (its requests are counted in the
+		// endpoints' logs) and the lab's own.
+		Objects: objs.String() + fmt.Sprintf("object ApiUser %q {\n  password = %q\n  permissions = [ \"*\" ]\n}\n", handlerUser, password) +
+			fmt.Sprintf("object ApiUser \"lab\" {\n  password = %q\n  permissions = [ \"*\" ]\n}\n", labPassword),
 		Resources: map[string]string{"SelfhealPluginDir": binDir, "SelfhealKeyFile": fleetFile, "SelfhealStateDir": "${dir}/handler-state",
 			"SelfhealLogFile": "${dir}/handle_worker.log", "SelfhealCommandFile": "", "SelfhealIcingaCredentials": creds,
 			"SelfhealIcingaAPI": "zone-api-url", "SelfhealIcingaCA": "${dir}/var/lib/certs/ca.crt"},
@@ -239,7 +249,7 @@ func TestScale(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	api := newAPI(t, z, password)
+	api := newAPI(t, z, labPassword)
 	started := time.Now()
 	if err := z.Start(ctx); err != nil {
 		t.Fatal(err)
@@ -247,13 +257,16 @@ func TestScale(t *testing.T) {
 	if err := z.WaitConnected(ctx); err != nil {
 		t.Fatal(err)
 	}
-	// Start-up: every service checked and OK, and the latency.
+	lat := &sampler{}
+	go lat.run(ctx, api)
+	hlogs := func() []hrec { return readHandlerLogs(t, z) }
+
+	// Start-up: every service checked and OK; the latency back under 5 s.
 	upBy := time.Now().Add(15 * time.Minute)
 	for {
 		ok, total, err := api.countOK(ctx)
 		if err == nil && ok == total && total > nh*per {
-			lat, _ := api.latency(ctx)
-			logf("start-up: all %d services checked OK %.0fs after the zone started; check latency %s", total, time.Since(started).Seconds(), lat)
+			logf("start-up: all %d services checked OK %.0fs after the zone started", total, time.Since(started).Seconds())
 			break
 		}
 		if time.Now().After(upBy) {
@@ -261,39 +274,113 @@ func TestScale(t *testing.T) {
 		}
 		time.Sleep(5 * time.Second)
 	}
+	under := lat.waitUnder(ctx, 5, started, 15*time.Minute)
+	runs := 0
+	for _, r := range hlogs() {
+		if r.Mode == "" && r.State == "OK" {
+			runs++
+		}
+	}
+	logf("start-up: check latency peak %s; avg under 5 s %s after the zone started; %d handler runs for OK, %d API requests from handlers",
+		lat.peak(started), under, runs, apiRequests(t, z, handlerUser))
+	lat.waitUnder(ctx, 2, time.Now(), 15*time.Minute)
 
 	// Independent faults: one every 10 s, each on another host.
-	k := min(envInt("INDEPENDENT", 10), nh*per)
-	var crashed []string
+	k := min(envInt("INDEPENDENT", 50), nh*per)
+	var lone []fault
 	for i := range k {
 		hs := hosts[i%nh]
-		addr := fmt.Sprintf("%s:%d", hs.ip, basePort+(i/nh)%per)
-		f.crash(addr)
-		crashed = append(crashed, addr)
+		s := (i / nh) % per
+		lone = append(lone, fault{host: hs.name, svc: hs.services[s], addr: fmt.Sprintf("%s:%d", hs.ip, basePort+s), at: time.Now()})
+		f.crash(lone[i].addr)
 		time.Sleep(10 * time.Second)
 	}
-	healed := waitRunning(ctx, f, crashed, 3*time.Minute)
-	logf("independent: %d crashes one every 10 s on %d hosts: %d healed within 3 min; %s", k, min(k, nh), healed, counts(z, hosts, started))
+	healed := waitRunning(ctx, f, addrsOf(lone), 3*time.Minute)
+	st := judge(lone, f, hlogs())
+	logf("independent: %d crashes one every 10 s on %d hosts: %d healed; fault -> HARD %s; HARD -> restart %s (%d later than HARD + 5 s); %s",
+		k, min(k, nh), healed, st.detect, st.heal, st.late, counts(z, hosts, lone[0].at))
+	loneDetect := st.detectMedian
 
-	// A storm: STORM services of one host at once (default: all of it).
-	m := min(envInt("STORM", per), per)
-	mark := time.Now()
-	var storm []string
-	hs := hosts[nh-1]
-	for s := range m {
-		addr := fmt.Sprintf("%s:%d", hs.ip, basePort+per-1-s)
-		storm = append(storm, addr)
-		f.crash(addr)
+	// Storms: STORM workers at once on STORM_HOSTS hosts (all of each),
+	// then STORM/HOSTS on every host. The cause "clears" at once (the
+	// endpoints stay down until restarted): healing resumes by itself.
+	m := min(envInt("STORM", 1000), nh*per)
+	sh := min(max(1, m/per), nh)
+	shapes := []struct {
+		name string
+		pick func() []fault
+	}{
+		{fmt.Sprintf("%d on %d hosts", sh*per, sh), func() []fault {
+			var out []fault
+			for _, hs := range hosts[nh-sh:] {
+				for s := range per {
+					out = append(out, fault{host: hs.name, svc: hs.services[s], addr: fmt.Sprintf("%s:%d", hs.ip, basePort+s)})
+				}
+			}
+			return out
+		}},
+		{fmt.Sprintf("%d per host on %d hosts", max(1, m/nh), nh), func() []fault {
+			var out []fault
+			for _, hs := range hosts {
+				for s := per - max(1, m/nh); s < per; s++ {
+					out = append(out, fault{host: hs.name, svc: hs.services[s], addr: fmt.Sprintf("%s:%d", hs.ip, basePort+s)})
+				}
+			}
+			return out
+		}},
 	}
-	time.Sleep(3 * time.Minute)
-	lat, _ := api.latency(ctx)
-	logf("storm: %d services of %s at once; after 3 min: %s; check latency %s; %d running again", m, hs.name, counts(z, hosts, mark), lat,
-		waitRunning(ctx, f, storm, time.Second))
-	// The cause "clears" at once (the endpoints stay down until restarted):
-	// reevaluate's slow start heals what its endpoint held.
-	wait := time.Duration(envInt("RECOVER_MIN", 10)) * time.Minute
-	n2 := waitRunning(ctx, f, storm, wait)
-	logf("storm recovery: %d of %d running again %s after the storm; %s", n2, m, wait, counts(z, hosts, mark))
+	wait := time.Duration(envInt("RECOVER_MIN", 20)) * time.Minute
+	for _, shape := range shapes {
+		storm := shape.pick()
+		mark := time.Now()
+		for i := range storm {
+			storm[i].at = mark
+			f.crash(storm[i].addr)
+		}
+		// Held: every service HARD, held and commented; none restarted but
+		// the rule's allowance. Quiet is 2 min: no trial before that.
+		time.Sleep(110 * time.Second)
+		logs := hlogs()
+		st := judge(storm, f, logs)
+		held, comm := holds(storm, logs, api, ctx)
+		logf("storm %s: in 110 s: %d restarts run (allowance 10); %d HARD; fault -> HARD %s (lone %s); %d held, %d with their comment (%d later than 15 s after HARD, latest %s); check latency now %s",
+			shape.name, auditRuns(hosts, mark), st.hard, st.detect, loneDetect, held, comm.n, comm.late, comm.worst, lat.now())
+		n2 := waitRunning(ctx, f, addrsOf(storm), wait)
+		logs = hlogs()
+		fl := inFlight(storm, f, logs)
+		logf("storm %s: recovery: %d of %d running again %s after the storm (all by %s); at most %d restarted but not yet seen OK at once; %s; check latency peak %s; reevaluate passes %s",
+			shape.name, n2, len(storm), time.Since(mark).Round(time.Second), fl.last, fl.max, counts(z, hosts, mark), lat.peak(mark), reevalPasses(logs, mark))
+		if n2 < len(storm) {
+			t.Errorf("storm %s: %d of %d not healed in %s", shape.name, len(storm)-n2, len(storm), wait)
+		}
+		// Settle before the next: everything OK in the engine.
+		settle := time.Now().Add(10 * time.Minute)
+		for {
+			ok, total, err := api.countOK(ctx)
+			if err == nil && ok == total || time.Now().After(settle) {
+				break
+			}
+			time.Sleep(5 * time.Second)
+		}
+	}
+
+	// A restart as an admin does one: the endpoints stop and start again
+	// with their state file (Icinga keeps each service's state).
+	before := len(hlogs())
+	reqs := apiRequests(t, z, handlerUser)
+	if err := z.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	restarted := time.Now()
+	if err := z.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := z.WaitConnected(ctx); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(90 * time.Second) // a check interval and a half: every service checked again
+	logf("restart (state kept): %d handler runs in 90 s, %d API requests from handlers; check latency peak %s, now %s",
+		len(hlogs())-before, apiRequests(t, z, handlerUser)-reqs, lat.peak(restarted), lat.now())
 }
 
 // waitRunning waits (at most d) for the endpoints to run again and
@@ -369,7 +456,7 @@ func (a *apiClient) get(ctx context.Context, path string, out any) error {
 		return err
 	}
 	req.Header.Set("Accept", "application/json")
-	req.SetBasicAuth("selfheal", a.password)
+	req.SetBasicAuth("lab", a.password)
 	resp, err := a.c.Do(req)
 	if err != nil {
 		return err
@@ -381,38 +468,25 @@ func (a *apiClient) get(ctx context.Context, path string, out any) error {
 	return json.NewDecoder(resp.Body).Decode(out)
 }
 
-// countOK is how many services are checked and OK, of how many.
+// countOK is how many services are checked and OK, of how many: Icinga's
+// own counts (cheap; a list of 10,000 services is not).
 func (a *apiClient) countOK(ctx context.Context) (int, int, error) {
-	var r struct {
-		Results []struct {
-			Attrs struct {
-				State     float64 `json:"state"`
-				LastCheck float64 `json:"last_check"`
-			} `json:"attrs"`
-		} `json:"results"`
-	}
-	if err := a.get(ctx, "/v1/objects/services?attrs=state&attrs=last_check", &r); err != nil {
-		return 0, 0, err
-	}
-	ok := 0
-	for _, s := range r.Results {
-		if s.Attrs.State == 0 && s.Attrs.LastCheck > 0 {
-			ok++
-		}
-	}
-	return ok, len(r.Results), nil
-}
-
-// latency is Icinga's own average and maximum check latency.
-func (a *apiClient) latency(ctx context.Context) (string, error) {
 	var r struct {
 		Results []struct {
 			Status map[string]float64 `json:"status"`
 		} `json:"results"`
 	}
-	if err := a.get(ctx, "/v1/status/CIB", &r); err != nil || len(r.Results) == 0 {
-		return "?", err
+	if err := a.get(ctx, "/v1/status/CIB", &r); err != nil {
+		return 0, 0, err
 	}
-	s := r.Results[0].Status
-	return fmt.Sprintf("avg %.2fs max %.2fs", s["avg_latency"], s["max_latency"]), nil
+	if len(r.Results) == 0 {
+		return 0, 0, fmt.Errorf("no CIB status")
+	}
+	total := 0
+	for k, v := range r.Results[0].Status {
+		if strings.HasPrefix(k, "num_services_") && slices.Contains([]string{"ok", "warning", "critical", "unknown", "pending"}, strings.TrimPrefix(k, "num_services_")) {
+			total += int(v)
+		}
+	}
+	return int(r.Results[0].Status["num_services_ok"]), total, nil
 }
