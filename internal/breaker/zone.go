@@ -159,9 +159,20 @@ type ZoneVerdict struct {
 }
 
 // ZoneStep decides for key (with fault) at now, given the zone's failing
-// services; s is not modified.
+// services read at now; s is not modified.
 func ZoneStep(s ZoneSnapshot, now time.Time, key, fault string, failing []Failing, cfg ZoneConfig) (ZoneSnapshot, ZoneVerdict) {
+	return ZoneStepView(s, now, now, key, fault, failing, cfg)
+}
+
+// ZoneStepView is ZoneStep with the failing services as the engine showed
+// them at viewAt (a view shared for a moment, a status.dat written every
+// few seconds). A restart or hold this node recorded at or after viewAt is
+// not in that view yet: it still counts, rather than look healed.
+func ZoneStepView(s ZoneSnapshot, now, viewAt time.Time, key, fault string, failing []Failing, cfg ZoneConfig) (ZoneSnapshot, ZoneVerdict) {
 	cfg = cfg.withDefaults()
+	if viewAt.IsZero() || viewAt.After(now) {
+		viewAt = now
+	}
 	s.Admitted, s.Failed = slices.Clone(s.Admitted), slices.Clone(s.Failed)
 	cur := map[string]Failing{}
 	for _, f := range failing {
@@ -170,7 +181,13 @@ func ZoneStep(s ZoneSnapshot, now time.Time, key, fault string, failing []Failin
 		}
 	}
 	engine := maps.Clone(cur)
-	still := func(a Admission) bool { f, ok := engine[a.Key]; return ok && (a.Fault == "-" || f.Fault == a.Fault) }
+	still := func(a Admission) bool {
+		if !viewAt.After(a.At) {
+			return true // the view predates it
+		}
+		f, ok := engine[a.Key]
+		return ok && (a.Fault == "-" || f.Fault == a.Fault)
+	}
 	// What asked here lately is failing even where the engine's view lags
 	// (status.dat is written every few seconds; HA replication takes
 	// milliseconds): a storm's concurrent handler runs all count.
@@ -345,7 +362,8 @@ type zoneFile struct {
 
 // Admit runs ZoneStep on the stored state and keeps the result; dry only
 // answers.
-func (z ZoneStore) Admit(ctx context.Context, now time.Time, key, fault string, failing []Failing, dry bool) (ZoneVerdict, error) {
+// viewAt is when the engine showed failing (zero: now).
+func (z ZoneStore) Admit(ctx context.Context, now, viewAt time.Time, key, fault string, failing []Failing, dry bool) (ZoneVerdict, error) {
 	if err := z.Config.Validate(); err != nil {
 		return ZoneVerdict{}, err
 	}
@@ -359,7 +377,7 @@ func (z ZoneStore) Admit(ctx context.Context, now time.Time, key, fault string, 
 	if err != nil {
 		return ZoneVerdict{}, err
 	}
-	st, v := ZoneStep(old, now, key, fault, failing, z.Config)
+	st, v := ZoneStepView(old, now, viewAt, key, fault, failing, z.Config)
 	if dry {
 		return v, nil
 	}

@@ -321,3 +321,34 @@ func TestZoneRecoveryPerEndpoint(t *testing.T) {
 		t.Fatalf("%d of endpoint 1's holds still failing", left)
 	}
 }
+
+// TestZoneStepViewPredates: a restart let through after the view was read
+// is not in that view yet; it stays unverified (not "healed") until a view
+// read after it leaves it out. With a view as old as the request, as
+// ZoneStep takes it, the same restart looked healed at once.
+func TestZoneStepViewPredates(t *testing.T) {
+	cfg := ZoneConfig{Allowance: 2, Window: time.Hour, Quiet: 2 * time.Minute, Verify: 3 * time.Minute}
+	t0 := time.Unix(1_800_000_000, 0)
+	a := Failing{Key: "h!a", Fault: "1", Since: t0.Add(-10 * time.Second)}
+	s, v := ZoneStepView(ZoneSnapshot{}, t0, t0.Add(-time.Second), "h!a", "1", []Failing{a}, cfg)
+	if !v.Allow || len(s.Admitted) != 1 {
+		t.Fatalf("first: %+v %+v", v, s)
+	}
+	// One second later, the same view (shared, read before the restart):
+	// h!a is not in it, yet it is not healed.
+	s2, _ := ZoneStepView(s, t0.Add(time.Second), t0.Add(-time.Second), "h!b", "2", nil, cfg)
+	if len(s2.Admitted) != 2 {
+		t.Fatalf("with the older view: admitted %+v, want h!a kept and h!b", s2.Admitted)
+	}
+	// A view read after the restart without h!a: healed.
+	s3, _ := ZoneStepView(s2, t0.Add(3*time.Second), t0.Add(2*time.Second), "h!c", "3", []Failing{{Key: "h!b", Fault: "2", Since: t0}}, cfg)
+	if slices.ContainsFunc(s3.Admitted, func(x Admission) bool { return x.Key == "h!a" }) {
+		t.Fatalf("with a newer view: admitted %+v, want h!a seen healed", s3.Admitted)
+	}
+	// ZoneStep dates the view at the request: the older view's h!a
+	// looked healed.
+	s4, _ := ZoneStep(s, t0.Add(time.Second), "h!b", "2", nil, cfg)
+	if slices.ContainsFunc(s4.Admitted, func(x Admission) bool { return x.Key == "h!a" }) {
+		t.Fatalf("ZoneStep: admitted %+v", s4.Admitted)
+	}
+}

@@ -3,6 +3,7 @@ package handler
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -35,17 +36,88 @@ var errNoZoneView = errors.New("no view of the zone (give --status-file or --ici
 // path, after every other rule let the restart through. SOFT CRITICAL
 // services count too: a storm's other services are SOFT when its first
 // turn HARD, and counting them holds it before its restarts heal some.
-func (r *run) zoneFailing(ctx context.Context) ([]breaker.Failing, error) {
+// It also returns when the engine showed them.
+func (r *run) zoneFailing(ctx context.Context) ([]breaker.Failing, time.Time, error) {
 	if c := r.cfg.ZoneCache; c != nil {
-		return c.get(ctx, r.deps.Now(), r.readZone)
+		return c.get(ctx, r.deps.Now(), r.sharedZone)
 	}
-	return r.readZone(ctx)
+	return r.sharedZone(ctx)
 }
 
-func (r *run) readZone(ctx context.Context) ([]breaker.Failing, error) {
+// zoneViewTTL is how long one read of the zone serves this node's other
+// handler runs. A storm's HARD states come hundreds a minute: one filtered
+// query of 10,000 services each overloaded Icinga 2's API in the scale lab
+// (queries and write-backs timed out, and the node's count decided). A
+// view two seconds old misses only what asked here since, and those count
+// anyway (the zone rule's "seen").
+const zoneViewTTL = 2 * time.Second
+
+type zoneView struct {
+	At      time.Time         `json:"at"`
+	Failing []breaker.Failing `json:"failing"`
+	Err     string            `json:"err,omitempty"`
+}
+
+// sharedZone is readZone, read at most once per zoneViewTTL by the
+// handler runs of this node: one run reads, under a lock, and the runs
+// waiting on it use what it read, a failure included (each would
+// otherwise wait out its own time-out against an API already slow).
+func (r *run) sharedZone(ctx context.Context) ([]breaker.Failing, time.Time, error) {
+	if r.cfg.StateDir == "" || r.cfg.DryRun {
+		return r.readZone(ctx)
+	}
+	d, err := r.store().Open()
+	if err != nil {
+		return r.readZone(ctx)
+	}
+	defer d.Close()
+	fresh := func() (*zoneView, bool) {
+		b, _, err := d.ReadRegular(nodestate.ZoneViewFile+".json", 64<<20)
+		var v zoneView
+		if err != nil || json.Unmarshal(b, &v) != nil {
+			return nil, false
+		}
+		now := r.deps.Now()
+		return &v, !v.At.After(now) && now.Sub(v.At) < zoneViewTTL
+	}
+	use := func(v *zoneView) ([]breaker.Failing, time.Time, error) {
+		if v.Err != "" {
+			return nil, v.At, errors.New(v.Err + " (read by another run of this node)")
+		}
+		return v.Failing, v.At, nil
+	}
+	if v, ok := fresh(); ok {
+		return use(v)
+	}
+	lctx, cancel := context.WithTimeout(ctx, max(r.cfg.Deadline/5, time.Second))
+	defer cancel()
+	unlock, err := d.Lock(lctx, nodestate.ZoneViewFile+".lock", 0o600, 0)
+	if err != nil {
+		return r.readZone(ctx)
+	}
+	defer unlock()
+	if v, ok := fresh(); ok {
+		return use(v)
+	}
+	failing, at, err := r.readZone(ctx)
+	v := zoneView{At: at, Failing: failing}
+	if err != nil {
+		v.Err = err.Error()
+	}
+	if b, merr := json.Marshal(v); merr == nil {
+		_ = d.ReplaceFile(nodestate.ZoneViewFile+".json", b, 0o600)
+	}
+	return failing, at, err
+}
+
+// readZone reads the zone's failing services from the engine, and when
+// the engine showed them: the query's start (Icinga 2), or status.dat's
+// own time (Nagios writes it every status_update_interval).
+func (r *run) readZone(ctx context.Context) ([]breaker.Failing, time.Time, error) {
 	j := r.cfg.Judgment
 	z := j.zone()
-	since := r.deps.Now().Add(-z.Window)
+	at := r.deps.Now()
+	since := at.Add(-z.Window)
 	ec := j.EventCommand
 	if ec == "" {
 		ec = DefaultEventCommand
@@ -56,26 +128,30 @@ func (r *run) readZone(ctx context.Context) ([]breaker.Failing, error) {
 		defer cancel()
 		fs, err := e.Client.Failing(ctx, since, ec)
 		if err != nil {
-			return nil, err
+			return nil, at, err
 		}
 		out := make([]breaker.Failing, len(fs))
 		for i, f := range fs {
 			out[i] = breaker.Failing{Key: f.Host + "!" + f.Name, Fault: f.FaultID(), Since: f.Since()}
 		}
-		return out, nil
+		return out, at, nil
 	case NagiosEngine:
 		if j.StatusFile == "" {
 			j.StatusFile = e.StatusFile
 		}
 	}
 	if j.StatusFile == "" {
-		return nil, errNoZoneView
+		return nil, at, errNoZoneView
 	}
 	b, err := readNagiosFile(r.cfg.Trust, "status file", j.StatusFile)
 	if err != nil {
-		return nil, err
+		return nil, at, err
 	}
-	return failingFromStatus(b, since, ec)
+	fs, created, err := failingFromStatus(b, since, ec)
+	if !created.IsZero() && created.Before(at) {
+		at = created
+	}
+	return fs, at, err
 }
 
 // failingFromStatus reads the failing services from status.dat: CRITICAL
@@ -83,12 +159,17 @@ func (r *run) readZone(ctx context.Context) ([]breaker.Failing, error) {
 // not checked yet), turned CRITICAL at or after since, whose event
 // handler is ec (a file without event_handler fields counts every
 // service).
-func failingFromStatus(b []byte, since time.Time, ec string) ([]breaker.Failing, error) {
+func failingFromStatus(b []byte, since time.Time, ec string) ([]breaker.Failing, time.Time, error) {
 	var svcs []map[string]string
+	var created time.Time
 	hostDown := map[string]bool{}
-	err := nagios.ParseBlocks(bytes.NewReader(b), func(t string) bool { return t == "servicestatus" || t == "hoststatus" },
+	err := nagios.ParseBlocks(bytes.NewReader(b), func(t string) bool { return t == "servicestatus" || t == "hoststatus" || t == "info" },
 		func(bl nagios.Block) error {
 			f := bl.Fields
+			if bl.Type == "info" {
+				created = nagios.ParseEpoch(f["created"])
+				return nil
+			}
 			if bl.Type == "hoststatus" {
 				hostDown[f["host_name"]] = f["has_been_checked"] == "1" && strings.TrimSpace(f["current_state"]) != "0"
 				return nil
@@ -106,7 +187,7 @@ func failingFromStatus(b []byte, since time.Time, ec string) ([]breaker.Failing,
 			return nil
 		})
 	if err != nil {
-		return nil, fmt.Errorf("status file: %w", err)
+		return nil, created, fmt.Errorf("status file: %w", err)
 	}
 	var out []breaker.Failing
 	for _, f := range svcs {
@@ -116,7 +197,7 @@ func failingFromStatus(b []byte, since time.Time, ec string) ([]breaker.Failing,
 		}
 		out = append(out, breaker.Failing{Key: f["host_name"] + "!" + f["service_description"], Fault: f["current_problem_id"], Since: at})
 	}
-	return out, nil
+	return out, created, nil
 }
 
 func (j Judgment) zone() breaker.ZoneConfig {
@@ -131,10 +212,10 @@ func (j Judgment) zone() breaker.ZoneConfig {
 // past it).
 func (r *run) breakerHold(ctx context.Context) *Hold {
 	now := r.deps.Now()
-	failing, err := r.zoneFailing(ctx)
+	failing, viewAt, err := r.zoneFailing(ctx)
 	var v breaker.ZoneVerdict
 	if err == nil {
-		v, err = r.zoneAdmit(ctx, failing)
+		v, err = r.zoneAdmit(ctx, failing, viewAt)
 	}
 	if err != nil {
 		if !errors.Is(err, errNoZoneView) {
@@ -153,14 +234,14 @@ func (r *run) breakerHold(ctx context.Context) *Hold {
 	return nil
 }
 
-func (r *run) zoneAdmit(ctx context.Context, failing []breaker.Failing) (breaker.ZoneVerdict, error) {
+func (r *run) zoneAdmit(ctx context.Context, failing []breaker.Failing, viewAt time.Time) (breaker.ZoneVerdict, error) {
 	d, err := r.store().Open()
 	if err != nil {
 		return breaker.ZoneVerdict{}, err
 	}
 	defer d.Close()
 	zs := breaker.ZoneStore{Dir: d, Name: nodestate.ZoneFile, Config: r.cfg.Judgment.zone()}
-	return zs.Admit(ctx, r.deps.Now(), r.cfg.HostName+"!"+r.cfg.ServiceDesc, r.cfg.Fault, failing, r.cfg.DryRun)
+	return zs.Admit(ctx, r.deps.Now(), viewAt, r.cfg.HostName+"!"+r.cfg.ServiceDesc, r.cfg.Fault, failing, r.cfg.DryRun)
 }
 
 // zoneText is the comment of a service the zone rule holds.
@@ -212,19 +293,20 @@ func zoneStatus(d *fsutil.Dir, j Judgment, now time.Time) string {
 // one read of the zone serves the next ones instead of one read each).
 // A restart is verified only seconds later anyway.
 type ZoneCache struct {
-	TTL  time.Duration
-	at   time.Time
-	list []breaker.Failing
+	TTL    time.Duration
+	at     time.Time
+	viewAt time.Time
+	list   []breaker.Failing
 }
 
-func (c *ZoneCache) get(ctx context.Context, now time.Time, read func(context.Context) ([]breaker.Failing, error)) ([]breaker.Failing, error) {
+func (c *ZoneCache) get(ctx context.Context, now time.Time, read func(context.Context) ([]breaker.Failing, time.Time, error)) ([]breaker.Failing, time.Time, error) {
 	if !c.at.IsZero() && now.Sub(c.at) < c.TTL && !now.Before(c.at) {
-		return c.list, nil
+		return c.list, c.viewAt, nil
 	}
-	list, err := read(ctx)
+	list, viewAt, err := read(ctx)
 	if err != nil {
-		return nil, err
+		return nil, viewAt, err
 	}
-	c.at, c.list = now, list
-	return list, nil
+	c.at, c.viewAt, c.list = now, viewAt, list
+	return list, viewAt, nil
 }

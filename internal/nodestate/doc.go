@@ -14,3 +14,8 @@ const BreakerFile = "breaker"
 // ZoneFile names the zone rule's memory on this node (its trials and
 // their window) in the state directory.
 const ZoneFile = "zone"
+
+// ZoneViewFile names the last read of the zone's failing services
+// (zone-view.json, zone-view.lock), shared by the handler runs of this
+// node for a moment.
+const ZoneViewFile = "zone-view"
