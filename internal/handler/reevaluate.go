@@ -81,10 +81,15 @@ func Reevaluate(ctx context.Context, cfg ReevalConfig, deps Deps) ReevalResult {
 	sort.Slice(recs, func(i, j int) bool { return recs[i].Held.Since.Before(recs[j].Held.Since) })
 	if cfg.Status == nil && cfg.Engine != nil && len(recs) > 0 {
 		// One service at a time: one that cannot be read waits, and the
-		// others are still asked for (a mass failure holds many).
+		// others are still asked for (a mass failure holds many). The
+		// mass-failure rule's holds are read when their turn comes
+		// (stormLooks): most of a storm waits behind its first ranks.
 		sd := &nagios.StatusData{Created: deps.Now(), Services: map[[2]string]nagios.ServiceStatus{}, Hosts: map[string]nagios.HostStatus{}}
 		var errs []string
 		for _, r := range recs {
+			if isZoneHold(r) {
+				continue
+			}
 			one, err := cfg.Engine.Status(ctx, [][2]string{{r.Host, r.Service}})
 			if err != nil || one == nil {
 				if err != nil {
@@ -100,13 +105,13 @@ func Reevaluate(ctx context.Context, cfg ReevalConfig, deps Deps) ReevalResult {
 			}
 			sd.Comments = append(sd.Comments, one.Comments...)
 		}
-		if len(errs) == len(recs) {
+		if len(errs) > 0 && len(errs) == len(recs) {
 			return ReevalResult{Code: ExitUsage, Line: "UNKNOWN - cannot read the engine's view: " + errs[0]}
 		}
 		cfg.Status = sd
 		cfg.unread = map[[2]string]bool{}
 		for _, r := range recs {
-			if _, ok := sd.Services[[2]string{r.Host, r.Service}]; !ok {
+			if _, ok := sd.Services[[2]string{r.Host, r.Service}]; !ok && !isZoneHold(r) {
 				cfg.unread[[2]string{r.Host, r.Service}] = true
 			}
 		}
@@ -114,11 +119,14 @@ func Reevaluate(ctx context.Context, cfg ReevalConfig, deps Deps) ReevalResult {
 	var res ReevalResult
 	cfg.zone = &ZoneCache{TTL: 2 * time.Second}
 	for _, rec := range recs {
-		if ctx.Err() != nil {
+		switch {
+		case isZoneHold(rec) && cfg.Status != nil:
+			res.Items = append(res.Items, ReevalItem{Host: rec.Host, Service: rec.Service, Rule: rec.Held.Rule, Outcome: "held", Text: rec.Held.Text})
+		case ctx.Err() != nil:
 			res.Items = append(res.Items, ReevalItem{Host: rec.Host, Service: rec.Service, Rule: rec.Held.Rule, Outcome: "waiting", Text: "no time left in this run"})
-			continue
+		default:
+			res.Items = append(res.Items, reevalOne(ctx, cfg, deps, store, rec))
 		}
-		res.Items = append(res.Items, reevalOne(ctx, cfg, deps, store, rec))
 	}
 	res.Items = stormLooks(ctx, cfg, deps, store, recs, res.Items, now.Add(cfg.Deadline))
 	RetryWriteBacks(ctx, store, cfg.writeEngine(), cfg.Status, deps)
@@ -136,7 +144,9 @@ func Reevaluate(ctx context.Context, cfg ReevalConfig, deps Deps) ReevalResult {
 // looks again every zoneLook within its deadline: it asks for the
 // services the rule held, oldest fault first (the rule's own ranking),
 // and ends a look at the first one the rule holds again (the ones after
-// it rank after it). The rule still decides every restart, so the bound
+// it rank after it). The run's own first ask of them is the first look:
+// a pass over 500 held services asked each and read each from the API,
+// and took the whole deadline (the scale lab, 10,000 workers). The rule still decides every restart, so the bound
 // on unverified restarts in flight is the rule's, not this loop's.
 const (
 	zoneLook     = 2 * time.Second
@@ -147,6 +157,9 @@ func stormLooks(ctx context.Context, cfg ReevalConfig, deps Deps, store nodestat
 	if cfg.Status == nil || len(items) != len(recs) {
 		return items
 	}
+	if cfg.unread == nil {
+		cfg.unread = map[[2]string]bool{}
+	}
 	for look := 0; look < maxZoneLooks; look++ {
 		var todo []int
 		for i, it := range items {
@@ -154,14 +167,18 @@ func stormLooks(ctx context.Context, cfg ReevalConfig, deps Deps, store nodestat
 				todo = append(todo, i)
 			}
 		}
-		if len(todo) == 0 || !zoneInFlight(store) {
+		if len(todo) == 0 {
 			return items
 		}
-		if end.Sub(deps.Now()) < cfg.PerRequest+zoneLook {
-			return items
-		}
-		if deps.Sleep(ctx, zoneLook) != nil {
-			return items
+		// The first look is this run's ask; the later ones wait for the
+		// engine to show a trial healed.
+		if look > 0 {
+			if !zoneInFlight(store) || end.Sub(deps.Now()) < cfg.PerRequest+zoneLook {
+				return items
+			}
+			if deps.Sleep(ctx, zoneLook) != nil {
+				return items
+			}
 		}
 		sort.SliceStable(todo, func(a, b int) bool {
 			ra, rb := recs[todo[a]], recs[todo[b]]
@@ -180,7 +197,11 @@ func stormLooks(ctx context.Context, cfg ReevalConfig, deps Deps, store nodestat
 				continue // gone, or held for another reason since: the next run sees it
 			}
 			if cfg.Engine != nil {
-				if one, err := cfg.Engine.Status(ctx, [][2]string{{cur.Host, cur.Service}}); err == nil && one != nil {
+				one, err := cfg.Engine.Status(ctx, [][2]string{{cur.Host, cur.Service}})
+				if err != nil || one == nil {
+					cfg.unread[[2]string{cur.Host, cur.Service}] = true
+				} else {
+					delete(cfg.unread, [2]string{cur.Host, cur.Service})
 					for k, v := range one.Services {
 						cfg.Status.Services[k] = v
 					}
@@ -191,12 +212,17 @@ func stormLooks(ctx context.Context, cfg ReevalConfig, deps Deps, store nodestat
 			}
 			recs[i] = *cur
 			items[i] = reevalOne(ctx, cfg, deps, store, *cur)
-			if items[i].Outcome != "healed" {
+			if o := items[i].Outcome; o != "healed" && o != "cleared" {
 				break
 			}
 		}
 	}
 	return items
+}
+
+// isZoneHold: held by the mass-failure rule.
+func isZoneHold(r nodestate.Record) bool {
+	return r.Held != nil && r.Held.Rule == string(nodestate.RuleBreaker)
 }
 
 // zoneInFlight: this node's zone rule has restarts the engine has not
