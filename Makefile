@@ -97,7 +97,7 @@ demo-story: build
 
 .PHONY: scale
 scale: build ## The scale lab (not in `make test`): N simulated workers (default 10000) on HOSTS agents, an Icinga 2 HA zone
-	SELFHEAL_SCALE=$${N:-10000} HOSTS=$${HOSTS:-} SELFHEAL_BIN=$(abspath $(BIN)) $(GO) test -count=1 -v -timeout 60m -run TestScale ./internal/lab/scale/
+	SELFHEAL_SCALE=$${N:-10000} HOSTS=$${HOSTS:-} SELFHEAL_BIN=$(abspath $(BIN)) $(GO) test -count=1 -v -timeout 120m -run TestScale ./internal/lab/scale/
 
 .PHONY: demo
 demo: demo-story ## The full self-heal loop on this machine, narrated (needs only Go)

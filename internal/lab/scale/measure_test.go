@@ -345,15 +345,22 @@ func (l *sampler) run(ctx context.Context, api *apiClient) {
 	}
 }
 
-// waitUnder waits (at most d) for the average latency to be under secs
-// and says how long after since that was.
-func (l *sampler) waitUnder(ctx context.Context, secs float64, since time.Time, d time.Duration) string {
+// waitUnder waits (at most d) until the average latency is under secs
+// after its last sample at or above it (since since), and says how long
+// after since that was. A latency that stayed under secs is settled by
+// the first sample after the moment after (the start-up's all-checked).
+func (l *sampler) waitUnder(ctx context.Context, secs float64, since, after time.Time, d time.Duration) string {
 	end := time.Now().Add(d)
 	for ctx.Err() == nil && time.Now().Before(end) {
 		l.mu.Lock()
-		var hit time.Time
+		var last, hit time.Time
 		for _, s := range l.s {
-			if s.at.After(since) && s.avg < secs {
+			if s.at.After(since) && s.avg >= secs {
+				last = s.at
+			}
+		}
+		for _, s := range l.s {
+			if s.at.After(since) && s.at.After(last) && (!last.IsZero() || s.at.After(after)) && s.avg < secs {
 				hit = s.at
 				break
 			}
