@@ -247,8 +247,13 @@ func ZoneStepView(s ZoneSnapshot, now, viewAt time.Time, key, fault string, fail
 			newest = f.Since
 		}
 	}
+	// Whole seconds, as the handler's records and status.dat have them:
+	// reevaluate asks its holds in this order, and a rank decided on
+	// Icinga's fractions would differ from it inside a second (a look
+	// that stops at the first service held again then never reached the
+	// one ranked first: the scale lab's recovery stalled so).
 	slices.SortFunc(ranked, func(a, b Failing) int {
-		return cmp.Or(a.Since.Compare(b.Since), cmp.Compare(a.Key, b.Key))
+		return cmp.Or(a.Since.Truncate(time.Second).Compare(b.Since.Truncate(time.Second)), cmp.Compare(a.Key, b.Key))
 	})
 	ranked = ranked[:min(len(ranked), MaxZoneFailing)]
 	v := ZoneVerdict{Failing: len(cur), Hosts: map[string]int{}}

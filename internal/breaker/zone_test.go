@@ -352,3 +352,19 @@ func TestZoneStepViewPredates(t *testing.T) {
 		t.Fatalf("ZoneStep: admitted %+v", s4.Admitted)
 	}
 }
+
+// TestZoneRankWholeSeconds: failures inside one second rank by name, as
+// reevaluate asks its holds (its records keep whole seconds), whatever
+// fractions Icinga's last_state_change has.
+func TestZoneRankWholeSeconds(t *testing.T) {
+	cfg := ZoneConfig{Allowance: 1, Window: time.Hour, Quiet: time.Minute, Verify: 3 * time.Minute}
+	t0 := time.Unix(1_800_000_000, 0)
+	failing := []Failing{
+		{Key: "h!a", Fault: "1", Since: t0.Add(900 * time.Millisecond)},
+		{Key: "h!b", Fault: "2", Since: t0.Add(100 * time.Millisecond)},
+	}
+	_, v := ZoneStep(ZoneSnapshot{}, t0.Add(10*time.Second), "h!a", "1", failing, cfg)
+	if v.Rank != 1 {
+		t.Fatalf("h!a ranked %d, want 1 (same second, first by name)", v.Rank)
+	}
+}
