@@ -145,6 +145,7 @@ type ZoneSnapshot struct {
 // ZoneVerdict is the zone rule's answer to one request.
 type ZoneVerdict struct {
 	Allow    bool
+	New      bool // allowed and added to the unverified restarts (not asked again)
 	Held     bool // the rule is holding a storm (after this request)
 	Trial    bool // allowed as a trial while held
 	Rank     int
@@ -314,6 +315,7 @@ func ZoneStepView(s ZoneSnapshot, now, viewAt time.Time, key, fault string, fail
 		s.HeldHere = slices.DeleteFunc(s.HeldHere, func(a Admission) bool { return a.Key == key })
 	}
 	if v.Allow && !again && !failedBefore {
+		v.New = true
 		s.Admitted = append(s.Admitted, Admission{Key: key, Fault: fault, At: now})
 		s.Admitted = s.Admitted[max(0, len(s.Admitted)-maxTracked):]
 	}
@@ -397,6 +399,31 @@ func (z ZoneStore) Admit(ctx context.Context, now, viewAt time.Time, key, fault 
 		}
 	}
 	return v, nil
+}
+
+// Release forgets the restart of key for fault that Admit let through:
+// it did not run (the agent held it back, or was not reached), so it is
+// neither in flight nor, after Verify, a trial that failed.
+func (z ZoneStore) Release(ctx context.Context, key, fault string) error {
+	unlock, err := z.Dir.Lock(ctx, z.Name+".lock", 0o600, z.Poll)
+	if err != nil {
+		return fmt.Errorf("zone rule lock: %w", err)
+	}
+	defer unlock()
+	s, _, err := z.read()
+	if err != nil {
+		return err
+	}
+	n := len(s.Admitted)
+	s.Admitted = slices.DeleteFunc(s.Admitted, func(a Admission) bool { return a.Key == key && a.Fault == fault })
+	if len(s.Admitted) == n {
+		return nil
+	}
+	b, err := json.Marshal(zoneFile{Version: stateVersion, ZoneSnapshot: s})
+	if err != nil {
+		return err
+	}
+	return z.Dir.ReplaceFile(z.Name+".json", append(b, '\n'), 0o600)
 }
 
 // Current is the stored state, for status.

@@ -118,6 +118,7 @@ func (r *run) act(ctx context.Context) (zerolog.Level, string) {
 		// The agent holds it (budget, back-off, breaker): reevaluate asks
 		// again once it said it may run, as long as the fault lasts.
 		r.res.Code, r.res.Err = ExitWithheld, a.failure()
+		r.zoneRelease(ctx)
 		d := deferral(a)
 		r.res.Hold = &d.Hold
 		r.res.Commands = []Command{r.comment(d.persistent, d.Text+d.tail)}
@@ -129,6 +130,7 @@ func (r *run) act(ctx context.Context) (zerolog.Level, string) {
 		prefix = "auto-restart unconfirmed: "
 	}
 	if a.kind == kindUnreachable {
+		r.zoneRelease(ctx)
 		r.res.Hold = r.unreachableHold(a, prefix+summary)
 		tail += " (asked again by reevaluate from " + r.res.Hold.RetryAt.UTC().Format(time.RFC3339) + ", while the fault lasts)"
 	}

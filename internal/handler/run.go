@@ -56,6 +56,7 @@ type run struct {
 	recordErr error             // the record could not be written (never a failure)
 	prev      *nodestate.Record // the record before this run, if readable
 	notes     []string
+	zoneNew   bool // the zone rule added this run's restart to its unverified ones
 	// statusSeen: the Nagios comments were found in a status.dat written
 	// then (see live).
 	statusSeen time.Time

@@ -226,6 +226,7 @@ func (r *run) breakerHold(ctx context.Context) *Hold {
 	if !v.Allow {
 		return &Hold{Rule: string(nodestate.RuleBreaker), Text: zoneText(v, r.cfg.Judgment.zone()), RetryAt: now.Add(v.RetryAfter)}
 	}
+	r.zoneNew = v.New
 	if v.Trial {
 		r.notes = append(r.notes, fmt.Sprintf("zone rule: trial restart (%d at once)", v.Window))
 	} else {
@@ -242,6 +243,27 @@ func (r *run) zoneAdmit(ctx context.Context, failing []breaker.Failing, viewAt t
 	defer d.Close()
 	zs := breaker.ZoneStore{Dir: d, Name: nodestate.ZoneFile, Config: r.cfg.Judgment.zone()}
 	return zs.Admit(ctx, r.deps.Now(), viewAt, r.cfg.HostName+"!"+r.cfg.ServiceDesc, r.cfg.Fault, failing, r.cfg.DryRun)
+}
+
+// zoneRelease gives back the zone rule's admission of this run when the
+// restart did not run (the agent held it back or was not reached): a
+// trial the agent refused is not a trial that failed. In the scale lab the
+// agents' own breakers (a 100-service host, 50 restarts in 5 minutes)
+// refused trials during a storm's recovery, and the zone rule, taking
+// them for failed trials, backed off for 30 minutes.
+func (r *run) zoneRelease(ctx context.Context) {
+	if !r.zoneNew || r.cfg.DryRun {
+		return
+	}
+	d, err := r.store().Open()
+	if err != nil {
+		return
+	}
+	defer d.Close()
+	zs := breaker.ZoneStore{Dir: d, Name: nodestate.ZoneFile, Config: r.cfg.Judgment.zone()}
+	if err := zs.Release(ctx, r.cfg.HostName+"!"+r.cfg.ServiceDesc, r.cfg.Fault); err != nil {
+		r.notes = append(r.notes, "zone rule: could not give back the admission: "+textsafe.OneLine(err.Error()))
+	}
 }
 
 // zoneText is the comment of a service the zone rule holds.

@@ -2,6 +2,7 @@ package handler_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -247,5 +248,45 @@ func TestReevaluateStormLooks(t *testing.T) {
 				t.Fatalf("%d healed, %d actions, %d looks; want 1 trial and some looks: %s", got, l.Actions(t), looks, r.Line)
 			}
 		})
+	}
+}
+
+// TestZoneReleaseNotRun: a restart the zone rule let through that did not
+// run (the agent not reached) is given back: not in flight, and never a
+// trial that failed. The same rig first shows one that ran staying in
+// flight.
+func TestZoneReleaseNotRun(t *testing.T) {
+	l := rigtest.StartHandlerListener(t, bigBudget)
+	e := newEnv(t, l)
+	e.cfg.Facts = handler.NoFacts
+	status := filepath.Join(t.TempDir(), "status.dat")
+	e.cfg.Judgment = handler.Judgment{Zone: breaker.ZoneConfig{Allowance: 2, Window: time.Hour, Quiet: 2 * time.Minute, Verify: 3 * time.Minute}, StatusFile: status}
+	t0 := e.clk.Now()
+	writeStatus(t, status, zoneSvc("web1", "A", "1", t0.Add(-3*time.Second)), zoneSvc("web1", "B", "2", t0.Add(-2*time.Second)))
+	inflight := func() []breaker.Admission {
+		t.Helper()
+		b, err := os.ReadFile(filepath.Join(e.state, "zone.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var z breaker.ZoneSnapshot
+		if err := json.Unmarshal(b, &z); err != nil {
+			t.Fatal(err)
+		}
+		return z.Admitted
+	}
+	e.cfg.HostName, e.cfg.ServiceDesc = "web1", "A"
+	expect(t, e.run("CRITICAL", "HARD", 3, "1"), 0, "ok in")
+	if a := inflight(); len(a) != 1 || a[0].Key != "web1!A" {
+		t.Fatalf("after a restart that ran: in flight %+v, want web1!A", a)
+	}
+	e.cfg.HostName, e.cfg.ServiceDesc = "web1", "B"
+	e.cfg.Conn.Port, e.cfg.Deadline = deadPort(t), 2*time.Second
+	r := e.run("CRITICAL", "HARD", 3, "2")
+	if r.Hold == nil || r.Hold.Rule != "unreachable" {
+		t.Fatalf("unreachable agent: %+v", r)
+	}
+	if a := inflight(); len(a) != 1 || a[0].Key != "web1!A" {
+		t.Fatalf("after a restart that did not run: in flight %+v, want only web1!A", a)
 	}
 }
