@@ -121,12 +121,12 @@ func TestNodeStates(t *testing.T) {
 			var failing []breaker.Failing
 			for _, k := range []string{"web1!a", "web1!b", "web1!c"} {
 				failing = append(failing, breaker.Failing{Key: k, Fault: "1", Since: nodeNow.Add(-5 * time.Minute)})
-				if _, err := zs.Admit(ctx, nodeNow.Add(-4*time.Minute), k, "1", failing, false); err != nil {
+				if _, err := zs.Admit(ctx, nodeNow.Add(-4*time.Minute), time.Time{}, k, "1", failing, false); err != nil {
 					t.Fatal(err)
 				}
 			}
 			// web1!a's restart still fails after Verify.
-			if _, err := zs.Admit(ctx, nodeNow.Add(-time.Minute), "web1!b", "1", failing, false); err != nil {
+			if _, err := zs.Admit(ctx, nodeNow.Add(-time.Minute), time.Time{}, "web1!b", "1", failing, false); err != nil {
 				t.Fatal(err)
 			}
 		}, want: []string{"zone rule holding a storm since 4m ago: 1 trial round(s) failed, a human must look"}},
