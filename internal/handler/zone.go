@@ -2,6 +2,7 @@ package handler
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -52,8 +53,15 @@ func (r *run) zoneFailing(ctx context.Context) ([]breaker.Failing, time.Time, er
 // anyway (the zone rule's "seen").
 const zoneViewTTL = 2 * time.Second
 
+// zoneView is one read: At is when the engine showed it (the query's
+// start, status.dat's created), ReadAt when the read ended (its age for
+// the TTL: a slow query must not leave a view stale on arrival), Query
+// what was asked (another command line's event command, window or status
+// file is another view).
 type zoneView struct {
 	At      time.Time         `json:"at"`
+	ReadAt  time.Time         `json:"read_at"`
+	Query   string            `json:"query"`
 	Failing []breaker.Failing `json:"failing"`
 	Err     string            `json:"err,omitempty"`
 }
@@ -71,14 +79,16 @@ func (r *run) sharedZone(ctx context.Context) ([]breaker.Failing, time.Time, err
 		return r.readZone(ctx)
 	}
 	defer d.Close()
+	j := r.cfg.Judgment
+	query := fmt.Sprintf("%s|%s|%s", cmp.Or(j.EventCommand, DefaultEventCommand), j.zone().Window, j.StatusFile)
 	fresh := func() (*zoneView, bool) {
 		b, _, err := d.ReadRegular(nodestate.ZoneViewFile+".json", 64<<20)
 		var v zoneView
-		if err != nil || json.Unmarshal(b, &v) != nil {
+		if err != nil || json.Unmarshal(b, &v) != nil || v.Query != query {
 			return nil, false
 		}
 		now := r.deps.Now()
-		return &v, !v.At.After(now) && now.Sub(v.At) < zoneViewTTL
+		return &v, !v.ReadAt.After(now) && now.Sub(v.ReadAt) < zoneViewTTL
 	}
 	use := func(v *zoneView) ([]breaker.Failing, time.Time, error) {
 		if v.Err != "" {
@@ -100,7 +110,7 @@ func (r *run) sharedZone(ctx context.Context) ([]breaker.Failing, time.Time, err
 		return use(v)
 	}
 	failing, at, err := r.readZone(ctx)
-	v := zoneView{At: at, Failing: failing}
+	v := zoneView{At: at, ReadAt: r.deps.Now(), Query: query, Failing: failing}
 	if err != nil {
 		v.Err = err.Error()
 	}
@@ -255,6 +265,10 @@ func (r *run) zoneRelease(ctx context.Context) {
 	if !r.zoneNew || r.cfg.DryRun {
 		return
 	}
+	// The run's own deadline is often spent by then (an unreachable
+	// agent is retried until it ends): the give-back gets its own bound.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
 	d, err := r.store().Open()
 	if err != nil {
 		return
