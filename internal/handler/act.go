@@ -129,13 +129,26 @@ func (r *run) act(ctx context.Context) (zerolog.Level, string) {
 	if a.kind == kindNoReply {
 		prefix = "auto-restart unconfirmed: "
 	}
-	if a.kind == kindUnreachable {
+	if nothingRan(a.kind) {
 		r.zoneRelease(ctx)
+	}
+	if a.kind == kindUnreachable {
 		r.res.Hold = r.unreachableHold(a, prefix+summary)
 		tail += " (asked again by reevaluate from " + r.res.Hold.RetryAt.UTC().Format(time.RFC3339) + ", while the fault lasts)"
 	}
 	r.res.Commands = []Command{r.comment(true, prefix+summary+tail)}
 	return zerolog.ErrorLevel, summary + r.feedback(ctx, &a)
+}
+
+// nothingRan: the answer says the agent ran no action for this request
+// (never reached, refused before running); a failure, a time-out or no
+// reply may have run one.
+func nothingRan(kind string) bool {
+	switch protocol.Outcome(kind) {
+	case protocol.OutcomeBusy, protocol.OutcomeDenied, protocol.OutcomeRateLimited, protocol.OutcomeSkew:
+		return true
+	}
+	return kind == kindUnreachable || kind == kindError
 }
 
 // deferred is the hold an answer that withholds the restart calls for,
