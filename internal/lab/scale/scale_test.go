@@ -16,7 +16,7 @@
 // 1,000: all the services of 10 hosts, then 10 on every host: restarts,
 // holds, comments and their delay, detection, then recovery without a
 // person within RECOVER_MIN minutes: restarts in flight, reevaluate's
-// passes) and a restart of the zone with its state kept. INDEPENDENT=0
+// passes). INDEPENDENT=0
 // skips the independent faults; SHAPES=a or b runs one storm.
 package scale
 
@@ -380,24 +380,6 @@ func TestScale(t *testing.T) {
 			time.Sleep(5 * time.Second)
 		}
 	}
-
-	// A restart as an admin does one: the endpoints stop and start again
-	// with their state file (Icinga keeps each service's state).
-	before := len(hlogs())
-	reqs := apiRequests(t, z, handlerUser)
-	if err := z.Stop(); err != nil {
-		t.Fatal(err)
-	}
-	restarted := time.Now()
-	if err := z.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := z.WaitConnected(ctx); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(90 * time.Second) // a check interval and a half: every service checked again
-	logf("restart (state kept): %d handler runs in 90 s, %d API requests from handlers; check latency peak %s, now %s",
-		len(hlogs())-before, apiRequests(t, z, handlerUser)-reqs, lat.peak(restarted), lat.now())
 }
 
 // waitRunning waits (at most d) for the endpoints to run again and
