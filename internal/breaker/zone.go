@@ -189,10 +189,37 @@ func ZoneStepView(s ZoneSnapshot, now, viewAt time.Time, key, fault string, fail
 		f, ok := engine[a.Key]
 		return ok && (a.Fault == "-" || f.Fault == a.Fault)
 	}
+	// What the engine shows of this node's restarts: healed ones widen a
+	// held window; ones still failing after Verify shrink it.
+	var admitted, healed []Admission
+	failedNow := false
+	for _, a := range s.Admitted {
+		switch {
+		case !still(a):
+			if s.Held {
+				s.Window = min(s.Window+1, cfg.Allowance)
+				s.Fails = 0
+			}
+			healed = append(healed, a)
+		case now.Sub(a.At) >= cfg.Verify:
+			s.Failed = append(s.Failed, a)
+			if s.Held {
+				s.Window, s.LastFail, failedNow = 1, a.Key, true
+			}
+		default:
+			admitted = append(admitted, a)
+		}
+	}
+	s.Admitted = admitted
 	// What asked here lately is failing even where the engine's view lags
 	// (status.dat is written every few seconds; HA replication takes
-	// milliseconds): a storm's concurrent handler runs all count.
-	s.Seen = slices.DeleteFunc(slices.Clone(s.Seen), func(a Admission) bool { return now.Sub(a.At) >= SeenFor || a.At.After(now) })
+	// milliseconds): a storm's concurrent handler runs all count. Not a
+	// restart just seen healed: it would count as the zone's newest
+	// failure and hold the next trial for Quiet.
+	s.Seen = slices.DeleteFunc(slices.Clone(s.Seen), func(a Admission) bool {
+		return now.Sub(a.At) >= SeenFor || a.At.After(now) ||
+			slices.ContainsFunc(healed, func(h Admission) bool { return h.Key == a.Key && h.Fault == a.Fault })
+	})
 	for _, a := range s.Seen {
 		if _, ok := cur[a.Key]; !ok {
 			cur[a.Key] = Failing{Key: a.Key, Fault: a.Fault, Since: a.At}
@@ -206,28 +233,6 @@ func ZoneStepView(s ZoneSnapshot, now, viewAt time.Time, key, fault string, fail
 		s.Seen = append(s.Seen, Admission{Key: key, Fault: fault, At: now})
 		s.Seen = s.Seen[max(0, len(s.Seen)-maxSeen):]
 	}
-
-	// What the engine shows of this node's restarts: healed ones widen a
-	// held window; ones still failing after Verify shrink it.
-	var admitted []Admission
-	failedNow := false
-	for _, a := range s.Admitted {
-		switch {
-		case !still(a):
-			if s.Held {
-				s.Window = min(s.Window+1, cfg.Allowance)
-				s.Fails = 0
-			}
-		case now.Sub(a.At) >= cfg.Verify:
-			s.Failed = append(s.Failed, a)
-			if s.Held {
-				s.Window, s.LastFail, failedNow = 1, a.Key, true
-			}
-		default:
-			admitted = append(admitted, a)
-		}
-	}
-	s.Admitted = admitted
 	if failedNow {
 		// One step of back-off per look, however many failed in it.
 		s.Fails++

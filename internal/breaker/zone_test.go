@@ -187,6 +187,33 @@ func TestZoneRecoverySlowStart(t *testing.T) {
 	t.Logf("first trial %s after the storm; restarts per look %v; healed %d in %s", first.Sub(z0), widths[:min(8, len(widths))], n-10, now.Sub(z0))
 }
 
+// TestZoneHealedTrialNotNew: a trial seen healed is not the zone's newest
+// failure. It asked here moments before (the rule counts such asks while
+// the engine's view lags); counted, it held the next trial for Quiet, and
+// with an allowance of 1 a storm healed one service per Quiet.
+func TestZoneHealedTrialNotNew(t *testing.T) {
+	cfg := ZoneConfig{Allowance: 1, Quiet: 2 * time.Minute, Verify: 3 * time.Minute}
+	z := newSim(1, cfg)
+	keys := []string{svc(1, 1), svc(1, 2), svc(2, 3)}
+	for _, k := range keys {
+		z.fail(k, z0)
+	}
+	for _, k := range keys {
+		if v := z.ask(0, k, z0); v.Allow {
+			t.Fatalf("%s restarted in a storm of 3 (allowance 1)", k)
+		}
+	}
+	now := z0.Add(cfg.Quiet)
+	if v := z.ask(0, keys[0], now); !v.Allow || !v.Trial {
+		t.Fatalf("first trial after Quiet: %+v", v)
+	}
+	delete(z.failing, keys[0]) // the engine shows it healed
+	now = now.Add(5 * time.Second)
+	if v := z.ask(0, keys[1], now); !v.Allow {
+		t.Fatalf("the next trial 5 s after the first healed: %+v, want allowed", v)
+	}
+}
+
 func cmpStr(a, b string) int {
 	switch {
 	case a < b:
