@@ -159,12 +159,23 @@ type deferred struct {
 	tail       string
 }
 
+// ruleAgentBreaker names a hold by the agent's breaker (its host's
+// services), not the zone's mass-failure rule (nodestate.RuleBreaker):
+// reevaluate asks the zone rule's holds in its rank order and stops at
+// the first it holds again; one the agent holds must not stop that walk
+// (the scale lab's recovery stalled behind it for as long as the agent's
+// breaker stayed open).
+const ruleAgentBreaker = "agent-breaker"
+
 // deferral: the agent holds it (budget, back-off, the gap after a
 // restart, breaker): reevaluate asks again once it said it may run, as
 // long as the fault lasts.
 func deferral(a answer) deferred {
-	summary := a.summary()
-	d := deferred{Hold: Hold{Rule: a.kind, Text: "auto-healing deferred (" + a.kind + "): " + summary, RetryAt: a.now.Add(a.rep.Budget.RetryAfter)},
+	summary, rule := a.summary(), a.kind
+	if rule == string(protocol.OutcomeBreaker) {
+		rule = ruleAgentBreaker
+	}
+	d := deferred{Hold: Hold{Rule: rule, Text: "auto-healing deferred (" + rule + "): " + summary, RetryAt: a.now.Add(a.rep.Budget.RetryAfter)},
 		tail: "; asked again when the agent allows it, while the fault lasts"}
 	if a.kind == kindSpent {
 		d.Text = "auto-healing suspended: " + summary

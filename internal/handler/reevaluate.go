@@ -143,8 +143,9 @@ func Reevaluate(ctx context.Context, cfg ReevalConfig, deps Deps) ReevalResult {
 // holds some of this run's services and has trials in flight, reevaluate
 // looks again every zoneLook within its deadline: it asks for the
 // services the rule held, oldest fault first (the rule's own ranking),
-// and ends a look at the first one the rule holds again (the ones after
-// it rank after it). The run's own first ask of them is the first look:
+// and ends a look at the first one the rule holds again or that must
+// wait (the ones after it rank after it); one the agent holds does not
+// end it. The run's own first ask of them is the first look:
 // a pass over 500 held services asked each and read each from the API,
 // and took the whole deadline (the scale lab, 10,000 workers). The rule still decides every restart, so the bound
 // on unverified restarts in flight is the rule's, not this loop's.
@@ -212,7 +213,10 @@ func stormLooks(ctx context.Context, cfg ReevalConfig, deps Deps, store nodestat
 			}
 			recs[i] = *cur
 			items[i] = reevalOne(ctx, cfg, deps, store, *cur)
-			if o := items[i].Outcome; o != "healed" && o != "cleared" {
+			// Past one healed, cleared or held by the agent (its breaker,
+			// budget or back-off: the rule took its admission back); the
+			// rule holding it again, or a wait or a failure, ends the look.
+			if it := items[i]; it.Outcome != "healed" && it.Outcome != "cleared" && (it.Outcome != "held" || it.Rule == string(nodestate.RuleBreaker)) {
 				break
 			}
 		}

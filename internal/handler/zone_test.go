@@ -12,6 +12,7 @@ import (
 
 	"github.com/selfheal/selfheal/internal/breaker"
 	"github.com/selfheal/selfheal/internal/handler"
+	"github.com/selfheal/selfheal/internal/lab/rig"
 	"github.com/selfheal/selfheal/internal/lab/rig/rigtest"
 	"github.com/selfheal/selfheal/internal/nodestate"
 )
@@ -248,6 +249,91 @@ func TestReevaluateStormLooks(t *testing.T) {
 				t.Fatalf("%d healed, %d actions, %d looks; want 1 trial and some looks: %s", got, l.Actions(t), looks, r.Line)
 			}
 		})
+	}
+}
+
+// TestReevaluatePastAgentBreaker: a held storm whose oldest service's
+// agent holds it (that host's breaker) still recovers: the hold is the
+// agent's ("agent-breaker"), not the zone rule's, and reevaluate's walk in
+// rank order goes past it to the services of another agent. The scale
+// lab's recovery stalled there when both holds were named "breaker". The
+// same agent first shows it restarting.
+func TestReevaluatePastAgentBreaker(t *testing.T) {
+	la := rigtest.StartHandlerListener(t, rigtest.HandlerOptions{Budget: bigBudget.Budget, Breaker: &rig.Breaker{MinCount: 1, Fraction: 0.2}})
+	lb := rigtest.StartHandlerListener(t, rigtest.HandlerOptions{Budget: bigBudget.Budget, Agent: "worker2", Fleet: la.KeyFile})
+	e := newEnv(t, la)
+	e.cfg.Facts = handler.NoFacts
+	status := filepath.Join(t.TempDir(), "status.dat")
+	zone := breaker.ZoneConfig{Allowance: 1, Window: time.Hour, Quiet: 2 * time.Minute, Verify: 3 * time.Minute}
+	e.cfg.Judgment = handler.Judgment{Zone: zone, StatusFile: status}
+	onA := e.cfg.Conn
+	onB := handler.Conn{Address: lb.Host, Port: lb.Port, Agent: lb.Agent, Target: "demo", Key: la.Key}
+	t0 := e.clk.Now()
+
+	// Agent a restarts one fault (its first service within its window).
+	writeStatus(t, status, zoneSvc("a", "pre", "1", t0.Add(-time.Second)), hostStatus("a", hostUp))
+	e.cfg.HostName, e.cfg.ServiceDesc = "a", "pre"
+	expect(t, e.run("CRITICAL", "HARD", 3, "1"), 0, "ok in")
+	if got := la.Actions(t); got != 1 {
+		t.Fatalf("agent a ran %d restarts, want 1", got)
+	}
+	e.clk.Advance(5 * time.Second) // past the shared view of the zone
+
+	// A storm of 3 (allowance 1): S0 on agent a (target "failing", its
+	// breaker's second service), S1 and S2 on agent b.
+	type svc struct {
+		host, name, fault string
+		conn              handler.Conn
+	}
+	storm := []svc{{"a", "S0", "10", onA}, {"b", "S1", "11", onB}, {"b", "S2", "12", onB}}
+	storm[0].conn.Target = "failing"
+	failing := map[string]bool{"S0": true, "S1": true, "S2": true}
+	write := func() {
+		blocks := []string{hostStatus("a", hostUp), hostStatus("b", hostUp)}
+		for i, s := range storm {
+			if failing[s.name] {
+				blocks = append(blocks, zoneSvc(s.host, s.name, s.fault, t0.Add(time.Duration(i+1)*time.Second)))
+			}
+		}
+		writeStatus(t, status, blocks...)
+	}
+	write()
+	for _, s := range storm {
+		e.cfg.HostName, e.cfg.ServiceDesc, e.cfg.Conn = s.host, s.name, s.conn
+		expect(t, e.run("CRITICAL", "HARD", 3, s.fault), 1, "auto-restart held back (mass failure)")
+	}
+	e.clk.Advance(3 * time.Minute) // quiet: the first trial may go
+	store := nodestate.Store{Dir: e.state}
+	deps := e.deps()
+	deps.Sleep = func(ctx context.Context, d time.Duration) error {
+		// The engine between two looks: b's restarted services OK.
+		for _, s := range storm[1:] {
+			if rec, err := store.Read(s.host, s.name); err == nil && rec != nil && rec.Result == "healed" {
+				failing[s.name] = false
+			}
+		}
+		write()
+		e.clk.Advance(d)
+		return nil
+	}
+	var blocks []string
+	for i, s := range storm {
+		blocks = append(blocks, zoneSvc(s.host, s.name, s.fault, t0.Add(time.Duration(i+1)*time.Second)))
+	}
+	sd := statusDat(t, e.clk.Now(), append(blocks, hostStatus("a", hostUp), hostStatus("b", hostUp))...)
+	r := handler.Reevaluate(context.Background(), handler.ReevalConfig{
+		StateDir: e.state, Status: sd, StatusAge: 5 * time.Minute, Key: la.Key, Judgment: e.cfg.Judgment,
+		CommandFile: e.fifo, Deadline: 50 * time.Second, PerRequest: 18 * time.Second,
+	}, deps)
+	rec, err := store.Read("a", "S0")
+	if err != nil || rec == nil || rec.Held == nil || rec.Held.Rule != "agent-breaker" {
+		t.Fatalf("S0's record %+v (%v), want held by the agent's breaker: %s", rec, err, r.Line)
+	}
+	if got := la.Actions(t); got != 1 {
+		t.Fatalf("agent a ran %d restarts, want 1 (its breaker holds S0)", got)
+	}
+	if got := lb.Actions(t); got != 2 {
+		t.Fatalf("agent b ran %d restarts, want 2 (S1 and S2 past S0): %s\n%s", got, r.Line, e.logs)
 	}
 }
 

@@ -81,6 +81,11 @@ type HandlerOptions struct {
 	// Bin is the worker_listener binary; default the one under test
 	// (SELFHEAL_BIN). A test of a rolling upgrade runs an older build.
 	Bin string
+	// Breaker is the agent's mass-failure breaker (nil: its default).
+	Breaker *rig.Breaker
+	// Fleet is another listener's fleet key file: this agent's host key
+	// is issued from it (a second agent of one fleet, one handler key).
+	Fleet string
 }
 
 // DefaultTestBudget is StartHandlerListener's budget unless told.
@@ -108,9 +113,9 @@ func StartHandlerListener(t testing.TB, opts ...HandlerOptions) *HandlerListener
 	count := filepath.Join(dir, "count")
 	audit := filepath.Join(dir, "audit.log")
 	sh := func(script string) []string { return []string{"/bin/sh", "-c", script} }
-	f := Prepare(t, rig.Kit{Dir: dir, Agent: o.Agent, Issue: testutil.Binary(t, "handle_worker"), Config: rig.ListenerConfig{
+	f := Prepare(t, rig.Kit{Dir: dir, Agent: o.Agent, Fleet: o.Fleet, Issue: testutil.Binary(t, "handle_worker"), Config: rig.ListenerConfig{
 		Listen: "127.0.0.1:1", // unused: the socket is handed over
-		Allow:  rig.Loopback, AuditLog: audit, Budget: o.Budget,
+		Allow:  rig.Loopback, AuditLog: audit, Budget: o.Budget, Breaker: o.Breaker,
 		ReplayWindow: "10m", ShutdownGrace: "2s", Limits: rig.Limits{Rate: 1000, Burst: 1000},
 		Services: []rig.Service{
 			{Name: "demo", Actions: map[string]rig.Action{
