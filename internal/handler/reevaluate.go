@@ -44,7 +44,10 @@ type ReevalConfig struct {
 	// unread are the services the engine could not be asked about: they
 	// wait, rather than read as gone.
 	unread map[[2]string]bool
-	zone   *ZoneCache // one read of the zone serves the asks of two seconds
+	// later are the holds not read because the agent allows them only
+	// later (RetryAt).
+	later map[[2]string]bool
+	zone  *ZoneCache // one read of the zone serves the asks of two seconds
 }
 
 // ReevalItem is what became of one held record.
@@ -86,8 +89,16 @@ func Reevaluate(ctx context.Context, cfg ReevalConfig, deps Deps) ReevalResult {
 		// (stormLooks): most of a storm waits behind its first ranks.
 		sd := &nagios.StatusData{Created: deps.Now(), Services: map[[2]string]nagios.ServiceStatus{}, Hosts: map[string]nagios.HostStatus{}}
 		var errs []string
+		cfg.later = map[[2]string]bool{}
 		for _, r := range recs {
 			if isZoneHold(r) {
+				continue
+			}
+			if now.Before(r.Held.RetryAt) {
+				// Not asked before then whatever the engine says (its OK
+				// event cleans up): no read. A host whose agent breaker
+				// opened holds dozens.
+				cfg.later[[2]string{r.Host, r.Service}] = true
 				continue
 			}
 			one, err := cfg.Engine.Status(ctx, [][2]string{{r.Host, r.Service}})
@@ -111,7 +122,7 @@ func Reevaluate(ctx context.Context, cfg ReevalConfig, deps Deps) ReevalResult {
 		cfg.Status = sd
 		cfg.unread = map[[2]string]bool{}
 		for _, r := range recs {
-			if _, ok := sd.Services[[2]string{r.Host, r.Service}]; !ok && !isZoneHold(r) {
+			if _, ok := sd.Services[[2]string{r.Host, r.Service}]; !ok && !isZoneHold(r) && !cfg.later[[2]string{r.Host, r.Service}] {
 				cfg.unread[[2]string{r.Host, r.Service}] = true
 			}
 		}
@@ -194,7 +205,7 @@ func stormLooks(ctx context.Context, cfg ReevalConfig, deps Deps, store nodestat
 				return items
 			}
 			cur, err := store.Read(recs[i].Host, recs[i].Service)
-			if err != nil || cur == nil || cur.Held == nil || cur.Held.Rule != string(nodestate.RuleBreaker) {
+			if err != nil || cur == nil || !isZoneHold(*cur) {
 				continue // gone, or held for another reason since: the next run sees it
 			}
 			if cfg.Engine != nil {
@@ -213,9 +224,11 @@ func stormLooks(ctx context.Context, cfg ReevalConfig, deps Deps, store nodestat
 			}
 			recs[i] = *cur
 			items[i] = reevalOne(ctx, cfg, deps, store, *cur)
-			// Past one healed, cleared or held by the agent (its breaker,
-			// budget or back-off: the rule took its admission back); the
-			// rule holding it again, or a wait or a failure, ends the look.
+			// Past one healed, cleared, or held for another reason (the
+			// agent's breaker, budget or back-off: the rule took its
+			// admission back; a pause, downtime or host DOWN: the rule was
+			// not asked); the rule holding it again, a wait or a failure
+			// ends the look.
 			if it := items[i]; it.Outcome != "healed" && it.Outcome != "cleared" && (it.Outcome != "held" || it.Rule == string(nodestate.RuleBreaker)) {
 				break
 			}
@@ -224,9 +237,11 @@ func stormLooks(ctx context.Context, cfg ReevalConfig, deps Deps, store nodestat
 	return items
 }
 
-// isZoneHold: held by the mass-failure rule.
+// isZoneHold: held by the mass-failure rule. An agent's breaker deferral
+// recorded before it had its own rule name ("agent-breaker") has the
+// agent's outcome as its result, not "held".
 func isZoneHold(r nodestate.Record) bool {
-	return r.Held != nil && r.Held.Rule == string(nodestate.RuleBreaker)
+	return r.Held != nil && r.Held.Rule == string(nodestate.RuleBreaker) && r.Result == kindHeld
 }
 
 // zoneInFlight: this node's zone rule has restarts the engine has not
@@ -269,6 +284,9 @@ func reevalOne(ctx context.Context, cfg ReevalConfig, deps Deps, store nodestate
 	}
 	st, ok := cfg.Status.Service(rec.Host, rec.Service)
 	switch {
+	case cfg.later[[2]string{rec.Host, rec.Service}] && deps.Now().Before(h.RetryAt):
+		it.Outcome, it.Text = "waiting", "the agent allows a restart in "+roundDur(h.RetryAt.Sub(deps.Now())).String()+" (not read before then)"
+		return it
 	case cfg.unread[[2]string{rec.Host, rec.Service}]:
 		it.Outcome, it.Text = "waiting", "the engine's view of it could not be read"
 		return it

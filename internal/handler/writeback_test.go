@@ -371,3 +371,35 @@ func TestVolatileOneSuccessComment(t *testing.T) {
 		t.Fatalf("%d restarts, want 1", l.Actions(t))
 	}
 }
+
+// TestReevaluateRetryAtUnread: through the API, a hold the agent allows
+// only later is not read before then (a host whose agent breaker opened
+// holds dozens); at its time it is read.
+func TestReevaluateRetryAtUnread(t *testing.T) {
+	l := rigtest.StartHandlerListener(t)
+	e := newEnv(t, l)
+	f, engine := newFakeIcinga(t)
+	now := e.clk.Now()
+	rec := nodestate.Record{Host: "web1", Service: "Worker", At: now, Source: "event", Verb: "restart", Agent: l.Agent, Fault: "60",
+		Result: "held", Outcome: "breaker", Summary: "the agent's breaker is open",
+		Held: &nodestate.Held{Rule: "agent-breaker", Text: "auto-healing deferred (agent-breaker)", Since: now, RetryAt: now.Add(2 * time.Minute),
+			Fault: "60", Ask: nodestate.Ask{Address: l.Host, Port: l.Port, Agent: l.Agent, Target: "demo", Action: "restart"}}}
+	if err := (nodestate.Store{Dir: e.state}).Write(context.Background(), rec); err != nil {
+		t.Fatal(err)
+	}
+	reeval := func() handler.ReevalResult {
+		eng, done := engine()
+		defer done()
+		return handler.Reevaluate(context.Background(), handler.ReevalConfig{StateDir: e.state, Key: l.Key, Engine: eng,
+			Deadline: 10 * time.Second, PerRequest: 5 * time.Second}, e.deps())
+	}
+	r := reeval()
+	if reqs, _ := f.take(); len(reqs) != 0 || len(r.Items) != 1 || r.Items[0].Text != "the agent allows a restart in 2m0s (not read before then)" {
+		t.Fatalf("before its time: requests %q, items %+v", reqs, r.Items)
+	}
+	e.clk.Advance(2 * time.Minute)
+	r = reeval()
+	if reqs, _ := f.take(); len(reqs) != 1 || len(r.Items) != 1 || r.Items[0].Outcome != "waiting" || l.Actions(t) != 0 {
+		t.Fatalf("at its time: requests %q, items %+v, %d actions", reqs, r.Items, l.Actions(t))
+	}
+}

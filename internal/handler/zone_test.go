@@ -255,9 +255,10 @@ func TestReevaluateStormLooks(t *testing.T) {
 // TestReevaluatePastAgentBreaker: a held storm whose oldest service's
 // agent holds it (that host's breaker) still recovers: the hold is the
 // agent's ("agent-breaker"), not the zone rule's, and reevaluate's walk in
-// rank order goes past it to the services of another agent. The scale
-// lab's recovery stalled there when both holds were named "breaker". The
-// same agent first shows it restarting.
+// rank order goes past it to the services of another agent, one trial at
+// a time. The scale lab's recovery stalled there when both holds were
+// named "breaker"; a record of that old form waits for its own time and
+// stalls nothing either. The same agent first shows it restarting.
 func TestReevaluatePastAgentBreaker(t *testing.T) {
 	la := rigtest.StartHandlerListener(t, rigtest.HandlerOptions{Budget: bigBudget.Budget, Breaker: &rig.Breaker{MinCount: 1, Fraction: 0.2}})
 	lb := rigtest.StartHandlerListener(t, rigtest.HandlerOptions{Budget: bigBudget.Budget, Agent: "worker2", Fleet: la.KeyFile})
@@ -304,8 +305,21 @@ func TestReevaluatePastAgentBreaker(t *testing.T) {
 	}
 	e.clk.Advance(3 * time.Minute) // quiet: the first trial may go
 	store := nodestate.Store{Dir: e.state}
+	// An agent breaker's deferral as the handler recorded it before it had
+	// its own rule name, ranked first, asked again only in 10 minutes.
+	old := nodestate.Record{Host: "a", Service: "OLD", Fault: "9", Result: "breaker", Outcome: "breaker",
+		Held: &nodestate.Held{Rule: "breaker", Text: "auto-healing deferred (breaker): the agent's mass-failure breaker is open",
+			Since: e.clk.Now().Add(-time.Minute), RetryAt: e.clk.Now().Add(10 * time.Minute), Fault: "9",
+			Ask: nodestate.Ask{Address: onA.Address, Port: onA.Port, Agent: onA.Agent, Target: "hang", Action: "restart"}}}
+	if err := store.Write(context.Background(), old); err != nil {
+		t.Fatal(err)
+	}
 	deps := e.deps()
+	looks := 0
 	deps.Sleep = func(ctx context.Context, d time.Duration) error {
+		if looks++; looks == 1 && lb.Actions(t) != 1 {
+			t.Errorf("agent b ran %d restarts in the first look, want 1 (a window of 1)", lb.Actions(t))
+		}
 		// The engine between two looks: b's restarted services OK.
 		for _, s := range storm[1:] {
 			if rec, err := store.Read(s.host, s.name); err == nil && rec != nil && rec.Result == "healed" {
@@ -316,7 +330,7 @@ func TestReevaluatePastAgentBreaker(t *testing.T) {
 		e.clk.Advance(d)
 		return nil
 	}
-	var blocks []string
+	blocks := []string{zoneSvc("a", "OLD", "9", t0)}
 	for i, s := range storm {
 		blocks = append(blocks, zoneSvc(s.host, s.name, s.fault, t0.Add(time.Duration(i+1)*time.Second)))
 	}
