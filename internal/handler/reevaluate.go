@@ -284,8 +284,10 @@ func reevalOne(ctx context.Context, cfg ReevalConfig, deps Deps, store nodestate
 	}
 	st, ok := cfg.Status.Service(rec.Host, rec.Service)
 	switch {
-	case cfg.later[[2]string{rec.Host, rec.Service}] && deps.Now().Before(h.RetryAt):
-		it.Outcome, it.Text = "waiting", "the agent allows a restart in "+roundDur(h.RetryAt.Sub(deps.Now())).String()+" (not read before then)"
+	case cfg.later[[2]string{rec.Host, rec.Service}]:
+		// Not read, so not judged, even when its time came during this
+		// pass (a long one): read as missing, it would be cleared as gone.
+		it.Outcome, it.Text = "waiting", "the agent allows a restart in "+roundDur(max(h.RetryAt.Sub(deps.Now()), 0)).String()+" (not read before then)"
 		return it
 	case cfg.unread[[2]string{rec.Host, rec.Service}]:
 		it.Outcome, it.Text = "waiting", "the engine's view of it could not be read"

@@ -397,7 +397,19 @@ func TestReevaluateRetryAtUnread(t *testing.T) {
 	if reqs, _ := f.take(); len(reqs) != 0 || len(r.Items) != 1 || r.Items[0].Text != "the agent allows a restart in 2m0s (not read before then)" {
 		t.Fatalf("before its time: requests %q, items %+v", reqs, r.Items)
 	}
-	e.clk.Advance(2 * time.Minute)
+	// Its time comes during a pass (the scale lab's take 30 s and more):
+	// still not read, so kept, not cleared as gone from the engine.
+	e.clk.Advance(2*time.Minute - time.Second)
+	deps := e.deps()
+	clock := deps.Now
+	deps.Now = func() time.Time { t := clock(); e.clk.Advance(time.Second); return t }
+	eng, done := engine()
+	r = handler.Reevaluate(context.Background(), handler.ReevalConfig{StateDir: e.state, Key: l.Key, Engine: eng,
+		Deadline: 10 * time.Second, PerRequest: 5 * time.Second}, deps)
+	done()
+	if reqs, _ := f.take(); len(reqs) != 0 || len(r.Items) != 1 || r.Items[0].Outcome != "waiting" || e.record().Held == nil {
+		t.Fatalf("its time came during the pass: requests %q, items %+v, record %+v", reqs, r.Items, e.record())
+	}
 	r = reeval()
 	if reqs, _ := f.take(); len(reqs) != 1 || len(r.Items) != 1 || r.Items[0].Outcome != "waiting" || l.Actions(t) != 0 {
 		t.Fatalf("at its time: requests %q, items %+v, %d actions", reqs, r.Items, l.Actions(t))
