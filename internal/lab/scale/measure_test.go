@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -394,4 +395,46 @@ func (l *sampler) now() string {
 	}
 	s := l.s[len(l.s)-1]
 	return fmt.Sprintf("avg %.2fs max %.2fs", s.avg, s.max)
+}
+
+// lost says what the handlers last logged for up to 5 faults still down,
+// and how many of them no handler holds any more.
+func lost(fs []fault, f *fleet, logs []hrec) string {
+	last := map[[2]string]hrec{}
+	for _, r := range logs {
+		if r.Mode == "" {
+			last[[2]string{r.Host, r.Service}] = r
+		}
+	}
+	var out []string
+	for _, x := range fs {
+		if f.running(x.addr) {
+			continue
+		}
+		if len(out) < 5 {
+			r := last[[2]string{x.host, x.svc}]
+			out = append(out, fmt.Sprintf("%s/%s: last event %s %s %s at %s on %s: %s", x.host, x.svc, r.State, r.Type, r.Result, r.Time.Format("15:04:05"), r.endpoint, r.Message))
+		}
+	}
+	return "still down: " + strings.Join(out, "; ")
+}
+
+// keepFiles copies the handlers' logs and state dirs and the agents'
+// audit logs under dst (SCALE_KEEP), for a run to be read afterwards.
+func keepFiles(t *testing.T, dst string, z *engine.Zone, dir string) {
+	for _, e := range z.Endpoints {
+		to := filepath.Join(dst, e.Name)
+		if err := os.MkdirAll(to, 0o755); err != nil {
+			t.Logf("keep: %v", err)
+			return
+		}
+		if err := exec.Command("cp", "-a", filepath.Join(e.Dir, "handle_worker.log"), filepath.Join(e.Dir, "handler-state"), to).Run(); err != nil {
+			t.Logf("keep %s: %v", e.Name, err)
+		}
+	}
+	audits, _ := filepath.Glob(filepath.Join(dir, "audit-*.log"))
+	if err := exec.Command("cp", append(append([]string{"-a"}, audits...), dst)...).Run(); err != nil {
+		t.Logf("keep audits: %v", err)
+	}
+	t.Logf("kept in %s", dst)
 }

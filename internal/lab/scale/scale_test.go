@@ -242,6 +242,11 @@ func TestScale(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = z.Close() })
+	if keep := os.Getenv("SCALE_KEEP"); keep != "" {
+		// Runs before z.Close (cleanups run last first): the handlers'
+		// logs and state and the agents' audits outlive the run.
+		t.Cleanup(func() { keepFiles(t, keep, z, dir) })
+	}
 	for _, e := range z.Endpoints {
 		consts := filepath.Join(filepath.Dir(e.MainConfig), "constants.conf")
 		b, err := os.ReadFile(consts)
@@ -368,7 +373,7 @@ func TestScale(t *testing.T) {
 		logf("storm %s: recovery: %d of %d running again %s after the storm (all by %s); at most %d restarted but not yet seen OK at once; %s; check latency peak %s; reevaluate passes %s",
 			shape.name, n2, len(storm), time.Since(mark).Round(time.Second), fl.last, fl.max, counts(z, hosts, mark), lat.peak(mark), reevalPasses(logs, mark))
 		if n2 < len(storm) {
-			t.Errorf("storm %s: %d of %d not healed in %s", shape.name, len(storm)-n2, len(storm), wait)
+			t.Errorf("storm %s: %d of %d not healed in %s; %s", shape.name, len(storm)-n2, len(storm), wait, lost(storm, f, hlogs()))
 		}
 		// Settle before the next: everything OK in the engine.
 		settle := time.Now().Add(10 * time.Minute)
