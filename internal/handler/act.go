@@ -132,7 +132,9 @@ func (r *run) act(ctx context.Context) (zerolog.Level, string) {
 	if nothingRan(a.kind) {
 		r.zoneRelease(ctx)
 	}
-	if a.kind == kindUnreachable {
+	if a.kind == kindUnreachable || a.kind == kindNoReply {
+		// Asked again for the same fault: the agent runs one restart per
+		// fault, so a restart that did run is answered from its record.
 		r.res.Hold = r.unreachableHold(a, prefix+summary)
 		tail += " (asked again by reevaluate from " + r.res.Hold.RetryAt.UTC().Format(time.RFC3339) + ", while the fault lasts)"
 	}

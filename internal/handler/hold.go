@@ -98,15 +98,16 @@ const (
 	unreachableMax   = 15 * time.Minute
 )
 
-// unreachableHold is the hold for an unreachable agent.
+// unreachableHold is the hold for an agent that was unreachable or sent
+// no reply (rule: the answer's kind), asked again with a doubling wait.
 func (r *run) unreachableHold(a answer, text string) *Hold {
 	wait := unreachableFirst
-	if p := r.prev; p != nil && p.Held != nil && p.Held.Rule == kindUnreachable && p.Held.Fault == r.cfg.Fault {
+	if p := r.prev; p != nil && p.Held != nil && p.Held.Rule == a.kind && p.Held.Fault == r.cfg.Fault {
 		if last := p.Held.RetryAt.Sub(p.At); last > 0 {
 			wait = min(2*last, unreachableMax)
 		}
 	}
-	return &Hold{Rule: kindUnreachable, Text: text, RetryAt: a.now.Add(wait)}
+	return &Hold{Rule: a.kind, Text: text, RetryAt: a.now.Add(wait)}
 }
 
 // held reports a restart held back: one comment (not repeated), and the

@@ -133,7 +133,9 @@ func Reevaluate(ctx context.Context, cfg ReevalConfig, deps Deps) ReevalResult {
 		switch {
 		case isZoneHold(rec) && cfg.Status != nil:
 			res.Items = append(res.Items, ReevalItem{Host: rec.Host, Service: rec.Service, Rule: rec.Held.Rule, Outcome: "held", Text: rec.Held.Text})
-		case ctx.Err() != nil:
+		case ctx.Err() != nil || now.Add(cfg.Deadline).Sub(deps.Now()) < cfg.PerRequest:
+			// Not begun without a heal's time: cut off, it would be sent
+			// and its answer lost.
 			res.Items = append(res.Items, ReevalItem{Host: rec.Host, Service: rec.Service, Rule: rec.Held.Rule, Outcome: "waiting", Text: "no time left in this run"})
 		default:
 			res.Items = append(res.Items, reevalOne(ctx, cfg, deps, store, rec))
@@ -172,6 +174,24 @@ func stormLooks(ctx context.Context, cfg ReevalConfig, deps Deps, store nodestat
 	if cfg.unread == nil {
 		cfg.unread = map[[2]string]bool{}
 	}
+	// An agent whose breaker holds one of its host's services is asked for
+	// no other before the time it gave: to it a service not asked before
+	// is a new failure, which keeps its breaker open (the scale lab: its
+	// hosts' recovery stalled while the walk was refused by the hundred).
+	agentUntil := map[nodestate.Ask]time.Time{}
+	note := func(r *nodestate.Record) {
+		if r != nil && r.Held != nil && r.Held.Rule == ruleAgentBreaker {
+			if k := agentOf(r.Held.Ask); r.Held.RetryAt.After(agentUntil[k]) {
+				agentUntil[k] = r.Held.RetryAt
+			}
+		}
+	}
+	for _, r := range recs {
+		if r.Held != nil && r.Held.Rule == ruleAgentBreaker {
+			cur, _ := store.Read(r.Host, r.Service) // as this run's asks left it
+			note(cur)
+		}
+	}
 	for look := 0; look < maxZoneLooks; look++ {
 		var todo []int
 		for i, it := range items {
@@ -201,12 +221,17 @@ func stormLooks(ctx context.Context, cfg ReevalConfig, deps Deps, store nodestat
 			return ra.Host+"!"+ra.Service < rb.Host+"!"+rb.Service
 		})
 		for _, i := range todo {
-			if ctx.Err() != nil {
+			// An ask needs a heal's time: one begun at the deadline is
+			// sent and cut off before its reply (nothing known of it).
+			if ctx.Err() != nil || end.Sub(deps.Now()) < cfg.PerRequest {
 				return items
 			}
 			cur, err := store.Read(recs[i].Host, recs[i].Service)
 			if err != nil || cur == nil || !isZoneHold(*cur) {
 				continue // gone, or held for another reason since: the next run sees it
+			}
+			if deps.Now().Before(agentUntil[agentOf(cur.Held.Ask)]) {
+				continue
 			}
 			if cfg.Engine != nil {
 				one, err := cfg.Engine.Status(ctx, [][2]string{{cur.Host, cur.Service}})
@@ -224,6 +249,10 @@ func stormLooks(ctx context.Context, cfg ReevalConfig, deps Deps, store nodestat
 			}
 			recs[i] = *cur
 			items[i] = reevalOne(ctx, cfg, deps, store, *cur)
+			if items[i].Rule == ruleAgentBreaker {
+				after, _ := store.Read(cur.Host, cur.Service)
+				note(after)
+			}
 			// Past one healed, cleared, or held for another reason (the
 			// agent's breaker, budget or back-off: the rule took its
 			// admission back; a pause, downtime or host DOWN: the rule was
@@ -235,6 +264,11 @@ func stormLooks(ctx context.Context, cfg ReevalConfig, deps Deps, store nodestat
 		}
 	}
 	return items
+}
+
+// agentOf names the agent a hold asks (its address, port and name).
+func agentOf(a nodestate.Ask) nodestate.Ask {
+	return nodestate.Ask{Address: a.Address, Port: a.Port, Agent: a.Agent}
 }
 
 // isZoneHold: held by the mass-failure rule. An agent's breaker deferral
@@ -311,8 +345,11 @@ func reevalOne(ctx context.Context, cfg ReevalConfig, deps Deps, store nodestate
 		return it
 	case deps.Now().Before(h.RetryAt):
 		it.Outcome, it.Text = "waiting", "the agent allows a restart in "+roundDur(h.RetryAt.Sub(deps.Now())).String()
-		if h.Rule == kindUnreachable {
+		switch h.Rule {
+		case kindUnreachable:
 			it.Text = "the agent was unreachable; asked again in " + roundDur(h.RetryAt.Sub(deps.Now())).String()
+		case kindNoReply:
+			it.Text = "the agent's reply did not come; asked again in " + roundDur(h.RetryAt.Sub(deps.Now())).String()
 		}
 		return it
 	}

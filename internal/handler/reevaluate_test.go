@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -410,5 +411,51 @@ func TestReevaluateRetriesUnreachable(t *testing.T) {
 	}
 	if rec := e.record(); rec.Held != nil || rec.Result != "healed" || rec.Fault != "80" {
 		t.Fatalf("record %+v", rec)
+	}
+}
+
+// TestReevaluateRetriesNoReply: a restart sent whose reply never came
+// (the deadline cut it off) may have run, so it is not asked as new: it is
+// held and asked again for the same fault, and the agent, which runs one
+// restart per fault, answers from its record. The scale lab lost a
+// service this way: a request begun at the end of a pass.
+func TestReevaluateRetriesNoReply(t *testing.T) {
+	l := rigtest.StartHandlerListener(t)
+	e := newEnv(t, l)
+	e.cfg.Conn.Target, e.cfg.Deadline = "hang", 300*time.Millisecond
+	expect(t, e.run("CRITICAL", "HARD", 3, "90"), 2, "request sent, no reply within the deadline: the restart may have run")
+	rec := e.record()
+	if h := rec.Held; h == nil || h.Rule != "no-reply" || h.Fault != "90" || h.RetryAt.Sub(rec.At) != 30*time.Second {
+		t.Fatalf("record %+v, held %+v; want a no-reply hold asked again in 30s", rec, rec.Held)
+	}
+	if c := e.commands(); !strings.Contains(c, "auto-restart unconfirmed: ") || !strings.Contains(c, "(asked again by reevaluate from ") {
+		t.Fatalf("command file %q", c)
+	}
+	// The agent's action ran once and ends (its 5 s timeout): its record
+	// of the fault is then final.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		b, _ := os.ReadFile(l.AuditLog)
+		if l.Actions(t) == 1 && strings.Contains(string(b), `"fault":"90"`) && strings.Contains(string(b), `"outcome":"timeout"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the agent's action for fault 90 did not end: %d actions, audit %s", l.Actions(t), b)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	e.clk.Advance(30 * time.Second)
+	r := handler.Reevaluate(context.Background(), handler.ReevalConfig{
+		StateDir: e.state, Status: statusDat(t, e.clk.Now(), critical("90"), hostStatus("web1", hostUp)), StatusAge: 5 * time.Minute,
+		Key: e.l.Key, CommandFile: e.fifo, Deadline: 10 * time.Second, PerRequest: 5 * time.Second,
+	}, e.deps())
+	if len(r.Items) != 1 || r.Items[0].Outcome != "failed" || !strings.Contains(r.Items[0].Text, "timeout") {
+		t.Fatalf("asked again: %q %+v", r.Line, r.Items)
+	}
+	if got := l.Actions(t); got != 1 {
+		t.Fatalf("%d actions for fault 90, want 1 (answered from the agent's record)", got)
+	}
+	if rec := e.record(); rec.Held != nil || rec.Fault != "90" {
+		t.Fatalf("record %+v: the agent's final answer ends the hold", rec)
 	}
 }

@@ -61,7 +61,7 @@ func Status(ctx context.Context, s nodestate.Store, j Judgment, now time.Time) (
 		if h := r.Held; h != nil {
 			held = fmt.Sprintf("%s since %s (fault %s)", h.Rule, roundDur(now.Sub(h.Since)), h.Fault)
 			switch {
-			case now.Before(h.RetryAt) && h.Rule == kindUnreachable:
+			case now.Before(h.RetryAt) && (h.Rule == kindUnreachable || h.Rule == kindNoReply):
 				held += ", asked again in " + roundDur(h.RetryAt.Sub(now)).String()
 			case now.Before(h.RetryAt):
 				held += ", agent allows in " + roundDur(h.RetryAt.Sub(now)).String()
