@@ -174,24 +174,6 @@ func stormLooks(ctx context.Context, cfg ReevalConfig, deps Deps, store nodestat
 	if cfg.unread == nil {
 		cfg.unread = map[[2]string]bool{}
 	}
-	// An agent whose breaker holds one of its host's services is asked for
-	// no other before the time it gave: to it a service not asked before
-	// is a new failure, which keeps its breaker open (the scale lab: its
-	// hosts' recovery stalled while the walk was refused by the hundred).
-	agentUntil := map[nodestate.Ask]time.Time{}
-	note := func(r *nodestate.Record) {
-		if r != nil && r.Held != nil && r.Held.Rule == ruleAgentBreaker {
-			if k := agentOf(r.Held.Ask); r.Held.RetryAt.After(agentUntil[k]) {
-				agentUntil[k] = r.Held.RetryAt
-			}
-		}
-	}
-	for _, r := range recs {
-		if r.Held != nil && r.Held.Rule == ruleAgentBreaker {
-			cur, _ := store.Read(r.Host, r.Service) // as this run's asks left it
-			note(cur)
-		}
-	}
 	for look := 0; look < maxZoneLooks; look++ {
 		var todo []int
 		for i, it := range items {
@@ -230,9 +212,6 @@ func stormLooks(ctx context.Context, cfg ReevalConfig, deps Deps, store nodestat
 			if err != nil || cur == nil || !isZoneHold(*cur) {
 				continue // gone, or held for another reason since: the next run sees it
 			}
-			if deps.Now().Before(agentUntil[agentOf(cur.Held.Ask)]) {
-				continue
-			}
 			if cfg.Engine != nil {
 				one, err := cfg.Engine.Status(ctx, [][2]string{{cur.Host, cur.Service}})
 				if err != nil || one == nil {
@@ -249,10 +228,6 @@ func stormLooks(ctx context.Context, cfg ReevalConfig, deps Deps, store nodestat
 			}
 			recs[i] = *cur
 			items[i] = reevalOne(ctx, cfg, deps, store, *cur)
-			if items[i].Rule == ruleAgentBreaker {
-				after, _ := store.Read(cur.Host, cur.Service)
-				note(after)
-			}
 			// Past one healed, cleared, or held for another reason (the
 			// agent's breaker, budget or back-off: the rule took its
 			// admission back; a pause, downtime or host DOWN: the rule was
@@ -264,11 +239,6 @@ func stormLooks(ctx context.Context, cfg ReevalConfig, deps Deps, store nodestat
 		}
 	}
 	return items
-}
-
-// agentOf names the agent a hold asks (its address, port and name).
-func agentOf(a nodestate.Ask) nodestate.Ask {
-	return nodestate.Ask{Address: a.Address, Port: a.Port, Agent: a.Agent}
 }
 
 // isZoneHold: held by the mass-failure rule. An agent's breaker deferral
