@@ -129,11 +129,12 @@ func Reevaluate(ctx context.Context, cfg ReevalConfig, deps Deps) ReevalResult {
 	}
 	var res ReevalResult
 	cfg.zone = &ZoneCache{TTL: 2 * time.Second}
+	end := now.Add(cfg.Deadline)
 	for _, rec := range recs {
 		switch {
 		case isZoneHold(rec) && cfg.Status != nil:
 			res.Items = append(res.Items, ReevalItem{Host: rec.Host, Service: rec.Service, Rule: rec.Held.Rule, Outcome: "held", Text: rec.Held.Text})
-		case ctx.Err() != nil || now.Add(cfg.Deadline).Sub(deps.Now()) < cfg.PerRequest:
+		case ctx.Err() != nil || end.Sub(deps.Now()) < cfg.PerRequest:
 			// Not begun without a heal's time: cut off, it would be sent
 			// and its answer lost.
 			res.Items = append(res.Items, ReevalItem{Host: rec.Host, Service: rec.Service, Rule: rec.Held.Rule, Outcome: "waiting", Text: "no time left in this run"})
@@ -141,7 +142,7 @@ func Reevaluate(ctx context.Context, cfg ReevalConfig, deps Deps) ReevalResult {
 			res.Items = append(res.Items, reevalOne(ctx, cfg, deps, store, rec))
 		}
 	}
-	res.Items = stormLooks(ctx, cfg, deps, store, recs, res.Items, now.Add(cfg.Deadline))
+	res.Items = stormLooks(ctx, cfg, deps, store, recs, res.Items, end)
 	RetryWriteBacks(ctx, store, cfg.writeEngine(), cfg.Status, deps)
 	res.Code, res.Line = reevalSummary(res.Items)
 	deps.Log.Info().Str("mode", "reevaluate").Int("held", len(recs)).Int("exit", res.Code).

@@ -94,7 +94,7 @@ type Pending struct {
 
 // Held is a restart held back, with what reevaluate needs to ask for it.
 type Held struct {
-	Rule  string    `json:"rule"` // a Rule, an agent outcome (backoff, spent; agent-breaker), or unreachable
+	Rule  string    `json:"rule"` // a Rule, an agent outcome (backoff, spent; agent-breaker), unreachable or no-reply
 	Text  string    `json:"text"`
 	Since time.Time `json:"since"`
 	// RetryAt: not asked again before (the agent said when).

@@ -397,8 +397,8 @@ func (l *sampler) now() string {
 	return fmt.Sprintf("avg %.2fs max %.2fs", s.avg, s.max)
 }
 
-// lost says what the handlers last logged for up to 5 faults still down,
-// and how many of them no handler holds any more.
+// lost says what the handlers last logged for up to 5 of the faults
+// still down.
 func lost(fs []fault, f *fleet, logs []hrec) string {
 	last := map[[2]string]hrec{}
 	for _, r := range logs {
