@@ -140,6 +140,15 @@ type ZoneSnapshot struct {
 	Fails     int         `json:"fails,omitempty"`     // trials failed in a row
 	NextTrial time.Time   `json:"next_trial,omitzero"`
 	LastFail  string      `json:"last_fail,omitempty"` // the key of the last failed trial
+	Agents    []AgentHold `json:"agents,omitempty"`    // agents whose own breaker holds their host
+}
+
+// AgentHold is an agent whose own breaker holds its host: this node's
+// reevaluate asks it for none of its host's other holds before Until.
+// Each would be a new failure to that breaker, which keeps it open.
+type AgentHold struct {
+	Agent string    `json:"agent"`
+	Until time.Time `json:"until"`
 }
 
 // ZoneVerdict is the zone rule's answer to one request.
@@ -326,7 +335,7 @@ func ZoneStepView(s ZoneSnapshot, now, viewAt time.Time, key, fault string, fail
 	}
 	if s.Held && s.Window >= cfg.Allowance && len(ranked) <= s.Window {
 		// Everything failing fits in a full window: the storm is over.
-		s = ZoneSnapshot{Seen: s.Seen, Admitted: s.Admitted, Failed: s.Failed, HeldHere: s.HeldHere}
+		s = ZoneSnapshot{Seen: s.Seen, Admitted: s.Admitted, Failed: s.Failed, HeldHere: s.HeldHere, Agents: s.Agents}
 	}
 	v.Held, v.Window, v.Fails, v.LastFail, v.Since = s.Held, cfg.Allowance, s.Fails, s.LastFail, s.Since
 	if s.Held {
@@ -410,6 +419,46 @@ func (z ZoneStore) Admit(ctx context.Context, now, viewAt time.Time, key, fault 
 // it did not run (the agent held it back, or was not reached), so it is
 // neither in flight nor, after Verify, a trial that failed.
 func (z ZoneStore) Release(ctx context.Context, key, fault string) error {
+	return z.update(ctx, func(s *ZoneSnapshot) {
+		s.Admitted = slices.DeleteFunc(s.Admitted, func(a Admission) bool { return a.Key == key && a.Fault == fault })
+	})
+}
+
+// HoldAgent keeps that agent's breaker holds its host until then (the
+// later of what is kept and until), and drops keys (that host's holds)
+// from what this node holds: its reevaluate does not ask for them now,
+// and a hold that kept its rank would fill the window the other hosts'
+// trials need (the scale lab's recovery crawled so). Asked again, a key
+// ranks again.
+func (z ZoneStore) HoldAgent(ctx context.Context, now time.Time, agent string, until time.Time, keys ...string) error {
+	return z.update(ctx, func(s *ZoneSnapshot) {
+		s.HeldHere = slices.DeleteFunc(s.HeldHere, func(a Admission) bool { return slices.Contains(keys, a.Key) })
+		s.Agents = slices.DeleteFunc(s.Agents, func(a AgentHold) bool {
+			if a.Agent == agent {
+				until = later(until, a.Until)
+			}
+			return a.Agent == agent || !a.Until.After(now)
+		})
+		if until.After(now) {
+			s.Agents = append(s.Agents, AgentHold{Agent: agent, Until: until})
+			s.Agents = s.Agents[max(0, len(s.Agents)-maxTracked):]
+		}
+	})
+}
+
+// AgentsHeld is when each agent's breaker lets this node ask again.
+func (s ZoneSnapshot) AgentsHeld(now time.Time) map[string]time.Time {
+	m := map[string]time.Time{}
+	for _, a := range s.Agents {
+		if a.Until.After(now) {
+			m[a.Agent] = a.Until
+		}
+	}
+	return m
+}
+
+// update changes the stored state under the lock, written only if changed.
+func (z ZoneStore) update(ctx context.Context, change func(*ZoneSnapshot)) error {
 	unlock, err := z.Dir.Lock(ctx, z.Name+".lock", 0o600, z.Poll)
 	if err != nil {
 		return fmt.Errorf("zone rule lock: %w", err)
@@ -419,9 +468,9 @@ func (z ZoneStore) Release(ctx context.Context, key, fault string) error {
 	if err != nil {
 		return err
 	}
-	n := len(s.Admitted)
-	s.Admitted = slices.DeleteFunc(s.Admitted, func(a Admission) bool { return a.Key == key && a.Fault == fault })
-	if len(s.Admitted) == n {
+	was, _ := json.Marshal(s)
+	change(&s)
+	if now, _ := json.Marshal(s); bytes.Equal(now, was) {
 		return nil
 	}
 	b, err := json.Marshal(zoneFile{Version: stateVersion, ZoneSnapshot: s})

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/selfheal/selfheal/internal/fsutil"
 )
 
 var z0 = time.Date(2026, 12, 7, 1, 0, 0, 0, time.UTC)
@@ -393,5 +395,55 @@ func TestZoneRankWholeSeconds(t *testing.T) {
 	_, v := ZoneStep(ZoneSnapshot{}, t0.Add(10*time.Second), "h!a", "1", failing, cfg)
 	if v.Rank != 1 {
 		t.Fatalf("h!a ranked %d, want 1 (same second, first by name)", v.Rank)
+	}
+}
+
+// TestZoneHoldAgent: the holds of a host whose agent's breaker is open
+// leave this node's ranking (the trials go to other hosts' holds); the
+// agent's time is kept, the later of two, and forgotten once past.
+func TestZoneHoldAgent(t *testing.T) {
+	d, err := fsutil.OpenDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	cfg := ZoneConfig{Allowance: 1, Window: time.Hour, Quiet: time.Minute, Verify: 3 * time.Minute}
+	zs := ZoneStore{Dir: d, Name: "zone", Config: cfg, Poll: time.Millisecond}
+	ctx := t.Context()
+	failing := []Failing{{Key: "a!1", Fault: "1", Since: z0}, {Key: "a!2", Fault: "2", Since: z0}, {Key: "b!1", Fault: "3", Since: z0.Add(time.Second)}}
+	for _, f := range failing {
+		if v, err := zs.Admit(ctx, z0.Add(2*time.Second), time.Time{}, f.Key, f.Fault, failing, false); err != nil || v.Allow {
+			t.Fatalf("%s: %+v %v, want held (a storm of 3)", f.Key, v, err)
+		}
+	}
+	later := z0.Add(2 * time.Minute)
+	if v, _ := zs.Admit(ctx, later, time.Time{}, "b!1", "3", failing, true); v.Rank != 3 || v.Allow {
+		t.Fatalf("b!1 before: %+v, want ranked 3 behind a's holds, held", v)
+	}
+	until := later.Add(time.Minute)
+	if err := zs.HoldAgent(ctx, later, "A", until, "a!1", "a!2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := zs.HoldAgent(ctx, later, "A", later.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := zs.Admit(ctx, later, time.Time{}, "b!1", "3", failing, true); v.Rank != 1 || !v.Allow {
+		t.Fatalf("b!1 after: %+v, want ranked 1, a trial", v)
+	}
+	s, err := zs.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.AgentsHeld(later); !got["A"].Equal(until) || len(got) != 1 {
+		t.Fatalf("agents held %v, want A until %s", got, until)
+	}
+	if got := s.AgentsHeld(until); len(got) != 0 {
+		t.Fatalf("agents held at their time %v, want none", got)
+	}
+	if err := zs.HoldAgent(ctx, until, "B", until.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := zs.Current(); len(s.Agents) != 1 || s.Agents[0].Agent != "B" {
+		t.Fatalf("agents kept %+v, want only B (A's time passed)", s.Agents)
 	}
 }

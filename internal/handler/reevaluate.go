@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"net"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -175,6 +177,46 @@ func stormLooks(ctx context.Context, cfg ReevalConfig, deps Deps, store nodestat
 	if cfg.unread == nil {
 		cfg.unread = map[[2]string]bool{}
 	}
+	// An agent whose breaker holds one of its host's services is asked for
+	// no other before that breaker may close: to it a service not asked
+	// before is a new failure, which keeps it open (the scale lab: its
+	// hosts' recovery stood still while the walk was refused by the
+	// hundred). Its trial goes at the time it gave (the held service,
+	// asked by this run's first pass), and it closes a quiet time after
+	// that trial; the time it gave at opening is that quiet time. The
+	// zone rule keeps the agent's time across runs (the trial's record
+	// no longer shows it) and stops ranking the skipped holds, which
+	// would fill its window.
+	held := zoneAgents(store, deps.Now())
+	note := func(r *nodestate.Record) string {
+		if r == nil || r.Held == nil || r.Held.Rule != ruleAgentBreaker {
+			return ""
+		}
+		quiet := min(max(r.Held.RetryAt.Sub(r.Held.Since), 0), maxAgentQuiet)
+		a := agentName(r.Held.Ask)
+		if until := r.Held.RetryAt.Add(quiet); until.After(held[a]) {
+			held[a] = until
+		}
+		return a
+	}
+	keep := func(a string) {
+		if !held[a].After(deps.Now()) {
+			return
+		}
+		var keys []string
+		for i, it := range items {
+			if it.Outcome == "held" && it.Rule == string(nodestate.RuleBreaker) && agentName(recs[i].Held.Ask) == a {
+				keys = append(keys, recs[i].Host+"!"+recs[i].Service)
+			}
+		}
+		zoneHoldAgent(ctx, store, cfg, deps.Now(), a, held[a], keys)
+	}
+	for _, r := range recs {
+		note(&r) // as the run read it: its trial, asked by now, cleared it
+	}
+	for a := range held {
+		keep(a)
+	}
 	for look := 0; look < maxZoneLooks; look++ {
 		var todo []int
 		for i, it := range items {
@@ -213,6 +255,9 @@ func stormLooks(ctx context.Context, cfg ReevalConfig, deps Deps, store nodestat
 			if err != nil || cur == nil || !isZoneHold(*cur) {
 				continue // gone, or held for another reason since: the next run sees it
 			}
+			if deps.Now().Before(held[agentName(cur.Held.Ask)]) {
+				continue
+			}
 			if cfg.Engine != nil {
 				one, err := cfg.Engine.Status(ctx, [][2]string{{cur.Host, cur.Service}})
 				if err != nil || one == nil {
@@ -229,6 +274,12 @@ func stormLooks(ctx context.Context, cfg ReevalConfig, deps Deps, store nodestat
 			}
 			recs[i] = *cur
 			items[i] = reevalOne(ctx, cfg, deps, store, *cur)
+			if items[i].Rule == ruleAgentBreaker {
+				after, _ := store.Read(cur.Host, cur.Service)
+				if a := note(after); a != "" {
+					keep(a)
+				}
+			}
 			// Past one healed, cleared, or held for another reason (the
 			// agent's breaker, budget or back-off: the rule took its
 			// admission back; a pause, downtime or host DOWN: the rule was
@@ -242,11 +293,46 @@ func stormLooks(ctx context.Context, cfg ReevalConfig, deps Deps, store nodestat
 	return items
 }
 
+// maxAgentQuiet bounds the quiet time read from an agent's deferral (a
+// hold deferred again keeps its first Since).
+const maxAgentQuiet = 10 * time.Minute
+
+// agentName names the agent a hold asks (its name, address and port).
+func agentName(a nodestate.Ask) string {
+	return a.Agent + "@" + net.JoinHostPort(a.Address, strconv.Itoa(a.Port))
+}
+
 // isZoneHold: held by the mass-failure rule. An agent's breaker deferral
 // recorded before it had its own rule name ("agent-breaker") has the
 // agent's outcome as its result, not "held".
 func isZoneHold(r nodestate.Record) bool {
 	return r.Held != nil && r.Held.Rule == string(nodestate.RuleBreaker) && r.Result == kindHeld
+}
+
+// zoneAgents: the agents this node's zone rule keeps held, until when.
+func zoneAgents(store nodestate.Store, now time.Time) map[string]time.Time {
+	d, err := store.Open()
+	if err != nil {
+		return map[string]time.Time{}
+	}
+	defer d.Close()
+	s, err := breaker.ZoneStore{Dir: d, Name: nodestate.ZoneFile}.Current()
+	if err != nil {
+		return map[string]time.Time{}
+	}
+	return s.AgentsHeld(now)
+}
+
+// zoneHoldAgent keeps an agent held in the zone rule and drops keys from
+// its ranking (breaker.ZoneStore.HoldAgent). Not kept, the next run asks
+// that agent sooner: a cost, not a harm (the agent's breaker decides).
+func zoneHoldAgent(ctx context.Context, store nodestate.Store, cfg ReevalConfig, now time.Time, agent string, until time.Time, keys []string) {
+	d, err := store.Open()
+	if err != nil {
+		return
+	}
+	defer d.Close()
+	_ = breaker.ZoneStore{Dir: d, Name: nodestate.ZoneFile, Config: cfg.Judgment.zone()}.HoldAgent(ctx, now, agent, until, keys...)
 }
 
 // zoneInFlight: this node's zone rule has restarts the engine has not

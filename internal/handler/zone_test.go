@@ -286,9 +286,9 @@ func TestReevaluatePastAgentBreaker(t *testing.T) {
 		host, name, fault string
 		conn              handler.Conn
 	}
-	storm := []svc{{"a", "S0", "10", onA}, {"b", "S1", "11", onB}, {"b", "S2", "12", onB}}
+	storm := []svc{{"a", "S0", "10", onA}, {"a", "S3", "13", onA}, {"b", "S1", "11", onB}, {"b", "S2", "12", onB}}
 	storm[0].conn.Target = "failing"
-	failing := map[string]bool{"S0": true, "S1": true, "S2": true}
+	failing := map[string]bool{"S0": true, "S3": true, "S1": true, "S2": true}
 	write := func() {
 		blocks := []string{hostStatus("a", hostUp), hostStatus("b", hostUp)}
 		for i, s := range storm {
@@ -321,7 +321,7 @@ func TestReevaluatePastAgentBreaker(t *testing.T) {
 			t.Errorf("agent b ran %d restarts in the first look, want 1 (a window of 1)", lb.Actions(t))
 		}
 		// The engine between two looks: b's restarted services OK.
-		for _, s := range storm[1:] {
+		for _, s := range storm[2:] {
 			if rec, err := store.Read(s.host, s.name); err == nil && rec != nil && rec.Result == "healed" {
 				failing[s.name] = false
 			}
@@ -347,7 +347,51 @@ func TestReevaluatePastAgentBreaker(t *testing.T) {
 		t.Fatalf("agent a ran %d restarts, want 1 (its breaker holds S0)", got)
 	}
 	if got := lb.Actions(t); got != 2 {
-		t.Fatalf("agent b ran %d restarts, want 2 (S1 and S2 past S0): %s\n%s", got, r.Line, e.logs)
+		t.Fatalf("agent b ran %d restarts, want 2 (S1 and S2 past S0 and S3): %s\n%s", got, r.Line, e.logs)
+	}
+	// S3, agent a's too and ranked before b's, was not asked while a's
+	// breaker holds S0 (to the agent a new failure, keeping its breaker
+	// open), nor ranked by the zone rule (it would have held b's).
+	if rec, err := store.Read("a", "S3"); err != nil || rec == nil || rec.Held == nil || rec.Held.Rule != "breaker" || rec.Result != "held" {
+		t.Fatalf("S3's record %+v (%v), want still held by the zone rule, not asked", rec, err)
+	}
+	if got := la.Actions(t); got != 1 {
+		t.Fatalf("agent a ran %d restarts, want 1", got)
+	}
+
+	// S0's trial ran when a's breaker allowed it; a's breaker closes a
+	// quiet time later if nothing new arrives, and the next run still
+	// does not ask a for S3 then, though S0's record no longer shows a
+	// held. Once that quiet time passed, it does.
+	retry, quiet := rec.Held.RetryAt, rec.Held.RetryAt.Sub(rec.Held.Since)
+	if quiet <= 0 {
+		t.Fatalf("S0's hold %+v: no quiet time", rec.Held)
+	}
+	rec.Held, rec.Result = nil, "healed"
+	if err := store.Write(context.Background(), *rec); err != nil {
+		t.Fatal(err)
+	}
+	delete(failing, "S0")
+	write()
+	again := func(at time.Time) *nodestate.Record {
+		t.Helper()
+		e.clk.Advance(at.Sub(e.clk.Now()))
+		blocks := []string{zoneSvc("a", "OLD", "9", t0), zoneSvc("a", "S3", "13", t0.Add(2*time.Second)), hostStatus("a", hostUp), hostStatus("b", hostUp)}
+		r := handler.Reevaluate(context.Background(), handler.ReevalConfig{
+			StateDir: e.state, Status: statusDat(t, at, blocks...), StatusAge: 5 * time.Minute, Key: la.Key, Judgment: e.cfg.Judgment,
+			CommandFile: e.fifo, Deadline: 50 * time.Second, PerRequest: 18 * time.Second,
+		}, deps)
+		rec, err := store.Read("a", "S3")
+		if err != nil || rec == nil {
+			t.Fatalf("S3's record: %v: %s", err, r.Line)
+		}
+		return rec
+	}
+	if rec := again(retry.Add(quiet / 2)); rec.Held == nil || rec.Held.Rule != "breaker" || rec.Result != "held" {
+		t.Fatalf("S3's record %+v inside a's quiet time after the trial, want still held by the zone rule, not asked", rec)
+	}
+	if rec := again(retry.Add(quiet + 5*time.Second)); rec.Held == nil || rec.Held.Rule != "agent-breaker" {
+		t.Fatalf("S3's record %+v past a's quiet time after the trial, want asked (a's breaker, open in its own time, holds it)", rec)
 	}
 }
 
