@@ -139,16 +139,23 @@ type ZoneSnapshot struct {
 	Failed    []Admission `json:"failed,omitempty"`    // restarts seen still failing after Verify
 	Fails     int         `json:"fails,omitempty"`     // trials failed in a row
 	NextTrial time.Time   `json:"next_trial,omitzero"`
-	LastFail  string      `json:"last_fail,omitempty"` // the key of the last failed trial
-	Agents    []AgentHold `json:"agents,omitempty"`    // agents whose own breaker holds their host
+	// QuietAt: when the held storm's first trial went, the zone quiet; a
+	// failure the engine shows beginning after it is a new storm.
+	QuietAt  time.Time   `json:"quiet_at,omitzero"`
+	LastFail string      `json:"last_fail,omitempty"` // the key of the last failed trial
+	Agents   []AgentHold `json:"agents,omitempty"`    // agents whose own breaker holds their host
 }
 
 // AgentHold is an agent whose own breaker holds its host: this node's
-// reevaluate asks it for none of its host's other holds before Until.
-// Each would be a new failure to that breaker, which keeps it open.
+// reevaluate asks it for Trial, the service it held (its next ask is the
+// breaker's trial), and for none of its host's other holds before Until:
+// each would be a new failure to that breaker, which keeps it open. The
+// breaker may close Quiet after its trial ran.
 type AgentHold struct {
-	Agent string    `json:"agent"`
-	Until time.Time `json:"until"`
+	Agent string        `json:"agent"`
+	Until time.Time     `json:"until"`
+	Quiet time.Duration `json:"quiet"`
+	Trial string        `json:"trial,omitempty"`
 }
 
 // ZoneVerdict is the zone rule's answer to one request.
@@ -205,7 +212,9 @@ func ZoneStepView(s ZoneSnapshot, now, viewAt time.Time, key, fault string, fail
 	for _, a := range s.Admitted {
 		switch {
 		case !still(a):
-			if s.Held {
+			if s.Held && !s.QuietAt.IsZero() {
+				// Healed since the zone went quiet: not one let
+				// through before (the new storm's first trial waits).
 				s.Window = min(s.Window+1, cfg.Allowance)
 				s.Fails = 0
 			}
@@ -220,6 +229,20 @@ func ZoneStepView(s ZoneSnapshot, now, viewAt time.Time, key, fault string, fail
 		}
 	}
 	s.Admitted = admitted
+	// Failing anew after the zone went quiet (the engine's view only: an
+	// ask here dates the ask, not the failure): slow start begins again,
+	// its first trial once the zone is quiet again. Without this, a held
+	// storm's window, widened by healed trials and kept while nothing
+	// asked, let the next storm through ten at a time (the scale lab: 46
+	// restarts in the second storm's first 110 s).
+	if s.Held && !s.QuietAt.IsZero() {
+		for _, f := range engine {
+			if f.Since.After(s.QuietAt) {
+				s.Window, s.QuietAt = 1, time.Time{}
+				break
+			}
+		}
+	}
 	// What asked here lately is failing even where the engine's view lags
 	// (status.dat is written every few seconds; HA replication takes
 	// milliseconds): a storm's concurrent handler runs all count. Not a
@@ -276,6 +299,11 @@ func ZoneStepView(s ZoneSnapshot, now, viewAt time.Time, key, fault string, fail
 		host, _, _ := cut(k)
 		v.Hosts[host]++
 	}
+	if s.Held && s.Fails == 0 && len(ranked) <= cfg.Allowance {
+		// Everything failing fits the allowance, and no trial is failing:
+		// the storm is over (healed by trials or by itself).
+		s = ZoneSnapshot{Seen: s.Seen, Admitted: s.Admitted, Failed: s.Failed, HeldHere: s.HeldHere, Agents: s.Agents}
+	}
 	// A held storm's trials go to the oldest of the failures this node
 	// holds or restarted: its reevaluate asks for those, and only those
 	// (another endpoint's holds are its own to ask for; ranking them here
@@ -318,6 +346,9 @@ func ZoneStepView(s ZoneSnapshot, now, viewAt time.Time, key, fault string, fail
 		quiet := later(s.NextTrial, newestPlus(newest, cfg.Quiet, s.Window))
 		if v.Rank <= s.Window && len(s.Admitted) < s.Window && !now.Before(quiet) {
 			v.Allow, v.Trial = true, true
+			if s.QuietAt.IsZero() {
+				s.QuietAt = now
+			}
 		}
 	}
 	if !v.Allow && !slices.ContainsFunc(s.HeldHere, func(a Admission) bool { return a.Key == key && a.Fault == fault }) {
@@ -332,10 +363,6 @@ func ZoneStepView(s ZoneSnapshot, now, viewAt time.Time, key, fault string, fail
 		v.New = true
 		s.Admitted = append(s.Admitted, Admission{Key: key, Fault: fault, At: now})
 		s.Admitted = s.Admitted[max(0, len(s.Admitted)-maxTracked):]
-	}
-	if s.Held && s.Window >= cfg.Allowance && len(ranked) <= s.Window {
-		// Everything failing fits in a full window: the storm is over.
-		s = ZoneSnapshot{Seen: s.Seen, Admitted: s.Admitted, Failed: s.Failed, HeldHere: s.HeldHere, Agents: s.Agents}
 	}
 	v.Held, v.Window, v.Fails, v.LastFail, v.Since = s.Held, cfg.Allowance, s.Fails, s.LastFail, s.Since
 	if s.Held {
@@ -424,34 +451,28 @@ func (z ZoneStore) Release(ctx context.Context, key, fault string) error {
 	})
 }
 
-// HoldAgent keeps that agent's breaker holds its host until then (the
-// later of what is kept and until), and drops keys (that host's holds)
-// from what this node holds: its reevaluate does not ask for them now,
-// and a hold that kept its rank would fill the window the other hosts'
-// trials need (the scale lab's recovery crawled so). Asked again, a key
-// ranks again.
-func (z ZoneStore) HoldAgent(ctx context.Context, now time.Time, agent string, until time.Time, keys ...string) error {
+// HoldAgent keeps h (replacing what was kept of its agent; a time past
+// forgets it) and drops keys, that host's other holds, from what this
+// node holds: its reevaluate does not ask for them now, and a hold that
+// kept its rank would fill the window the other hosts' trials need (the
+// scale lab's recovery crawled so). Asked again, a key ranks again.
+func (z ZoneStore) HoldAgent(ctx context.Context, now time.Time, h AgentHold, keys ...string) error {
 	return z.update(ctx, func(s *ZoneSnapshot) {
 		s.HeldHere = slices.DeleteFunc(s.HeldHere, func(a Admission) bool { return slices.Contains(keys, a.Key) })
-		s.Agents = slices.DeleteFunc(s.Agents, func(a AgentHold) bool {
-			if a.Agent == agent {
-				until = later(until, a.Until)
-			}
-			return a.Agent == agent || !a.Until.After(now)
-		})
-		if until.After(now) {
-			s.Agents = append(s.Agents, AgentHold{Agent: agent, Until: until})
+		s.Agents = slices.DeleteFunc(s.Agents, func(a AgentHold) bool { return a.Agent == h.Agent || !a.Until.After(now) })
+		if h.Until.After(now) {
+			s.Agents = append(s.Agents, h)
 			s.Agents = s.Agents[max(0, len(s.Agents)-maxTracked):]
 		}
 	})
 }
 
-// AgentsHeld is when each agent's breaker lets this node ask again.
-func (s ZoneSnapshot) AgentsHeld(now time.Time) map[string]time.Time {
-	m := map[string]time.Time{}
+// AgentsHeld are the agents held at now, by name.
+func (s ZoneSnapshot) AgentsHeld(now time.Time) map[string]AgentHold {
+	m := map[string]AgentHold{}
 	for _, a := range s.Agents {
 		if a.Until.After(now) {
-			m[a.Agent] = a.Until
+			m[a.Agent] = a
 		}
 	}
 	return m

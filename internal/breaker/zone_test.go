@@ -399,8 +399,9 @@ func TestZoneRankWholeSeconds(t *testing.T) {
 }
 
 // TestZoneHoldAgent: the holds of a host whose agent's breaker is open
-// leave this node's ranking (the trials go to other hosts' holds); the
-// agent's time is kept, the later of two, and forgotten once past.
+// leave this node's ranking (the trials go to other hosts' holds) until
+// asked again; the agent's hold is kept, replaced whole, and forgotten
+// once its time passed.
 func TestZoneHoldAgent(t *testing.T) {
 	d, err := fsutil.OpenDir(t.TempDir())
 	if err != nil {
@@ -420,30 +421,96 @@ func TestZoneHoldAgent(t *testing.T) {
 	if v, _ := zs.Admit(ctx, later, time.Time{}, "b!1", "3", failing, true); v.Rank != 3 || v.Allow {
 		t.Fatalf("b!1 before: %+v, want ranked 3 behind a's holds, held", v)
 	}
-	until := later.Add(time.Minute)
-	if err := zs.HoldAgent(ctx, later, "A", until, "a!1", "a!2"); err != nil {
-		t.Fatal(err)
-	}
-	if err := zs.HoldAgent(ctx, later, "A", later.Add(time.Second)); err != nil {
+	h := AgentHold{Agent: "A", Until: later.Add(time.Minute), Quiet: time.Minute, Trial: "a!0"}
+	if err := zs.HoldAgent(ctx, later, h, "a!1", "a!2"); err != nil {
 		t.Fatal(err)
 	}
 	if v, _ := zs.Admit(ctx, later, time.Time{}, "b!1", "3", failing, true); v.Rank != 1 || !v.Allow {
 		t.Fatalf("b!1 after: %+v, want ranked 1, a trial", v)
 	}
+	if v, _ := zs.Admit(ctx, later, time.Time{}, "a!2", "2", failing, true); v.Rank != 1 {
+		t.Fatalf("a!2 asked again: %+v, want ranked again (1: the oldest)", v)
+	}
+	h.Trial = ""
+	if err := zs.HoldAgent(ctx, later, h); err != nil {
+		t.Fatal(err)
+	}
 	s, err := zs.Current()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := s.AgentsHeld(later); !got["A"].Equal(until) || len(got) != 1 {
-		t.Fatalf("agents held %v, want A until %s", got, until)
+	if got := s.AgentsHeld(later); len(got) != 1 || got["A"] != h {
+		t.Fatalf("agents held %+v, want %+v", got, h)
 	}
-	if got := s.AgentsHeld(until); len(got) != 0 {
+	if got := s.AgentsHeld(h.Until); len(got) != 0 {
 		t.Fatalf("agents held at their time %v, want none", got)
 	}
-	if err := zs.HoldAgent(ctx, until, "B", until.Add(time.Minute)); err != nil {
+	if err := zs.HoldAgent(ctx, h.Until, AgentHold{Agent: "B", Until: h.Until.Add(time.Minute)}); err != nil {
 		t.Fatal(err)
 	}
 	if s, _ := zs.Current(); len(s.Agents) != 1 || s.Agents[0].Agent != "B" {
 		t.Fatalf("agents kept %+v, want only B (A's time passed)", s.Agents)
+	}
+}
+
+// TestZoneNewStormWhileHeld: a held storm whose window healed trials
+// widened meets a new storm (failures beginning after its first trial):
+// slow start begins again, and nothing is restarted before the zone is
+// quiet again. The same rule first shows the widened window letting
+// several through at once.
+func TestZoneNewStormWhileHeld(t *testing.T) {
+	cfg := ZoneConfig{Allowance: 3, Window: time.Hour, Quiet: 2 * time.Minute, Verify: 3 * time.Minute}
+	z := newSim(1, cfg)
+	for i := range 20 {
+		z.fail(svc(1, i), z0)
+	}
+	for i := range 20 {
+		if v := z.ask(0, svc(1, i), z0); v.Allow {
+			t.Fatalf("storm 1, %s: let through, want held (20 failing, allowance 3)", svc(1, i))
+		}
+	}
+	// Recovery: each look asks every held service; a restart heals by
+	// the next look.
+	now, perLook := z0.Add(2*time.Minute), 0
+	for look := 0; look < 10 && perLook < cfg.Allowance; look++ {
+		now = now.Add(5 * time.Second)
+		for _, k := range z.restarts {
+			delete(z.failing, k)
+		}
+		before := len(z.restarts)
+		for i := range 20 {
+			if _, ok := z.failing[svc(1, i)]; ok {
+				z.ask(0, svc(1, i), now)
+			}
+		}
+		perLook = len(z.restarts) - before
+	}
+	if perLook != cfg.Allowance {
+		t.Fatalf("recovery: %d restarts in the last look, want %d (the window widened)", perLook, cfg.Allowance)
+	}
+	// Storm 1 heals (the last trials, and the rest by another endpoint's
+	// restarts: nothing asks here); the rule still holds, its window wide.
+	// Storm 2 begins.
+	for i := range 20 {
+		delete(z.failing, svc(1, i))
+	}
+	now = now.Add(time.Minute)
+	t2, before := now, len(z.restarts)
+	for i := range 20 {
+		z.fail(svc(2, i), t2)
+	}
+	for ; now.Before(t2.Add(cfg.Quiet)); now = now.Add(5 * time.Second) {
+		for i := range 20 {
+			z.ask(0, svc(2, i), now)
+		}
+	}
+	if got := z.restarts[before:]; len(got) != 0 {
+		t.Fatalf("storm 2: %d restarted within Quiet of its failures (%v), want none", len(got), got)
+	}
+	for i := range 20 {
+		z.ask(0, svc(2, i), now)
+	}
+	if got := z.restarts[before:]; len(got) != 1 {
+		t.Fatalf("storm 2 once quiet: %d restarted (%v), want 1 trial (slow start again)", len(got), got)
 	}
 }

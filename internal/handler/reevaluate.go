@@ -4,9 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
-	"net"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -49,7 +47,7 @@ type ReevalConfig struct {
 	// later are the holds not read because the agent allows them only
 	// later (RetryAt).
 	later map[[2]string]bool
-	zone  *ZoneCache // one read of the zone serves the asks of two seconds
+	zone  *ZoneCache // one read of the zone serves the asks of zoneViewTTL
 }
 
 // ReevalItem is what became of one held record.
@@ -130,7 +128,7 @@ func Reevaluate(ctx context.Context, cfg ReevalConfig, deps Deps) ReevalResult {
 		}
 	}
 	var res ReevalResult
-	cfg.zone = &ZoneCache{TTL: 2 * time.Second}
+	cfg.zone = &ZoneCache{}
 	end := now.Add(cfg.Deadline)
 	for _, rec := range recs {
 		switch {
@@ -177,50 +175,44 @@ func stormLooks(ctx context.Context, cfg ReevalConfig, deps Deps, store nodestat
 	if cfg.unread == nil {
 		cfg.unread = map[[2]string]bool{}
 	}
-	// An agent whose breaker holds one of its host's services is asked for
-	// no other before that breaker may close: to it a service not asked
-	// before is a new failure, which keeps it open (the scale lab: its
-	// hosts' recovery stood still while the walk was refused by the
-	// hundred). Its trial goes at the time it gave (the held service,
-	// asked by this run's first pass), and it closes a quiet time after
-	// that trial; the time it gave at opening is that quiet time. The
-	// zone rule keeps the agent's time across runs (the trial's record
-	// no longer shows it) and stops ranking the skipped holds, which
-	// would fill its window.
-	held := zoneAgents(store, deps.Now())
-	note := func(r *nodestate.Record) string {
-		if r == nil || r.Held == nil || r.Held.Rule != ruleAgentBreaker {
-			return ""
-		}
-		quiet := min(max(r.Held.RetryAt.Sub(r.Held.Since), 0), maxAgentQuiet)
-		a := agentName(r.Held.Ask)
-		if until := r.Held.RetryAt.Add(quiet); until.After(held[a]) {
-			held[a] = until
-		}
-		return a
-	}
-	keep := func(a string) {
-		if !held[a].After(deps.Now()) {
-			return
+	// Agents whose own breaker holds their host: asked for their trial
+	// only, until it may close (agentHolds).
+	holds := loadAgentHolds(ctx, cfg, deps, store)
+	skipped := func(name string) []string {
+		h := holds.m[name]
+		if !deps.Now().Before(h.Until) {
+			return nil
 		}
 		var keys []string
 		for i, it := range items {
-			if it.Outcome == "held" && it.Rule == string(nodestate.RuleBreaker) && agentName(recs[i].Held.Ask) == a {
-				keys = append(keys, recs[i].Host+"!"+recs[i].Service)
+			if isZoneItem(it) && agentName(recs[i].Held.Ask) == name && holdKey(recs[i]) != h.Trial {
+				keys = append(keys, holdKey(recs[i]))
 			}
 		}
-		zoneHoldAgent(ctx, store, cfg, deps.Now(), a, held[a], keys)
+		return keys
 	}
-	for _, r := range recs {
-		note(&r) // as the run read it: its trial, asked by now, cleared it
+	for i, r := range recs {
+		// As the run read it; this run's first pass asked it if due.
+		if holds.deferred(&r) == "" {
+			continue
+		}
+		switch items[i].Outcome {
+		case "healed", "failed":
+			holds.ran(r.Held.Ask, holdKey(r))
+		case "held":
+			// Held again: by the agent (its new time), or by the zone
+			// rule (still the trial).
+			cur, _ := store.Read(r.Host, r.Service)
+			holds.deferred(cur)
+		}
 	}
-	for a := range held {
-		keep(a)
+	for name := range holds.m {
+		holds.keep(name, skipped(name))
 	}
 	for look := 0; look < maxZoneLooks; look++ {
 		var todo []int
 		for i, it := range items {
-			if it.Outcome == "held" && it.Rule == string(nodestate.RuleBreaker) {
+			if isZoneItem(it) {
 				todo = append(todo, i)
 			}
 		}
@@ -245,6 +237,7 @@ func stormLooks(ctx context.Context, cfg ReevalConfig, deps Deps, store nodestat
 			}
 			return ra.Host+"!"+ra.Service < rb.Host+"!"+rb.Service
 		})
+		asked := false
 		for _, i := range todo {
 			// An ask needs a heal's time: one begun at the deadline is
 			// sent and cut off before its reply (nothing known of it).
@@ -255,9 +248,10 @@ func stormLooks(ctx context.Context, cfg ReevalConfig, deps Deps, store nodestat
 			if err != nil || cur == nil || !isZoneHold(*cur) {
 				continue // gone, or held for another reason since: the next run sees it
 			}
-			if deps.Now().Before(held[agentName(cur.Held.Ask)]) {
+			if holds.skip(*cur) {
 				continue
 			}
+			asked = true
 			if cfg.Engine != nil {
 				one, err := cfg.Engine.Status(ctx, [][2]string{{cur.Host, cur.Service}})
 				if err != nil || one == nil {
@@ -274,11 +268,16 @@ func stormLooks(ctx context.Context, cfg ReevalConfig, deps Deps, store nodestat
 			}
 			recs[i] = *cur
 			items[i] = reevalOne(ctx, cfg, deps, store, *cur)
-			if items[i].Rule == ruleAgentBreaker {
+			name := ""
+			switch it := items[i]; {
+			case it.Rule == ruleAgentBreaker:
 				after, _ := store.Read(cur.Host, cur.Service)
-				if a := note(after); a != "" {
-					keep(a)
-				}
+				name = holds.deferred(after)
+			case it.Outcome == "healed" || it.Outcome == "failed":
+				name = holds.ran(cur.Held.Ask, holdKey(*cur))
+			}
+			if name != "" {
+				holds.keep(name, skipped(name))
 			}
 			// Past one healed, cleared, or held for another reason (the
 			// agent's breaker, budget or back-off: the rule took its
@@ -289,17 +288,16 @@ func stormLooks(ctx context.Context, cfg ReevalConfig, deps Deps, store nodestat
 				break
 			}
 		}
+		if !asked {
+			return items // all wait for their agent: nothing changes before the next run
+		}
 	}
 	return items
 }
 
-// maxAgentQuiet bounds the quiet time read from an agent's deferral (a
-// hold deferred again keeps its first Since).
-const maxAgentQuiet = 10 * time.Minute
-
-// agentName names the agent a hold asks (its name, address and port).
-func agentName(a nodestate.Ask) string {
-	return a.Agent + "@" + net.JoinHostPort(a.Address, strconv.Itoa(a.Port))
+// isZoneItem: this run left it held by the mass-failure rule.
+func isZoneItem(it ReevalItem) bool {
+	return it.Outcome == "held" && it.Rule == string(nodestate.RuleBreaker)
 }
 
 // isZoneHold: held by the mass-failure rule. An agent's breaker deferral
@@ -307,32 +305,6 @@ func agentName(a nodestate.Ask) string {
 // agent's outcome as its result, not "held".
 func isZoneHold(r nodestate.Record) bool {
 	return r.Held != nil && r.Held.Rule == string(nodestate.RuleBreaker) && r.Result == kindHeld
-}
-
-// zoneAgents: the agents this node's zone rule keeps held, until when.
-func zoneAgents(store nodestate.Store, now time.Time) map[string]time.Time {
-	d, err := store.Open()
-	if err != nil {
-		return map[string]time.Time{}
-	}
-	defer d.Close()
-	s, err := breaker.ZoneStore{Dir: d, Name: nodestate.ZoneFile}.Current()
-	if err != nil {
-		return map[string]time.Time{}
-	}
-	return s.AgentsHeld(now)
-}
-
-// zoneHoldAgent keeps an agent held in the zone rule and drops keys from
-// its ranking (breaker.ZoneStore.HoldAgent). Not kept, the next run asks
-// that agent sooner: a cost, not a harm (the agent's breaker decides).
-func zoneHoldAgent(ctx context.Context, store nodestate.Store, cfg ReevalConfig, now time.Time, agent string, until time.Time, keys []string) {
-	d, err := store.Open()
-	if err != nil {
-		return
-	}
-	defer d.Close()
-	_ = breaker.ZoneStore{Dir: d, Name: nodestate.ZoneFile, Config: cfg.Judgment.zone()}.HoldAgent(ctx, now, agent, until, keys...)
 }
 
 // zoneInFlight: this node's zone rule has restarts the engine has not

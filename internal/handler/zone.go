@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -30,20 +32,6 @@ var DefaultZone = breaker.ZoneConfig{Allowance: breaker.DefaultAllowance, Window
 // errNoZoneView: the engine's view of the zone is not configured (no
 // status file, no API): the node's own count decides.
 var errNoZoneView = errors.New("no view of the zone (give --status-file or --icinga-api)")
-
-// zoneFailing reads the zone's failing services from the engine: one
-// filtered API query on Icinga 2 (any endpoint answers for the whole
-// zone), the whole status.dat on Nagios. Only ever on the HARD CRITICAL
-// path, after every other rule let the restart through. SOFT CRITICAL
-// services count too: a storm's other services are SOFT when its first
-// turn HARD, and counting them holds it before its restarts heal some.
-// It also returns when the engine showed them.
-func (r *run) zoneFailing(ctx context.Context) ([]breaker.Failing, time.Time, error) {
-	if c := r.cfg.ZoneCache; c != nil {
-		return c.get(ctx, r.deps.Now(), r.sharedZone)
-	}
-	return r.sharedZone(ctx)
-}
 
 // zoneViewTTL is how long one read of the zone serves this node's other
 // handler runs. A storm's HARD states come hundreds a minute: one filtered
@@ -81,14 +69,19 @@ func (r *run) sharedZone(ctx context.Context) ([]breaker.Failing, time.Time, err
 	defer d.Close()
 	j := r.cfg.Judgment
 	query := fmt.Sprintf("%s|%s|%s", cmp.Or(j.EventCommand, DefaultEventCommand), j.zone().Window, j.StatusFile)
+	c := r.cfg.ZoneCache
 	fresh := func() (*zoneView, bool) {
+		now := r.deps.Now()
+		if c != nil && c.v.usable(query, now) {
+			return c.v, true
+		}
 		b, _, err := d.ReadRegular(nodestate.ZoneViewFile+".json", 64<<20)
 		var v zoneView
-		if err != nil || json.Unmarshal(b, &v) != nil || v.Query != query {
+		if err != nil || json.Unmarshal(b, &v) != nil || !v.usable(query, now) {
 			return nil, false
 		}
-		now := r.deps.Now()
-		return &v, !v.ReadAt.After(now) && now.Sub(v.ReadAt) < zoneViewTTL
+		c.keep(&v)
+		return &v, true
 	}
 	use := func(v *zoneView) ([]breaker.Failing, time.Time, error) {
 		if v.Err != "" {
@@ -103,7 +96,11 @@ func (r *run) sharedZone(ctx context.Context) ([]breaker.Failing, time.Time, err
 	defer cancel()
 	unlock, err := d.Lock(lctx, nodestate.ZoneViewFile+".lock", 0o600, 0)
 	if err != nil {
-		return r.readZone(ctx)
+		failing, at, err := r.readZone(ctx)
+		if err == nil {
+			c.keep(&zoneView{At: at, ReadAt: r.deps.Now(), Query: query, Failing: failing})
+		}
+		return failing, at, err
 	}
 	defer unlock()
 	if v, ok := fresh(); ok {
@@ -117,12 +114,23 @@ func (r *run) sharedZone(ctx context.Context) ([]breaker.Failing, time.Time, err
 	if b, merr := json.Marshal(v); merr == nil {
 		_ = d.ReplaceFile(nodestate.ZoneViewFile+".json", b, 0o600)
 	}
+	c.keep(&v)
 	return failing, at, err
+}
+
+// usable: v is a view of query, read less than zoneViewTTL before now.
+func (v *zoneView) usable(query string, now time.Time) bool {
+	return v != nil && v.Query == query && !v.ReadAt.After(now) && now.Sub(v.ReadAt) < zoneViewTTL
 }
 
 // readZone reads the zone's failing services from the engine, and when
 // the engine showed them: the query's start (Icinga 2), or status.dat's
-// own time (Nagios writes it every status_update_interval).
+// own time (Nagios writes it every status_update_interval). One filtered
+// API query on Icinga 2 (any endpoint answers for the whole zone), the
+// whole status.dat on Nagios; only ever on the HARD CRITICAL path, after
+// every other rule let the restart through. SOFT CRITICAL services count
+// too: a storm's other services are SOFT when its first turn HARD, and
+// counting them holds it before its restarts heal some.
 func (r *run) readZone(ctx context.Context) ([]breaker.Failing, time.Time, error) {
 	j := r.cfg.Judgment
 	z := j.zone()
@@ -222,7 +230,7 @@ func (j Judgment) zone() breaker.ZoneConfig {
 // past it).
 func (r *run) breakerHold(ctx context.Context) *Hold {
 	now := r.deps.Now()
-	failing, viewAt, err := r.zoneFailing(ctx)
+	failing, viewAt, err := r.sharedZone(ctx)
 	var v breaker.ZoneVerdict
 	if err == nil {
 		v, err = r.zoneAdmit(ctx, failing, viewAt)
@@ -306,10 +314,14 @@ func zoneText(v breaker.ZoneVerdict, cfg breaker.ZoneConfig) string {
 func zoneStatus(d *fsutil.Dir, j Judgment, now time.Time) string {
 	cfg := j.zone()
 	st, err := breaker.ZoneStore{Dir: d, Name: nodestate.ZoneFile, Config: cfg}.Current()
-	switch {
-	case err != nil:
+	if err != nil {
 		return "zone rule: unreadable: " + textsafe.OneLine(err.Error()) + "\n"
-	case !st.Held:
+	}
+	return zoneLine(st, cfg, now) + agentsLine(st, now)
+}
+
+func zoneLine(st breaker.ZoneSnapshot, cfg breaker.ZoneConfig, now time.Time) string {
+	if !st.Held {
 		return fmt.Sprintf("zone rule: not holding (at most %d failing services restarted at once; %d restarts from here not yet seen healed)\n",
 			cfg.Allowance, len(st.Admitted))
 	}
@@ -324,25 +336,32 @@ func zoneStatus(d *fsutil.Dir, j Judgment, now time.Time) string {
 	return line + "\n"
 }
 
-// ZoneCache keeps the zone's failing services for a moment across the
-// runs of one process (reevaluate asks for many held services in a row:
-// one read of the zone serves the next ones instead of one read each).
-// A restart is verified only seconds later anyway.
-type ZoneCache struct {
-	TTL    time.Duration
-	at     time.Time
-	viewAt time.Time
-	list   []breaker.Failing
+// agentsLine names the agents reevaluate does not ask now: their own
+// breaker holds their host (docs/agent-judgment.md).
+func agentsLine(st breaker.ZoneSnapshot, now time.Time) string {
+	held := st.AgentsHeld(now)
+	if len(held) == 0 {
+		return ""
+	}
+	names := slices.Sorted(maps.Keys(held))
+	for i, a := range names {
+		names[i] = fmt.Sprintf("%s (%s)", a, roundDur(held[a].Until.Sub(now)))
+	}
+	return fmt.Sprintf("zone rule: not asking %d agent(s) whose own breaker holds their host, until it may close: %s\n", len(names), strings.Join(names, ", "))
 }
 
-func (c *ZoneCache) get(ctx context.Context, now time.Time, read func(context.Context) ([]breaker.Failing, time.Time, error)) ([]breaker.Failing, time.Time, error) {
-	if !c.at.IsZero() && now.Sub(c.at) < c.TTL && !now.Before(c.at) {
-		return c.list, c.viewAt, nil
+// ZoneCache is one process's copy of the last view of the zone it read
+// or shared (zone-view.json, zoneViewTTL): reevaluate asks for many held
+// services in a row, and reading the file again for each ask would cost
+// most of what sharing the view saves.
+type ZoneCache struct {
+	v *zoneView
+}
+
+// keep a view read without error (a failure is shared through the file
+// only: another run's, it says so).
+func (c *ZoneCache) keep(v *zoneView) {
+	if c != nil && v.Err == "" {
+		c.v = v
 	}
-	list, viewAt, err := read(ctx)
-	if err != nil {
-		return nil, viewAt, err
-	}
-	c.at, c.viewAt, c.list = now, viewAt, list
-	return list, viewAt, nil
 }

@@ -2,36 +2,67 @@ package handler
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
-
-	"github.com/selfheal/selfheal/internal/breaker"
 )
 
-// TestZoneCache: one read serves the asks within TTL; a failed read is
-// not kept.
+// TestZoneCache: the runs of one process share one read of the zone for
+// zoneViewTTL, from their own copy when the file is gone; another process
+// reads the engine then; past the TTL the first reads again.
 func TestZoneCache(t *testing.T) {
-	c := &ZoneCache{TTL: 2 * time.Second}
-	reads := 0
-	read := func(context.Context) ([]breaker.Failing, time.Time, error) {
-		reads++
-		return []breaker.Failing{{Key: "h!s"}}, time.Unix(999, 0), nil
+	dir := t.TempDir()
+	state, status := filepath.Join(dir, "state"), filepath.Join(dir, "status.dat")
+	if err := os.Mkdir(state, 0o700); err != nil {
+		t.Fatal(err)
 	}
-	t0 := time.Unix(1000, 0)
-	for _, at := range []time.Duration{0, time.Second, 1999 * time.Millisecond, 2 * time.Second, 3 * time.Second} {
-		if l, viewAt, err := c.get(context.Background(), t0.Add(at), read); err != nil || len(l) != 1 || viewAt.Unix() != 999 {
-			t.Fatal(l, viewAt, err)
+	t0 := time.Unix(1_800_000_000, 0)
+	write := func(svcs ...string) {
+		var in string
+		for i, s := range svcs {
+			in += fmt.Sprintf("servicestatus {\n\thost_name=h\n\tservice_description=%s\n\thas_been_checked=1\n\tcurrent_state=2\n\tstate_type=1\n\t"+
+				"current_problem_id=%d\n\tevent_handler=selfheal-handle-worker!x\n\tlast_state_change=%d\n\t}\n", s, i+1, t0.Unix()-10)
+		}
+		if err := os.WriteFile(status, []byte(in), 0o644); err != nil {
+			t.Fatal(err)
 		}
 	}
-	if reads != 2 {
-		t.Fatalf("%d reads, want 2", reads)
+	now := t0
+	ask := func(c *ZoneCache) int {
+		t.Helper()
+		r := newRun(Config{StateDir: state, Judgment: Judgment{StatusFile: status}, Engine: NagiosEngine{StatusFile: status},
+			Deadline: 10 * time.Second, ZoneCache: c}, Deps{Now: func() time.Time { return now }})
+		l, _, err := r.sharedZone(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(l)
 	}
-	if _, _, err := c.get(context.Background(), t0.Add(time.Hour), func(context.Context) ([]breaker.Failing, time.Time, error) {
-		return nil, time.Time{}, context.Canceled
-	}); err == nil {
-		t.Fatal("no error")
+	one, two := &ZoneCache{}, &ZoneCache{}
+	write("s1")
+	if n := ask(one); n != 1 {
+		t.Fatalf("first read: %d failing, want 1", n)
 	}
-	if _, _, err := c.get(context.Background(), t0.Add(time.Hour), read); err != nil || reads != 3 {
-		t.Fatalf("after a failed read: %d reads, %v", reads, err)
+	write("s1", "s2")
+	if err := os.Remove(filepath.Join(state, "zone-view.json")); err != nil {
+		t.Fatal(err)
+	}
+	now = t0.Add(time.Second)
+	if n := ask(one); n != 1 {
+		t.Fatalf("same process within the TTL: %d failing, want 1 (its copy)", n)
+	}
+	if n := ask(two); n != 2 {
+		t.Fatalf("another process, no shared view: %d failing, want 2 (the engine)", n)
+	}
+	write("s1", "s2", "s3")
+	now = t0.Add(zoneViewTTL)
+	if n := ask(one); n != 2 {
+		t.Fatalf("past the TTL: %d failing, want 2 (the other's shared view)", n)
+	}
+	now = t0.Add(time.Second + zoneViewTTL)
+	if n := ask(one); n != 3 {
+		t.Fatalf("past the shared view's TTL: %d failing, want 3 (the engine)", n)
 	}
 }

@@ -260,12 +260,14 @@ func TestReevaluateStormLooks(t *testing.T) {
 // named "breaker"; a record of that old form waits for its own time and
 // stalls nothing either. The same agent first shows it restarting.
 func TestReevaluatePastAgentBreaker(t *testing.T) {
-	la := rigtest.StartHandlerListener(t, rigtest.HandlerOptions{Budget: bigBudget.Budget, Breaker: &rig.Breaker{MinCount: 1, Fraction: 0.2}})
+	// Agent a's breaker: quiet 10 s of its own time, which its trial
+	// below waits out.
+	la := rigtest.StartHandlerListener(t, rigtest.HandlerOptions{Budget: bigBudget.Budget, Breaker: &rig.Breaker{MinCount: 1, Fraction: 0.2, Quiet: "10s"}})
 	lb := rigtest.StartHandlerListener(t, rigtest.HandlerOptions{Budget: bigBudget.Budget, Agent: "worker2", Fleet: la.KeyFile})
 	e := newEnv(t, la)
 	e.cfg.Facts = handler.NoFacts
 	status := filepath.Join(t.TempDir(), "status.dat")
-	zone := breaker.ZoneConfig{Allowance: 1, Window: time.Hour, Quiet: 2 * time.Minute, Verify: 3 * time.Minute}
+	zone := breaker.ZoneConfig{Allowance: 2, Window: time.Hour, Quiet: 2 * time.Minute, Verify: 3 * time.Minute}
 	e.cfg.Judgment = handler.Judgment{Zone: zone, StatusFile: status}
 	onA := e.cfg.Conn
 	onB := handler.Conn{Address: lb.Host, Port: lb.Port, Agent: lb.Agent, Target: "demo", Key: la.Key}
@@ -280,8 +282,8 @@ func TestReevaluatePastAgentBreaker(t *testing.T) {
 	}
 	e.clk.Advance(5 * time.Second) // past the shared view of the zone
 
-	// A storm of 3 (allowance 1): S0 on agent a (target "failing", its
-	// breaker's second service), S1 and S2 on agent b.
+	// A storm of 4 (allowance 2): S0 on agent a (target "failing", its
+	// breaker's second service), S3 on a too, S1 and S2 on agent b.
 	type svc struct {
 		host, name, fault string
 		conn              handler.Conn
@@ -327,7 +329,9 @@ func TestReevaluatePastAgentBreaker(t *testing.T) {
 			}
 		}
 		write()
-		e.clk.Advance(d)
+		// A quarter of the wait: the looks stay inside a's quiet time
+		// (the handler's clock; the agent's is real).
+		e.clk.Advance(d / 4)
 		return nil
 	}
 	blocks := []string{zoneSvc("a", "OLD", "9", t0)}
@@ -353,45 +357,70 @@ func TestReevaluatePastAgentBreaker(t *testing.T) {
 	// breaker holds S0 (to the agent a new failure, keeping its breaker
 	// open), nor ranked by the zone rule (it would have held b's).
 	if rec, err := store.Read("a", "S3"); err != nil || rec == nil || rec.Held == nil || rec.Held.Rule != "breaker" || rec.Result != "held" {
-		t.Fatalf("S3's record %+v (%v), want still held by the zone rule, not asked", rec, err)
+		t.Fatalf("S3's record %+v (%v), want still held by the zone rule, not asked\n%s", rec, err, e.logs)
 	}
 	if got := la.Actions(t); got != 1 {
 		t.Fatalf("agent a ran %d restarts, want 1", got)
 	}
+	want := fmt.Sprintf("zone rule: not asking 1 agent(s) whose own breaker holds their host, until it may close: %s@%s (", la.Agent, la.Addr())
+	if st, err := handler.Status(context.Background(), store, e.cfg.Judgment, e.clk.Now()); err != nil || !strings.Contains(st, want) {
+		t.Fatalf("status %q (%v), want a line %q", st, err, want)
+	}
 
-	// S0's trial ran when a's breaker allowed it; a's breaker closes a
-	// quiet time later if nothing new arrives, and the next run still
-	// does not ask a for S3 then, though S0's record no longer shows a
-	// held. Once that quiet time passed, it does.
-	retry, quiet := rec.Held.RetryAt, rec.Held.RetryAt.Sub(rec.Held.Since)
-	if quiet <= 0 {
-		t.Fatalf("S0's hold %+v: no quiet time", rec.Held)
+	// S0's trial: asked again until a's breaker, in its own time, lets
+	// it through; each ask a little less than a quiet time after the one
+	// before, so that the trial runs long after the time a gave last.
+	// Until then, and a quiet time after it ran, S3 is not asked: a would
+	// take it for a new failure and open again. Then it is.
+	quiet := rec.Held.RetryAt.Sub(rec.Held.Since)
+	if quiet < 5*time.Second {
+		t.Fatalf("S0's hold %+v: the quiet time a gave is %s, want about 10s", rec.Held, quiet)
 	}
-	rec.Held, rec.Result = nil, "healed"
-	if err := store.Write(context.Background(), *rec); err != nil {
-		t.Fatal(err)
-	}
-	delete(failing, "S0")
-	write()
-	again := func(at time.Time) *nodestate.Record {
+	again := func(at time.Time) (s0, s3 *nodestate.Record) {
 		t.Helper()
 		e.clk.Advance(at.Sub(e.clk.Now()))
 		blocks := []string{zoneSvc("a", "OLD", "9", t0), zoneSvc("a", "S3", "13", t0.Add(2*time.Second)), hostStatus("a", hostUp), hostStatus("b", hostUp)}
+		if failing["S0"] {
+			blocks = append(blocks, zoneSvc("a", "S0", "10", t0.Add(time.Second)))
+		}
 		r := handler.Reevaluate(context.Background(), handler.ReevalConfig{
 			StateDir: e.state, Status: statusDat(t, at, blocks...), StatusAge: 5 * time.Minute, Key: la.Key, Judgment: e.cfg.Judgment,
 			CommandFile: e.fifo, Deadline: 50 * time.Second, PerRequest: 18 * time.Second,
 		}, deps)
-		rec, err := store.Read("a", "S3")
-		if err != nil || rec == nil {
-			t.Fatalf("S3's record: %v: %s", err, r.Line)
+		s0, err0 := store.Read("a", "S0")
+		s3, err3 := store.Read("a", "S3")
+		if err0 != nil || err3 != nil || s0 == nil || s3 == nil {
+			t.Fatalf("S0 %+v (%v), S3 %+v (%v): %s", s0, err0, s3, err3, r.Line)
 		}
-		return rec
+		return s0, s3
 	}
-	if rec := again(retry.Add(quiet / 2)); rec.Held == nil || rec.Held.Rule != "breaker" || rec.Result != "held" {
-		t.Fatalf("S3's record %+v inside a's quiet time after the trial, want still held by the zone rule, not asked", rec)
+	zoneHeld := func(r *nodestate.Record) bool { return r.Held != nil && r.Held.Rule == "breaker" && r.Result == "held" }
+	at := rec.Held.RetryAt
+	var trial time.Time
+	for range 60 { // a's quiet time, 10 s, polled once a second
+		s0, s3 := again(at)
+		if !zoneHeld(s3) {
+			t.Fatalf("S3's record %+v while a's trial waits, want still held by the zone rule, not asked", s3)
+		}
+		if s0.Held == nil {
+			// S0's target "failing" exits 7: the agent ran its trial.
+			if s0.Result != "failed" || s0.Origin != "run" {
+				t.Fatalf("S0's record %+v, want its trial run (and failed: exit 7)", s0)
+			}
+			trial = at
+			break
+		}
+		time.Sleep(time.Second)
+		at = at.Add(quiet - 2*time.Second)
 	}
-	if rec := again(retry.Add(quiet + 5*time.Second)); rec.Held == nil || rec.Held.Rule != "agent-breaker" {
-		t.Fatalf("S3's record %+v past a's quiet time after the trial, want asked (a's breaker, open in its own time, holds it)", rec)
+	if trial.IsZero() {
+		t.Fatal("a's breaker never let S0's trial through")
+	}
+	if _, s3 := again(trial.Add(quiet / 2)); !zoneHeld(s3) {
+		t.Fatalf("S3's record %+v half a quiet time after a's trial, want still held by the zone rule, not asked", s3)
+	}
+	if _, s3 := again(trial.Add(quiet + time.Second)); zoneHeld(s3) {
+		t.Fatalf("S3's record %+v a quiet time after a's trial, want asked", s3)
 	}
 }
 
