@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
 	"log"
 	"net/http"
@@ -493,5 +494,23 @@ func TestNewRefuses(t *testing.T) {
 		t.Errorf("a trailing slash: %v", err)
 	} else {
 		c.Close()
+	}
+}
+
+// TestFailingDropsRecovered: Icinga matches the filter and reads the
+// attributes apart. A service that recovered in between comes back OK, or
+// CRITICAL with its recovery's time (the scale lab's answer, run 12):
+// neither is a failure of this query's view.
+func TestFailingDropsRecovered(t *testing.T) {
+	later := float64(time.Now().Add(time.Hour).Unix())
+	_, c := newFake(t, func(s seen) (int, string) {
+		return 200, fmt.Sprintf(`{"results":[
+			{"name":"h!failing","attrs":{"state":2,"last_state_change":1796153301.5}},
+			{"name":"h!recovered","attrs":{"state":0,"last_state_change":1796153301.5}},
+			{"name":"h!recovering","attrs":{"state":2,"last_state_change":%.3f}}]}`, later)
+	})
+	fs, err := c.Failing(context.Background(), time.Unix(1796150000, 0), "selfheal-handle-worker")
+	if err != nil || len(fs) != 1 || fs[0].Name != "failing" || fs[0].LastStateChange != 1796153301.5 {
+		t.Fatalf("Failing: %+v, %v; want only h!failing", fs, err)
 	}
 }
