@@ -139,8 +139,8 @@ type ZoneSnapshot struct {
 	Failed    []Admission `json:"failed,omitempty"`    // restarts seen still failing after Verify
 	Fails     int         `json:"fails,omitempty"`     // trials failed in a row
 	NextTrial time.Time   `json:"next_trial,omitzero"`
-	// QuietAt: when the held storm's first trial went, the zone quiet; a
-	// failure the engine shows beginning after it is a new storm.
+	// QuietAt: when the held storm's first trial went, the zone quiet.
+	// The engine's failures that began by then are this storm's.
 	QuietAt  time.Time   `json:"quiet_at,omitzero"`
 	LastFail string      `json:"last_fail,omitempty"` // the key of the last failed trial
 	Agents   []AgentHold `json:"agents,omitempty"`    // agents whose own breaker holds their host
@@ -212,9 +212,7 @@ func ZoneStepView(s ZoneSnapshot, now, viewAt time.Time, key, fault string, fail
 	for _, a := range s.Admitted {
 		switch {
 		case !still(a):
-			if s.Held && !s.QuietAt.IsZero() {
-				// Healed since the zone went quiet: not one let
-				// through before (the new storm's first trial waits).
+			if s.Held {
 				s.Window = min(s.Window+1, cfg.Allowance)
 				s.Fails = 0
 			}
@@ -229,18 +227,28 @@ func ZoneStepView(s ZoneSnapshot, now, viewAt time.Time, key, fault string, fail
 		}
 	}
 	s.Admitted = admitted
-	// Failing anew after the zone went quiet (the engine's view only: an
-	// ask here dates the ask, not the failure): slow start begins again,
-	// its first trial once the zone is quiet again. Without this, a held
-	// storm's window, widened by healed trials and kept while nothing
-	// asked, let the next storm through ten at a time (the scale lab: 46
-	// restarts in the second storm's first 110 s).
+	// A held storm that trials widened is over once none of its own
+	// failures (the engine's, begun by its first trial) still fail; more
+	// new ones than the allowance are a new storm, whose slow start
+	// begins again. A few new ones (a straggler, the fleet's background
+	// failures) only join the ranking. Without this, a rule whose last
+	// holds healed kept its wide window while nothing asked, and the next
+	// storm went through it ten at a time (the scale lab, run 11: 46
+	// restarts in its first 110 s).
 	if s.Held && !s.QuietAt.IsZero() {
+		old, fresh := 0, 0
 		for _, f := range engine {
 			if f.Since.After(s.QuietAt) {
-				s.Window, s.QuietAt = 1, time.Time{}
-				break
+				fresh++
+			} else {
+				old++
 			}
+		}
+		switch {
+		case old == 0:
+			s = ZoneSnapshot{Seen: s.Seen, Admitted: s.Admitted, Failed: s.Failed, HeldHere: s.HeldHere, Agents: s.Agents}
+		case fresh > cfg.Allowance:
+			s.Window, s.QuietAt = 1, time.Time{}
 		}
 	}
 	// What asked here lately is failing even where the engine's view lags
@@ -298,11 +306,6 @@ func ZoneStepView(s ZoneSnapshot, now, viewAt time.Time, key, fault string, fail
 	for k := range cur {
 		host, _, _ := cut(k)
 		v.Hosts[host]++
-	}
-	if s.Held && s.Fails == 0 && len(ranked) <= cfg.Allowance {
-		// Everything failing fits the allowance, and no trial is failing:
-		// the storm is over (healed by trials or by itself).
-		s = ZoneSnapshot{Seen: s.Seen, Admitted: s.Admitted, Failed: s.Failed, HeldHere: s.HeldHere, Agents: s.Agents}
 	}
 	// A held storm's trials go to the oldest of the failures this node
 	// holds or restarted: its reevaluate asks for those, and only those
@@ -363,6 +366,10 @@ func ZoneStepView(s ZoneSnapshot, now, viewAt time.Time, key, fault string, fail
 		v.New = true
 		s.Admitted = append(s.Admitted, Admission{Key: key, Fault: fault, At: now})
 		s.Admitted = s.Admitted[max(0, len(s.Admitted)-maxTracked):]
+	}
+	if s.Held && s.Window >= cfg.Allowance && len(ranked) <= s.Window {
+		// Everything failing fits in a full window: the storm is over.
+		s = ZoneSnapshot{Seen: s.Seen, Admitted: s.Admitted, Failed: s.Failed, HeldHere: s.HeldHere, Agents: s.Agents}
 	}
 	v.Held, v.Window, v.Fails, v.LastFail, v.Since = s.Held, cfg.Allowance, s.Fails, s.LastFail, s.Since
 	if s.Held {

@@ -498,19 +498,23 @@ func TestNewRefuses(t *testing.T) {
 }
 
 // TestFailingDropsRecovered: Icinga matches the filter and reads the
-// attributes apart. A service that recovered in between comes back OK, or
-// CRITICAL with its recovery's time (the scale lab's answer, run 12):
-// neither is a failure of this query's view.
+// attributes apart. A service that recovered in between comes back OK
+// with its recovery's time: not a failure of this query's view. An answer
+// without the state is an error, not a zone with nothing failing.
 func TestFailingDropsRecovered(t *testing.T) {
-	later := float64(time.Now().Add(time.Hour).Unix())
-	_, c := newFake(t, func(s seen) (int, string) {
-		return 200, fmt.Sprintf(`{"results":[
-			{"name":"h!failing","attrs":{"state":2,"last_state_change":1796153301.5}},
-			{"name":"h!recovered","attrs":{"state":0,"last_state_change":1796153301.5}},
-			{"name":"h!recovering","attrs":{"state":2,"last_state_change":%.3f}}]}`, later)
-	})
+	answer := `{"results":[
+		{"name":"h!failing","attrs":{"state":2,"last_state_change":1796153301.5}},
+		{"name":"h!recovered","attrs":{"state":0,"last_state_change":1796153399.5}}]}`
+	f, c := newFake(t, func(s seen) (int, string) { return 200, answer })
 	fs, err := c.Failing(context.Background(), time.Unix(1796150000, 0), "selfheal-handle-worker")
 	if err != nil || len(fs) != 1 || fs[0].Name != "failing" || fs[0].LastStateChange != 1796153301.5 {
 		t.Fatalf("Failing: %+v, %v; want only h!failing", fs, err)
+	}
+	if attrs := fmt.Sprint(f.requests()[0].Body["attrs"]); !strings.Contains(attrs, "state ") {
+		t.Errorf("asked for attrs %s, want the state among them", attrs)
+	}
+	answer = `{"results":[{"name":"h!failing","attrs":{"last_state_change":1796153301.5}}]}`
+	if fs, err := c.Failing(context.Background(), time.Unix(1796150000, 0), "selfheal-handle-worker"); !errors.Is(err, ErrResponse) {
+		t.Errorf("an answer without the state: %+v, %v; want a response error", fs, err)
 	}
 }

@@ -50,7 +50,6 @@ func (c *Client) Failing(ctx context.Context, since time.Time, eventCommand stri
 		"filter_vars": map[string]any{"selfheal_since": unixFloat(since), "selfheal_event_command": eventCommand},
 		"attrs":       []string{"state", "last_state_change"},
 	}
-	asked := time.Now()
 	res, err := c.call(ctx, op, "/v1/objects/services", true, body, maxQueryBody)
 	if err != nil {
 		return nil, err
@@ -60,8 +59,8 @@ func (c *Client) Failing(ctx context.Context, since time.Time, eventCommand stri
 		var o struct {
 			Name  string `json:"name"`
 			Attrs struct {
-				State           float64 `json:"state"`
-				LastStateChange float64 `json:"last_state_change"`
+				State           *float64 `json:"state"`
+				LastStateChange float64  `json:"last_state_change"`
 			} `json:"attrs"`
 		}
 		if err := json.Unmarshal(raw, &o); err != nil {
@@ -71,13 +70,15 @@ func (c *Client) Failing(ctx context.Context, since time.Time, eventCommand stri
 		if !ok || host == "" || name == "" {
 			return nil, &Error{Op: op, Code: 200, Status: "service name " + clip(o.Name, 80) + " is not host!service", Kind: ErrResponse}
 		}
+		if o.Attrs.State == nil {
+			return nil, &Error{Op: op, Code: 200, Status: "service " + clip(o.Name, 80) + " without its state", Kind: ErrResponse}
+		}
 		// Icinga matches the filter and reads the attributes apart: a
-		// service that recovered between them comes back OK, or with its
+		// service that recovered in between comes back with its
 		// recovery's time as when it failed (the scale lab's HA zone,
-		// while the other endpoint's restarts healed services). Neither
-		// failed in this query's view: to the zone rule it was a new
-		// failure, which restarted its slow start.
-		if o.Attrs.State != 2 || floatTime(o.Attrs.LastStateChange).After(asked) {
+		// while the other endpoint's restarts healed services). To the
+		// zone rule that was a new failure.
+		if *o.Attrs.State != 2 {
 			continue
 		}
 		out = append(out, FailingService{Host: host, Name: name, LastStateChange: o.Attrs.LastStateChange})
