@@ -2,32 +2,34 @@
 
 package check
 
-// fastFlags is kong's model of Flags as Go code, so that the fast path
-// does no reflection at start-up.
-var fastFlags = [...]fastFlag{
-	{name: "hostname", short: "H", ptr: func(f *Flags) any { return &f.Hostname }},
-	{name: "port", short: "p", ptr: func(f *Flags) any { return &f.Port }},
-	{name: "path", ptr: func(f *Flags) any { return &f.Path }},
-	{name: "ssl", short: "S", ptr: func(f *Flags) any { return &f.SSL }},
-	{name: "url", short: "u", ptr: func(f *Flags) any { return &f.URL }},
-	{name: "unix-socket", ptr: func(f *Flags) any { return &f.UnixSocket }},
-	{name: "timeout", short: "t", ptr: func(f *Flags) any { return &f.Timeout }},
-	{name: "warning", short: "w", ptr: func(f *Flags) any { return &f.Warning }},
-	{name: "critical", short: "c", ptr: func(f *Flags) any { return &f.Critical }},
-	{name: "metric", ptr: func(f *Flags) any { return &f.Metric }},
-	{name: "max-age", ptr: func(f *Flags) any { return &f.MaxAge }},
-	{name: "min-uptime", ptr: func(f *Flags) any { return &f.MinUptime }},
-	{name: "plain", ptr: func(f *Flags) any { return &f.Plain }},
-	{name: "header", ptr: func(f *Flags) any { return &f.Header }},
-	{name: "ca-file", ptr: func(f *Flags) any { return &f.CAFile }},
-	{name: "cert-file", ptr: func(f *Flags) any { return &f.CertFile }},
-	{name: "key-file", ptr: func(f *Flags) any { return &f.KeyFile }},
-	{name: "insecure", ptr: func(f *Flags) any { return &f.Insecure }},
-	{name: "verbose", short: "v", counter: true, ptr: func(f *Flags) any { return &f.Verbose }},
-}
+import "github.com/selfheal/selfheal/internal/cli"
 
-// fastDefaults sets kong's defaults.
-func fastDefaults(f *Flags) {
-	f.Path = "/status"
-	f.Timeout = "10"
+// fastFlags is kong's model of Flags as Go code, so that the fast path does no
+// reflection at start-up.
+var fastFlags = cli.Fast[Flags]{
+	Flags: []cli.FastFlag[Flags]{
+		{Name: "hostname", Short: "H", Ptr: func(f *Flags) any { return &f.Hostname }},
+		{Name: "port", Short: "p", Ptr: func(f *Flags) any { return &f.Port }},
+		{Name: "path", Ptr: func(f *Flags) any { return &f.Path }},
+		{Name: "ssl", Short: "S", Ptr: func(f *Flags) any { return &f.SSL }},
+		{Name: "url", Short: "u", Ptr: func(f *Flags) any { return &f.URL }},
+		{Name: "unix-socket", Ptr: func(f *Flags) any { return &f.UnixSocket }},
+		{Name: "timeout", Short: "t", Ptr: func(f *Flags) any { return &f.Timeout }},
+		{Name: "warning", Short: "w", Ptr: func(f *Flags) any { return &f.Warning }},
+		{Name: "critical", Short: "c", Ptr: func(f *Flags) any { return &f.Critical }},
+		{Name: "metric", Ptr: func(f *Flags) any { return &f.Metric }},
+		{Name: "max-age", Ptr: func(f *Flags) any { return &f.MaxAge }},
+		{Name: "min-uptime", Ptr: func(f *Flags) any { return &f.MinUptime }},
+		{Name: "plain", Ptr: func(f *Flags) any { return &f.Plain }},
+		{Name: "header", Ptr: func(f *Flags) any { return &f.Header }},
+		{Name: "ca-file", Ptr: func(f *Flags) any { return &f.CAFile }},
+		{Name: "cert-file", Ptr: func(f *Flags) any { return &f.CertFile }},
+		{Name: "key-file", Ptr: func(f *Flags) any { return &f.KeyFile }},
+		{Name: "insecure", Ptr: func(f *Flags) any { return &f.Insecure }},
+		{Name: "verbose", Short: "v", Counter: true, Ptr: func(f *Flags) any { return &f.Verbose }},
+	},
+	Defaults: func(f *Flags) {
+		f.Path = "/status"
+		f.Timeout = "10"
+	},
 }

@@ -5,8 +5,6 @@ import (
 	"bytes"
 	"errors"
 	"flag"
-	"fmt"
-	"go/format"
 	"io"
 	"math/rand"
 	"os"
@@ -19,6 +17,7 @@ import (
 	"github.com/alecthomas/kong"
 
 	"github.com/selfheal/selfheal/internal/cli"
+	"github.com/selfheal/selfheal/internal/cli/fastgen"
 	"github.com/selfheal/selfheal/internal/nagios"
 )
 
@@ -29,7 +28,7 @@ func kongParse(args []string) (Flags, error) {
 	return g, err
 }
 
-// TestFastParseMatchesKong: whatever fastParse accepts, kong parses to the
+// TestFastParseMatchesKong: whatever the fast path accepts, kong parses to the
 // identical grammar; what it declines is left to kong.
 func TestFastParseMatchesKong(t *testing.T) {
 	corpus := [][]string{
@@ -46,7 +45,7 @@ func TestFastParseMatchesKong(t *testing.T) {
 		{"-H", "w1", "--path="},
 		{"-H", "w1", "-vvv"},
 		{"-H", "w1", "-vvvv"},
-		// Declined by fastParse, so kong's answer stands:
+		// Declined by the fast path, so kong's answer stands:
 		{"-h"}, {"--help"}, {"-V"}, {"--version"}, {"--bogus"}, {"-H"}, {"-H", "-p"}, {"pos"},
 		{"-p", "010"}, {"-p", "+1"}, {"-p", "x"}, {"--ssl=true"}, {"-t", "-1"}, {"-Hw1"}, {"--", "-H"},
 		{"-w", "-5:"}, {"--verbose=2"}, {"-vV"}, {"-Sv"},
@@ -73,17 +72,8 @@ func TestFastParseMatchesKong(t *testing.T) {
 
 func compareParsers(t *testing.T, args []string) {
 	t.Helper()
-	var fast Flags
-	if !fastParse(args, &fast) {
-		return
-	}
-	slow, err := kongParse(args)
-	if err != nil {
-		t.Errorf("%q: fastParse accepted what kong rejects: %v", args, err)
-		return
-	}
-	if !reflect.DeepEqual(fast, slow) {
-		t.Errorf("%q:\nfast %+v\nkong %+v", args, fast, slow)
+	if _, err := fastgen.Compare(&fastFlags, kongParse, args); err != nil {
+		t.Error(err)
 	}
 }
 
@@ -91,7 +81,7 @@ func compareParsers(t *testing.T, args []string) {
 // kong's Flags.
 func sameAsKong(t *testing.T, args []string) (fast, slow Flags) {
 	t.Helper()
-	if !fastParse(args, &fast) {
+	if !fastFlags.Parse(args, &fast) {
 		t.Errorf("%q: the fast path declines it", args)
 	}
 	slow, err := kongParse(args)
@@ -106,150 +96,35 @@ func sameAsKong(t *testing.T, args []string) (fast, slow Flags) {
 
 var updateTable = flag.Bool("update-table", false, "rewrite args_gen.go from the grammar")
 
-// TestFastTableGenerated: args_gen.go is what genFastTable makes of the
-// grammar now (go test ./internal/check -run TestFastTableGenerated
-// -update-table rewrites it).
+// TestFastTableGenerated: args_gen.go is what fastgen makes of kong's
+// model of Flags now (-update-table rewrites it).
 func TestFastTableGenerated(t *testing.T) {
-	want := genFastTable(t)
-	got, err := os.ReadFile("args_gen.go")
-	if err != nil && !*updateTable {
-		t.Fatal(err)
-	}
-	if bytes.Equal(got, want) {
-		return
-	}
-	if *updateTable {
-		if err := os.WriteFile("args_gen.go", want, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	t.Errorf("args_gen.go is stale: go test ./internal/check -run TestFastTableGenerated -update-table\nwant:\n%s", want)
-}
-
-// genFastTable renders args_gen.go from kong's model of Flags, so the
-// fast path reads the tags as kong reads them: the same names, shorts and
-// defaults, every flag but --version, and no kong feature (env, required,
-// enum, aliases...) that the fast path would ignore.
-func genFastTable(t *testing.T) []byte {
-	t.Helper()
 	var g Flags
 	k, err := kong.New(&g, kong.Vars{"version": "v"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(k.Model.Positional) != 0 || len(k.Model.Children) != 0 {
-		t.Error("the grammar has positional arguments or commands, which the fast path does not read")
-	}
-	v := reflect.ValueOf(&g).Elem()
-	fields := map[uintptr]string{}
-	for i := range v.NumField() {
-		fields[v.Field(i).Addr().Pointer()] = v.Type().Field(i).Name
-	}
-	var tab, defs strings.Builder
-	n := 0
-	for _, kf := range k.Model.Flags {
-		if kf == k.Model.HelpFlag {
-			continue
-		}
-		field, ok := fields[kf.Target.Addr().Pointer()]
-		if !ok {
-			t.Fatalf("--%s is not a field of Flags", kf.Name)
-		}
-		n++
-		typ := kf.Target.Type()
-		if typ == reflect.TypeFor[kong.VersionFlag]() {
-			continue // it prints and exits: kong's
-		}
-		if len(kf.Envs) > 0 || kf.Required || kf.Enum != "" || len(kf.Xor) > 0 || len(kf.And) > 0 ||
-			len(kf.LastWins) > 0 || len(kf.Aliases) > 0 || kf.Tag.Negatable != "" || kf.PassthroughMode != 0 ||
-			kf.Format != "" {
-			t.Errorf("--%s uses a kong feature the fast path does not model", kf.Name)
-			continue
-		}
-		counter := false
-		switch {
-		case kf.Tag.Type == "" && (typ == reflect.TypeFor[string]() || typ == reflect.TypeFor[int]() || typ == reflect.TypeFor[bool]()):
-		case kf.Tag.Type == "" && typ == reflect.TypeFor[[]string]() && kf.Tag.Sep == -1:
-		case kf.Tag.Type == "counter" && typ == reflect.TypeFor[int]():
-			counter = true
-		default:
-			t.Errorf("--%s: the fast path cannot read a %s with type %q and sep %q", kf.Name, typ, kf.Tag.Type, kf.Tag.Sep)
-			continue
-		}
-		fmt.Fprintf(&tab, "\t{name: %q, ", kf.Name)
-		if kf.Short != 0 {
-			fmt.Fprintf(&tab, "short: %q, ", string(kf.Short))
-		}
-		if counter {
-			tab.WriteString("counter: true, ")
-		}
-		fmt.Fprintf(&tab, "ptr: func(f *Flags) any { return &f.%s }},\n", field)
-		if kf.HasDefault {
-			if typ != reflect.TypeFor[string]() {
-				t.Errorf("--%s: the fast path sets only string defaults", kf.Name)
-			}
-			fmt.Fprintf(&defs, "\tf.%s = %q\n", field, kf.Default)
-		}
-	}
-	if n != v.NumField() {
-		t.Errorf("kong reads %d of the %d fields of Flags as flags", n, v.NumField())
-	}
-	src := "// Code generated by go test ./internal/check -run TestFastTableGenerated -update-table; DO NOT EDIT.\n\n" +
-		"package check\n\n" +
-		"// fastFlags is kong's model of Flags as Go code, so that the fast path\n" +
-		"// does no reflection at start-up.\n" +
-		"var fastFlags = [...]fastFlag{\n" + tab.String() + "}\n\n" +
-		"// fastDefaults sets kong's defaults.\n" +
-		"func fastDefaults(f *Flags) {\n" + defs.String() + "}\n"
-	out, err := format.Source([]byte(src))
+	how := "go test ./internal/check -run TestFastTableGenerated -update-table"
+	src, err := fastgen.Source(fastgen.Spec{Package: "check", Type: "Flags", Var: "fastFlags", GeneratedBy: how, Node: k.Model.Node, Target: &g})
 	if err != nil {
-		t.Fatalf("%v\n%s", err, src)
+		t.Fatal(err)
 	}
-	return out
+	fastgen.UpToDate(t, "args_gen.go", src, *updateTable, how)
+	// Every field but --version is on the fast path.
+	if n := len(fastFlags.Flags) + 1; n != reflect.TypeFor[Flags]().NumField() {
+		t.Errorf("%d of the %d fields of Flags on the fast path", n-1, reflect.TypeFor[Flags]().NumField())
+	}
 }
 
 // TestEveryFlagTakesFastPath: each flag, in each plain form, takes the
 // fast path and lands where kong puts it. A fast path that declined
 // everything would pass TestFastParseMatchesKong; it fails here.
 func TestEveryFlagTakesFastPath(t *testing.T) {
-	for _, f := range fastFlags {
-		long, short := "--"+f.name, "-"+f.short
-		var forms [][]string
-		var probe Flags
-		switch f.ptr(&probe).(type) {
-		case *bool:
-			forms = [][]string{{long}}
-			if f.short != "" {
-				forms = append(forms, []string{short})
-			}
-		case *int:
-			if f.counter {
-				forms = [][]string{{long}, {long, long}}
-				if f.short != "" {
-					forms = append(forms, []string{short}, []string{short + f.short}, []string{short + f.short + f.short, long})
-				}
-				break
-			}
-			forms = [][]string{{long, "8080"}, {long + "=8080"}, {long, "1", long, "8080"}}
-			if f.short != "" {
-				forms = append(forms, []string{short, "8080"})
-			}
-		default:
-			forms = [][]string{{long, "x"}, {long + "=x"}, {long, "a", long, "x"}}
-			if f.short != "" {
-				forms = append(forms, []string{short, "x"})
-			}
+	for _, args := range fastgen.Forms(&fastFlags, nil) {
+		fast, _ := sameAsKong(t, args)
+		if reflect.DeepEqual(fast, mustKong(t, nil)) {
+			t.Errorf("%q: parsed to the defaults, the flag went nowhere", args)
 		}
-		for _, args := range forms {
-			fast, _ := sameAsKong(t, args)
-			if reflect.DeepEqual(fast, mustKong(t, nil)) {
-				t.Errorf("%q: parsed to the defaults, the flag went nowhere", args)
-			}
-		}
-	}
-	if len(fastFlags) < 19 {
-		t.Errorf("only %d flags on the fast path", len(fastFlags))
 	}
 }
 
@@ -442,7 +317,7 @@ func BenchmarkParse(b *testing.B) {
 	b.Run("fast", func(b *testing.B) {
 		for b.Loop() {
 			var f Flags
-			if !fastParse(args, &f) {
+			if !fastFlags.Parse(args, &f) {
 				b.Fatal("declined")
 			}
 		}
