@@ -16,8 +16,9 @@
 // 1,000: all the services of 10 hosts, then 10 on every host: restarts,
 // holds, comments and their delay, detection, then recovery without a
 // person within RECOVER_MIN minutes: restarts in flight, reevaluate's
-// passes). INDEPENDENT=0
-// skips the independent faults; SHAPES=a or b runs one storm.
+// passes). Before them, a control: the first storm with the event
+// handlers off, the engine's own detection under the load. INDEPENDENT=0
+// skips the independent faults; SHAPES picks of c (the control), a and b.
 package scale
 
 import (
@@ -261,7 +262,7 @@ func TestScale(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	api := newAPI(t, z, labPassword)
+	api := newAPI(t, z.Endpoints[0], labPassword)
 	started := time.Now()
 	if err := z.Start(ctx); err != nil {
 		t.Fatal(err)
@@ -347,9 +348,54 @@ func TestScale(t *testing.T) {
 			return out
 		}},
 	}
+	// The control: shape a's storm with the event handlers off on both
+	// endpoints, so no handler runs. Its detection is the engine's own
+	// under this load, the floor the storms' detection is held against.
+	if sel := os.Getenv("SHAPES"); sel == "" || strings.Contains(sel, "c") {
+		apis := []*apiClient{}
+		for _, e := range z.Endpoints {
+			apis = append(apis, newAPI(t, e, labPassword))
+		}
+		handlers := func(on bool) {
+			for _, a := range apis {
+				if err := a.post(ctx, "/v1/objects/icingaapplications/app", map[string]any{"attrs": map[string]any{"enable_event_handlers": on}}); err != nil {
+					t.Fatalf("event handlers on=%v: %v", on, err)
+				}
+			}
+		}
+		handlers(false)
+		storm := shapes[0].pick()
+		mark := time.Now()
+		for i := range storm {
+			storm[i].at = mark
+			f.crash(storm[i].addr)
+		}
+		time.Sleep(110 * time.Second)
+		det, err := api.hardSince(ctx, storm)
+		if err != nil {
+			t.Fatal(err)
+		}
+		logf("control, %s with no event handler: in 110 s %d of %d HARD; fault -> HARD (engine) %s (lone %s); %d event handler runs; check latency peak %s",
+			shapes[0].name, len(det), len(storm), spread(det), loneDetect.Round(100*time.Millisecond), len(slices.DeleteFunc(hlogs(), func(r hrec) bool { return r.Source != "event" || r.Time.Before(mark) })), lat.peak(mark))
+		for _, x := range storm {
+			if err := f.start(x.addr); err != nil {
+				t.Fatal(err)
+			}
+		}
+		settle := time.Now().Add(10 * time.Minute)
+		for {
+			ok, total, err := api.countOK(ctx)
+			if err == nil && ok == total || time.Now().After(settle) {
+				break
+			}
+			time.Sleep(5 * time.Second)
+		}
+		handlers(true)
+		logf("control: all OK again %s after it began, event handlers on", time.Since(mark).Round(time.Second))
+	}
 	wait := time.Duration(envInt("RECOVER_MIN", 20)) * time.Minute
 	for i, shape := range shapes {
-		// SHAPES picks them: "ab" (both, the default), "a" or "b".
+		// SHAPES picks them (default: c, a and b).
 		if sel := os.Getenv("SHAPES"); sel != "" && !strings.Contains(sel, string(rune('a'+i))) {
 			continue
 		}
@@ -365,8 +411,12 @@ func TestScale(t *testing.T) {
 		logs := hlogs()
 		st := judge(storm, f, logs)
 		held, comm := holds(storm, logs, api, ctx)
-		logf("storm %s: in 110 s: %d restarts run (allowance 10); %d HARD; fault -> HARD %s (lone %s); %d held, %d with their comment (%d later than 15 s after HARD, latest %s); check latency now %s",
-			shape.name, auditRuns(hosts, mark), st.hard, st.detect, loneDetect, held, comm.n, comm.late, comm.worst, lat.now())
+		det, err := api.hardSince(ctx, storm)
+		if err != nil {
+			t.Fatal(err)
+		}
+		logf("storm %s: in 110 s: %d restarts run (allowance 10); %d HARD; fault -> HARD run %s, (engine, held ones) %s (lone %s); %d held, %d with their comment (%d later than 15 s after HARD, latest %s); check latency now %s, peak %s",
+			shape.name, auditRuns(hosts, mark), st.hard, st.detect, spread(det), loneDetect.Round(100*time.Millisecond), held, comm.n, comm.late, comm.worst, lat.now(), lat.peak(mark))
 		n2 := waitRunning(ctx, f, addrsOf(storm), wait)
 		logs = hlogs()
 		fl := inFlight(storm, f, logs)
@@ -442,8 +492,7 @@ type apiClient struct {
 	password string
 }
 
-func newAPI(t *testing.T, z *engine.Zone, password string) *apiClient {
-	e := z.Endpoints[0]
+func newAPI(t *testing.T, e *engine.ZoneEndpoint, password string) *apiClient {
 	pem, err := os.ReadFile(filepath.Join(e.Dir, "var", "lib", "certs", "ca.crt"))
 	if err != nil {
 		t.Fatal(err)
@@ -470,6 +519,61 @@ func (a *apiClient) get(ctx context.Context, path string, out any) error {
 		return fmt.Errorf("%s: %s", path, resp.Status)
 	}
 	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+// post sends body (JSON) to path and wants 200.
+func (a *apiClient) post(ctx context.Context, path string, body any) error {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.base+path, bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Accept", "application/json")
+	req.SetBasicAuth("scale", a.password)
+	resp, err := a.c.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", path, resp.Status)
+	}
+	return nil
+}
+
+// hardSince is when each failing service of fs turned HARD CRITICAL, in
+// the engine's own record (last_hard_state_change): the same measure
+// whether a handler ran or not.
+func (a *apiClient) hardSince(ctx context.Context, fs []fault) ([]time.Duration, error) {
+	var r struct {
+		Results []struct {
+			Attrs struct {
+				Host   string  `json:"host_name"`
+				Name   string  `json:"name"`
+				State  float64 `json:"last_hard_state"`
+				Change float64 `json:"last_hard_state_change"`
+			} `json:"attrs"`
+		} `json:"results"`
+	}
+	if err := a.get(ctx, "/v1/objects/services?attrs=host_name&attrs=name&attrs=last_hard_state&attrs=last_hard_state_change", &r); err != nil {
+		return nil, err
+	}
+	at := map[string]time.Time{}
+	for _, x := range r.Results {
+		if x.Attrs.State == 2 {
+			at[x.Attrs.Host+"!"+x.Attrs.Name] = time.Unix(0, int64(x.Attrs.Change*1e9))
+		}
+	}
+	var out []time.Duration
+	for _, x := range fs {
+		if h, ok := at[x.host+"!"+x.svc]; ok && h.After(x.at) {
+			out = append(out, h.Sub(x.at))
+		}
+	}
+	return out, nil
 }
 
 // countOK is how many services are checked and OK, of how many: Icinga's
