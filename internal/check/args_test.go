@@ -45,36 +45,52 @@ func TestFastParseMatchesKong(t *testing.T) {
 		{"-H", "w1", "--path="},
 		{"-H", "w1", "-vvv"},
 		{"-H", "w1", "-vvvv"},
+	}
+	declined := [][]string{
 		// Declined by the fast path, so kong's answer stands:
 		{"-h"}, {"--help"}, {"-V"}, {"--version"}, {"--bogus"}, {"-H"}, {"-H", "-p"}, {"pos"},
 		{"-p", "010"}, {"-p", "+1"}, {"-p", "x"}, {"--ssl=true"}, {"-t", "-1"}, {"-Hw1"}, {"--", "-H"},
 		{"-w", "-5:"}, {"--verbose=2"}, {"-vV"}, {"-Sv"},
 		// A short name is not a long one: kong rejects --H.
 		{"--H", "w1"}, {"--p", "80"}, {"--S"}, {"--v"},
+		// Not UTF-8: kong's string mapper replaces the bytes.
+		{"-H", "w\xe4"},
 	}
-	for _, args := range corpus {
-		compareParsers(t, args)
+	for i, args := range append(corpus, declined...) {
+		if taken, want := compareParsers(t, args), i < len(corpus); taken != want {
+			t.Errorf("%q: taken by the fast path %v, want %v", args, taken, want)
+		}
 	}
 	// Random mixes of valid and odd tokens, fixed seed: reproducible.
 	tokens := []string{"-H", "w1", "-p", "80", "--path", "/s", "-S", "--ssl", "-u", "/x", "-t", "3", "-w", "1",
 		"-c", "2", "--metric", "m,crit=1", "--header", "A: b", "--plain", "--insecure", "-v", "-vv", "--max-age",
 		",5", "--min-uptime", "1s", "--ca-file", "f", "-h", "-V", "--nope", "=", "--port=1", "--hostname=h", "-", "",
-		"--H", "--p", "-vvv", "--verbose", "--unix-socket", "--url=http://w1/"}
+		"--H", "--p", "-vvv", "--verbose", "--unix-socket", "--url=http://w1/", "w\xe4", "--path=/\xff"}
 	rng := rand.New(rand.NewSource(1))
+	took := 0
 	for i := 0; i < 3000; i++ {
 		args := make([]string, rng.Intn(7))
 		for j := range args {
 			args[j] = tokens[rng.Intn(len(tokens))]
 		}
-		compareParsers(t, args)
+		if compareParsers(t, args) {
+			took++
+		}
+	}
+	if took < 100 {
+		t.Errorf("the fast path took only %d of the random lines", took)
 	}
 }
 
-func compareParsers(t *testing.T, args []string) {
+// compareParsers fails t if the fast path takes args and kong gives other
+// Flags or an error; it reports whether the fast path took them.
+func compareParsers(t *testing.T, args []string) bool {
 	t.Helper()
-	if _, err := fastgen.Compare(&fastFlags, kongParse, args); err != nil {
+	taken, err := fastgen.Compare(&fastFlags, kongParse, args)
+	if err != nil {
 		t.Error(err)
 	}
+	return taken
 }
 
 // sameAsKong fails unless the fast path takes args and gives exactly

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Fast is a fast path for one kong grammar T: the plain forms a monitoring
@@ -12,7 +13,7 @@ import (
 // repeated counter -vv, positional arguments, --) are read without kong;
 // anything else (-h, -V, an unknown, bundled or malformed flag, a value
 // starting with "-", a missing required flag or argument, an enum value
-// not listed) is declined and left to kong, which owns the help, the
+// not listed, text that is not UTF-8) is declined and left to kong, which owns the help, the
 // version and every usage error.
 //
 // Why: kong builds its model on every start (reflection over the grammar,
@@ -68,6 +69,9 @@ func (p *Fast[T]) Parse(args []string, f *T) bool {
 	pos, rest := 0, false
 	for i := 0; i < len(args); i++ {
 		a := args[i]
+		if !utf8.ValidString(a) {
+			return false // kong's string mapper replaces bad bytes (U+FFFD)
+		}
 		if rest || a == "" || a == "-" || a[0] != '-' {
 			if pos >= len(p.Args) {
 				return false // kong's "unexpected argument"
@@ -126,6 +130,9 @@ func (p *Fast[T]) Parse(args []string, f *T) bool {
 			}
 			i++
 			val = args[i]
+			if !utf8.ValidString(val) {
+				return false
+			}
 		}
 		if fl.Enum != nil && !slices.Contains(fl.Enum, val) {
 			return false
@@ -170,10 +177,12 @@ func set(ptr any, val string, split bool) bool {
 			*p = append(*p, val)
 			break
 		}
-		if val == "" || strings.Contains(val, `\`) { // kong's escapes: its call
+		parts := strings.Split(val, ",")
+		// kong's escapes, and the empty pieces it drops: its call.
+		if strings.Contains(val, `\`) || slices.Contains(parts, "") {
 			return false
 		}
-		*p = append(*p, strings.Split(val, ",")...)
+		*p = append(*p, parts...)
 	default:
 		return false
 	}

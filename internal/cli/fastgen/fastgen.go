@@ -57,8 +57,8 @@ func Source(s Spec) ([]byte, error) {
 		if !ok {
 			continue
 		}
-		if len(kf.Envs) > 0 || len(kf.Xor) > 0 || len(kf.And) > 0 || len(kf.Aliases) > 0 || kf.Tag.Negatable != "" ||
-			kf.PassthroughMode != 0 || kf.Format != "" {
+		if len(kf.Envs) > 0 || len(kf.Xor) > 0 || len(kf.And) > 0 || len(kf.LastWins) > 0 || len(kf.Aliases) > 0 ||
+			kf.Tag.Negatable != "" || kf.PassthroughMode != 0 || kf.Format != "" {
 			errs = append(errs, fmt.Errorf("--%s uses a kong feature the fast path does not model", kf.Name))
 			continue
 		}
@@ -110,11 +110,21 @@ func Source(s Spec) ([]byte, error) {
 		if !ok {
 			continue
 		}
-		if p.Target.Type() != reflect.TypeFor[string]() || !p.Required || p.HasDefault || p.Enum != "" || p.PassthroughMode != 0 {
-			errs = append(errs, fmt.Errorf("argument %s: only required strings with no default or enum", p.Name))
+		if p.Target.Type() != reflect.TypeFor[string]() || !p.Required || p.HasDefault || p.Enum != "" || p.PassthroughMode != 0 ||
+			p.Tag.Type != "" || len(p.Tag.Envs) > 0 {
+			errs = append(errs, fmt.Errorf("argument %s: only required plain strings with no default, enum or env", p.Name))
 			continue
 		}
 		fmt.Fprintf(&args, "\t\tfunc(f *%s) *string { return &%s },\n", s.Type, path)
+	}
+	// A parent's flags may follow the command; the fast path knows only
+	// help and version of them (and declines both).
+	for n := s.Node.Parent; n != nil; n = n.Parent {
+		for _, kf := range n.Flags {
+			if kf.Name != "help" && kf.Target.Type() != reflect.TypeFor[kong.VersionFlag]() {
+				errs = append(errs, fmt.Errorf("--%s of %s: a parent's flag the fast path does not read", kf.Name, n.Name))
+			}
+		}
 	}
 	if len(s.Node.Children) != 0 {
 		errs = append(errs, errors.New("the grammar has subcommands: give the node of one"))
