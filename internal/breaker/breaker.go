@@ -208,7 +208,7 @@ func describe(v *Verdict, s Snapshot, now time.Time, cfg Config, keys []string) 
 	case Open:
 		v.RetryAfter = s.LastNew.Add(cfg.Quiet).Sub(now)
 	case Trial:
-		v.RetryAfter = later(s.TrialAt, s.LastNew).Add(cfg.Quiet).Sub(now)
+		v.RetryAfter = Later(s.TrialAt, s.LastNew).Add(cfg.Quiet).Sub(now)
 	}
 	v.RetryAfter = max(v.RetryAfter, 0)
 	v.State, v.Since = s.State, s.Since
@@ -234,13 +234,14 @@ func settle(s *Snapshot, now time.Time, cfg Config) time.Duration {
 		clamp(&s.Failures[i].Last)
 	}
 	s.Failures = slices.DeleteFunc(s.Failures, func(f Failure) bool { return !f.Last.After(now.Add(-cfg.Window)) })
-	if s.State == Trial && now.Sub(later(s.TrialAt, s.LastNew)) >= cfg.Quiet {
+	if s.State == Trial && now.Sub(Later(s.TrialAt, s.LastNew)) >= cfg.Quiet {
 		*s = Snapshot{State: Closed}
 	}
 	return moved
 }
 
-func later(a, b time.Time) time.Time {
+// Later is the later of a and b (time.Time has no max).
+func Later(a, b time.Time) time.Time {
 	if a.After(b) {
 		return a
 	}

@@ -346,7 +346,7 @@ func ZoneStepView(s ZoneSnapshot, now, viewAt time.Time, key, fault string, fail
 		s.Held, s.Since, s.Window, s.Fails, s.LastFail = true, now, 1, 0, ""
 		s.NextTrial = time.Time{}
 	default:
-		quiet := later(s.NextTrial, newestPlus(newest, cfg.Quiet, s.Window))
+		quiet := Later(s.NextTrial, newestPlus(newest, cfg.Quiet, s.Window))
 		if v.Rank <= s.Window && len(s.Admitted) < s.Window && !now.Before(quiet) {
 			v.Allow, v.Trial = true, true
 			if s.QuietAt.IsZero() {
@@ -375,7 +375,7 @@ func ZoneStepView(s ZoneSnapshot, now, viewAt time.Time, key, fault string, fail
 	if s.Held {
 		v.Window = s.Window
 		if !v.Allow {
-			v.RetryAfter = max(0, later(s.NextTrial, newestPlus(newest, cfg.Quiet, s.Window)).Sub(now))
+			v.RetryAfter = max(0, Later(s.NextTrial, newestPlus(newest, cfg.Quiet, s.Window)).Sub(now))
 		}
 	}
 	return s, v

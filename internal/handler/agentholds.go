@@ -66,7 +66,7 @@ func (a *agentHolds) deferred(r *nodestate.Record) string {
 		h = breaker.AgentHold{Agent: name, Quiet: min(max(r.Held.RetryAt.Sub(r.Held.Since), 0), maxAgentQuiet)}
 	}
 	h.Trial = holdKey(*r)
-	h.Until = later(h.Until, r.Held.RetryAt.Add(h.Quiet))
+	h.Until = breaker.Later(h.Until, r.Held.RetryAt.Add(h.Quiet))
 	a.m[name] = h
 	return name
 }
@@ -80,7 +80,7 @@ func (a *agentHolds) ran(ask nodestate.Ask, key string) string {
 	if !ok || h.Trial != key {
 		return ""
 	}
-	h.Trial, h.Until = "", later(h.Until, a.now().Add(h.Quiet))
+	h.Trial, h.Until = "", breaker.Later(h.Until, a.now().Add(h.Quiet))
 	a.m[name] = h
 	return name
 }
@@ -101,11 +101,4 @@ func (a *agentHolds) keep(name string, keys []string) {
 	}
 	defer d.Close()
 	_ = breaker.ZoneStore{Dir: d, Name: nodestate.ZoneFile, Config: a.zone}.HoldAgent(a.ctx, a.now(), a.m[name], keys...)
-}
-
-func later(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
-	}
-	return b
 }
