@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/selfheal/selfheal/internal/breaker"
 	"github.com/selfheal/selfheal/internal/lab/engine"
 	"github.com/selfheal/selfheal/internal/lab/rig"
 )
@@ -240,7 +241,7 @@ func inFlight(fs []fault, f *fleet, logs []hrec) flight {
 		if at.IsZero() {
 			continue
 		}
-		last = later(last, at)
+		last = breaker.Later(last, at)
 		evs = append(evs, ev{at, +1})
 		for _, r := range logs {
 			if r.Host == x.host && r.Service == x.svc && r.Mode == "" && r.State == "OK" && r.start().After(at.Add(-time.Second)) {
@@ -266,13 +267,6 @@ func inFlight(fs []fault, f *fleet, logs []hrec) flight {
 		fl.last = last.Sub(fs[0].at).Round(time.Second).String()
 	}
 	return fl
-}
-
-func later(a, b time.Time) time.Time {
-	if b.After(a) {
-		return b
-	}
-	return a
 }
 
 // reevalPasses sums the reevaluate runs since t: the most holds one pass
