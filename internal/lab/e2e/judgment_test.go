@@ -598,7 +598,14 @@ func TestIcingaAcknowledged(t *testing.T) {
 	j.waitLog(ctx, mark, engine.EventHandler(hostName, svcName, "CRITICAL", "SOFT"), "SOFT CRITICAL")
 	j.submit(fmt.Sprintf("ACKNOWLEDGE_SVC_PROBLEM;%s;%s;2;0;0;e2e;on it", hostName, svcName))
 	j.waitLog(ctx, mark, hardHandler, "a handler run at HARD CRITICAL")
-	j.waitHeld(ctx, "ack")
+	recs := j.waitHeld(ctx, "ack")
+	// Icinga ran the event command at SOFT CRITICAL (its log, above), the
+	// sample's /bin/true there: handle_worker ran at HARD only.
+	for _, r := range recs {
+		if r.Type != "HARD" {
+			j.fail("handle_worker ran at %s %s: the sample runs /bin/true at a SOFT problem", r.State, r.Type)
+		}
+	}
 	time.Sleep(3 * time.Second)
 	if c := restarts(t, j.l); c.Run != 1 {
 		j.fail("audit log: %s; want still 1 run (acknowledged)", c)
