@@ -27,6 +27,17 @@ const handlerUser = "selfheal"
 type fault struct {
 	host, svc, addr string
 	at              time.Time
+	// check is when the engine had the service's next check scheduled at
+	// the crash: a fault waits for it (anywhere in the 60 s interval)
+	// before any load can slow it, so "after its check" compares runs
+	// whose check phases differ.
+	check time.Time
+}
+
+// sinceCheck is how long after the fault's first scheduled check (or
+// the fault, if that check was due already) t came.
+func (x fault) sinceCheck(t time.Time) time.Duration {
+	return t.Sub(breaker.Later(x.at, x.check))
 }
 
 func addrsOf(fs []fault) []string {
@@ -83,10 +94,10 @@ func readHandlerLogs(t *testing.T, z *engine.Zone) []hrec {
 
 // stats are a set of faults' figures.
 type stats struct {
-	hard         int
-	detect, heal string
-	detectMedian time.Duration
-	late         int // restarted later than HARD + 5 s
+	hard                int
+	detect, heal, after string // after: HARD after the first scheduled check
+	detectMedian        time.Duration
+	late                int // restarted later than HARD + 5 s
 }
 
 func spread(ds []time.Duration) string {
@@ -103,7 +114,7 @@ func spread(ds []time.Duration) string {
 // started the endpoint again).
 func judge(fs []fault, f *fleet, logs []hrec) stats {
 	var st stats
-	var det, heal []time.Duration
+	var det, heal, after []time.Duration
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, x := range fs {
@@ -119,6 +130,9 @@ func judge(fs []fault, f *fleet, logs []hrec) stats {
 		}
 		st.hard++
 		det = append(det, hard.Sub(x.at))
+		if !x.check.IsZero() {
+			after = append(after, x.sinceCheck(hard))
+		}
 		for _, at := range f.restarted[x.addr] {
 			if at.After(x.at) {
 				d := at.Sub(hard)
@@ -130,7 +144,7 @@ func judge(fs []fault, f *fleet, logs []hrec) stats {
 			}
 		}
 	}
-	st.detect, st.heal = spread(det), spread(heal)
+	st.detect, st.heal, st.after = spread(det), spread(heal), spread(after)
 	if len(det) > 0 {
 		st.detectMedian = det[len(det)/2]
 	}

@@ -307,17 +307,23 @@ func TestScale(t *testing.T) {
 	for i := range k {
 		hs := hosts[i%nh]
 		s := (i / nh) % per
-		lone = append(lone, fault{host: hs.name, svc: hs.services[s], addr: fmt.Sprintf("%s:%d", hs.ip, basePort+s), at: time.Now()})
+		lone = append(lone, fault{host: hs.name, svc: hs.services[s], addr: fmt.Sprintf("%s:%d", hs.ip, basePort+s)})
+		if err := api.scheduled(ctx, lone[i:], fmt.Sprintf("host.name == %q && service.name == %q", hs.name, hs.services[s])); err != nil {
+			t.Fatal(err)
+		}
+		lone[i].at = time.Now()
 		f.crash(lone[i].addr)
 		time.Sleep(10 * time.Second)
 	}
 	var loneDetect time.Duration
+	loneAfter := "not measured"
 	if k > 0 {
 		healed := waitRunning(ctx, f, addrsOf(lone), 3*time.Minute)
 		st := judge(lone, f, hlogs())
-		logf("independent: %d crashes one every 10 s on %d hosts: %d healed; fault -> HARD %s; HARD -> restart %s (%d later than HARD + 5 s); %s",
-			k, min(k, nh), healed, st.detect, st.heal, st.late, counts(z, hosts, lone[0].at))
+		logf("independent: %d crashes one every 10 s on %d hosts: %d healed; fault -> HARD run %s, after its first scheduled check %s; HARD -> restart %s (%d later than HARD + 5 s); %s",
+			k, min(k, nh), healed, st.detect, st.after, st.heal, st.late, counts(z, hosts, lone[0].at))
 		loneDetect = st.detectMedian
+		loneAfter = st.after
 	}
 
 	// Storms: STORM workers at once on STORM_HOSTS hosts (all of each),
@@ -365,19 +371,22 @@ func TestScale(t *testing.T) {
 		}
 		handlers(false)
 		storm := shapes[0].pick()
+		if err := api.scheduled(ctx, storm, ""); err != nil {
+			t.Fatal(err)
+		}
 		mark := time.Now()
 		for i := range storm {
 			storm[i].at = mark
 			f.crash(storm[i].addr)
 		}
 		time.Sleep(110 * time.Second)
-		det, err := api.hardSince(ctx, storm, 110*time.Second)
+		det, after, err := api.hardSince(ctx, storm, 110*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
 		runs := len(slices.DeleteFunc(hlogs(), func(r hrec) bool { return r.Source != "event" || r.Time.Before(mark) }))
-		logf("control, %s with no event handler: in 110 s %d of %d HARD; fault -> HARD (engine's) %s (lone, HARD run %s); %d event handler runs; check latency peak %s",
-			shapes[0].name, len(det), len(storm), spread(det), loneDetect.Round(100*time.Millisecond), runs, lat.peak(mark))
+		logf("control, %s with no event handler: in 110 s %d of %d HARD; fault -> HARD (engine's) %s, after its first scheduled check %s (lone: HARD run %s, after its check %s); %d event handler runs; check latency peak %s",
+			shapes[0].name, len(det), len(storm), spread(det), spread(after), loneDetect.Round(100*time.Millisecond), loneAfter, runs, lat.peak(mark))
 		if runs > 0 {
 			t.Fatalf("control: %d event handler runs with the handlers off", runs)
 		}
@@ -408,6 +417,9 @@ func TestScale(t *testing.T) {
 			continue
 		}
 		storm := shape.pick()
+		if err := api.scheduled(ctx, storm, ""); err != nil {
+			t.Fatal(err)
+		}
 		mark := time.Now()
 		for i := range storm {
 			storm[i].at = mark
@@ -416,15 +428,15 @@ func TestScale(t *testing.T) {
 		// Held: every service HARD, held and commented; none restarted but
 		// the rule's allowance. Quiet is 2 min: no trial before that.
 		time.Sleep(110 * time.Second)
-		det, err := api.hardSince(ctx, storm, 110*time.Second)
+		det, after, err := api.hardSince(ctx, storm, 110*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
 		logs := hlogs()
 		st := judge(storm, f, logs)
 		held, comm := holds(storm, logs, api, ctx)
-		logf("storm %s: in 110 s: %d restarts run (allowance 10); %d HARD; fault -> HARD run %s, engine's HARD (held ones) %s (lone, HARD run %s); %d held, %d with their comment (%d later than 15 s after HARD, latest %s); check latency now %s, peak %s",
-			shape.name, auditRuns(hosts, mark), st.hard, st.detect, spread(det), loneDetect.Round(100*time.Millisecond), held, comm.n, comm.late, comm.worst, lat.now(), lat.peak(mark))
+		logf("storm %s: in 110 s: %d restarts run (allowance 10); %d HARD; fault -> HARD run %s, engine's HARD (held ones) %s, after its first scheduled check %s (lone: HARD run %s, after its check %s); %d held, %d with their comment (%d later than 15 s after HARD, latest %s); check latency now %s, peak %s",
+			shape.name, auditRuns(hosts, mark), st.hard, st.detect, spread(det), spread(after), loneDetect.Round(100*time.Millisecond), loneAfter, held, comm.n, comm.late, comm.worst, lat.now(), lat.peak(mark))
 		n2 := waitRunning(ctx, f, addrsOf(storm), wait)
 		logs = hlogs()
 		fl := inFlight(storm, f, logs)
@@ -590,21 +602,12 @@ func (a *apiClient) eventHandlers(ctx context.Context, on bool) error {
 }
 
 // hardSince is, for each service of fs HARD CRITICAL within d of its
-// fault, how long after the fault: the engine's own record
-// (last_hard_state_change, the end of the check that made it HARD), the
-// same whether a handler ran or not.
-func (a *apiClient) hardSince(ctx context.Context, fs []fault, d time.Duration) ([]time.Duration, error) {
+// fault, how long after the fault, and after its first scheduled check:
+// the engine's own record (last_hard_state_change, the end of the check
+// that made it HARD), the same whether a handler ran or not.
+func (a *apiClient) hardSince(ctx context.Context, fs []fault, d time.Duration) (det, after []time.Duration, err error) {
 	if len(fs) == 0 {
-		return nil, nil
-	}
-	var r struct {
-		Results []struct {
-			Attrs struct {
-				Host   string  `json:"host_name"`
-				Name   string  `json:"name"`
-				Change float64 `json:"last_hard_state_change"`
-			} `json:"attrs"`
-		} `json:"results"`
+		return nil, nil, nil
 	}
 	since := fs[0].at
 	for _, x := range fs {
@@ -612,22 +615,59 @@ func (a *apiClient) hardSince(ctx context.Context, fs []fault, d time.Duration) 
 			since = x.at
 		}
 	}
-	q := map[string]any{"attrs": []string{"host_name", "name", "last_hard_state_change"},
-		"filter": fmt.Sprintf("service.last_hard_state == 2 && service.last_hard_state_change >= %d", since.Unix())}
+	at, err := a.serviceTimes(ctx, "last_hard_state_change",
+		fmt.Sprintf("service.last_hard_state == 2 && service.last_hard_state_change >= %d", since.Unix()))
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, x := range fs {
+		if h, ok := at[x.host+"!"+x.svc]; ok && h.After(x.at) && h.Sub(x.at) <= d {
+			det = append(det, h.Sub(x.at))
+			if !x.check.IsZero() {
+				after = append(after, x.sinceCheck(h))
+			}
+		}
+	}
+	return det, after, nil
+}
+
+// serviceTimes reads one time attribute of the services filter matches
+// ("" for all), by host!service.
+func (a *apiClient) serviceTimes(ctx context.Context, attr, filter string) (map[string]time.Time, error) {
+	var r struct {
+		Results []struct {
+			Attrs map[string]any `json:"attrs"`
+		} `json:"results"`
+	}
+	q := map[string]any{"attrs": []string{"host_name", "name", attr}}
+	if filter != "" {
+		q["filter"] = filter
+	}
 	if err := a.post(ctx, "/v1/objects/services", q, &r, "GET"); err != nil {
 		return nil, err
 	}
-	at := map[string]time.Time{}
+	out := map[string]time.Time{}
 	for _, x := range r.Results {
-		at[x.Attrs.Host+"!"+x.Attrs.Name] = time.Unix(0, int64(x.Attrs.Change*1e9))
-	}
-	var out []time.Duration
-	for _, x := range fs {
-		if h, ok := at[x.host+"!"+x.svc]; ok && h.After(x.at) && h.Sub(x.at) <= d {
-			out = append(out, h.Sub(x.at))
+		h, _ := x.Attrs["host_name"].(string)
+		n, _ := x.Attrs["name"].(string)
+		if v, ok := x.Attrs[attr].(float64); ok {
+			out[h+"!"+n] = time.Unix(0, int64(v*1e9))
 		}
 	}
 	return out, nil
+}
+
+// scheduled sets each fault's check: the engine's next check of its
+// service, read just before the crash.
+func (a *apiClient) scheduled(ctx context.Context, fs []fault, filter string) error {
+	next, err := a.serviceTimes(ctx, "next_check", filter)
+	if err != nil {
+		return err
+	}
+	for i := range fs {
+		fs[i].check = next[fs[i].host+"!"+fs[i].svc]
+	}
+	return nil
 }
 
 // countOK is how many services are checked and OK, of how many: Icinga's
