@@ -246,7 +246,7 @@ func ZoneStepView(s ZoneSnapshot, now, viewAt time.Time, key, fault string, fail
 		}
 		switch {
 		case old == 0:
-			s = ZoneSnapshot{Seen: s.Seen, Admitted: s.Admitted, Failed: s.Failed, HeldHere: s.HeldHere, Agents: s.Agents}
+			s = s.over()
 		case fresh > cfg.Allowance:
 			s.Window, s.QuietAt = 1, time.Time{}
 		}
@@ -369,7 +369,7 @@ func ZoneStepView(s ZoneSnapshot, now, viewAt time.Time, key, fault string, fail
 	}
 	if s.Held && s.Window >= cfg.Allowance && len(ranked) <= s.Window {
 		// Everything failing fits in a full window: the storm is over.
-		s = ZoneSnapshot{Seen: s.Seen, Admitted: s.Admitted, Failed: s.Failed, HeldHere: s.HeldHere, Agents: s.Agents}
+		s = s.over()
 	}
 	v.Held, v.Window, v.Fails, v.LastFail, v.Since = s.Held, cfg.Allowance, s.Fails, s.LastFail, s.Since
 	if s.Held {
@@ -529,4 +529,10 @@ func (z ZoneStore) read() (ZoneSnapshot, []byte, error) {
 		return ZoneSnapshot{}, nil, fmt.Errorf("%w: %s/%s.json: fix or remove it (removing forgets the held storm)", ErrCorrupt, z.Dir.Path(), z.Name)
 	}
 	return f.ZoneSnapshot, b, nil
+}
+
+// over is s with its storm over: the hold, its window and trials reset;
+// what this node saw, admitted, failed, held and the agents' holds kept.
+func (s ZoneSnapshot) over() ZoneSnapshot {
+	return ZoneSnapshot{Seen: s.Seen, Admitted: s.Admitted, Failed: s.Failed, HeldHere: s.HeldHere, Agents: s.Agents}
 }

@@ -354,6 +354,37 @@ func TestScale(t *testing.T) {
 			return out
 		}},
 	}
+	// strike crashes storm at once, each fault with its service's next
+	// scheduled check, and after 110 s reads the engine's HARD times.
+	strike := func(storm []fault) (mark time.Time, det, after []time.Duration) {
+		if err := api.scheduled(ctx, storm, ""); err != nil {
+			t.Fatal(err)
+		}
+		mark = time.Now()
+		for i := range storm {
+			storm[i].at = mark
+			f.crash(storm[i].addr)
+		}
+		time.Sleep(110 * time.Second)
+		det, after, err := api.hardSince(ctx, storm, 110*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return mark, det, after
+	}
+	// settled waits (at most 10 min) for every service to be OK in the
+	// engine, and says how many are, of how many.
+	settled := func() (ok, total int, err error) {
+		end := time.Now().Add(10 * time.Minute)
+		for {
+			ok, total, err = api.countOK(ctx)
+			if err == nil && ok == total || time.Now().After(end) {
+				return ok, total, err
+			}
+			time.Sleep(5 * time.Second)
+		}
+	}
+
 	// The control: shape a's storm with the event handlers off on both
 	// endpoints, so no handler runs. Its detection is the engine's own
 	// under this load, the floor the storms' detection is held against.
@@ -371,19 +402,7 @@ func TestScale(t *testing.T) {
 		}
 		handlers(false)
 		storm := shapes[0].pick()
-		if err := api.scheduled(ctx, storm, ""); err != nil {
-			t.Fatal(err)
-		}
-		mark := time.Now()
-		for i := range storm {
-			storm[i].at = mark
-			f.crash(storm[i].addr)
-		}
-		time.Sleep(110 * time.Second)
-		det, after, err := api.hardSince(ctx, storm, 110*time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
+		mark, det, after := strike(storm)
 		runs := len(slices.DeleteFunc(hlogs(), func(r hrec) bool { return r.Source != "event" || r.Time.Before(mark) }))
 		logf("control, %s with no event handler: in 110 s %d of %d HARD; fault -> HARD (engine's) %s, after its first scheduled check %s (lone: HARD run %s, after its check %s); %d event handler runs; check latency peak %s",
 			shapes[0].name, len(det), len(storm), spread(det), spread(after), loneDetect.Round(100*time.Millisecond), loneAfter, runs, lat.peak(mark))
@@ -395,17 +414,9 @@ func TestScale(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		settle := time.Now().Add(10 * time.Minute)
-		for {
-			ok, total, err := api.countOK(ctx)
-			if err == nil && ok == total {
-				break
-			}
-			if time.Now().After(settle) {
-				// The storms would find some of theirs failing already.
-				t.Fatalf("control: %d of %d OK 10 min after the workers started again (%v)", ok, total, err)
-			}
-			time.Sleep(5 * time.Second)
+		if ok, total, err := settled(); err != nil || ok != total {
+			// The storms would find some of theirs failing already.
+			t.Fatalf("control: %d of %d OK 10 min after the workers started again (%v)", ok, total, err)
 		}
 		handlers(true)
 		logf("control: all OK again %s after it began, event handlers on", time.Since(mark).Round(time.Second))
@@ -417,21 +428,9 @@ func TestScale(t *testing.T) {
 			continue
 		}
 		storm := shape.pick()
-		if err := api.scheduled(ctx, storm, ""); err != nil {
-			t.Fatal(err)
-		}
-		mark := time.Now()
-		for i := range storm {
-			storm[i].at = mark
-			f.crash(storm[i].addr)
-		}
 		// Held: every service HARD, held and commented; none restarted but
 		// the rule's allowance. Quiet is 2 min: no trial before that.
-		time.Sleep(110 * time.Second)
-		det, after, err := api.hardSince(ctx, storm, 110*time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
+		mark, det, after := strike(storm)
 		logs := hlogs()
 		st := judge(storm, f, logs)
 		held, comm := holds(storm, logs, api, ctx)
@@ -446,13 +445,8 @@ func TestScale(t *testing.T) {
 			t.Errorf("storm %s: %d of %d not healed in %s; %s", shape.name, len(storm)-n2, len(storm), wait, lost(storm, f, hlogs()))
 		}
 		// Settle before the next: everything OK in the engine.
-		settle := time.Now().Add(10 * time.Minute)
-		for {
-			ok, total, err := api.countOK(ctx)
-			if err == nil && ok == total || time.Now().After(settle) {
-				break
-			}
-			time.Sleep(5 * time.Second)
+		if ok, total, err := settled(); err != nil || ok != total {
+			logf("storm %s: %d of %d OK 10 min after its recovery (%v)", shape.name, ok, total, err)
 		}
 	}
 }
