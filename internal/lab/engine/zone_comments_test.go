@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -51,23 +52,36 @@ func TestZoneCommentsReplicate(t *testing.T) {
 		defer c.Close()
 		clients[e.Name] = c
 	}
-	has := func(c *icingaapi.Client, name string) bool {
-		cs, err := c.Comments(ctx, "h1", "svc", "handle_worker")
-		if err != nil {
-			t.Fatal(err)
+	// reach retries call while the API cannot be reached: on a loaded
+	// machine an endpoint refused connections once between two calls that
+	// succeeded. Any answer from Icinga (an error too) is final.
+	reach := func(what string, call func() error) {
+		t.Helper()
+		var err error
+		if perr := poll(ctx, 100*time.Millisecond, func() (bool, error) {
+			err = call()
+			return !errors.Is(err, icingaapi.ErrTransport), nil
+		}); perr != nil || err != nil {
+			t.Fatalf("%s: %v (%v)", what, err, perr)
 		}
+	}
+	has := func(c *icingaapi.Client, name string) bool {
+		var cs []icingaapi.Comment
+		reach("reading the comments", func() (err error) {
+			cs, err = c.Comments(ctx, "h1", "svc", "handle_worker")
+			return err
+		})
 		return slices.ContainsFunc(cs, func(x icingaapi.Comment) bool { return x.Name == name })
 	}
 	for i, from := range z.Endpoints {
 		to := z.Endpoints[1-i]
-		name, err := clients[from.Name].AddComment(ctx, "h1", "svc", "handle_worker", "auto-restart ok via "+from.Name, time.Now().Add(time.Hour))
-		if err != nil {
-			t.Fatal(err)
-		}
+		var name string
+		reach("adding a comment through "+from.Name, func() (err error) {
+			name, err = clients[from.Name].AddComment(ctx, "h1", "svc", "handle_worker", "auto-restart ok via "+from.Name, time.Now().Add(time.Hour))
+			return err
+		})
 		waitFor(t, ctx, "the comment added on "+from.Name+" to reach "+to.Name, func() bool { return has(clients[to.Name], name) })
-		if err := clients[to.Name].RemoveComment(ctx, name); err != nil {
-			t.Fatalf("removing %s through %s: %v", name, to.Name, err)
-		}
+		reach("removing "+name+" through "+to.Name, func() error { return clients[to.Name].RemoveComment(ctx, name) })
 		waitFor(t, ctx, "the removal on "+to.Name+" to reach "+from.Name, func() bool { return !has(clients[from.Name], name) })
 		t.Logf("comment added through %s, found and removed through %s", from.Name, to.Name)
 	}
