@@ -69,7 +69,9 @@ func TestAgentBreakerMinCount(t *testing.T) {
 				cmd := exec.CommandContext(ctx, bins["handle_worker"], "send", "restart", "--host", "127.0.0.1", "--port", strconv.Itoa(port),
 					"--agent", "worker1", "--target", fmt.Sprint("w", i), "--key-file", files.FleetFile, "--state-dir", t.TempDir(),
 					"--hostname", "h", "--service", fmt.Sprint("w", i))
-				_ = cmd.Run() // the audit log says what the agent did
+				if out, err := cmd.CombinedOutput(); err != nil {
+					t.Logf("ask %d: %v: %s", i, err, out) // the audit log says what the agent did
+				}
 			}
 			var wg sync.WaitGroup
 			for i := range min(3, c.asks) {
@@ -79,18 +81,26 @@ func TestAgentBreakerMinCount(t *testing.T) {
 			for i := 3; i < c.asks; i++ {
 				send(i)
 			}
-			recs, err := rig.ReadAudit(audit)
-			if err != nil {
-				t.Fatal(err)
-			}
+			// Every ask's audit line, read until all are there (a loaded
+			// machine may write the last after its answer was read).
+			var recs []rig.AuditRecord
 			run, held := 0, 0
-			for _, r := range recs {
-				switch {
-				case r.Verb != "restart":
-				case r.Origin == "run":
-					run++
-				case r.Outcome == "breaker":
-					held++
+			for end := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+				if recs, err = rig.ReadAudit(audit); err != nil {
+					t.Fatal(err)
+				}
+				run, held = 0, 0
+				for _, r := range recs {
+					switch {
+					case r.Verb != "restart":
+					case r.Origin == "run":
+						run++
+					case r.Outcome == "breaker":
+						held++
+					}
+				}
+				if run+held >= c.asks || time.Now().After(end) {
+					break
 				}
 			}
 			if run != c.wantRun || held != c.asks-c.wantRun {
