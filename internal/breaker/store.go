@@ -64,7 +64,6 @@ func (s Store) Admit(ctx context.Context, now time.Time, key, fault string) (Ver
 		return Verdict{}, fmt.Errorf("breaker lock: %w", err)
 	}
 	defer unlock()
-	s.Dir.RemoveTemps(s.Name + ".json") // a killed writer's; we hold the lock
 	old, raw, err := s.read()
 	if err != nil {
 		return Verdict{}, err
@@ -78,7 +77,7 @@ func (s Store) Admit(ctx context.Context, now time.Time, key, fault string) (Ver
 	if !bytes.Equal(b, raw) {
 		// Not fsynced: a power loss forgets recent counts, which only
 		// lets restarts through (the direction a lost breaker must fail).
-		if err := s.Dir.ReplaceFile(s.Name+".json", b, 0o600); err != nil {
+		if err := s.Dir.WriteLocked(s.Name+".json", b, 0o600, false); err != nil {
 			return Verdict{}, fmt.Errorf("breaker state: %w", err)
 		}
 	}
@@ -226,5 +225,5 @@ func (m *Memory) save(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return m.Store.Dir.ReplaceFile(m.Store.Name+".json", append(b, '\n'), 0o600)
+	return m.Store.Dir.WriteLocked(m.Store.Name+".json", append(b, '\n'), 0o600, false)
 }

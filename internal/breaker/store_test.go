@@ -57,12 +57,12 @@ func TestStorePersists(t *testing.T) {
 	if !strings.Contains(string(b), `"state":"open"`) || !strings.Contains(string(b), `"version":1`) {
 		t.Fatalf("state file: %s", b)
 	}
-	// A temp file of a killed writer is removed under the lock.
-	os.WriteFile(filepath.Join(dir, "breaker.json.tmp-123"), nil, 0o600)
+	// The temp file of a writer killed under the lock is removed.
+	os.WriteFile(filepath.Join(dir, "breaker.json.tmp-0"), nil, 0o600)
 	if _, err := s.Admit(ctx, t0.Add(2*time.Second), "a", "1"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "breaker.json.tmp-123")); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(dir, "breaker.json.tmp-0")); !os.IsNotExist(err) {
 		t.Fatal("temp file left")
 	}
 }

@@ -268,7 +268,7 @@ func (d *Dir) WriteFileAtomic(name string, data []byte, perm os.FileMode) error 
 // temp file is left. write runs while d is held: it must
 // not call d's methods (with a Close waiting, that would deadlock).
 func (d *Dir) WriteAtomic(name string, perm os.FileMode, write func(io.Writer) error) error {
-	return d.writeAtomic(name, perm, true, write)
+	return d.writeAtomic(name, perm, true, false, write)
 }
 
 // ReplaceFile is WriteFileAtomic without the two fsyncs: a reader sees the
@@ -277,13 +277,27 @@ func (d *Dir) WriteAtomic(name string, perm os.FileMode, write func(io.Writer) e
 // harmless and that is written on a hot path (the agent's breaker counts,
 // written before every restart: two fsyncs there cost 3.5 ms each).
 func (d *Dir) ReplaceFile(name string, data []byte, perm os.FileMode) error {
-	return d.writeAtomic(name, perm, false, func(w io.Writer) error {
+	return d.writeAtomic(name, perm, false, false, func(w io.Writer) error {
 		_, err := w.Write(data)
 		return err
 	})
 }
 
-func (d *Dir) writeAtomic(name string, perm os.FileMode, durable bool, write func(io.Writer) error) error {
+// WriteLocked replaces name in d with data, as WriteFileAtomic (durable)
+// or ReplaceFile does, for a writer that holds the lock serialising name's
+// writers. Its temp file has one name, name+".tmp-0": the leftover of a
+// writer killed under that lock is unlinked first (never followed), with
+// no scan of the directory, which RemoveTemps makes (a handler's state
+// directory holds two files per service: at 1,000 services the scan was
+// 1 ms of every write).
+func (d *Dir) WriteLocked(name string, data []byte, perm os.FileMode, durable bool) error {
+	return d.writeAtomic(name, perm, durable, true, func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	})
+}
+
+func (d *Dir) writeAtomic(name string, perm os.FileMode, durable, locked bool, write func(io.Writer) error) error {
 	dirfd, release, err := d.hold(name)
 	if err != nil {
 		return err
@@ -291,11 +305,19 @@ func (d *Dir) writeAtomic(name string, perm os.FileMode, durable bool, write fun
 	defer release()
 	var tmp string
 	var fd int
-	for range 100 {
-		tmp = name + ".tmp-" + strconv.FormatUint(uint64(rand.Uint32()), 10)
+	if locked {
+		tmp = name + ".tmp-0"
+		if err := unix.Unlinkat(dirfd, tmp, 0); err != nil && !errors.Is(err, unix.ENOENT) {
+			return &os.PathError{Op: "unlinkat", Path: d.join(tmp), Err: err}
+		}
 		fd, err = d.open(dirfd, tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
-		if !errors.Is(err, unix.EEXIST) {
-			break
+	} else {
+		for range 100 {
+			tmp = name + ".tmp-" + strconv.FormatUint(uint64(rand.Uint32()), 10)
+			fd, err = d.open(dirfd, tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+			if !errors.Is(err, unix.EEXIST) {
+				break
+			}
 		}
 	}
 	if err != nil {

@@ -1,6 +1,7 @@
 package fsutil
 
 import (
+	"fmt"
 	"github.com/selfheal/selfheal/internal/lab/testutil"
 
 	"context"
@@ -368,6 +369,39 @@ func TestDirRemoveTemps(t *testing.T) {
 	for _, n := range drop {
 		if _, err := os.Stat(filepath.Join(dirPath, n)); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("%s kept", n)
+		}
+	}
+}
+
+// TestDirWriteLocked: a locked writer's one temp name, left by a killed
+// writer (a file, or a symlink planted there), is unlinked, never
+// followed, and the write lands; another name's temp files are not its.
+func TestDirWriteLocked(t *testing.T) {
+	for _, durable := range []bool{false, true} {
+		d, dirPath, victim := setup(t)
+		name := "s.json"
+		os.WriteFile(filepath.Join(dirPath, "other.json.tmp-0"), nil, 0o600)
+		for i, plant := range []func(string) error{
+			func(p string) error { return os.WriteFile(p, []byte("half"), 0o600) },
+			func(p string) error { return os.Symlink(victim, p) },
+		} {
+			if err := plant(filepath.Join(dirPath, name+".tmp-0")); err != nil {
+				t.Fatal(err)
+			}
+			want := fmt.Sprintf("state %d\n", i)
+			if err := d.WriteLocked(name, []byte(want), 0o600, durable); err != nil {
+				t.Fatal(err)
+			}
+			if b, err := os.ReadFile(filepath.Join(dirPath, name)); err != nil || string(b) != want {
+				t.Fatalf("durable=%v: %q, %v; want %q", durable, b, err, want)
+			}
+			if _, err := os.Lstat(filepath.Join(dirPath, name+".tmp-0")); !errors.Is(err, os.ErrNotExist) {
+				t.Fatalf("durable=%v: temp file left: %v", durable, err)
+			}
+			testutil.AssertVictim(t, victim)
+		}
+		if _, err := os.Stat(filepath.Join(dirPath, "other.json.tmp-0")); err != nil {
+			t.Fatalf("another name's temp file removed: %v", err)
 		}
 	}
 }

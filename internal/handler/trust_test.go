@@ -258,7 +258,7 @@ func TestStorePlantedSymlinks(t *testing.T) {
 	}
 	t.Run("temp file", func(t *testing.T) {
 		s, v := setup(t)
-		tmp := filepath.Join(s.Dir, name+".json.tmp-1")
+		tmp := filepath.Join(s.Dir, name+".json.tmp-0")
 		os.Symlink(v, tmp)
 		if err := s.Write(ctx, rec("healed")); err != nil {
 			t.Fatal(err)

@@ -132,8 +132,7 @@ func (s Store) SetPause(ctx context.Context, now time.Time, p Pause, remove bool
 	if err != nil {
 		return 0, err
 	}
-	d.RemoveTemps(pauseFile)
-	if err := d.WriteFileAtomic(pauseFile, append(b, '\n'), 0o600); err != nil {
+	if err := d.WriteLocked(pauseFile, append(b, '\n'), 0o600, true); err != nil {
 		return 0, fmt.Errorf("writing pauses: %w", err)
 	}
 	return n, nil

@@ -196,8 +196,6 @@ func (s Store) Write(ctx context.Context, rec Record) error {
 		return err
 	}
 	defer unlock()
-	// Under the lock, so no live writer owns them.
-	d.RemoveTemps(base + ".json")
 	rec.Version = stateVersion
 	b, err := json.MarshalIndent(&rec, "", "  ")
 	if err != nil {
@@ -205,7 +203,7 @@ func (s Store) Write(ctx context.Context, rec Record) error {
 	}
 	// A SIGKILL at any point leaves either the old or the new file, never
 	// a mix; a leftover temp file is removed by the next Write.
-	if err := d.WriteFileAtomic(base+".json", append(b, '\n'), 0o600); err != nil {
+	if err := d.WriteLocked(base+".json", append(b, '\n'), 0o600, true); err != nil {
 		return fmt.Errorf("writing state: %w", err)
 	}
 	return nil
@@ -232,13 +230,12 @@ func (s Store) Update(ctx context.Context, host, service string, change func(cur
 	if !change(cur) {
 		return nil
 	}
-	d.RemoveTemps(base + ".json")
 	cur.Version = stateVersion
 	b, err := json.MarshalIndent(cur, "", "  ")
 	if err != nil {
 		return err
 	}
-	return d.WriteFileAtomic(base+".json", append(b, '\n'), 0o600)
+	return d.WriteLocked(base+".json", append(b, '\n'), 0o600, true)
 }
 
 // Read returns the last answer recorded for host and service, or nil
