@@ -282,10 +282,14 @@ func ZoneStepView(s ZoneSnapshot, now, viewAt time.Time, key, fault string, fail
 	s.HeldHere = slices.DeleteFunc(slices.Clone(s.HeldHere), func(a Admission) bool { return !still(a) && a.Key != key })
 	s.Failed = s.Failed[max(0, len(s.Failed)-maxTracked):]
 
-	var ranked []Failing
+	// Sets, not searches: a storm's node holds a thousand services, and
+	// each of its handler runs ranks them all.
+	failed, mine := keySet(s.Failed), keySet(s.HeldHere, s.Admitted)
+	mine[key] = true
+	ranked := make([]Failing, 0, len(cur))
 	newest := time.Time{}
 	for k, f := range cur {
-		if k != key && slices.ContainsFunc(s.Failed, func(a Admission) bool { return a.Key == k }) {
+		if k != key && failed[k] {
 			continue
 		}
 		ranked = append(ranked, f)
@@ -299,7 +303,7 @@ func ZoneStepView(s ZoneSnapshot, now, viewAt time.Time, key, fault string, fail
 	// that stops at the first service held again then never reached the
 	// one ranked first: the scale lab's recovery stalled so).
 	slices.SortFunc(ranked, func(a, b Failing) int {
-		return cmp.Or(a.Since.Truncate(time.Second).Compare(b.Since.Truncate(time.Second)), cmp.Compare(a.Key, b.Key))
+		return cmp.Or(cmp.Compare(a.Since.Unix(), b.Since.Unix()), cmp.Compare(a.Key, b.Key))
 	})
 	ranked = ranked[:min(len(ranked), MaxZoneFailing)]
 	v := ZoneVerdict{Failing: len(cur), Hosts: map[string]int{}}
@@ -311,13 +315,9 @@ func ZoneStepView(s ZoneSnapshot, now, viewAt time.Time, key, fault string, fail
 	// holds or restarted: its reevaluate asks for those, and only those
 	// (another endpoint's holds are its own to ask for; ranking them here
 	// would stall both).
-	mine := func(k string) bool {
-		return k == key || slices.ContainsFunc(s.HeldHere, func(a Admission) bool { return a.Key == k }) ||
-			slices.ContainsFunc(s.Admitted, func(a Admission) bool { return a.Key == k })
-	}
 	pos := 0
 	for _, f := range ranked {
-		if s.Held && !mine(f.Key) {
+		if s.Held && !mine[f.Key] {
 			continue
 		}
 		pos++
@@ -381,6 +381,21 @@ func ZoneStepView(s ZoneSnapshot, now, viewAt time.Time, key, fault string, fail
 	return s, v
 }
 
+// keySet is the keys of the admissions in lists.
+func keySet(lists ...[]Admission) map[string]bool {
+	n := 0
+	for _, l := range lists {
+		n += len(l)
+	}
+	m := make(map[string]bool, n+1)
+	for _, l := range lists {
+		for _, a := range l {
+			m[a.Key] = true
+		}
+	}
+	return m
+}
+
 // newestPlus is when a trial may run after the newest failure: the first
 // trial of a storm waits Quiet after it; a window already widened by
 // healed trials does not wait.
@@ -427,7 +442,6 @@ func (z ZoneStore) Admit(ctx context.Context, now, viewAt time.Time, key, fault 
 		return ZoneVerdict{}, fmt.Errorf("zone rule lock: %w", err)
 	}
 	defer unlock()
-	z.Dir.RemoveTemps(z.Name + ".json")
 	old, raw, err := z.read()
 	if err != nil {
 		return ZoneVerdict{}, err
@@ -442,7 +456,7 @@ func (z ZoneStore) Admit(ctx context.Context, now, viewAt time.Time, key, fault 
 	}
 	b = append(b, '\n')
 	if !bytes.Equal(b, raw) {
-		if err := z.Dir.ReplaceFile(z.Name+".json", b, 0o600); err != nil {
+		if err := z.Dir.WriteLocked(z.Name+".json", b, 0o600, false); err != nil {
 			return ZoneVerdict{}, fmt.Errorf("zone rule state: %w", err)
 		}
 	}
@@ -505,7 +519,7 @@ func (z ZoneStore) update(ctx context.Context, change func(*ZoneSnapshot)) error
 	if err != nil {
 		return err
 	}
-	return z.Dir.ReplaceFile(z.Name+".json", append(b, '\n'), 0o600)
+	return z.Dir.WriteLocked(z.Name+".json", append(b, '\n'), 0o600, false)
 }
 
 // Current is the stored state, for status.

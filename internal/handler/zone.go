@@ -41,6 +41,14 @@ var errNoZoneView = errors.New("no view of the zone (give --status-file or --ici
 // anyway (the zone rule's "seen").
 const zoneViewTTL = 2 * time.Second
 
+// zoneStormTTL is zoneViewTTL for a view with more failing services than
+// the allowance: the rule holds that storm whatever arrived since, and
+// each query of a thousand failing services cost Icinga 2 80 ms of CPU
+// (internal/lab/bench/stormhold), a tenth of a core per endpoint while
+// its checks most need it. Ten seconds delay what the view shows of healed
+// trials and of the storm's end by as much.
+const zoneStormTTL = 10 * time.Second
+
 // zoneView is one read: At is when the engine showed it (the query's
 // start, status.dat's created), ReadAt when the read ended (its age for
 // the TTL: a slow query must not leave a view stale on arrival), Query
@@ -72,12 +80,12 @@ func (r *run) sharedZone(ctx context.Context) ([]breaker.Failing, time.Time, err
 	c := r.cfg.ZoneCache
 	fresh := func() (*zoneView, bool) {
 		now := r.deps.Now()
-		if c != nil && c.v.usable(query, now) {
+		if c != nil && c.v.usable(query, now, j.zone().Allowance) {
 			return c.v, true
 		}
 		b, _, err := d.ReadRegular(nodestate.ZoneViewFile+".json", 64<<20)
 		var v zoneView
-		if err != nil || json.Unmarshal(b, &v) != nil || !v.usable(query, now) {
+		if err != nil || json.Unmarshal(b, &v) != nil || !v.usable(query, now, j.zone().Allowance) {
 			return nil, false
 		}
 		c.keep(&v)
@@ -112,15 +120,20 @@ func (r *run) sharedZone(ctx context.Context) ([]breaker.Failing, time.Time, err
 		v.Err = err.Error()
 	}
 	if b, merr := json.Marshal(v); merr == nil {
-		_ = d.ReplaceFile(nodestate.ZoneViewFile+".json", b, 0o600)
+		_ = d.WriteLocked(nodestate.ZoneViewFile+".json", b, 0o600, false)
 	}
 	c.keep(&v)
 	return failing, at, err
 }
 
-// usable: v is a view of query, read less than zoneViewTTL before now.
-func (v *zoneView) usable(query string, now time.Time) bool {
-	return v != nil && v.Query == query && !v.ReadAt.After(now) && now.Sub(v.ReadAt) < zoneViewTTL
+// usable: v is a view of query, read less than zoneViewTTL before now
+// (zoneStormTTL when it shows more than allowance failing).
+func (v *zoneView) usable(query string, now time.Time, allowance int) bool {
+	ttl := zoneViewTTL
+	if v != nil && v.Err == "" && len(v.Failing) > allowance {
+		ttl = zoneStormTTL
+	}
+	return v != nil && v.Query == query && !v.ReadAt.After(now) && now.Sub(v.ReadAt) < ttl
 }
 
 // readZone reads the zone's failing services from the engine, and when

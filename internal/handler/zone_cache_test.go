@@ -66,3 +66,52 @@ func TestZoneCache(t *testing.T) {
 		t.Fatalf("past the shared view's TTL: %d failing, want 3 (the engine)", n)
 	}
 }
+
+// TestZoneCacheStorm: a view with more failing services than the
+// allowance serves for zoneStormTTL, one within it for zoneViewTTL only.
+func TestZoneCacheStorm(t *testing.T) {
+	for _, tc := range []struct {
+		failing int
+		ttl     time.Duration
+	}{{2, zoneViewTTL}, {3, zoneStormTTL}} {
+		dir := t.TempDir()
+		state, status := filepath.Join(dir, "state"), filepath.Join(dir, "status.dat")
+		if err := os.Mkdir(state, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		t0 := time.Unix(1_800_000_000, 0)
+		write := func(n int) {
+			var in string
+			for i := range n {
+				in += fmt.Sprintf("servicestatus {\n\thost_name=h\n\tservice_description=s%d\n\thas_been_checked=1\n\tcurrent_state=2\n\tstate_type=1\n\t"+
+					"current_problem_id=%d\n\tevent_handler=selfheal-handle-worker!x\n\tlast_state_change=%d\n\t}\n", i, i+1, t0.Unix()-10)
+			}
+			if err := os.WriteFile(status, []byte(in), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		zone := DefaultZone
+		zone.Allowance = 2
+		ask := func(now time.Time) int {
+			t.Helper()
+			r := newRun(Config{StateDir: state, Judgment: Judgment{StatusFile: status, Zone: zone}, Engine: NagiosEngine{StatusFile: status},
+				Deadline: 10 * time.Second}, Deps{Now: func() time.Time { return now }})
+			l, _, err := r.sharedZone(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			return len(l)
+		}
+		write(tc.failing)
+		if n := ask(t0); n != tc.failing {
+			t.Fatalf("first read: %d failing, want %d", n, tc.failing)
+		}
+		write(tc.failing + 1)
+		if n := ask(t0.Add(tc.ttl - time.Millisecond)); n != tc.failing {
+			t.Fatalf("%d failing, just inside %v: read %d, want the shared view's %d", tc.failing, tc.ttl, n, tc.failing)
+		}
+		if n := ask(t0.Add(tc.ttl)); n != tc.failing+1 {
+			t.Fatalf("%d failing, at %v: read %d, want the engine's %d", tc.failing, tc.ttl, n, tc.failing+1)
+		}
+	}
+}
