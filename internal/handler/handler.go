@@ -127,7 +127,8 @@ type Config struct {
 	// perfdata, status.dat); Judgment says which rules apply.
 	Facts    Facts
 	Judgment Judgment
-	// Source names the record's origin: "event" (default) or "reevaluate".
+	// Source names the record's origin: "event" (default) or
+	// sourceReevaluate.
 	Source string
 	// Engine reads the engine's view (when Facts has no status) and takes
 	// the write-back; nil writes to CommandFile.

@@ -163,6 +163,9 @@ func Reevaluate(ctx context.Context, cfg ReevalConfig, deps Deps) ReevalResult {
 // a pass over 500 held services asked each and read each from the API,
 // and took the whole deadline (the scale lab, 10,000 workers). The rule still decides every restart, so the bound
 // on unverified restarts in flight is the rule's, not this loop's.
+// sourceReevaluate is Config.Source of reevaluate's asks.
+const sourceReevaluate = "reevaluate"
+
 const (
 	zoneLook     = 2 * time.Second
 	maxZoneLooks = 100 // a bound on the loop; the deadline ends it sooner
@@ -390,7 +393,7 @@ func reevalOne(ctx context.Context, cfg ReevalConfig, deps Deps, store nodestate
 		Action: protocol.Verb(a.Action), StateDir: cfg.StateDir, Trust: cfg.Trust,
 		Deadline: cfg.PerRequest, CommandFile: cfg.CommandFile, Engine: cfg.Engine, Recheck: time.Duration(a.RecheckMS) * time.Millisecond,
 		Facts: Facts{ServiceDowntime: -1, HostDowntime: -1, Ack: -1, Status: cfg.Status}, Judgment: cfg.Judgment,
-		Source: "reevaluate", ZoneCache: cfg.zone,
+		Source: sourceReevaluate, ZoneCache: cfg.zone,
 	}, deps)
 	it.Text = res.Line
 	switch {

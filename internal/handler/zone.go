@@ -41,12 +41,14 @@ var errNoZoneView = errors.New("no view of the zone (give --status-file or --ici
 // anyway (the zone rule's "seen").
 const zoneViewTTL = 2 * time.Second
 
-// zoneStormTTL is zoneViewTTL for a view with more failing services than
-// the allowance: the rule holds that storm whatever arrived since, and
-// each query of a thousand failing services cost Icinga 2 80 ms of CPU
-// (internal/lab/bench/stormhold), a tenth of a core per endpoint while
-// its checks most need it. Ten seconds delay what the view shows of healed
-// trials and of the storm's end by as much.
+// zoneStormTTL is zoneViewTTL for the engine's event runs when the view
+// shows more failing services than the allowance: the rule holds that
+// storm whatever arrived since, and each query of a thousand failing
+// services cost Icinga 2 80 ms of CPU (internal/lab/bench/stormhold), a
+// tenth of a core per endpoint while its checks most need it. Reevaluate,
+// which heals the storm, keeps zoneViewTTL: its trials widen the window
+// as it sees them healed (with this TTL the scale lab's recovery healed
+// 712 of 1,000 in 20 minutes, against all 1,000 in 17).
 const zoneStormTTL = 10 * time.Second
 
 // zoneView is one read: At is when the engine showed it (the query's
@@ -78,14 +80,18 @@ func (r *run) sharedZone(ctx context.Context) ([]breaker.Failing, time.Time, err
 	j := r.cfg.Judgment
 	query := fmt.Sprintf("%s|%s|%s", cmp.Or(j.EventCommand, DefaultEventCommand), j.zone().Window, j.StatusFile)
 	c := r.cfg.ZoneCache
+	storm := j.zone().Allowance // a view with more failing is a storm's
+	if r.cfg.Source == sourceReevaluate {
+		storm = -1 // never: zoneViewTTL
+	}
 	fresh := func() (*zoneView, bool) {
 		now := r.deps.Now()
-		if c != nil && c.v.usable(query, now, j.zone().Allowance) {
+		if c != nil && c.v.usable(query, now, storm) {
 			return c.v, true
 		}
 		b, _, err := d.ReadRegular(nodestate.ZoneViewFile+".json", 64<<20)
 		var v zoneView
-		if err != nil || json.Unmarshal(b, &v) != nil || !v.usable(query, now, j.zone().Allowance) {
+		if err != nil || json.Unmarshal(b, &v) != nil || !v.usable(query, now, storm) {
 			return nil, false
 		}
 		c.keep(&v)
@@ -127,10 +133,10 @@ func (r *run) sharedZone(ctx context.Context) ([]breaker.Failing, time.Time, err
 }
 
 // usable: v is a view of query, read less than zoneViewTTL before now
-// (zoneStormTTL when it shows more than allowance failing).
-func (v *zoneView) usable(query string, now time.Time, allowance int) bool {
+// (zoneStormTTL when it shows more than storm failing; storm < 0: never).
+func (v *zoneView) usable(query string, now time.Time, storm int) bool {
 	ttl := zoneViewTTL
-	if v != nil && v.Err == "" && len(v.Failing) > allowance {
+	if v != nil && v.Err == "" && storm >= 0 && len(v.Failing) > storm {
 		ttl = zoneStormTTL
 	}
 	return v != nil && v.Query == query && !v.ReadAt.After(now) && now.Sub(v.ReadAt) < ttl

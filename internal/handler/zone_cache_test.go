@@ -68,12 +68,14 @@ func TestZoneCache(t *testing.T) {
 }
 
 // TestZoneCacheStorm: a view with more failing services than the
-// allowance serves for zoneStormTTL, one within it for zoneViewTTL only.
+// allowance serves the event runs for zoneStormTTL, one within it for
+// zoneViewTTL only; reevaluate's asks always for zoneViewTTL.
 func TestZoneCacheStorm(t *testing.T) {
 	for _, tc := range []struct {
 		failing int
+		source  string
 		ttl     time.Duration
-	}{{2, zoneViewTTL}, {3, zoneStormTTL}} {
+	}{{2, "event", zoneViewTTL}, {3, "event", zoneStormTTL}, {3, sourceReevaluate, zoneViewTTL}} {
 		dir := t.TempDir()
 		state, status := filepath.Join(dir, "state"), filepath.Join(dir, "status.dat")
 		if err := os.Mkdir(state, 0o700); err != nil {
@@ -95,7 +97,7 @@ func TestZoneCacheStorm(t *testing.T) {
 		ask := func(now time.Time) int {
 			t.Helper()
 			r := newRun(Config{StateDir: state, Judgment: Judgment{StatusFile: status, Zone: zone}, Engine: NagiosEngine{StatusFile: status},
-				Deadline: 10 * time.Second}, Deps{Now: func() time.Time { return now }})
+				Deadline: 10 * time.Second, Source: tc.source}, Deps{Now: func() time.Time { return now }})
 			l, _, err := r.sharedZone(context.Background())
 			if err != nil {
 				t.Fatal(err)
@@ -108,10 +110,10 @@ func TestZoneCacheStorm(t *testing.T) {
 		}
 		write(tc.failing + 1)
 		if n := ask(t0.Add(tc.ttl - time.Millisecond)); n != tc.failing {
-			t.Fatalf("%d failing, just inside %v: read %d, want the shared view's %d", tc.failing, tc.ttl, n, tc.failing)
+			t.Fatalf("%s, %d failing, just inside %v: read %d, want the shared view's %d", tc.source, tc.failing, tc.ttl, n, tc.failing)
 		}
 		if n := ask(t0.Add(tc.ttl)); n != tc.failing+1 {
-			t.Fatalf("%d failing, at %v: read %d, want the engine's %d", tc.failing, tc.ttl, n, tc.failing+1)
+			t.Fatalf("%s, %d failing, at %v: read %d, want the engine's %d", tc.source, tc.failing, tc.ttl, n, tc.failing+1)
 		}
 	}
 }
