@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -301,4 +302,37 @@ func (l *Listener) Stop(grace time.Duration) error {
 		return fmt.Errorf("worker_listener ignored SIGTERM for %s", grace)
 	}
 	return nil
+}
+
+// StartTrueAgent prepares and starts, in dir, the agent the benchmarks
+// heal against: worker_listener from binDir on a loopback port, agent
+// "worker1" with the fleet key binDir's handle_worker issued, one service
+// "demo" whose restart is /bin/true, and no budget, gap or breaker that
+// could hold a run (every run is a new fault). It returns the kit's files,
+// the listener (Stop it) and its port.
+func StartTrueAgent(ctx context.Context, dir, binDir string) (Files, *Listener, int, error) {
+	port, err := FreePort()
+	if err != nil {
+		return Files{}, nil, 0, err
+	}
+	files, err := Prepare(ctx, Kit{Dir: filepath.Join(dir, "listener"), Agent: "worker1", Issue: filepath.Join(binDir, "handle_worker"),
+		Config: ListenerConfig{Listen: fmt.Sprintf("127.0.0.1:%d", port), Allow: Loopback,
+			AuditLog: filepath.Join(dir, "audit.log"), Limits: Limits{Rate: 1000, Burst: 1000},
+			Budget:  &Budget{Max: 10000, Window: "1h", MinGap: "0s", MaxGap: "0s"},
+			Breaker: &Breaker{Enabled: new(false)},
+			Services: []Service{{Name: "demo", Actions: map[string]Action{
+				"restart": {Argv: []string{"/bin/true"}, Timeout: "10s"}}}}}})
+	if err != nil {
+		return Files{}, nil, 0, err
+	}
+	ln, err := StartListener(ctx, Serve{Bin: filepath.Join(binDir, "worker_listener"), Config: files.Config,
+		Log: filepath.Join(dir, "listener.out"), Ping: &files.Fleet, PingAgent: "worker1", Activate: true})
+	if err != nil {
+		return Files{}, nil, 0, err
+	}
+	// The listener may have taken another port than the one asked.
+	if _, p, err := net.SplitHostPort(ln.Addr); err == nil {
+		port, _ = strconv.Atoi(p)
+	}
+	return files, ln, port, nil
 }

@@ -20,7 +20,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -61,30 +60,12 @@ func run(n, services int, binDir string, hold bool) error {
 	}
 	defer os.RemoveAll(dir)
 
-	lport, err := rig.FreePort()
-	if err != nil {
-		return err
-	}
-	files, err := rig.Prepare(ctx, rig.Kit{Dir: filepath.Join(dir, "listener"), Agent: "worker1", Issue: hw,
-		Config: rig.ListenerConfig{Listen: fmt.Sprintf("127.0.0.1:%d", lport), Allow: rig.Loopback,
-			AuditLog: filepath.Join(dir, "audit.log"), Limits: rig.Limits{Rate: 1000, Burst: 1000},
-			// Every run is a new fault: no budget, gap or breaker may hold one.
-			Budget:  &rig.Budget{Max: 10000, Window: "1h", MinGap: "0s", MaxGap: "0s"},
-			Breaker: &rig.Breaker{Enabled: new(false)},
-			Services: []rig.Service{{Name: "demo", Actions: map[string]rig.Action{
-				"restart": {Argv: []string{"/bin/true"}, Timeout: "10s"}}}}}})
-	if err != nil {
-		return err
-	}
-	ln, err := rig.StartListener(ctx, rig.Serve{Bin: filepath.Join(binDir, "worker_listener"), Config: files.Config,
-		Log: filepath.Join(dir, "listener.out"), Ping: &files.Fleet, PingAgent: "worker1", Activate: true})
+	// Every run is a new fault: no budget, gap or breaker may hold one.
+	files, ln, lport, err := rig.StartTrueAgent(ctx, dir, binDir)
 	if err != nil {
 		return err
 	}
 	defer ln.Stop(10 * time.Second)
-	if _, p, err := net.SplitHostPort(ln.Addr); err == nil {
-		lport, _ = strconv.Atoi(p)
-	}
 
 	var objs strings.Builder
 	objs.WriteString("object CheckCommand \"lab-true\" { command = [ \"/bin/true\" ] }\n")
