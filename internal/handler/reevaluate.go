@@ -163,13 +163,13 @@ func Reevaluate(ctx context.Context, cfg ReevalConfig, deps Deps) ReevalResult {
 // a pass over 500 held services asked each and read each from the API,
 // and took the whole deadline (the scale lab, 10,000 workers). The rule still decides every restart, so the bound
 // on unverified restarts in flight is the rule's, not this loop's.
-// sourceReevaluate is Config.Source of reevaluate's asks.
-const sourceReevaluate = "reevaluate"
-
 const (
 	zoneLook     = 2 * time.Second
 	maxZoneLooks = 100 // a bound on the loop; the deadline ends it sooner
 )
+
+// sourceReevaluate is Config.Source of reevaluate's asks.
+const sourceReevaluate = "reevaluate"
 
 func stormLooks(ctx context.Context, cfg ReevalConfig, deps Deps, store nodestate.Store, recs []nodestate.Record, items []ReevalItem, end time.Time) []ReevalItem {
 	if cfg.Status == nil || len(items) != len(recs) {

@@ -44,8 +44,10 @@ const zoneViewTTL = 2 * time.Second
 // zoneStormTTL is zoneViewTTL for the engine's event runs when the view
 // shows more failing services than the allowance: the rule holds that
 // storm whatever arrived since, and each query of a thousand failing
-// services cost Icinga 2 80 ms of CPU (internal/lab/bench/stormhold), a
-// tenth of a core per endpoint while its checks most need it. Reevaluate,
+// services of 10,000 cost Icinga 2 81 ms of CPU (measured apart, on a
+// quiet machine: docs/benchmarks.md, "A storm's held run"), 0.04 of a
+// core per endpoint at one query every 2 s, while its checks detect the
+// storm. Reevaluate,
 // which heals the storm, keeps zoneViewTTL: its trials widen the window
 // as it sees them healed (with this TTL the scale lab's recovery healed
 // 712 of 1,000 in 20 minutes, against all 1,000 in 17).

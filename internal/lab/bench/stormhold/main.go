@@ -263,7 +263,7 @@ func run(o opts) error {
 	}
 	fmt.Printf("== A storm's held run (HARD CRITICAL, the zone rule holding; %d of %d services failing), whole handler process\n", len(res.Results), services)
 	for k, sd := range sides {
-		fmt.Printf("%s: %d runs: wall median %.1f ms, CPU median %.1f ms; Icinga 2 CPU %.1f ms per run (its query of the zone, the comment)\n",
+		fmt.Printf("%s: %d runs: wall median %.1f ms, CPU median %.1f ms; Icinga 2 CPU %.1f ms per run (the comment, and the zone queries that fell in this pace's runs)\n",
 			sd.hw, len(stats[k].wall), med(stats[k].wall), med(stats[k].cpu), float64(stats[k].icinga.Microseconds())/1000/float64(len(stats[k].wall)))
 	}
 	return nil
