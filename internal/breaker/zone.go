@@ -217,7 +217,10 @@ func ZoneStepView(s ZoneSnapshot, now, viewAt time.Time, key, fault string, fail
 				s.Fails = 0
 			}
 			healed = append(healed, a)
-		case now.Sub(a.At) >= cfg.Verify:
+		case viewAt.Sub(a.At) >= cfg.Verify:
+			// Judged on the view's time: one read seconds ago (a storm's
+			// shared view) shows what the engine knew then, and a trial
+			// that healed since would fail on a stale view.
 			s.Failed = append(s.Failed, a)
 			if s.Held {
 				s.Window, s.LastFail, failedNow = 1, a.Key, true

@@ -382,6 +382,30 @@ func TestZoneStepViewPredates(t *testing.T) {
 	}
 }
 
+// TestZoneVerifyOnTheView: a restart is judged failed once a view read
+// Verify after it still shows it failing, not once Verify passed on the
+// clock: a shared view seconds old cannot know whether it healed since.
+func TestZoneVerifyOnTheView(t *testing.T) {
+	cfg := ZoneConfig{Allowance: 2, Window: time.Hour, Quiet: 2 * time.Minute, Verify: 3 * time.Minute}
+	t0 := time.Unix(1_800_000_000, 0)
+	a := Failing{Key: "h!a", Fault: "1", Since: t0.Add(-10 * time.Second)}
+	s, v := ZoneStep(ZoneSnapshot{}, t0, "h!a", "1", []Failing{a}, cfg)
+	if !v.Allow || len(s.Admitted) != 1 {
+		t.Fatalf("first: %+v %+v", v, s)
+	}
+	now := t0.Add(cfg.Verify + 5*time.Second)
+	for _, tc := range []struct {
+		viewAt time.Time
+		failed bool
+	}{{now.Add(-10 * time.Second), false}, {t0.Add(cfg.Verify), true}, {now, true}} {
+		s2, _ := ZoneStepView(s, now, tc.viewAt, "h!b", "2", []Failing{a}, cfg)
+		if got := len(s2.Failed) == 1; got != tc.failed {
+			t.Errorf("view read %v after the restart, Verify %v: failed=%v, want %v (admitted %+v)",
+				tc.viewAt.Sub(t0), cfg.Verify, got, tc.failed, s2.Admitted)
+		}
+	}
+}
+
 // TestZoneRankWholeSeconds: failures inside one second rank by name, as
 // reevaluate asks its holds (its records keep whole seconds), whatever
 // fractions Icinga's last_state_change has.
